@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Both work from a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The suite always runs on the real services (scripts/services.sh starts them when they are down).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iri_platform
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test test-python test-frontend services frontend clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+frontend/dist/participant.js: frontend/node_modules/.installed $(wildcard frontend/src/*) frontend/build.mjs
+	cd frontend && npm run --silent build
+
+frontend: frontend/dist/participant.js
+
+install: $(VENV)/.installed frontend
+
+demo: install
+	$(PY) manage.py demo
+
+services:
+	./scripts/services.sh
+
+test: install services test-frontend test-python
+
+test-frontend: frontend/node_modules/.installed
+	cd frontend && npm test --silent
+
+test-python: install
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/dist var

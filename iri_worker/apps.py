@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class IriWorkerConfig(AppConfig):
+    name = "iri_worker"
+    verbose_name = "IRI generation"

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("", apis.SurveyCreateApi.as_view(), name="survey-create"),
+    path("<slug:slug>", apis.SurveyDetailApi.as_view(), name="survey-detail"),
+    path("<slug:slug>/publish", apis.SurveyPublishApi.as_view(), name="survey-publish"),
+]

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("api/p/surveys/<slug:slug>/enroll", apis.EnrollApi.as_view(), name="participant-enroll"),
+    path("api/p/sessions/", apis.ParticipantApi.as_view(), name="participant-session-base"),
+    path("api/p/sessions/<str:token>/consent", apis.ConsentApi.as_view(), name="participant-consent"),
+    path("api/p/sessions/<str:token>/trials", apis.TrialListApi.as_view(), name="participant-trials"),
+    path("api/p/sessions/<str:token>/next", apis.TrialNextApi.as_view(), name="participant-next"),
+    path("api/p/sessions/<str:token>/responses", apis.ResponseCreateApi.as_view(), name="participant-responses"),
+    path("api/p/sessions/<str:token>/complete", apis.CompleteApi.as_view(), name="participant-complete"),
+    path("s/<slug:slug>/", apis.survey_page, name="survey-page"),
+    path("i/<str:token>", apis.participant_image, name="participant-image"),
+]
