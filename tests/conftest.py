@@ -1,0 +1,116 @@
+"""The cast every test can ask for: a researcher, a finished IRI set, a live survey, a real worker."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from backend.celery import app as celery_app
+from iri_worker.demo_photos import bundled_photos
+from iri_worker.models import IriJob
+from iri_worker.services import iri_job_run, target_photo_create
+from surveys.services import survey_create, survey_publish
+
+TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path_factory):
+    """Every test stores images under one temporary folder (shared with worker processes it starts)."""
+    root = tmp_path_factory.getbasetemp() / "media"
+    root.mkdir(exist_ok=True)
+    settings.MEDIA_ROOT = str(root)
+    return root
+
+
+@pytest.fixture
+def researcher(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def researcher_client(researcher):
+    client = APIClient()
+    client.force_authenticate(researcher)
+    return client
+
+
+@pytest.fixture
+def photos(db):
+    """Three of the bundled photos as target photos."""
+    return [target_photo_create(name=name, data=data) for name, data in list(bundled_photos().items())[:3]]
+
+
+def finished_iri_set(photos, **spec) -> IriJob:
+    """An IRI set made by the real engine in this process (tiny model, a few steps)."""
+    job = IriJob.objects.create(name="tiny set", spec={**TINY_SPEC, **spec})
+    job.targets.set(photos)
+    iri_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == IriJob.Status.DONE, job.error
+    return job
+
+
+@pytest.fixture
+def iri_set(photos):
+    return finished_iri_set(photos)
+
+
+@pytest.fixture
+def live_survey(iri_set):
+    survey = survey_create(slug="pilot", title="Which is closer?", iri_jobs=[iri_set], rng_seed=1)
+    return survey_publish(survey=survey)
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """A real Celery worker process on the real broker, using the test database and media folder."""
+    if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("needs PostgreSQL and Redis: run through `make test` (DATABASE_URL, CELERY_BROKER_URL)")
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    with celery_app.connection_for_write() as conn:  # nothing left over from earlier runs
+        for queue in ("gpu", "celery"):
+            conn.default_channel.queue_purge(queue)
+    name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,celery", "-c", "1", "-n", name, "--loglevel", "INFO"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while not celery_app.control.ping(destination=[name], timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the Celery worker did not start")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for(predicate, *, timeout: float = 120, every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
