@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
@@ -91,7 +92,8 @@ class SurveyAdmin(admin.ModelAdmin):
 
     @admin.display(description="alignment per IRI set")
     def alignment(self, obj):
-        return render_to_string("surveys/admin_alignment.html", {"report": alignment_report(survey=obj)})
+        # The template escapes every value itself.
+        return mark_safe(render_to_string("surveys/admin_alignment.html", {"report": alignment_report(survey=obj)}))
 
 
 @admin.register(Participant)

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from backend.celery import app as celery_app
 from iri_worker.demo_photos import bundled_photos
 from iri_worker.models import IriJob
-from iri_worker.services import iri_job_run, target_photo_create
+from iri_worker.services import iri_job_run, iri_spec_validate, target_photo_create
 from surveys.services import survey_create, survey_publish
 
 TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}
@@ -49,7 +49,7 @@ def photos(db):
 
 def finished_iri_set(photos, **spec) -> IriJob:
     """An IRI set made by the real engine in this process (tiny model, a few steps)."""
-    job = IriJob.objects.create(name="tiny set", spec={**TINY_SPEC, **spec})
+    job = IriJob.objects.create(name="tiny set", spec=iri_spec_validate({**TINY_SPEC, **spec}))
     job.targets.set(photos)
     iri_job_run(job_id=job.pk)
     job.refresh_from_db()
