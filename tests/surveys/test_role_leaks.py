@@ -1,0 +1,77 @@
+"""Nothing a participant receives tells which option is the target or what any image is."""
+import json
+import re
+import struct
+
+import pytest
+from django.test import Client
+
+from tests.conftest import new_key
+
+pytestmark = pytest.mark.django_db
+
+ROLE_WORDS = re.compile(r"target|seed|iri|catch|foil|correct|noise", re.IGNORECASE)
+
+
+def png_chunk_types(data: bytes) -> list[str]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    types, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        types.append(kind.decode())
+        pos += 12 + length
+    return types
+
+
+def assert_no_role_words(text: str, where: str):
+    found = ROLE_WORDS.findall(text)
+    assert not found, f"{where} contains {found}"
+
+
+def test_everything_the_participant_receives_is_silent_about_roles(live_survey):
+    client = Client()
+    received = []  # (where, text)
+
+    page = client.get(f"/s/{live_survey.slug}/?PROLIFIC_PID=P1&STUDY_ID=S&SESSION_ID=X")
+    received.append(("survey page", page.content.decode()))
+    enrolled = client.post(f"/api/p/surveys/{live_survey.slug}/enroll", {"prolific_pid": "P1"}, content_type="application/json")
+    body = enrolled.json()
+    token = body["token"]
+    # Only consent/instructions text is prose; the researcher wrote it, so scan the rest.
+    received.append(("enroll JSON", json.dumps({k: v for k, v in body.items() if not k.endswith("_html")})))
+    client.post(f"/api/p/sessions/{token}/consent")
+    trials = client.get(f"/api/p/sessions/{token}/trials")
+    received.append(("trials JSON", trials.content.decode()))
+    received.append(("next JSON", client.get(f"/api/p/sessions/{token}/next").content.decode()))
+
+    urls = []
+    for trial in trials.json()["trials"]:
+        assert set(trial) == {"id", "query", "options"}
+        urls += [trial["query"], *trial["options"]]
+        answer = {"trial": trial["id"], "choice": 0, "rt_ms": 600, "idempotency_key": new_key()}
+        saved = client.post(f"/api/p/sessions/{token}/responses", answer, content_type="application/json")
+        received.append(("answer JSON", saved.content.decode()))
+        assert live_survey.completion_code not in saved.content.decode()
+
+    for url in urls:
+        image = client.get(url)
+        assert image.status_code == 200 and image["Content-Type"] == "image/png"
+        data = b"".join(image.streaming_content)
+        assert set(png_chunk_types(data)) <= {"IHDR", "IDAT", "IEND"}, "no text or other metadata chunks"
+        received.append((f"headers of {url}", json.dumps(dict(image.headers))))
+        received.append(("image URL", url))
+
+    for where, text in received:
+        assert_no_role_words(text, where)
+        assert live_survey.completion_code not in text, f"{where} reveals the completion code early"
+
+    # An image URL names one trial's slot, so the same picture never carries the same URL twice.
+    assert len(set(urls)) == len(urls)
+    assert live_survey.completion_code in client.post(f"/api/p/sessions/{token}/complete").content.decode()
+
+
+def test_a_forged_image_url_gets_404(live_survey):
+    client = Client()
+    assert client.get("/i/not-a-signed-token").status_code == 404
+    image = live_survey.trials.first().query
+    assert client.get(f"/media/{image.file.name}").status_code == 302  # researchers only: the admin login
