@@ -107,7 +107,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {"TITLE": "IRI alignment platform API", "VERSION": "0.1.0"}
 
 # Celery. IRI jobs go to the "gpu" queue; GPU workers consume only that queue.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost//")
 BROKER_DIR = env.path("CELERY_BROKER_DIR", default=VAR_DIR / "broker")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     Path(BROKER_DIR).mkdir(parents=True, exist_ok=True)

@@ -81,11 +81,12 @@ class Command(BaseCommand):
     def _start_worker(self) -> subprocess.Popen:
         self.stderr.write("Starting a Celery worker process (queues gpu, celery)…")
         cmd = [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,celery", "-c", "1", "--loglevel", "WARNING"]
-        return subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+        # The worker's own output goes to stderr, so stdout keeps only what this command prints.
+        return subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True, stdout=sys.stderr)
 
     def _stop_worker(self, worker: subprocess.Popen) -> None:
         if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+            worker.terminate()  # a warm shutdown: the main process stops its pool itself
             try:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -57,7 +57,9 @@ def test_a_loss_prints_as_its_recipe():
     assert str(-rep) == "-rep" and str(rep / 2) == "rep/2"
 
 
-@pytest.mark.parametrize("bad", [lambda a: a * a, lambda a: a * "2", lambda a: a + 1, lambda a: a / a, lambda a: a * True])
+@pytest.mark.parametrize(
+    "bad", [lambda a: a * a, lambda a: a * "2", lambda a: a + 1, lambda a: a / a, lambda a: a * True]
+)
 def test_only_scalar_weights_and_other_losses_combine(bad):
     with pytest.raises(TypeError):
         bad(representation_distance())
