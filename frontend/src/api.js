@@ -1,0 +1,98 @@
+// Thin fetch wrappers around the participant HTTP API.
+//
+// Every call returns or throws in a predictable way:
+//   - `request()` resolves to {status, data} for ANY HTTP status and only
+//     rejects on a network error (fetch itself failing).
+//   - The named helpers throw an ApiError for non-2xx answers so callers can
+//     decide what to do with `err.status` (0 = network error).
+
+export class ApiError extends Error {
+  constructor(status, message, data = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0 for network errors
+    this.data = data;
+  }
+
+  /** 5xx and network errors are worth retrying; 4xx are not. */
+  get retryable() {
+    return this.status === 0 || this.status >= 500;
+  }
+}
+
+/**
+ * @param {{enroll_url: string, session_base: string}} config
+ * @param {{fetch?: typeof fetch}} [deps]
+ */
+export function createApi(config, { fetch: fetchImpl } = {}) {
+  const doFetch = fetchImpl || ((...args) => globalThis.fetch(...args));
+  const base = config.session_base.endsWith("/") ? config.session_base : config.session_base + "/";
+  const sessionUrl = (token, path) => `${base}${encodeURIComponent(token)}/${path}`;
+
+  async function request(method, url, body) {
+    const init = {
+      method,
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await doFetch(url, init);
+    } catch (err) {
+      throw new ApiError(0, "Network error: " + (err && err.message ? err.message : String(err)));
+    }
+    let data = null;
+    try {
+      const text = await res.text();
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    return { status: res.status, data };
+  }
+
+  async function call(method, url, body) {
+    const { status, data } = await request(method, url, body);
+    if (status >= 200 && status < 300) return { status, data };
+    const message = (data && data.message) || `Request failed (HTTP ${status})`;
+    throw new ApiError(status, message, data);
+  }
+
+  return {
+    request,
+
+    /** POST enroll; body fields that are empty are left out. */
+    enroll({ prolific_pid, study_id, session_id, token } = {}) {
+      const body = {};
+      if (prolific_pid) body.prolific_pid = prolific_pid;
+      if (study_id) body.study_id = study_id;
+      if (session_id) body.session_id = session_id;
+      if (token) body.token = token;
+      return call("POST", config.enroll_url, body).then((r) => r.data);
+    },
+
+    consent(token) {
+      return call("POST", sessionUrl(token, "consent"), {}).then((r) => r.data);
+    },
+
+    trials(token) {
+      return call("GET", sessionUrl(token, "trials")).then((r) => r.data);
+    },
+
+    /**
+     * POST one answer. Resolves to {status, data} whatever the HTTP status
+     * (the outbox classifies it); rejects with ApiError(0) on network errors.
+     */
+    postResponse(token, { trial, choice, rt_ms, idempotency_key }) {
+      return request("POST", sessionUrl(token, "responses"), { trial, choice, rt_ms, idempotency_key });
+    },
+
+    complete(token) {
+      return call("POST", sessionUrl(token, "complete"), {}).then((r) => r.data);
+    },
+  };
+}
