@@ -27,7 +27,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="Prepare, print one JSON line and exit.")
-        parser.add_argument("--steps", type=int, default=int(os.environ.get("DEMO_STEPS", 200)))
+        parser.add_argument("--steps", type=int, default=int(os.environ.get("DEMO_STEPS", 300)))
         parser.add_argument("--image-size", type=int, default=int(os.environ.get("DEMO_IMAGE_SIZE", 128)))
         parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the IRIs.")
         parser.add_argument("--addrport", default="127.0.0.1:8000")
