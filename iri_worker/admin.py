@@ -66,6 +66,8 @@ class IriJobForm(forms.ModelForm):
     image_size = forms.IntegerField(required=False, help_text="Pixels per side; empty = the backbone's input size.")
     rng_seed = forms.IntegerField(initial=0)
 
+    FIELDS = ["name", "target_photos", "backbone", "layer", "recipe", "seed_kind", "steps", "step_size", "image_size", "rng_seed"]
+
     class Meta:
         model = IriJob
         fields = ["name"]
@@ -132,7 +134,7 @@ class IriJobAdmin(admin.ModelAdmin):
         return self.readonly_fields if obj else []
 
     def get_fields(self, request, obj=None):
-        return self.readonly_fields if obj else None
+        return self.readonly_fields if obj else IriJobForm.FIELDS
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else []

@@ -1,0 +1,103 @@
+"""A researcher works in the Django admin: uploads photos, creates an IRI job, builds and publishes a survey."""
+import io
+
+import pytest
+from django.test import Client
+from PIL import Image
+
+from iri_worker.models import IriJob, TargetPhoto
+from surveys.models import Survey
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(researcher):
+    client = Client()
+    client.force_login(researcher)
+    return client
+
+
+def jpeg(name="dog.jpg"):
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 30)).save(out, format="JPEG")
+    out.seek(0)
+    out.name = name
+    return out
+
+
+def test_a_photo_uploaded_in_the_admin_is_stored_as_a_target(admin_client):
+    response = admin_client.post("/admin/iri_worker/targetphoto/add/", {"name": "dog", "photo": jpeg()})
+
+    assert response.status_code == 302
+    assert TargetPhoto.objects.get().name == "dog"
+
+
+def test_the_admin_refuses_a_file_that_is_not_an_image(admin_client):
+    fake = io.BytesIO(b"GIF89a but not really")
+    fake.name = "x.gif"
+    response = admin_client.post("/admin/iri_worker/targetphoto/add/", {"name": "x", "photo": fake})
+
+    assert response.status_code == 200
+    assert "not an image" in response.content.decode()
+    assert not TargetPhoto.objects.exists()
+
+
+def job_form(photos, **overrides):
+    form = {"name": "job", "target_photos": [p.pk for p in photos], "backbone": "tiny_cnn", "layer": "",
+            "recipe": "reg_free", "seed_kind": "super-noise", "steps": 5, "step_size": 0.5, "image_size": "", "rng_seed": 0}
+    return {**form, **overrides}
+
+
+def test_an_iri_job_created_in_the_admin_is_queued_and_shows_its_progress(admin_client, photos, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        response = admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos))
+
+    assert response.status_code == 302
+    job = IriJob.objects.get()
+    assert job.status == IriJob.Status.QUEUED and job.targets.count() == 3
+    assert job.spec["image_size"] == 32 and len(enqueued) == 1
+    page = admin_client.get(f"/admin/iri_worker/irijob/{job.pk}/change/").content.decode()
+    assert "QUEUED" in page or "Queued" in page
+    assert "0%" in page
+
+
+@pytest.mark.parametrize("overrides, message", [({"layer": "nope"}, "layer"), ({"steps": 0}, "steps")])
+def test_the_admin_job_form_explains_a_bad_spec(admin_client, photos, overrides, message):
+    response = admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos, **overrides))
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not IriJob.objects.exists()
+
+
+def test_a_finished_job_page_shows_target_seed_and_iri(admin_client, iri_set):
+    page = admin_client.get(f"/admin/iri_worker/irijob/{iri_set.pk}/change/").content.decode()
+
+    iri = iri_set.images.first()
+    for stored in (iri.target_image, iri.seed, iri.image):
+        assert stored.file.url in page
+    assert admin_client.get(iri.image.file.url).status_code == 200
+
+
+def test_a_survey_built_and_published_in_the_admin_goes_live(admin_client, iri_set):
+    form = {"slug": "adm", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "seed", "trials_per_participant": "",
+            "consent_md": "ok", "instructions_md": "go"}
+    assert admin_client.post("/admin/surveys/survey/add/", form).status_code == 302
+    survey = Survey.objects.get(slug="adm")
+    assert survey.trials.count() == 3
+
+    admin_client.post("/admin/surveys/survey/", {"action": "publish", "_selected_action": [survey.pk]})
+
+    survey.refresh_from_db()
+    assert survey.status == Survey.Status.LIVE
+
+
+def test_the_admin_survey_form_refuses_an_unfinished_set(admin_client, photos):
+    running = IriJob.objects.create(spec={"backbone": "tiny_cnn"}, status=IriJob.Status.RUNNING)
+    form = {"slug": "adm2", "title": "t", "iri_jobs": [running.pk], "foil_rule": "seed", "consent_md": "ok", "instructions_md": "go"}
+
+    response = admin_client.post("/admin/surveys/survey/add/", form)
+
+    assert response.status_code == 200  # the form again, with the reason
+    assert not Survey.objects.filter(slug="adm2").exists()
