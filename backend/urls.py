@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from .views import media_serve
+from .views import healthz, media_serve, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("api/iri/", include("iri_worker.urls")),
     path("api/surveys/", include("surveys.researcher_urls")),
     path("api/results/", include("results.urls")),
