@@ -146,10 +146,17 @@ SECURE_REFERRER_POLICY = "same-origin"
 # The public address of the site, for survey links printed by commands.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
+# Logs: JSON lines (with job/chunk/participant ids where known) unless DJANGO_LOG_FORMAT=plain.
+LOG_FORMAT = env("DJANGO_LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "backend.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
 }
+# Celery workers log through the same handlers instead of replacing them.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -52,3 +52,18 @@ def test_production_refuses_to_start_without_a_secret_key():
     run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "DJANGO_SECRET_KEY" in run.stderr
+
+
+def test_log_lines_are_json_with_the_ids_of_what_they_are_about():
+    import json
+    import logging
+
+    from backend.logging import JsonFormatter
+
+    record = logging.LogRecord("iri_worker.tasks", logging.ERROR, __file__, 1, "chunk %s failed", (3,), None)
+    record.job_id, record.chunk_id = 7, 3
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["message"] == "chunk 3 failed" and line["level"] == "ERROR"
+    assert (line["job_id"], line["chunk_id"]) == (7, 3)
