@@ -8,7 +8,9 @@
 // Env: DEV_TRIALS (number of trials, default 6), DEV_FAIL_EVERY (make every
 // Nth answer POST fail with 503, to see the "Reconnecting…" banner),
 // DEV_MEDIA_FAIL=once|always (query images answer 404 the first time / always),
-// DEV_MOUNT=survey-app (mount point <main id="survey-app"> like the Django template).
+// DEV_MOUNT=survey-app (mount point <main id="survey-app"> like the Django template),
+// DEV_TASK=cluster (clustering screens; DEV_SCREENS=n of them), DEV_PRACTICE=n (practice
+// trials / cluster practice screens; every other practice answer counts as wrong).
 
 import http from "node:http";
 import fs from "node:fs";
@@ -26,6 +28,10 @@ const mediaSeen = new Set();
 
 const api = createFakeServer({
   n: Number(process.env.DEV_TRIALS || 6),
+  task_type: process.env.DEV_TASK || "2afc",
+  screens: Number(process.env.DEV_SCREENS || 2),
+  practice: Number(process.env.DEV_PRACTICE || 0),
+  practiceCorrect: (b) => b.choice === 0,
   redirect_url: process.env.DEV_REDIRECT || null,
   intercept: (req) => {
     if (failEvery && req.path.endsWith("/responses") && ++responseCount % failEvery === 0) {

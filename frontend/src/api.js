@@ -65,13 +65,12 @@ export function createApi(config, { fetch: fetchImpl } = {}) {
   return {
     request,
 
-    /** POST enroll; body fields that are empty are left out. */
-    enroll({ prolific_pid, study_id, session_id, token } = {}) {
+    /** POST enroll; body fields that are empty are left out (see platform.enrollFields). */
+    enroll(fields = {}) {
       const body = {};
-      if (prolific_pid) body.prolific_pid = prolific_pid;
-      if (study_id) body.study_id = study_id;
-      if (session_id) body.session_id = session_id;
-      if (token) body.token = token;
+      for (const [k, v] of Object.entries(fields)) {
+        if (v !== undefined && v !== null && v !== "") body[k] = v;
+      }
       return call("POST", config.enroll_url, body).then((r) => r.data);
     },
 
@@ -89,6 +88,30 @@ export function createApi(config, { fetch: fetchImpl } = {}) {
      */
     postResponse(token, { trial, choice, rt_ms, idempotency_key }) {
       return request("POST", sessionUrl(token, "responses"), { trial, choice, rt_ms, idempotency_key });
+    },
+
+    /** Any session POST that must succeed (throws ApiError otherwise). */
+    post(token, path, body = {}) {
+      return call("POST", sessionUrl(token, path), body).then((r) => r.data);
+    },
+
+    /** POST quality events: {events:[…], client?}. */
+    events(token, body) {
+      return call("POST", sessionUrl(token, "events"), body).then((r) => r.data);
+    },
+
+    heartbeat(token, stage) {
+      return call("POST", sessionUrl(token, "heartbeat"), { stage }).then((r) => r.data);
+    },
+
+    /** Technical exit (e.g. images failed to load): resolves to the completion body. */
+    abort(token, reason, detail = "") {
+      return call("POST", sessionUrl(token, "abort"), { reason, detail }).then((r) => r.data);
+    },
+
+    /** The participant withdraws. */
+    withdraw(token) {
+      return call("POST", sessionUrl(token, "return"), {}).then((r) => r.data);
     },
 
     complete(token) {

@@ -6,27 +6,23 @@ import { initJsPsych } from "jspsych";
 import { createApi } from "./api.js";
 import { Outbox } from "./outbox.js";
 import { withRetry, sleep as realSleep } from "./retry.js";
-import { buildTimeline } from "./timeline.js";
-import { createConnectionBanner, renderCompletion, renderError, renderMessage } from "./ui.js";
+import { buildTimeline, endOf } from "./timeline.js";
+import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderPreview } from "./ui.js";
+import { enrollFields, platformOf, readParams } from "./platform.js";
+import { QualityLog, environmentSnapshot } from "./quality.js";
+
+export { readParams };
 
 export const tokenKey = (slug) => `iri-survey:${slug}:token`;
 export const outboxKey = (slug) => `iri-survey:${slug}:outbox`;
+export const eventsKey = (slug) => `iri-survey:${slug}:events`;
+const STAGES = new Set(["consent", "instructions", "practice", "trials", "debrief"]);
 
 /** Read the JSON config Django renders into <script id="survey-config">. */
 export function readConfig(doc = document) {
   const el = doc.getElementById("survey-config");
   if (!el) throw new Error("Survey configuration is missing.");
   return JSON.parse(el.textContent);
-}
-
-/** PROLIFIC_PID / STUDY_ID / SESSION_ID from the page URL (all optional). */
-export function readParams(search = globalThis.location ? globalThis.location.search : "") {
-  const q = new URLSearchParams(search);
-  return {
-    prolific_pid: q.get("PROLIFIC_PID") || "",
-    study_id: q.get("STUDY_ID") || "",
-    session_id: q.get("SESSION_ID") || "",
-  };
 }
 
 /** localStorage if usable, else an in-memory stand-in (e.g. storage blocked). */
@@ -73,29 +69,35 @@ function storageRemove(storage, key) {
  * Enroll, resuming with the stored token for anonymous participants. If the
  * server rejects a stored token, forget it and enroll afresh once.
  */
-async function enroll({ api, params, storage, slug, onFailing, sleep }) {
-  const anonymous = !params.prolific_pid;
+async function enroll({ api, fields, anonymous, storage, slug, onFailing, sleep }) {
   const stored = anonymous ? storageGet(storage, tokenKey(slug)) : null;
-  const attempt = (token) => withRetry(() => api.enroll({ ...params, token }), { onFailing, sleep });
+  const attempt = (token) => withRetry(() => api.enroll({ ...fields, token }), { onFailing, sleep });
   let enrollment;
   if (stored) {
     try {
       enrollment = await attempt(stored);
     } catch (err) {
-      if (err.retryable !== false) throw err;
+      if (err.retryable !== false || err.status === 409) throw err;
       storageRemove(storage, tokenKey(slug));
       enrollment = await attempt(undefined);
     }
   } else {
     enrollment = await attempt(undefined);
   }
-  if (enrollment && enrollment.token) storageSet(storage, tokenKey(slug), enrollment.token);
+  if (anonymous && enrollment && enrollment.token) storageSet(storage, tokenKey(slug), enrollment.token);
   return enrollment;
+}
+
+/** A finished session (any final status) comes back with its end fields filled. */
+function isFinished(enrollment) {
+  return Boolean(
+    enrollment.completed || enrollment.completion_code || enrollment.outcome || (enrollment.status && enrollment.status !== "active")
+  );
 }
 
 /**
  * Run the whole participant flow.
- * @returns {Promise<{state: string, completion?: object, jsPsych?: object, outbox: Outbox}>}
+ * @returns {Promise<{state: string, completion?: object, jsPsych?: object, outbox?: Outbox}>}
  */
 export async function runSurvey({
   config,
@@ -104,37 +106,79 @@ export async function runSurvey({
   fetch,
   target,
   doc = document,
+  win = globalThis.window,
   simulate = null, // e.g. "data-only" / "visual" for tests
   simulationOptions = {},
   redirectDelayMs = 5000,
   navigate,
+  submitForm,
+  loadImage,
+  heartbeatMs,
+  eventsMs = 5000,
   sleep = realSleep,
 }) {
   const slug = config.slug;
   const api = createApi(config, { fetch });
+  const platform = platformOf(params);
   const banner = createConnectionBanner(doc);
+
+  if (platform === "mturk-preview") {
+    // Preview: the server stores and reserves nothing; no token, no outbox.
+    renderPreview(target, { title: config.title || "" });
+    try {
+      const body = await api.enroll({ ...enrollFields(params), pilot: config.pilot });
+      renderPreview(target, { title: body.title || config.title || "", instructions_html: body.instructions_html || "" });
+    } catch {
+      /* the static preview stays */
+    }
+    return { state: "preview" };
+  }
+
+  let sessionEnded = false;
   const outbox = new Outbox({
     storage,
     key: outboxKey(slug),
     send: (item) => api.postResponse(item.token, item),
     onStatus: ({ failing }) => banner.source("outbox")(failing),
     onError: (e) => console.warn("Answer rejected by server", e.status, e.message),
+    onConflict: ({ data }) => {
+      if (data && data.extra && data.extra.reason === "ended") sessionEnded = true;
+    },
     sleep,
   });
   // Answers left over from an earlier visit go out right away.
   if (outbox.size) outbox.flush();
 
-  const showCompletion = (el, completion) =>
-    renderCompletion(el, completion, { redirectDelayMs, navigate });
+  const showEnd = (el, end) =>
+    renderCompletion(
+      el,
+      { ...end, mturk: end.mturk_submit || null },
+      { redirectDelayMs, navigate, submitForm, doc }
+    );
 
   let enrollment, trialsData;
+  const fields = {
+    ...enrollFields(params),
+    turk_submit_to: platform === "mturk" ? params.turk_submit_to : undefined,
+    pilot: config.pilot,
+    client: environmentSnapshot(win),
+  };
   try {
     renderMessage(target, '<p class="loading-message">Loading…</p>');
-    enrollment = await enroll({ api, params, storage, slug, onFailing: banner.source("enroll"), sleep });
-    if (enrollment.completed) {
-      if (enrollment.completion_code) {
-        showCompletion(target, enrollment);
-        return { state: "completed", completion: enrollment, outbox };
+    enrollment = await enroll({
+      api,
+      fields,
+      anonymous: platform === "anonymous",
+      storage,
+      slug,
+      onFailing: banner.source("enroll"),
+      sleep,
+    });
+    if (isFinished(enrollment)) {
+      if (enrollment.completion_code || enrollment.outcome) {
+        const end = endOf(enrollment);
+        showEnd(target, end);
+        return { state: "completed", completion: end, outbox };
       }
       renderMessage(target, "<p>You have already completed this survey. Thank you!</p>");
       return { state: "completed", outbox };
@@ -145,35 +189,67 @@ export async function runSurvey({
     return { state: "error", error: err, outbox };
   }
   target.innerHTML = "";
+  const token = enrollment.token;
+
+  // Quality data: events (blur/focus, visibility, fullscreen exit, resize) and a heartbeat.
+  const quality = new QualityLog({ win, doc, storage, key: eventsKey(slug) }).start();
+  let stage = "instructions";
+  const flushEvents = () => quality.flush((body) => api.events(token, body));
+  const beat = () => api.heartbeat(token, stage).catch(() => {});
+  quality.flush((body) => api.events(token, body), { client: environmentSnapshot(win) });
+  const timers = [
+    setInterval(flushEvents, eventsMs),
+    setInterval(beat, heartbeatMs ?? (config.heartbeat_s || 30) * 1000),
+  ];
+  const onStage = (s) => {
+    if (STAGES.has(s) && s !== stage) {
+      stage = s;
+      beat();
+      flushEvents();
+    }
+  };
 
   const jsPsych = initJsPsych({ display_element: target });
-  const { timeline } = buildTimeline({
+  const { timeline, state } = buildTimeline({
     api,
-    token: enrollment.token,
+    token,
     enrollment,
     trialsData,
     outbox,
+    taskType: trialsData.task_type || enrollment.task_type || config.task_type,
     connection: (name) => banner.source(name),
+    quality,
+    onStage,
+    loadImage,
+    isEnded: () => sessionEnded,
     sleep,
   });
 
+  const stop = () => {
+    timers.forEach(clearInterval);
+    quality.stop();
+  };
   try {
     if (simulate) await jsPsych.simulate(timeline, simulate, simulationOptions);
     else await jsPsych.run(timeline);
   } catch (err) {
+    stop();
     console.error(err);
     renderError(jsPsych.getDisplayElement() || target, "Something went wrong. Please reload this page.");
     return { state: "error", error: err, jsPsych, outbox };
   }
 
-  const last = jsPsych.data.get().last(1).values()[0] || {};
-  if (!last.completion_code) {
+  const end = state.end;
+  if (!end || !(end.completion_code || end.outcome)) {
+    stop();
     renderError(jsPsych.getDisplayElement() || target, "Something went wrong. Please reload this page.");
     return { state: "error", jsPsych, outbox };
   }
-  const completion = { completion_code: last.completion_code, redirect_url: last.redirect_url ?? null };
-  showCompletion(jsPsych.getDisplayElement() || target, completion);
-  return { state: "completed", completion, jsPsych, outbox };
+  onStage("debrief");
+  flushEvents();
+  stop();
+  showEnd(jsPsych.getDisplayElement() || target, end);
+  return { state: "completed", completion: end, jsPsych, outbox, quality };
 }
 
 /**

@@ -40,15 +40,17 @@ export class Outbox {
    * @param {(item) => Promise<{status:number}>} opts.send  POSTs one item; rejects on network error
    * @param {(s:{failing:boolean, pending:number}) => void} [opts.onStatus]
    * @param {(e:{item, status, message}) => void} [opts.onError]  an item was rejected (4xx) and dropped
+   * @param {(e:{item, data}) => void} [opts.onConflict]  the server answered 409 (final: dropped, e.g. session ended)
    * @param {(ms:number) => Promise<void>} [opts.sleep]
    * @param {() => string} [opts.uuid]
    */
-  constructor({ storage, key, send, onStatus, onError, sleep, uuid, baseDelay = 500, maxDelay = 5000 }) {
+  constructor({ storage, key, send, onStatus, onError, onConflict, sleep, uuid, baseDelay = 500, maxDelay = 5000 }) {
     this.storage = storage;
     this.key = key;
     this.send = send;
     this.onStatus = onStatus || (() => {});
     this.onError = onError || (() => {});
+    this.onConflict = onConflict || (() => {});
     this.sleep = sleep || realSleep;
     this.uuid = uuid || defaultUuid;
     this.baseDelay = baseDelay;
@@ -149,8 +151,15 @@ export class Outbox {
       }
       attempt = 0;
       this._remove(item);
+      if (status === 409) {
+        try {
+          this.onConflict({ item, data });
+        } catch {
+          /* a broken hook must not stop the queue */
+        }
+      }
       if (outcome === "rejected") {
-        const error = { item, status, message: (data && data.message) || `HTTP ${status}` };
+        const error = { item, status, message: (data && data.message) || `HTTP ${status}`, data };
         this.errors.push(error);
         try {
           this.onError(error);

@@ -14,6 +14,7 @@
 
 import { ParameterType } from "jspsych";
 import { escapeHtml } from "./html.js";
+import { progressHtml } from "./ui.js";
 
 export const QUESTION = "Which of these two images is closer to the query image?";
 const KEYS = { f: 0, j: 1 };
@@ -34,6 +35,8 @@ const info = {
     progress_current: { type: ParameterType.INT, default: null },
     /** Total number of images for the progress bar. */
     progress_total: { type: ParameterType.INT, default: null },
+    /** Word before "k of n" in the progress text. */
+    progress_noun: { type: ParameterType.STRING, default: "Image" },
     /** Called with {trial_id, choice, rt_ms} as soon as the participant answers. */
     on_answer: { type: ParameterType.FUNCTION, default: null },
   },
@@ -62,13 +65,7 @@ export function whenPainted(images) {
 
 export function renderTrialHtml(trial) {
   const [left, right] = trial.options;
-  const hasProgress = trial.progress_current != null && trial.progress_total != null;
-  const progress = hasProgress
-    ? `<div class="afc-progress">
-        <span id="afc-progress-text" class="afc-progress-text">Image ${trial.progress_current} of ${trial.progress_total}</span>
-        <progress id="afc-progress" aria-labelledby="afc-progress-text" max="${trial.progress_total}" value="${trial.progress_current - 1}"></progress>
-      </div>`
-    : "";
+  const progress = progressHtml(trial.progress_current, trial.progress_total, trial.progress_noun || "Image", "afc-progress");
   return `<div class="afc">
     ${progress}
     <p id="afc-question" class="afc-question">${escapeHtml(trial.question)}</p>

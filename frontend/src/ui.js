@@ -41,6 +41,18 @@ export function createConnectionBanner(doc = document) {
   };
 }
 
+/**
+ * Progress bar + "<noun> k of n" text; ids `<id>-text` and `<id>`. Empty when
+ * either number is missing.
+ */
+export function progressHtml(current, total, noun, id) {
+  if (current == null || total == null) return "";
+  return `<div class="progress ${id}">
+    <span id="${id}-text" class="progress-text">${escapeHtml(noun)} ${current} of ${total}</span>
+    <progress id="${id}" aria-labelledby="${id}-text" max="${total}" value="${current - 1}"></progress>
+  </div>`;
+}
+
 export function renderMessage(el, html) {
   el.innerHTML = `<div class="message-screen">${html}</div>`;
 }
@@ -60,28 +72,73 @@ export function safeUrl(url, base = globalThis.location ? globalThis.location.hr
   }
 }
 
+export const OUTCOME_TEXT = {
+  completed: { title: "Thank you!", body: "All your answers have been saved." },
+  failed_attention: {
+    title: "Thank you for taking part.",
+    body: "Unfortunately your answers did not pass the attention checks, so the study ends here.",
+  },
+  technical: {
+    title: "Sorry, a technical problem ended the study early.",
+    body: "This is not your fault. Please submit the code below so that you are treated fairly.",
+  },
+  timed_out: { title: "The time limit for this study has passed.", body: "Your place has been given to someone else." },
+  returned: { title: "You have left the study.", body: "Thank you for your time." },
+};
+
+export const DEFAULT_DEBRIEF =
+  "<p><strong>About this study.</strong> Some of the images you saw were made by a computer program so that " +
+  "a neural network represents them exactly like one of the photos. Your choices tell us whether people " +
+  "see them as alike too. Thank you for helping.</p>";
+
 /**
- * Show the completion code (from the server) and, if given, a link to the
- * redirect URL plus an automatic redirect after `redirectDelayMs`.
- * Returns a function that cancels the pending redirect.
+ * The end screen: outcome title, debrief, the completion code from the server,
+ * then the hand-back: a redirect (Prolific, after `redirectDelayMs`) or a form
+ * POST to MTurk (`mturk` = {action, method, fields}, also after the delay).
+ * Returns a function that cancels the pending redirect / submit.
  */
-export function renderCompletion(el, { completion_code, redirect_url }, { redirectDelayMs = 5000, navigate } = {}) {
-  const url = safeUrl(redirect_url);
+export function renderCompletion(
+  el,
+  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null },
+  { redirectDelayMs = 5000, navigate, submitForm, doc = globalThis.document } = {}
+) {
+  const url = mturk ? null : safeUrl(redirect_url);
+  const mturkAction = mturk ? safeUrl(mturk.action) : null;
   const seconds = Math.round(redirectDelayMs / 1000);
-  el.innerHTML = `<div class="completion">
-    <h1 class="completion-title">Thank you!</h1>
-    <p>All your answers have been saved.</p>
-    <p id="completion-code-label" class="completion-code-label">Your completion code:</p>
-    <p id="completion-code" class="completion-code" aria-labelledby="completion-code-label">${escapeHtml(completion_code)}</p>
-    ${
-      url
-        ? `<p id="redirect-note">You will be redirected in <span id="redirect-countdown">${seconds}</span> seconds.</p>
-           <p><a id="completion-redirect" class="jspsych-btn completion-redirect" href="${escapeHtml(url)}">Continue</a></p>`
-        : `<p>Please copy this code and paste it where you were asked for it.</p>`
-    }
+  const text = OUTCOME_TEXT[outcome || "completed"] || OUTCOME_TEXT.completed;
+  const debrief = (outcome || "completed") === "completed" || outcome === "failed_attention" ? debrief_html || DEFAULT_DEBRIEF : "";
+  const code = completion_code
+    ? `<p id="completion-code-label" class="completion-code-label">Your completion code:</p>
+    <p id="completion-code" class="completion-code" aria-labelledby="completion-code-label">${escapeHtml(completion_code)}</p>`
+    : "";
+  let handBack;
+  if (mturkAction) {
+    const fields = Object.entries(mturk.fields || {})
+      .map(([k, v]) => `<input type="hidden" name="${escapeHtml(k)}" value="${escapeHtml(v)}">`)
+      .join("");
+    handBack = `<form id="mturk-submit-form" method="POST" action="${escapeHtml(mturkAction)}">${fields}
+      <p id="redirect-note">Your HIT will be submitted in <span id="redirect-countdown">${seconds}</span> seconds.</p>
+      <p><button type="submit" id="mturk-submit" class="jspsych-btn big-btn">Submit HIT</button></p></form>`;
+  } else if (url) {
+    handBack = `<p id="redirect-note">You will be redirected in <span id="redirect-countdown">${seconds}</span> seconds.</p>
+      <p><a id="completion-redirect" class="jspsych-btn completion-redirect" href="${escapeHtml(url)}">Continue</a></p>`;
+  } else {
+    handBack = completion_code ? `<p>Please copy this code and paste it where you were asked for it.</p>` : "";
+  }
+  el.innerHTML = `<div class="completion" data-outcome="${escapeHtml(outcome || "completed")}">
+    <h1 class="completion-title" id="completion-title" tabindex="-1">${escapeHtml(text.title)}</h1>
+    <p id="completion-message">${escapeHtml(message || text.body)}</p>
+    ${debrief ? `<div class="debrief server-html" id="debrief">${debrief}</div>` : ""}
+    ${code}
+    ${handBack}
   </div>`;
-  if (!url) return () => {};
-  const go = navigate || ((u) => globalThis.location.assign(u));
+  const title = el.querySelector("#completion-title");
+  if (title && typeof title.focus === "function") title.focus();
+  if (!url && !mturkAction) return () => {};
+  const form = el.querySelector("#mturk-submit-form");
+  const go = mturkAction
+    ? () => (submitForm ? submitForm(form) : form.submit())
+    : () => (navigate ? navigate(url) : globalThis.location.assign(url));
   let left = seconds;
   const countdownEl = el.querySelector("#redirect-countdown");
   const tick = setInterval(() => {
@@ -90,10 +147,20 @@ export function renderCompletion(el, { completion_code, redirect_url }, { redire
   }, 1000);
   const timer = setTimeout(() => {
     clearInterval(tick);
-    go(url);
+    go();
   }, redirectDelayMs);
   return () => {
     clearTimeout(timer);
     clearInterval(tick);
   };
+}
+
+/** MTurk preview (assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE): the task description only. */
+export function renderPreview(el, { title = "", instructions_html = "", consent_html = "" } = {}) {
+  el.innerHTML = `<div class="preview" id="mturk-preview">
+    ${title ? `<h1>${escapeHtml(title)}</h1>` : ""}
+    <p class="preview-note" role="status">This is a preview. Accept the HIT to start the task.</p>
+    <div class="server-html">${instructions_html}</div>
+    <div class="server-html">${consent_html}</div>
+  </div>`;
 }

@@ -8,13 +8,31 @@ const json = (status, body) => ({
   text: async () => (body === undefined ? "" : JSON.stringify(body)),
 });
 
-export function makeTrials(n) {
-  const hex = (i, salt) => ((i + 1) * 2654435761 + salt).toString(16).padStart(8, "0").slice(-8);
+const hex = (i, salt) => ((i + 1) * 2654435761 + salt).toString(16).padStart(8, "0").slice(-8);
+
+export function makeTrials(n, prefix = "t") {
   return Array.from({ length: n }, (_, i) => ({
-    id: `t_${String(i + 1).padStart(3, "0")}`,
-    query: `/media/img/ab/${hex(i, 1)}.png`,
-    options: [`/media/img/cd/${hex(i, 2)}.png`, `/media/img/ef/${hex(i, 3)}.png`],
+    id: `${prefix}_${String(i + 1).padStart(3, "0")}`,
+    query: `/media/img/ab/${hex(i, prefix.length)}.png`,
+    options: [`/media/img/cd/${hex(i, 2 + prefix.length)}.png`, `/media/img/ef/${hex(i, 3 + prefix.length)}.png`],
   }));
+}
+
+/** Clustering: `screens` screens of `rows` rows each; rows of one screen share 3 references. */
+export function makeClusterTrials(screens, rows = 6, prefix = "c") {
+  const trials = [];
+  const list = [];
+  for (let s = 0; s < screens; s++) {
+    const references = [0, 1, 2].map((k) => `/media/img/re/${prefix}${hex(s * 3 + k, 7)}.png`);
+    const items = [];
+    for (let r = 0; r < rows; r++) {
+      const id = `${prefix}_${s + 1}_${r + 1}`;
+      trials.push({ id, query: `/media/img/ab/${prefix}${hex(s * rows + r, 9)}.png`, options: references, screen: `${prefix}s${s + 1}` });
+      items.push(id);
+    }
+    list.push({ id: `${prefix}s${s + 1}`, references, items });
+  }
+  return { trials, screens: list };
 }
 
 /**
@@ -32,16 +50,31 @@ export function createFakeServer({
   live = true,
   redirect_url = null,
   completion_code = "C0MPL3TE",
+  task_type = "2afc",
+  screens: nScreens = 2,
+  practice: nPractice = 0,
+  practiceCorrect = () => true,
+  practicePassFraction = 0.5,
+  codes = { failed_attention: "FA1LED", technical: "T3CHN1C" },
+  mturk = false,
   intercept,
 } = {}) {
-  const trials = makeTrials(n);
+  let trials, screens = [], practice = [], practiceScreens = [];
+  if (task_type === "cluster") {
+    ({ trials, screens } = makeClusterTrials(nScreens));
+    if (nPractice) ({ trials: practice, screens: practiceScreens } = makeClusterTrials(nPractice, 6, "p"));
+  } else {
+    trials = makeTrials(n);
+    practice = makeTrials(nPractice, "p");
+  }
+  const practiceIds = new Set(practice.map((t) => t.id));
   const sessions = new Map(); // token -> session
   const requests = []; // {method, path, body, status}
   let nextToken = 1;
 
   const newSession = () => {
     const token = `tok${nextToken++}`;
-    const s = { token, consented, completed: false, answers: new Map() };
+    const s = { token, consented, completed: false, answers: new Map(), outcome: null, events: [], heartbeats: [], practiceCorrect: 0 };
     for (const id of done) s.answers.set(id, { key: `pre-${id}`, choice: 0, rt_ms: 1 });
     sessions.set(token, s);
     return s;
@@ -55,18 +88,34 @@ export function createFakeServer({
     done: s.answers.size,
     consented: s.consented,
     completed: s.completed,
-    completion_code: s.completed ? completion_code : null,
-    redirect_url: s.completed ? redirect_url : null,
+    task_type,
+    status: s.outcome ? s.outcome : "active",
+    ...end(s),
   });
+
+  const codeOf = (s) => (s.outcome === "completed" ? completion_code : codes[s.outcome] || null);
+  const end = (s) => ({
+    completion_code: s.outcome ? codeOf(s) : null,
+    redirect_url: s.outcome ? redirect_url : null,
+    outcome: s.outcome,
+    mturk_submit:
+      s.outcome && mturk
+        ? { action: "https://workersandbox.mturk.com/mturk/externalSubmit", method: "POST", fields: { assignmentId: "A1", completion_code: codeOf(s) } }
+        : null,
+  });
+  const practiceAnswered = (s) => practice.filter((t) => s.answers.has(t.id)).length;
 
   function handle(method, path, body) {
     if (method === "POST" && path === "/api/p/surveys/demo/enroll") {
       if (!live) return json(404, { message: "This survey is not available." });
+      if (body.assignment_id === "ASSIGNMENT_ID_NOT_AVAILABLE") {
+        return json(200, { preview: true, title: "Image study", instructions_html: "<p>Pick the closer image.</p>", task_type });
+      }
       if (body.token && sessions.has(body.token)) return json(200, enrollBody(sessions.get(body.token)));
       if (body.token) return json(400, { message: "Unknown token." });
       return json(201, enrollBody(newSession()));
     }
-    const m = path.match(/^\/api\/p\/sessions\/([^/]+)\/(consent|trials|responses|complete)$/);
+    const m = path.match(/^\/api\/p\/sessions\/([^/]+)\/(consent|trials|responses|complete|events|heartbeat|abort)$/);
     const s = m && sessions.get(decodeURIComponent(m[1]));
     if (!s) return json(404, { message: "Not found." });
     const action = m[2];
@@ -75,20 +124,58 @@ export function createFakeServer({
       return json(200, {});
     }
     if (action === "trials" && method === "GET") {
-      return json(200, { trials, done: [...s.answers.keys()], total: trials.length });
+      return json(200, {
+        task_type,
+        practice,
+        trials,
+        screens,
+        practice_screens: practiceScreens,
+        done: [...s.answers.keys()],
+        total: trials.length,
+        practice_total: practice.length,
+      });
+    }
+    if (action === "events" && method === "POST") {
+      const seen = new Set(s.events.map((e) => e.id));
+      const fresh = (body.events || []).filter((e) => !seen.has(e.id));
+      s.events.push(...fresh);
+      if (body.client) s.client = body.client;
+      return json(200, { stored: fresh.length });
+    }
+    if (action === "heartbeat" && method === "POST") {
+      s.heartbeats.push(body.stage);
+      return json(200, { status: "active", expires_in_s: 3000 });
+    }
+    if (action === "abort" && method === "POST") {
+      s.outcome = s.outcome || "technical";
+      s.abort = body;
+      return json(200, end(s));
     }
     if (action === "responses" && method === "POST") {
-      if (!trials.some((t) => t.id === body.trial)) return json(400, { message: "Unknown trial." });
+      const isPractice = practiceIds.has(body.trial);
+      if (!isPractice && !trials.some((t) => t.id === body.trial)) return json(404, { message: "Unknown trial." });
+      if (s.outcome) return json(409, { message: "The session has ended.", extra: { reason: "ended" } });
       const prev = s.answers.get(body.trial);
       if (prev) return json(prev.key === body.idempotency_key ? 200 : 409, { message: "already answered" });
       s.answers.set(body.trial, { key: body.idempotency_key, choice: body.choice, rt_ms: body.rt_ms });
-      return json(201, {});
+      if (!isPractice) return json(201, { saved: true });
+      const correct = Boolean(practiceCorrect(body));
+      if (correct) s.practiceCorrect++;
+      const done = practiceAnswered(s);
+      let passed = null;
+      if (done === practice.length) {
+        passed = s.practiceCorrect / practice.length >= practicePassFraction;
+        if (!passed) s.outcome = "failed_attention";
+      }
+      return json(201, { saved: true, feedback: { correct }, practice: { done, total: practice.length, passed } });
     }
     if (action === "complete" && method === "POST") {
-      const missing = trials.length - s.answers.size;
-      if (missing > 0) return json(409, { message: "Answers missing.", missing });
+      if (s.outcome) return json(200, end(s));
+      const missing = trials.filter((t) => !s.answers.has(t.id)).length;
+      if (missing > 0) return json(409, { message: "Answers missing.", extra: { missing } });
       s.completed = true;
-      return json(200, { completion_code, redirect_url });
+      s.outcome = "completed";
+      return json(200, end(s));
     }
     return json(405, { message: "Method not allowed." });
   }
@@ -118,6 +205,8 @@ export function createFakeServer({
     json,
     responsePosts: () => requests.filter((r) => r.path.endsWith("/responses")),
     completePosts: () => requests.filter((r) => r.path.endsWith("/complete")),
+    practice,
+    screens,
   };
 }
 

@@ -31,6 +31,8 @@ function run(server, { storage = memoryStorage(), params = { prolific_pid: "PID1
     sleep: fastSleep,
     redirectDelayMs: 60000,
     navigate: () => {},
+    loadImage: async () => {},
+    heartbeatMs: 60000,
     ...rest,
   });
 }
@@ -56,7 +58,8 @@ describe("full timeline in jsPsych simulation mode", () => {
 
     // Enroll body carries the Prolific params; consent was recorded.
     const enroll = server.requests.find((r) => r.path.endsWith("/enroll"));
-    expect(enroll.body).toEqual({ prolific_pid: "PID1", study_id: "S1", session_id: "X1" });
+    expect(enroll.body).toMatchObject({ prolific_pid: "PID1", study_id: "S1", session_id: "X1" });
+    expect(Object.keys(enroll.body.client).sort()).toEqual(["dpr", "screen_h", "screen_w", "touch", "user_agent", "window_h", "window_w"]);
     expect(server.requests.some((r) => r.path.endsWith("/consent"))).toBe(true);
 
     // complete comes after every response was confirmed, exactly once.
@@ -137,13 +140,13 @@ describe("full timeline in jsPsych simulation mode", () => {
     expect(first.state).toBe("error");
     const token = storage.getItem(tokenKey("demo"));
     expect(token).toBeTruthy();
-    expect(server.requests[0].body).toEqual({});
+    expect(server.requests[0].body.token).toBeUndefined();
 
     block = false;
     const second = await run(server, { storage, params: {} });
     expect(second.state).toBe("completed");
     const enrolls = server.requests.filter((r) => r.path.endsWith("/enroll"));
-    expect(enrolls[1].body).toEqual({ token });
+    expect(enrolls[1].body.token).toBe(token);
     expect(enrolls[1].status).toBe(200);
     expect(server.sessions.size).toBe(1);
   });
@@ -199,7 +202,15 @@ describe("buildTimeline", () => {
       send: (item) => api.postResponse(item.token, item),
       sleep: fastSleep,
     });
-    const { timeline, remaining } = buildTimeline({ api, token: enrollment.token, enrollment, trialsData, outbox, sleep: fastSleep });
+    const { timeline, remaining } = buildTimeline({
+      api,
+      token: enrollment.token,
+      enrollment,
+      trialsData,
+      outbox,
+      sleep: fastSleep,
+      loadImage: async () => {},
+    });
     expect(remaining.map((t) => t.id)).toEqual(["t_001", "t_003"]);
     const jsPsych = initJsPsych({ display_element: target });
     await jsPsych.simulate(timeline, "data-only");
@@ -207,7 +218,7 @@ describe("buildTimeline", () => {
     const last = jsPsych.data.get().last(1).values()[0];
     expect(last.completion_code).toBe("C0MPL3TE");
     // 2AFC trials show "Image k of n" counting already answered ones.
-    const afc = timeline.filter((t) => t.trial_id);
+    const afc = timeline.filter((t) => t.timeline && t.timeline[0].trial_id).map((t) => t.timeline[0]);
     expect(afc.map((t) => [t.progress_current, t.progress_total])).toEqual([
       [2, 3],
       [3, 3],

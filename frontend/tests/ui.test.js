@@ -45,7 +45,7 @@ describe("page wiring", () => {
     document.body.innerHTML =
       '<script id="survey-config" type="application/json">{"slug": "demo", "enroll_url": "/e", "session_base": "/s/"}</script>';
     expect(readConfig(document)).toEqual({ slug: "demo", enroll_url: "/e", session_base: "/s/" });
-    expect(readParams("?PROLIFIC_PID=p&STUDY_ID=s")).toEqual({ prolific_pid: "p", study_id: "s", session_id: "" });
+    expect(readParams("?PROLIFIC_PID=p&STUDY_ID=s")).toMatchObject({ prolific_pid: "p", study_id: "s", session_id: "" });
   });
 
   it("adds participant.css next to the script when the page has no link to it", () => {
