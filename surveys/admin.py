@@ -1,7 +1,11 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -10,7 +14,8 @@ from iri_worker.models import IriJob
 from results.services import alignment_report
 
 from .models import Participant, Response, Survey
-from .services import survey_check, survey_create, survey_publish
+from .selectors import survey_monitor
+from .services import survey_check, survey_create, survey_pilot_reset, survey_publish
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -22,7 +27,13 @@ class SurveyCreateForm(forms.ModelForm):
 
     class Meta:
         model = Survey
-        fields = ["slug", "title", "iri_jobs", "foil_rule", "trials_per_participant", "consent_md", "instructions_md"]
+        fields = [
+            "slug", "title", "iri_jobs", "task_type", "foil_rule", "cluster_variant", "trials_per_participant",
+            "ratings_per_list", "catch_trials", "practice_trials", "practice_pass_fraction", "catch_min_accuracy",
+            "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
+            "max_participants", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
+            "consent_md", "instructions_md",
+        ]
 
     def validate_unique(self):
         pass  # survey_check reports a taken slug in words
@@ -31,7 +42,10 @@ class SurveyCreateForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.errors:
             try:
-                survey_check(slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"])
+                survey_check(
+                    slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"],
+                    task_type=cleaned["task_type"],
+                )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
         return cleaned
@@ -39,11 +53,19 @@ class SurveyCreateForm(forms.ModelForm):
 
 @admin.register(Survey)
 class SurveyAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "status", "foil_rule", "trial_count", "participant_count", "link"]
-    list_filter = ["status"]
-    actions = ["publish"]
-    readonly_fields = ["slug", "status", "task_type", "foil_rule", "link", "completion_code", "trial_count", "participant_count", "alignment"]
-    fields = readonly_fields + ["title", "consent_md", "instructions_md"]
+    list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
+    list_filter = ["status", "task_type"]
+    actions = ["publish", "run_bots", "pilot_reset"]
+    readonly_fields = [
+        "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
+        "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
+        "participant_count", "alignment",
+    ]
+    fields = readonly_fields + [
+        "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
+        "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
+        "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded",
+    ]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -77,6 +99,52 @@ class SurveyAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{survey.slug} is live.")
 
+    @admin.action(description="Run 10 bots (pilot mode) against SITE_URL")
+    def run_bots(self, request, queryset):
+        from django.conf import settings
+
+        from .bots import bots_run
+
+        for survey in queryset:
+            try:
+                summary = bots_run(base_url=settings.SITE_URL, slug=survey.slug, participants=10, concurrency=4, policy="perceptual")
+            except Exception as exc:  # noqa: BLE001 - reported to the researcher
+                self.message_user(request, f"{survey.slug}: bots could not run ({exc}).", level=messages.ERROR)
+                continue
+            level = messages.SUCCESS if summary["errors"] == 0 and summary["lost"] == 0 else messages.WARNING
+            self.message_user(request, f"{survey.slug}: {json.dumps(summary)}", level=level)
+
+    @admin.action(description="Delete pilot data (pilot and bot sessions)")
+    def pilot_reset(self, request, queryset):
+        for survey in queryset:
+            self.message_user(request, f"{survey.slug}: {survey_pilot_reset(survey=survey)} pilot rows deleted.")
+
+    def get_urls(self):
+        extra = [path("<int:pk>/monitor/", self.admin_site.admin_view(self.monitor_view), name="surveys_survey_monitor")]
+        return extra + super().get_urls()
+
+    def monitor_view(self, request, pk):
+        survey = get_object_or_404(Survey, pk=pk)
+        mode = "pilot" if request.GET.get("mode") == "pilot" else "live"
+        context = {
+            **self.admin_site.each_context(request),
+            "survey": survey,
+            "monitor": survey_monitor(survey=survey, pilot=mode == "pilot"),
+            "mode": mode,
+            "title": f"Monitor: {survey.slug} ({mode})",
+        }
+        return TemplateResponse(request, "surveys/admin_monitor.html", context)
+
+    @admin.display(description="monitor")
+    def monitor_link(self, obj):
+        url = reverse("admin:surveys_survey_monitor", args=[obj.pk])
+        return format_html('<a href="{}">live</a> · <a href="{}?mode=pilot">pilot</a>', url, url)
+
+    @admin.display(description="pilot link")
+    def pilot_link(self, obj):
+        url = reverse("survey-page", kwargs={"slug": obj.slug}) + f"?pilot={obj.pilot_key}"
+        return format_html('<a href="{}">{}</a>', url, url)
+
     @admin.display(description="trials")
     def trial_count(self, obj):
         return obj.trials.count()
@@ -98,8 +166,8 @@ class SurveyAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ["id", "survey", "prolific_pid", "consented_at", "completed_at", "created_at"]
-    list_filter = ["survey"]
+    list_display = ["id", "survey", "prolific_pid", "worker_id", "status", "stage", "excluded", "is_pilot", "is_bot", "last_seen_at", "created_at"]
+    list_filter = ["survey", "status", "is_pilot", "is_bot", "excluded"]
     readonly_fields = [f.name for f in Participant._meta.fields]
 
 

@@ -9,29 +9,39 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 
+from .bots import bot_credential_valid
 from .images import image_from_token
 from iri_worker.models import IriJob
 
-from .models import Participant, Survey
+from .models import Participant, ParticipantEvent, Survey
 from .selectors import (
     markdown_html,
     participant_answered_ids,
+    participant_completion,
+    participant_expires_in_s,
     participant_get,
     participant_progress,
     participant_trials,
+    survey_get_for_enroll,
     survey_get_live,
+    survey_monitor,
 )
 from .services import (
+    SURVEY_NOT_LIVE,
+    UNKNOWN_SESSION,
+    enroll_is_mturk_preview,
     participant_complete,
     participant_consent,
     participant_enroll,
-    SURVEY_NOT_LIVE,
+    participant_events_record,
+    participant_heartbeat,
+    participant_leave,
     response_record,
     survey_create,
     survey_publish,
 )
 
-UNKNOWN_SESSION = "Unknown session."
+HEARTBEAT_S = 30
 
 
 class ParticipantApi(APIView):
@@ -47,12 +57,34 @@ class ParticipantApi(APIView):
         return participant
 
 
-def _completion(participant: Participant) -> dict:
-    if participant.completed_at is None:
-        return {"completion_code": None, "redirect_url": None}
-    code = participant.survey.completion_code
-    redirect = f"https://app.prolific.com/submissions/complete?cc={code}" if participant.prolific_pid else None
-    return {"completion_code": code, "redirect_url": redirect}
+def _session_body(participant: Participant) -> dict:
+    survey = participant.survey
+    return {
+        "token": participant.token,
+        "task_type": survey.task_type,
+        "consent_html": markdown_html(survey.consent_md),
+        "instructions_html": markdown_html(survey.instructions_md),
+        "consented": participant.consented_at is not None,
+        "completed": participant.status == Participant.Status.COMPLETED,
+        "status": participant.status,
+        "stage": participant.stage,
+        **participant_progress(participant=participant),
+        "time_limit_s": survey.time_limit_minutes * 60,
+        "expires_in_s": participant_expires_in_s(participant=participant),
+        "restarted": getattr(participant, "restarted", False),
+        **participant_completion(participant=participant),
+    }
+
+
+class ClientInfoSerializer(serializers.Serializer):
+    window_w = serializers.IntegerField(required=False, min_value=0, max_value=100000)
+    window_h = serializers.IntegerField(required=False, min_value=0, max_value=100000)
+    screen_w = serializers.IntegerField(required=False, min_value=0, max_value=100000)
+    screen_h = serializers.IntegerField(required=False, min_value=0, max_value=100000)
+    dpr = serializers.FloatField(required=False, min_value=0, max_value=100)
+    touch = serializers.BooleanField(required=False)
+    user_agent = serializers.CharField(required=False, max_length=500, allow_blank=True)
+    refresh_hz = serializers.FloatField(required=False, min_value=0, max_value=1000)
 
 
 class EnrollApi(ParticipantApi):
@@ -60,25 +92,36 @@ class EnrollApi(ParticipantApi):
         prolific_pid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
         study_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
         session_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        worker_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        assignment_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        hit_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        turk_submit_to = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         token = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        pilot = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        bot = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        client = ClientInfoSerializer(required=False, default=dict)
 
     def post(self, request, slug: str):
-        survey = survey_get_live(slug=slug)
-        if survey is None:
-            raise ApplicationError(SURVEY_NOT_LIVE, status_code=status.HTTP_404_NOT_FOUND)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        participant, created = participant_enroll(survey=survey, **data.validated_data)
-        body = {
-            "token": participant.token,
-            "consent_html": markdown_html(survey.consent_md),
-            "instructions_html": markdown_html(survey.instructions_md),
-            "consented": participant.consented_at is not None,
-            "completed": participant.completed_at is not None,
-            **participant_progress(participant=participant),
-            **_completion(participant),
-        }
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        v = dict(data.validated_data)
+        pilot_key = v.pop("pilot")
+        is_bot = bot_credential_valid(credential=v.pop("bot").rsplit(".", 1)[0], slug=slug)
+        survey = survey_get_for_enroll(slug=slug, pilot_key=pilot_key)
+        if survey is None:
+            raise ApplicationError(SURVEY_NOT_LIVE, status_code=status.HTTP_404_NOT_FOUND)
+        if enroll_is_mturk_preview(assignment_id=v["assignment_id"]):
+            return Response(
+                {
+                    "preview": True,
+                    "title": survey.title,
+                    "task_type": survey.task_type,
+                    "consent_html": markdown_html(survey.consent_md),
+                    "instructions_html": markdown_html(survey.instructions_md),
+                }
+            )
+        participant, created = participant_enroll(survey=survey, pilot=bool(pilot_key), is_bot=is_bot, **v)
+        return Response(_session_body(participant), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ConsentApi(ParticipantApi):
@@ -92,7 +135,13 @@ class TrialListApi(ParticipantApi):
         participant = self.participant(token)
         trials = participant_trials(participant=participant)
         return Response(
-            {"trials": trials, "done": participant_answered_ids(participant=participant), "total": len(trials)}
+            {
+                "task_type": participant.survey.task_type,
+                **trials,
+                "done": participant_answered_ids(participant=participant),
+                "total": len(trials["trials"]),
+                "practice_total": len(trials["practice"]),
+            }
         )
 
 
@@ -100,47 +149,104 @@ class TrialNextApi(ParticipantApi):
     def get(self, request, token: str):
         participant = self.participant(token)
         answered = set(participant_answered_ids(participant=participant))
-        remaining = [t for t in participant_trials(participant=participant) if t["id"] not in answered]
-        return Response({"trial": remaining[0] if remaining else None, **participant_progress(participant=participant)})
+        trials = participant_trials(participant=participant)
+        remaining = [dict(t, practice=True) for t in trials["practice"] if t["id"] not in answered]
+        remaining += [t for t in trials["trials"] if t["id"] not in answered]
+        progress = participant_progress(participant=participant)
+        return Response({"trial": remaining[0] if remaining else None, "total": progress["total"], "done": progress["done"]})
 
 
 class ResponseCreateApi(ParticipantApi):
+    """The hot path: validation, then one SQL statement (services.response_record)."""
+
     class InputSerializer(serializers.Serializer):
         trial = serializers.CharField(max_length=40)
-        choice = serializers.ChoiceField(choices=[0, 1])
+        choice = serializers.ChoiceField(choices=[0, 1, 2])
         rt_ms = serializers.FloatField(min_value=0, max_value=24 * 3600 * 1000)
         idempotency_key = serializers.UUIDField()
+
+    def post(self, request, token: str):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        created, extra = response_record(
+            token=token, trial_public_id=v["trial"], choice=v["choice"], rt_ms=v["rt_ms"], idempotency_key=v["idempotency_key"]
+        )
+        return Response({"saved": True, **extra}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class EventsApi(ParticipantApi):
+    class EventSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        type = serializers.ChoiceField(choices=ParticipantEvent.Type.choices)
+        t_ms = serializers.FloatField(required=False, allow_null=True, default=None)
+        trial = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+        data = serializers.JSONField(required=False, default=dict)
+
+    class InputSerializer(serializers.Serializer):
+        events = serializers.ListField(child=serializers.DictField(), max_length=500, default=list)
+        client = ClientInfoSerializer(required=False, default=dict)
 
     def post(self, request, token: str):
         participant = self.participant(token)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        v = data.validated_data
-        _, created = response_record(
-            participant=participant,
-            trial_public_id=v["trial"],
-            choice=v["choice"],
-            rt_ms=v["rt_ms"],
-            idempotency_key=v["idempotency_key"],
-        )
-        return Response({"saved": True}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        events = self.EventSerializer(data=data.validated_data["events"], many=True)
+        events.is_valid(raise_exception=True)
+        stored = participant_events_record(participant=participant, events=events.validated_data, client=data.validated_data["client"])
+        return Response({"stored": stored})
+
+
+class HeartbeatApi(ParticipantApi):
+    class InputSerializer(serializers.Serializer):
+        stage = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+
+    def post(self, request, token: str):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        participant = participant_heartbeat(participant=self.participant(token), stage=data.validated_data["stage"])
+        return Response({"status": participant.status, "expires_in_s": participant_expires_in_s(participant=participant)})
 
 
 class CompleteApi(ParticipantApi):
     def post(self, request, token: str):
         participant = participant_complete(participant=self.participant(token))
-        return Response(_completion(participant))
+        return Response(participant_completion(participant=participant))
+
+
+class ReturnApi(ParticipantApi):
+    def post(self, request, token: str):
+        participant = participant_leave(participant=self.participant(token), status_to=Participant.Status.RETURNED)
+        return Response(participant_completion(participant=participant))
+
+
+class AbortApi(ParticipantApi):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=40, required=False, default="load_failure")
+        detail = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    def post(self, request, token: str):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        detail = f"{data.validated_data['reason']}: {data.validated_data['detail']}"
+        participant = participant_leave(participant=self.participant(token), status_to=Participant.Status.TECHNICAL, detail=detail)
+        return Response(participant_completion(participant=participant))
 
 
 def survey_page(request, slug: str):
-    survey = survey_get_live(slug=slug)
+    pilot_key = request.GET.get("pilot", "")
+    survey = survey_get_for_enroll(slug=slug, pilot_key=pilot_key)
     if survey is None:
         return render(request, "surveys/closed.html", status=404)
     config = {
         "slug": survey.slug,
         "enroll_url": reverse("participant-enroll", kwargs={"slug": survey.slug}),
         "session_base": reverse("participant-session-base"),
+        "task_type": survey.task_type,
+        "heartbeat_s": HEARTBEAT_S,
     }
+    if pilot_key:
+        config["pilot"] = pilot_key
     return render(request, "surveys/participant.html", {"survey": survey, "config": config})
 
 
@@ -157,9 +263,18 @@ class SurveyOutputSerializer(serializers.Serializer):
     slug = serializers.SlugField()
     title = serializers.CharField()
     status = serializers.CharField()
+    task_type = serializers.CharField()
     foil_rule = serializers.CharField()
+    cluster_variant = serializers.CharField()
     iri_jobs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     trials = serializers.IntegerField(source="trials.count")
+    trial_lists = serializers.IntegerField(source="trial_lists.count")
+    ratings_per_list = serializers.IntegerField()
+    catch_trials = serializers.IntegerField()
+    practice_trials = serializers.IntegerField()
+    resume_policy = serializers.CharField()
+    time_limit_minutes = serializers.IntegerField()
+    max_participants = serializers.IntegerField(allow_null=True)
     url = serializers.SerializerMethodField()
 
     def get_url(self, survey) -> str:
@@ -173,10 +288,28 @@ class SurveyCreateApi(APIView):
         slug = serializers.SlugField(max_length=64)
         title = serializers.CharField(max_length=200)
         iri_jobs = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
         foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED)
+        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices, default=Survey.ClusterVariant.RANDOM)
         trials_per_participant = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+        ratings_per_list = serializers.IntegerField(min_value=1, required=False, default=10)
+        catch_trials = serializers.IntegerField(min_value=0, required=False, default=0)
+        practice_trials = serializers.IntegerField(min_value=0, required=False, default=0)
+        practice_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        catch_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
+        rt_floor_ms = serializers.FloatField(min_value=0, required=False)
+        rt_floor_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        refill_excluded = serializers.BooleanField(required=False)
+        time_limit_minutes = serializers.IntegerField(min_value=1, required=False)
+        resume_policy = serializers.ChoiceField(choices=Survey.ResumePolicy.choices, required=False)
+        max_participants = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+        completion_code = serializers.CharField(max_length=32, required=False)
+        code_failed_attention = serializers.CharField(max_length=32, required=False)
+        code_timed_out = serializers.CharField(max_length=32, required=False)
+        code_technical = serializers.CharField(max_length=32, required=False)
         consent_md = serializers.CharField(required=False)
         instructions_md = serializers.CharField(required=False)
+        rng_seed = serializers.IntegerField(required=False, default=0)
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)
@@ -199,3 +332,11 @@ class SurveyPublishApi(APIView):
     def post(self, request, slug: str):
         survey = survey_publish(survey=get_object_or_404(Survey, slug=slug))
         return Response(SurveyOutputSerializer(survey).data)
+
+
+class SurveyMonitorApi(APIView):
+    """Researchers: the live monitor (participants' states, fill of each list against N, exclusions)."""
+
+    def get(self, request, slug: str):
+        survey = get_object_or_404(Survey, slug=slug)
+        return Response(survey_monitor(survey=survey, pilot=request.query_params.get("mode") == "pilot"))

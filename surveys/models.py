@@ -1,3 +1,21 @@
+"""Surveys, their trials and trial lists, participants, reservations (slots), answers and quality events.
+
+The data model in one paragraph: a **Survey** is built from finished IRI sets. Its main trials are split
+into **TrialLists** (a list = the set of trials one participant does; conditions are spread round robin so
+every list mixes them). Each list has N **Slots** per mode (live and pilot): a participant claims one slot
+(`SELECT … FOR UPDATE SKIP LOCKED`, lowest `rank` first, so lists fill breadth-first and their counts never
+differ by more than one), holds it until `reserved_until`, and fills it on completion. A list therefore ends
+with exactly N filled slots, never N + 1. Every **Trial** has `kind` (main / catch / practice), `task_type`
+(2afc / cluster), ordered options (`option_0`, `option_1`, `option_2`; `n_options` of them) and
+`target_option`, the index of the correct option; only the server knows it. **Assignment** rows give a
+participant's trials in their order; **Response** is one answer per (participant, trial), `choice` = the
+chosen option's index, saved exactly once under its idempotency key.
+
+Contract for `results/selectors.py` (keep these names): Trial.kind / task_type / target_option / n_options /
+options; Participant.is_pilot / is_bot / excluded / exclusion_reasons / status; Response.choice / rt_ms.
+"Correct" = choice == trial.target_option; chance = 1 / n_options. Pilot participants (is_pilot) and bots
+(is_bot) are never live data.
+"""
 import secrets
 
 from django.db import models
@@ -12,6 +30,9 @@ DEFAULT_INSTRUCTIONS = """On each screen you see a **query image** on top and **
 Choose the one of the two that is **closer to the query image**: click or tap it, or press **F** for the
 left image and **J** for the right one. Go with your first impression."""
 
+DEFAULT_CLUSTER_INSTRUCTIONS = """On each screen you see **three reference images** and **six images** below them.
+For each of the six, choose the reference image it is **closest to**. Go with your first impression."""
+
 
 def _token() -> str:
     return secrets.token_urlsafe(24)
@@ -24,10 +45,21 @@ def _completion_code() -> str:
 class Survey(models.Model):
     class TaskType(models.TextChoices):
         TWO_AFC = "2afc", "Two-alternative forced choice"
+        CLUSTER = "cluster", "Clustering / matching (3 references, 6 IRIs)"
 
     class FoilRule(models.TextChoices):
         SEED = "seed", "The IRI's seed"
-        OTHER_TARGET = "other_target", "Another target photo"
+        OTHER_TARGET = "other_target", "A random other target photo"
+        SAME_SET = "same_set", "Another target from the same IRI set"
+
+    class ClusterVariant(models.TextChoices):
+        HARD = "hard", "Hard: the most similar references (colour histogram)"
+        RANDOM = "random", "Random references"
+
+    class ResumePolicy(models.TextChoices):
+        RESUME = "resume", "Resume where the participant left"
+        RESTART = "restart", "Restart from the beginning (earlier answers discarded)"
+        BLOCK = "block", "Block a returning participant"
 
     class Status(models.TextChoices):
         DRAFT = "DRAFT", "Draft"
@@ -38,12 +70,30 @@ class Survey(models.Model):
     title = models.CharField(max_length=200)
     task_type = models.CharField(max_length=16, choices=TaskType.choices, default=TaskType.TWO_AFC)
     foil_rule = models.CharField(max_length=16, choices=FoilRule.choices, default=FoilRule.SEED)
+    cluster_variant = models.CharField(max_length=8, choices=ClusterVariant.choices, default=ClusterVariant.RANDOM)
     iri_jobs = models.ManyToManyField(IriJob, related_name="surveys")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     consent_md = models.TextField("consent text (Markdown)", default=DEFAULT_CONSENT)
     instructions_md = models.TextField("instructions (Markdown)", default=DEFAULT_INSTRUCTIONS)
-    trials_per_participant = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: every trial.")
-    completion_code = models.CharField(max_length=32, default=_completion_code)
+    trials_per_participant = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Main trials per participant (clustering: rounded up to whole screens). Empty: every trial."
+    )
+    ratings_per_list = models.PositiveIntegerField("N ratings per trial list", default=10)
+    catch_trials = models.PositiveIntegerField("catch trials per participant", default=0)
+    practice_trials = models.PositiveIntegerField("practice trials", default=0)
+    practice_pass_fraction = models.FloatField(default=0.5, help_text="Share of practice trials that must be right.")
+    catch_min_accuracy = models.FloatField(default=0.75, help_text="Below this share of right catch trials: failed attention.")
+    rt_floor_ms = models.FloatField(default=200.0, help_text="Answers faster than this count as too fast.")
+    rt_floor_max_fraction = models.FloatField(default=0.25, help_text="Excluded when more than this share of answers is too fast.")
+    refill_excluded = models.BooleanField(default=True, help_text="An excluded participant's slot goes to someone else.")
+    time_limit_minutes = models.PositiveIntegerField(default=60, help_text="How long a reservation is held.")
+    resume_policy = models.CharField(max_length=8, choices=ResumePolicy.choices, default=ResumePolicy.RESUME)
+    max_participants = models.PositiveIntegerField(null=True, blank=True, help_text="Quota of live slots. Empty: lists × N.")
+    completion_code = models.CharField("code: completed", max_length=32, default=_completion_code)
+    code_failed_attention = models.CharField("code: failed attention check", max_length=32, default=_completion_code)
+    code_timed_out = models.CharField("code: timed out / returned", max_length=32, default=_completion_code)
+    code_technical = models.CharField("code: technical problem (fair exit)", max_length=32, default=_completion_code)
+    pilot_key = models.CharField(max_length=64, default=_token)
     rng_seed = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -54,54 +104,163 @@ class Survey(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def n_options(self) -> int:
+        return 3 if self.task_type == self.TaskType.CLUSTER else 2
+
+
+class TrialList(models.Model):
+    """The set of main (and catch) trials one participant does; filled to `survey.ratings_per_list` per mode."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="trial_lists")
+    index = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["survey", "index"]
+        constraints = [models.UniqueConstraint(fields=["survey", "index"], name="trial_list_index_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.survey.slug} list {self.index}"
+
 
 class Trial(models.Model):
-    """A 2AFC item: the query (an IRI) and two options; which side holds the target is stored here only."""
+    """One judgement: a query and `n_options` ordered options; `target_option` (server only) is the right one.
+
+    2AFC: query = an IRI (main) or one of the options (catch); options = target and foil, side random.
+    Clustering: one row per IRI; `screen` groups 6 rows sharing 3 references (`option_0..2`); target_option =
+    the reference whose target the IRI was made from. Practice trials have no list (`trial_list` null).
+    """
+
+    class Kind(models.TextChoices):
+        MAIN = "main", "Main"
+        CATCH = "catch", "Catch"
+        PRACTICE = "practice", "Practice"
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="trials")
+    trial_list = models.ForeignKey(TrialList, null=True, blank=True, on_delete=models.CASCADE, related_name="trials")
     public_id = models.CharField(max_length=40, default=_token)
-    iri = models.ForeignKey(IriImage, on_delete=models.PROTECT, related_name="trials")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MAIN)
+    task_type = models.CharField(max_length=16, choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
+    screen = models.CharField(max_length=40, blank=True, help_text="Clustering: opaque id of the screen this row is on.")
+    iri = models.ForeignKey(IriImage, null=True, blank=True, on_delete=models.PROTECT, related_name="trials")
     query = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
     option_0 = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
     option_1 = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
-    target_option = models.PositiveSmallIntegerField(choices=[(0, "left"), (1, "right")])
-    foil_kind = models.CharField(max_length=16, choices=Survey.FoilRule.choices)
+    option_2 = models.ForeignKey(StoredImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    n_options = models.PositiveSmallIntegerField(default=2)
+    target_option = models.PositiveSmallIntegerField()
+    foil_kind = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="trial_public_id_unique"),
-            models.CheckConstraint(condition=models.Q(target_option__in=[0, 1]), name="trial_target_option_0_or_1"),
+            models.CheckConstraint(condition=models.Q(n_options__in=[2, 3]), name="trial_n_options_2_or_3"),
+            models.CheckConstraint(condition=models.Q(target_option__lt=models.F("n_options")), name="trial_target_option_in_range"),
         ]
+
+    @property
+    def options(self) -> list[StoredImage]:
+        return [self.option_0, self.option_1, self.option_2][: self.n_options]
+
+    @property
+    def option_ids(self) -> list[int]:
+        return [self.option_0_id, self.option_1_id, self.option_2_id][: self.n_options]
 
 
 class Participant(models.Model):
+    """One session. `status` is the outcome; `stage` where the person is; exclusion flags are set on completion."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        FAILED_ATTENTION = "failed_attention", "Failed attention check"
+        TIMED_OUT = "timed_out", "Timed out"
+        RETURNED = "returned", "Returned"
+        TECHNICAL = "technical", "Technical problem"
+
+    class Stage(models.TextChoices):
+        ARRIVED = "arrived", "Arrived"
+        CONSENTED = "consented", "Consented"
+        PRACTICE = "practice", "Practising"
+        TRIALS = "trials", "In trials"
+        DONE = "done", "Done"
+
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="participants")
+    trial_list = models.ForeignKey(TrialList, null=True, blank=True, on_delete=models.SET_NULL, related_name="participants")
     token = models.CharField(max_length=64, default=_token)
     prolific_pid = models.CharField(max_length=64, blank=True)
     study_id = models.CharField(max_length=64, blank=True)
     session_id = models.CharField(max_length=64, blank=True)
+    worker_id = models.CharField("MTurk worker ID", max_length=64, blank=True)
+    assignment_id = models.CharField("MTurk assignment ID", max_length=64, blank=True)
+    hit_id = models.CharField("MTurk HIT ID", max_length=64, blank=True)
+    turk_submit_to = models.CharField(max_length=200, blank=True)
+    is_pilot = models.BooleanField(default=False)
+    is_bot = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.ARRIVED)
     consented_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    restarts = models.PositiveIntegerField(default=0)
+    client_info = models.JSONField(default=dict, blank=True)
+    practice_accuracy = models.FloatField(null=True, blank=True)
+    catch_accuracy = models.FloatField(null=True, blank=True)
+    fast_rt_fraction = models.FloatField(null=True, blank=True)
+    excluded = models.BooleanField(default=False)
+    exclusion_reasons = models.JSONField(default=list, blank=True, help_text="catch_accuracy, rt_floor, practice_failed")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["token"], name="participant_token_unique"),
-            # The same Prolific participant cannot take one study twice.
+            # The same Prolific participant or MTurk worker cannot take one study twice.
             models.UniqueConstraint(
-                fields=["survey", "prolific_pid"],
-                condition=~models.Q(prolific_pid=""),
-                name="participant_once_per_survey",
+                fields=["survey", "prolific_pid"], condition=~models.Q(prolific_pid=""), name="participant_once_per_survey"
+            ),
+            models.UniqueConstraint(
+                fields=["survey", "worker_id"], condition=~models.Q(worker_id=""), name="participant_worker_once_per_survey"
             ),
         ]
 
+    def __str__(self) -> str:
+        return self.prolific_pid or self.worker_id or f"participant {self.pk}"
+
+
+class Slot(models.Model):
+    """One of the N ratings of a trial list in one mode (live or pilot): free, reserved until a time, or filled.
+
+    `rank` = ordinal × lists + list index: claiming the lowest free rank fills lists breadth-first.
+    A participant holds at most one slot (unique `participant`).
+    """
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="slots")
+    trial_list = models.ForeignKey(TrialList, on_delete=models.CASCADE, related_name="slots")
+    is_pilot = models.BooleanField(default=False)
+    ordinal = models.PositiveIntegerField()
+    rank = models.PositiveIntegerField()
+    participant = models.OneToOneField(Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="slot")
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["survey", "is_pilot", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial_list", "is_pilot", "ordinal"], name="slot_once_per_list_mode"),
+            models.CheckConstraint(
+                condition=models.Q(filled_at__isnull=True) | models.Q(participant__isnull=False), name="slot_filled_has_participant"
+            ),
+        ]
+        indexes = [models.Index(fields=["survey", "is_pilot", "rank"], name="slot_claim_order")]
+
 
 class Assignment(models.Model):
-    """Which trials a participant sees, in which order."""
+    """Which trials a participant sees, in which order (practice first)."""
 
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="assignments")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="assignments")
     position = models.PositiveIntegerField()
 
@@ -111,9 +270,12 @@ class Assignment(models.Model):
 
 
 class Response(models.Model):
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="responses")
+    """One answer: `choice` = index of the chosen option (0..n_options-1); rt_ms from the images' first painted frame."""
+
+    # The (participant, trial) unique index covers lookups by participant: no separate index.
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="responses", db_index=False)
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="responses")
-    choice = models.PositiveSmallIntegerField(choices=[(0, "left"), (1, "right")])
+    choice = models.PositiveSmallIntegerField()
     rt_ms = models.FloatField()
     idempotency_key = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -123,10 +285,39 @@ class Response(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["idempotency_key"], name="response_idempotency_key_unique"),
             models.UniqueConstraint(fields=["participant", "trial"], name="response_once_per_trial"),
-            models.CheckConstraint(condition=models.Q(choice__in=[0, 1]), name="response_choice_0_or_1"),
+            models.CheckConstraint(condition=models.Q(choice__in=[0, 1, 2]), name="response_choice_0_to_2"),
             models.CheckConstraint(condition=models.Q(rt_ms__gte=0), name="response_rt_non_negative"),
         ]
 
     @property
     def chose_target(self) -> bool:
         return self.choice == self.trial.target_option
+
+
+class ParticipantEvent(models.Model):
+    """A browser event (blur, focus, fullscreen exit, …) for quality control; `client_id` makes retries idempotent."""
+
+    class Type(models.TextChoices):
+        BLUR = "blur"
+        FOCUS = "focus"
+        FULLSCREEN_ENTER = "fullscreen_enter"
+        FULLSCREEN_EXIT = "fullscreen_exit"
+        VISIBILITY_HIDDEN = "visibility_hidden"
+        VISIBILITY_VISIBLE = "visibility_visible"
+        RESIZE = "resize"
+        LOAD_FAILURE = "load_failure"
+        OFFLINE = "offline"
+        ONLINE = "online"
+        OTHER = "other"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events", db_index=False)
+    client_id = models.UUIDField()
+    type = models.CharField(max_length=20, choices=Type.choices)
+    t_ms = models.FloatField(null=True, blank=True)
+    trial_public_id = models.CharField(max_length=40, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["participant", "client_id"], name="event_once")]

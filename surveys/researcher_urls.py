@@ -5,5 +5,6 @@ from . import apis
 urlpatterns = [
     path("", apis.SurveyCreateApi.as_view(), name="survey-create"),
     path("<slug:slug>", apis.SurveyDetailApi.as_view(), name="survey-detail"),
+    path("<slug:slug>/monitor", apis.SurveyMonitorApi.as_view(), name="survey-monitor"),
     path("<slug:slug>/publish", apis.SurveyPublishApi.as_view(), name="survey-publish"),
 ]

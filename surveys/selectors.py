@@ -1,11 +1,26 @@
+"""Reads for surveys: what a participant's browser receives, completion details, and the live monitor."""
+import statistics
+
 import markdown
+from django.db.models import Count, Q
+from django.utils import timezone
 
 from .images import image_url
-from .models import Assignment, Participant, Survey
+from .models import Assignment, Participant, Response, Slot, Survey, Trial, TrialList
 
 
 def survey_get_live(*, slug: str) -> Survey | None:
     return Survey.objects.filter(slug=slug, status=Survey.Status.LIVE).first()
+
+
+def survey_get_for_enroll(*, slug: str, pilot_key: str = "") -> Survey | None:
+    """A live survey, or (with the right pilot key) a draft or live one in pilot mode."""
+    survey = Survey.objects.filter(slug=slug).first()
+    if survey is None:
+        return None
+    if pilot_key:
+        return survey if pilot_key == survey.pilot_key and survey.status != Survey.Status.CLOSED else None
+    return survey if survey.status == Survey.Status.LIVE else None
 
 
 def participant_get(*, token: str) -> Participant | None:
@@ -16,25 +31,36 @@ def markdown_html(text: str) -> str:
     return markdown.markdown(text)
 
 
-def participant_trials(*, participant: Participant) -> list[dict]:
-    """The participant's trials in order, as the browser sees them: ids and opaque image URLs only."""
+def participant_trials(*, participant: Participant) -> dict:
+    """The participant's trials in order, as the browser sees them: ids and opaque image URLs only.
+
+    Returns {"practice": [...], "trials": [...], "screens": [...], "practice_screens": [...]}. 2AFC entries are
+    exactly {"id", "query", "options"}; clustering rows add "screen", and the references of one screen share
+    their URLs (signed with the screen as nonce)."""
     assignments = (
         Assignment.objects.filter(participant=participant)
-        .select_related("trial__query", "trial__option_0", "trial__option_1")
+        .select_related("trial__query", "trial__option_0", "trial__option_1", "trial__option_2")
         .order_by("position")
     )
-    trials = []
+    out = {"practice": [], "trials": [], "screens": [], "practice_screens": []}
+    screens: dict[str, dict] = {}
     for a in assignments:
         t = a.trial
         nonce = f"{participant.pk}.{t.public_id}"
-        trials.append(
-            {
-                "id": t.public_id,
-                "query": image_url(image=t.query, nonce=nonce + ".q"),
-                "options": [image_url(image=t.option_0, nonce=nonce + ".0"), image_url(image=t.option_1, nonce=nonce + ".1")],
-            }
-        )
-    return trials
+        entry = {"id": t.public_id, "query": image_url(image=t.query, nonce=nonce + ".q")}
+        practice = t.kind == Trial.Kind.PRACTICE
+        if t.task_type == Survey.TaskType.CLUSTER:
+            screen_nonce = f"{participant.pk}.{t.screen}"
+            entry["options"] = [image_url(image=img, nonce=f"{screen_nonce}.{k}") for k, img in enumerate(t.options)]
+            entry["screen"] = t.screen
+            if t.screen not in screens:
+                screens[t.screen] = {"id": t.screen, "references": entry["options"], "items": []}
+                out["practice_screens" if practice else "screens"].append(screens[t.screen])
+            screens[t.screen]["items"].append(t.public_id)
+        else:
+            entry["options"] = [image_url(image=img, nonce=f"{nonce}.{k}") for k, img in enumerate(t.options)]
+        out["practice" if practice else "trials"].append(entry)
+    return out
 
 
 def participant_answered_ids(*, participant: Participant) -> list[str]:
@@ -42,4 +68,113 @@ def participant_answered_ids(*, participant: Participant) -> list[str]:
 
 
 def participant_progress(*, participant: Participant) -> dict:
-    return {"total": participant.assignments.count(), "done": participant.responses.count()}
+    """Main trials (with catch trials) assigned and answered; practice separately."""
+    counts = Assignment.objects.filter(participant=participant).aggregate(
+        total=Count("id", filter=~Q(trial__kind=Trial.Kind.PRACTICE)),
+        practice_total=Count("id", filter=Q(trial__kind=Trial.Kind.PRACTICE)),
+    )
+    answered = Response.objects.filter(participant=participant).aggregate(
+        done=Count("id", filter=~Q(trial__kind=Trial.Kind.PRACTICE)),
+        practice_done=Count("id", filter=Q(trial__kind=Trial.Kind.PRACTICE)),
+    )
+    return {"total": counts["total"], "done": answered["done"], "practice_total": counts["practice_total"], "practice_done": answered["practice_done"]}
+
+
+def participant_expires_in_s(*, participant: Participant) -> int | None:
+    slot = Slot.objects.filter(participant=participant).values_list("reserved_until", "filled_at").first()
+    if slot is None or slot[0] is None or slot[1] is not None:
+        return None
+    return max(0, int((slot[0] - timezone.now()).total_seconds()))
+
+
+OUTCOME_CODE_FIELD = {
+    Participant.Status.COMPLETED: "completion_code",
+    Participant.Status.FAILED_ATTENTION: "code_failed_attention",
+    Participant.Status.TIMED_OUT: "code_timed_out",
+    Participant.Status.RETURNED: "code_timed_out",
+    Participant.Status.TECHNICAL: "code_technical",
+}
+
+
+def participant_completion(*, participant: Participant) -> dict:
+    """The outcome's code and where to send the person (Prolific URL, MTurk externalSubmit form); all None
+    while the session is active, so no code reaches the browser before the server has every answer."""
+    if participant.status == Participant.Status.ACTIVE:
+        return {"completion_code": None, "redirect_url": None, "outcome": None, "mturk_submit": None}
+    code = getattr(participant.survey, OUTCOME_CODE_FIELD[participant.status])
+    redirect = f"https://app.prolific.com/submissions/complete?cc={code}" if participant.prolific_pid else None
+    mturk = None
+    if participant.assignment_id and participant.turk_submit_to:
+        mturk = {
+            "action": f"{participant.turk_submit_to}/mturk/externalSubmit",
+            "method": "POST",
+            "fields": {"assignmentId": participant.assignment_id, "completion_code": code},
+        }
+    return {"completion_code": code, "redirect_url": redirect, "outcome": participant.status, "mturk_submit": mturk}
+
+
+def participant_state(*, participant: Participant, main_done: int | None = None, practice_done: int | None = None) -> str:
+    """The monitor's state: arrived, consented, practising, in trials, completed, returned, timed out, excluded…"""
+    if participant.excluded:
+        return "excluded"
+    if participant.status != Participant.Status.ACTIVE:
+        return participant.status
+    if main_done:
+        return "in_trials"
+    if practice_done or participant.stage == Participant.Stage.PRACTICE:
+        return "practising"
+    if participant.stage == Participant.Stage.TRIALS:
+        return "in_trials"
+    return "consented" if participant.consented_at else "arrived"
+
+
+def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
+    """Live monitor figures for one mode: participants with their state and last heartbeat, fill level of each
+    trial list against N, exclusion rate, median duration of completed sessions."""
+    participants = list(
+        Participant.objects.filter(survey=survey, is_pilot=pilot)
+        .annotate(
+            main_done=Count("responses", filter=~Q(responses__trial__kind=Trial.Kind.PRACTICE)),
+            practice_done=Count("responses", filter=Q(responses__trial__kind=Trial.Kind.PRACTICE)),
+        )
+        .order_by("-id")
+    )
+    now = timezone.now()
+    slot_counts = (
+        Slot.objects.filter(survey=survey, is_pilot=pilot)
+        .values("trial_list__index")
+        .annotate(
+            filled=Count("id", filter=Q(filled_at__isnull=False)),
+            reserved=Count("id", filter=Q(filled_at__isnull=True, participant__isnull=False, reserved_until__gte=now)),
+        )
+    )
+    trial_counts = dict(TrialList.objects.filter(survey=survey).annotate(n=Count("trials")).values_list("index", "n"))
+    lists = [
+        {"index": row["trial_list__index"], "trials": trial_counts.get(row["trial_list__index"], 0), "filled": row["filled"], "reserved": row["reserved"]}
+        for row in sorted(slot_counts, key=lambda r: r["trial_list__index"])
+    ]
+    finished = [p for p in participants if p.status != Participant.Status.ACTIVE and p.status != Participant.Status.RETURNED]
+    durations = [(p.ended_at - p.created_at).total_seconds() for p in participants if p.completed_at and p.ended_at]
+    states = [participant_state(participant=p, main_done=p.main_done, practice_done=p.practice_done) for p in participants]
+    return {
+        "mode": "pilot" if pilot else "live",
+        "n": survey.ratings_per_list,
+        "lists": lists,
+        "participants": [
+            {
+                "id": p.pk,
+                "label": str(p),
+                "state": state,
+                "list": p.trial_list_id,
+                "done": p.main_done,
+                "practice_done": p.practice_done,
+                "last_seen_s": int((now - p.last_seen_at).total_seconds()) if p.last_seen_at else None,
+                "is_bot": p.is_bot,
+                "exclusion_reasons": p.exclusion_reasons,
+            }
+            for p, state in zip(participants, states)
+        ],
+        "states": {s: states.count(s) for s in sorted(set(states))},
+        "exclusion_rate": (sum(p.excluded for p in finished) / len(finished)) if finished else None,
+        "median_duration_s": statistics.median(durations) if durations else None,
+    }

@@ -1,29 +1,68 @@
-"""Writes for surveys: build trials from finished IRI sets, enroll participants, record answers."""
+"""Writes for surveys: build trials and trial lists from finished IRI sets, enroll participants into reserved
+slots, record answers and quality events, finish sessions with an outcome and exclusion flags."""
+import io
+import itertools
+import math
 import random
+import secrets
 import uuid
+from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count
+import numpy as np
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from PIL import Image
 from rest_framework import status
 
 from backend.exceptions import ApplicationError
-from iri_worker.models import IriImage, IriJob
+from iri_worker.models import IriImage, IriJob, StoredImage
 
-from .models import Assignment, Participant, Response, Survey, Trial
+from .models import (
+    DEFAULT_CLUSTER_INSTRUCTIONS,
+    Assignment,
+    Participant,
+    ParticipantEvent,
+    Response,
+    Slot,
+    Survey,
+    Trial,
+    TrialList,
+)
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 UNFINISHED_SETS = "These IRI sets are not finished: {names}."
-NEEDS_TWO_TARGETS = "The foil rule 'another target' needs IRI sets with at least two different target photos."
+NEEDS_TWO_TARGETS = "The foil rule '{rule}' needs IRI sets with at least two different target photos{where}."
+NEEDS_CLUSTER_TARGETS = (
+    "Clustering needs at least 3 target photos with 2 IRIs each (choose two IRI sets made from the same targets, "
+    "or one set with two seeds per target)."
+)
 SLUG_TAKEN = "A survey with the slug '{slug}' exists already."
 BAD_SLUG = "The slug may contain only letters, digits, '-' and '_'."
+BAD_NUMBER = "{field} must be {rule}."
 SURVEY_NOT_LIVE = "This study is not open."
+SURVEY_FULL = "This study is full: every trial list has all its ratings. Thank you for your interest."
+RETURNING_BLOCKED = "You have started this study before; it cannot be taken again."
 TRIAL_NOT_ASSIGNED = "This trial is not one of yours."
 ALREADY_ANSWERED = "This trial has been answered already."
 KEY_REUSED = "This idempotency key was used for another answer."
 NOT_FINISHED = "Some answers have not reached the server yet."
 NOT_CONSENTED = "Give consent before answering."
+SESSION_ENDED = "This session has ended ({status}); no more answers are taken."
+UNKNOWN_SESSION = "Unknown session."
+BAD_CHOICE = "choice: this trial has {n} options."
+BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
+
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+CLUSTER_REFERENCES = 3
+CLUSTER_IRIS_PER_REFERENCE = 2
+
+FINAL = [s for s in Participant.Status.values if s != Participant.Status.ACTIVE]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building a survey
 
 
 def survey_create(
@@ -31,28 +70,59 @@ def survey_create(
     slug: str,
     title: str,
     iri_jobs: list[IriJob],
+    task_type: str = Survey.TaskType.TWO_AFC,
     foil_rule: str = Survey.FoilRule.SEED,
+    cluster_variant: str = Survey.ClusterVariant.RANDOM,
     trials_per_participant: int | None = None,
+    ratings_per_list: int = 10,
+    catch_trials: int = 0,
+    practice_trials: int = 0,
     rng_seed: int = 0,
-    **texts: str,
+    **settings,
 ) -> Survey:
-    """A DRAFT 2AFC survey with one trial per IRI: query = the IRI, options = its target and a foil."""
-    iris = survey_check(slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule)
+    """A DRAFT survey: trials from the IRI sets, split into trial lists, each with N slots per mode (live, pilot).
+
+    2AFC: one main trial per IRI (query = the IRI; options = its target and a foil by `foil_rule`, side random).
+    Clustering: screens of 3 references × 2 IRIs each (one Trial row per IRI). `settings` are further Survey
+    fields (texts, codes, thresholds, time limit, resume policy, quota).
+    """
+    iris = survey_check(slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type)
+    _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials, **settings)
+    if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
+        settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
+    rng = random.Random(rng_seed)
     with transaction.atomic():
         survey = Survey.objects.create(
             slug=slug,
             title=title,
+            task_type=task_type,
             foil_rule=foil_rule,
+            cluster_variant=cluster_variant,
             trials_per_participant=trials_per_participant,
+            ratings_per_list=ratings_per_list,
+            catch_trials=catch_trials,
+            practice_trials=practice_trials,
             rng_seed=rng_seed,
-            **texts,
+            **settings,
         )
         survey.iri_jobs.set(iri_jobs)
-        Trial.objects.bulk_create(_trials_build(survey=survey, iris=iris, rng=random.Random(rng_seed)))
+        if task_type == Survey.TaskType.CLUSTER:
+            units = _cluster_screens(survey=survey, iris=iris, rng=rng)
+        else:
+            units = [[t] for t in _afc_trials(survey=survey, iris=iris, rng=rng)]
+        lists = _lists_build(survey=survey, units=units)
+        for trial_list, list_units in lists:
+            rows = [t for unit in list_units for t in unit]
+            for t in rows:
+                t.trial_list = trial_list
+            rows += _catch_trials(survey=survey, trial_list=trial_list, units=list_units, rng=rng)
+            Trial.objects.bulk_create(rows)
+        Trial.objects.bulk_create(_practice_trials(survey=survey, iris=iris, rng=rng))
+        _slots_create(survey=survey, lists=[tl for tl, _ in lists])
     return survey
 
 
-def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str) -> list[IriImage]:
+def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type: str = Survey.TaskType.TWO_AFC) -> list[IriImage]:
     """Everything that must hold before a survey is created; returns the IRIs its trials will use."""
     if slugify(slug) != slug or not slug:
         raise ApplicationError(BAD_SLUG)
@@ -63,21 +133,53 @@ def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str) -> list[I
     unfinished = [str(j) for j in iri_jobs if j.status != IriJob.Status.DONE]
     if unfinished:
         raise ApplicationError(UNFINISHED_SETS.format(names=", ".join(unfinished)))
-    iris = list(IriImage.objects.filter(job__in=iri_jobs).select_related("target_image", "image", "seed"))
+    iris = list(
+        IriImage.objects.filter(job__in=iri_jobs).select_related("target_image", "image", "seed").order_by("job_id", "id")
+    )
     if not iris:
         raise ApplicationError(NO_FINISHED_SET)
-    if foil_rule == Survey.FoilRule.OTHER_TARGET and len({i.target_id for i in iris}) < 2:
-        raise ApplicationError(NEEDS_TWO_TARGETS)
+    if task_type == Survey.TaskType.CLUSTER:
+        per_target = {}
+        for iri in iris:
+            per_target.setdefault(iri.target_id, []).append(iri)
+        if sum(len(v) >= CLUSTER_IRIS_PER_REFERENCE for v in per_target.values()) < CLUSTER_REFERENCES:
+            raise ApplicationError(NEEDS_CLUSTER_TARGETS)
+    elif foil_rule == Survey.FoilRule.OTHER_TARGET and len({i.target_id for i in iris}) < 2:
+        raise ApplicationError(NEEDS_TWO_TARGETS.format(rule=foil_rule, where=""))
+    elif foil_rule == Survey.FoilRule.SAME_SET:
+        for job_id, group in itertools.groupby(iris, key=lambda i: i.job_id):
+            if len({i.target_id for i in group}) < 2:
+                raise ApplicationError(NEEDS_TWO_TARGETS.format(rule=foil_rule, where=f" in each set (set {job_id} has one)"))
     return iris
 
 
-def _trials_build(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
+def _numbers_check(**fields) -> None:
+    rules = {
+        "ratings_per_list": (lambda v: v >= 1, "at least 1"),
+        "catch_trials": (lambda v: v >= 0, "0 or more"),
+        "practice_trials": (lambda v: v >= 0, "0 or more"),
+        "time_limit_minutes": (lambda v: v >= 1, "at least 1"),
+        "practice_pass_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+        "catch_min_accuracy": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+        "rt_floor_max_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+        "max_participants": (lambda v: v is None or v >= 1, "empty or at least 1"),
+    }
+    for field, value in fields.items():
+        if field in rules and value is not None and not rules[field][0](value):
+            raise ApplicationError(BAD_NUMBER.format(field=field, rule=rules[field][1]))
+
+
+def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
+    """One 2AFC trial per IRI. Foil rules: the seed; a random other target (any set); another target of the
+    same IRI set. ("Same class" needs a class label on TargetPhoto, which does not exist yet.)"""
     trials = []
     for iri in iris:
         if survey.foil_rule == Survey.FoilRule.SEED:
             foil = iri.seed
         else:
-            foil = rng.choice([other.target_image for other in iris if other.target_id != iri.target_id])
+            pool = iris if survey.foil_rule == Survey.FoilRule.OTHER_TARGET else [i for i in iris if i.job_id == iri.job_id]
+            others = {o.target_id: o.target_image for o in pool if o.target_id != iri.target_id}
+            foil = others[rng.choice(sorted(others))]
         target_option = rng.randrange(2)
         options = (iri.target_image, foil) if target_option == 0 else (foil, iri.target_image)
         trials.append(
@@ -94,6 +196,145 @@ def _trials_build(*, survey: Survey, iris: list[IriImage], rng: random.Random) -
     return trials
 
 
+def colour_histogram(image: StoredImage, bins: int = 8) -> np.ndarray:
+    """A normalised RGB histogram (bins³ cells) of a stored PNG: the cheap similarity for 'hard' clustering."""
+    with image.file.open("rb") as f:
+        pixels = np.asarray(Image.open(io.BytesIO(f.read())).convert("RGB").resize((64, 64)))
+    q = (pixels // (256 // bins)).reshape(-1, 3).astype(np.int64)
+    hist = np.bincount(q[:, 0] * bins * bins + q[:, 1] * bins + q[:, 2], minlength=bins**3).astype(float)
+    return hist / hist.sum()
+
+
+def cluster_triples(*, targets: list, variant: str, rng: random.Random, histogram=colour_histogram) -> list[tuple]:
+    """Group target photos into triples of references. 'hard': greedily the triple with the smallest summed
+    L1 distance between colour histograms (the most alike-looking references), then the next among the rest;
+    'random': a shuffled split. Without class labels this is the stand-in for 'references from the same class'."""
+    targets = list(targets)
+    if variant == Survey.ClusterVariant.RANDOM:
+        rng.shuffle(targets)
+        return [tuple(targets[i : i + 3]) for i in range(0, len(targets) - len(targets) % 3, 3)]
+    hists = {t.pk: histogram(t.image) for t in targets}
+    dist = lambda a, b: float(np.abs(hists[a.pk] - hists[b.pk]).sum())  # noqa: E731
+    triples = []
+    while len(targets) >= 3:
+        best = min(itertools.combinations(targets, 3), key=lambda c: dist(c[0], c[1]) + dist(c[0], c[2]) + dist(c[1], c[2]))
+        triples.append(best)
+        targets = [t for t in targets if t not in best]
+    return triples
+
+
+def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[list[Trial]]:
+    per_target: dict[int, list[IriImage]] = {}
+    for iri in iris:
+        per_target.setdefault(iri.target_id, []).append(iri)
+    usable = [iris_[0].target for iris_ in per_target.values() if len(iris_) >= CLUSTER_IRIS_PER_REFERENCE]
+    screens = []
+    for triple in cluster_triples(targets=usable, variant=survey.cluster_variant, rng=rng):
+        refs = list(triple)
+        rng.shuffle(refs)
+        rounds = min(len(per_target[t.pk]) for t in refs) // CLUSTER_IRIS_PER_REFERENCE
+        for r in range(rounds):
+            screen = secrets.token_urlsafe(12)
+            rows = []
+            for k, ref in enumerate(refs):
+                for iri in per_target[ref.pk][r * 2 : r * 2 + 2]:
+                    rows.append(_cluster_row(survey=survey, screen=screen, refs=refs, query=iri.image, target_option=k, iri=iri))
+            screens.append(rows)
+    return screens
+
+
+def _cluster_row(*, survey, screen, refs, query, target_option, iri=None, kind=Trial.Kind.MAIN, trial_list=None) -> Trial:
+    images = [ref.image for ref in refs]
+    return Trial(
+        survey=survey,
+        trial_list=trial_list,
+        kind=kind,
+        task_type=Survey.TaskType.CLUSTER,
+        screen=screen,
+        iri=iri,
+        query=query,
+        option_0=images[0],
+        option_1=images[1],
+        option_2=images[2],
+        n_options=3,
+        target_option=target_option,
+    )
+
+
+def _lists_build(*, survey: Survey, units: list[list[Trial]]) -> list[tuple[TrialList, list[list[Trial]]]]:
+    """Split units (2AFC: a trial; clustering: a screen) into lists, round robin in condition order, so list
+    sizes differ by at most one unit and every list mixes the IRI sets."""
+    unit_size = len(units[0]) if units else 1
+    per_list = math.ceil((survey.trials_per_participant or len(units) * unit_size) / unit_size)
+    n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
+    lists = [TrialList.objects.create(survey=survey, index=i) for i in range(n_lists)]
+    return [(tl, units[i::n_lists]) for i, tl in enumerate(lists)]
+
+
+def _catch_trials(*, survey: Survey, trial_list: TrialList, units: list[list[Trial]], rng: random.Random) -> list[Trial]:
+    """Catch trials: the query is one of the options. 2AFC: the target photo of one of the list's trials, with
+    that trial's options. Clustering: one of the screen's references, as an extra row on that screen."""
+    catches = []
+    for k in range(survey.catch_trials):
+        unit = units[k % len(units)]
+        if survey.task_type == Survey.TaskType.CLUSTER:
+            base = unit[0]
+            refs = [base.option_0, base.option_1, base.option_2]
+            j = rng.randrange(3)
+            catches.append(
+                Trial(
+                    survey=survey, trial_list=trial_list, kind=Trial.Kind.CATCH, task_type=Survey.TaskType.CLUSTER,
+                    screen=base.screen, query=refs[j], option_0=refs[0], option_1=refs[1], option_2=refs[2],
+                    n_options=3, target_option=j,
+                )
+            )
+        else:
+            base = unit[0]
+            options = [base.option_0, base.option_1]
+            catches.append(
+                Trial(
+                    survey=survey, trial_list=trial_list, kind=Trial.Kind.CATCH, query=options[base.target_option],
+                    option_0=options[0], option_1=options[1], target_option=base.target_option, foil_kind=base.foil_kind,
+                )
+            )
+    return catches
+
+
+def _practice_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
+    """Practice with an obvious answer: a target photo as the query, itself among the options. 2AFC: against a
+    seed image; clustering: rows of one practice screen whose references are three target photos."""
+    if not survey.practice_trials:
+        return []
+    targets = list({i.target_id: i for i in iris}.values())
+    rows = []
+    if survey.task_type == Survey.TaskType.CLUSTER:
+        refs = [i.target for i in targets[:3]]
+        screen = secrets.token_urlsafe(12)
+        for k in range(survey.practice_trials):
+            j = k % 3
+            rows.append(_cluster_row(survey=survey, screen=screen, refs=refs, query=refs[j].image, target_option=j, kind=Trial.Kind.PRACTICE))
+        return rows
+    for k in range(survey.practice_trials):
+        iri = targets[k % len(targets)]
+        side = rng.randrange(2)
+        options = (iri.target_image, iri.seed) if side == 0 else (iri.seed, iri.target_image)
+        rows.append(
+            Trial(survey=survey, kind=Trial.Kind.PRACTICE, query=iri.target_image, option_0=options[0], option_1=options[1],
+                  target_option=side, foil_kind=Survey.FoilRule.SEED)
+        )
+    return rows
+
+
+def _slots_create(*, survey: Survey, lists: list[TrialList]) -> None:
+    n = len(lists)
+    Slot.objects.bulk_create(
+        Slot(survey=survey, trial_list=tl, is_pilot=pilot, ordinal=k, rank=k * n + tl.index)
+        for pilot in (False, True)
+        for tl in lists
+        for k in range(survey.ratings_per_list)
+    )
+
+
 def survey_publish(*, survey: Survey) -> Survey:
     if not survey.trials.exists():
         raise ApplicationError("A survey without trials cannot be published.")
@@ -102,88 +343,385 @@ def survey_publish(*, survey: Survey) -> Survey:
     return survey
 
 
+def survey_pilot_reset(*, survey: Survey) -> int:
+    """Delete every pilot (and bot-in-pilot) session of a survey and free the pilot slots. Returns how many."""
+    with transaction.atomic():
+        Slot.objects.filter(survey=survey, is_pilot=True).update(participant=None, reserved_until=None, filled_at=None)
+        deleted, _ = Participant.objects.filter(survey=survey, is_pilot=True).delete()
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Enrollment and reservations
+
+
+def enroll_is_mturk_preview(*, assignment_id: str) -> bool:
+    """MTurk shows the task before a worker accepts it: such a visit stores and reserves nothing."""
+    return assignment_id == MTURK_PREVIEW
+
+
 def participant_enroll(
-    *, survey: Survey, prolific_pid: str = "", study_id: str = "", session_id: str = "", token: str = ""
+    *,
+    survey: Survey,
+    prolific_pid: str = "",
+    study_id: str = "",
+    session_id: str = "",
+    worker_id: str = "",
+    assignment_id: str = "",
+    hit_id: str = "",
+    turk_submit_to: str = "",
+    token: str = "",
+    pilot: bool = False,
+    is_bot: bool = False,
+    client: dict | None = None,
 ) -> tuple[Participant, bool]:
-    """Start a session, or resume it for a returning Prolific ID or browser token. Returns (participant, created)."""
-    if survey.status != Survey.Status.LIVE:
+    """Start a session in a reserved slot, or hand back an earlier one per the resume policy.
+
+    Returns (participant, created). A returning PID / worker ID / token gets its own session back (resume),
+    a fresh start of it (restart; `participant.restarted` is True) or 409 (block); a finished one gets its
+    final state (so nobody takes a study twice). A new session claims a slot in the same transaction; when
+    none is free the study is full (409) and nothing is stored.
+    """
+    if survey.status != Survey.Status.LIVE and not (pilot and survey.status == Survey.Status.DRAFT):
         raise ApplicationError(SURVEY_NOT_LIVE, status_code=status.HTTP_404_NOT_FOUND)
-    if prolific_pid:
-        existing = Participant.objects.filter(survey=survey, prolific_pid=prolific_pid).first()
-    elif token:
-        existing = Participant.objects.filter(survey=survey, token=token).first()
-    else:
-        existing = None
+    if enroll_is_mturk_preview(assignment_id=assignment_id):
+        raise ApplicationError("An MTurk preview cannot enroll.", extra={"reason": "preview"})
+    if turk_submit_to and turk_submit_to.rstrip("/") not in MTURK_HOSTS:
+        raise ApplicationError(BAD_SUBMIT_TO)
+    existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token=token)
     if existing is not None:
-        return existing, False
+        return _participant_return(participant=existing), False
     try:
         with transaction.atomic():
             participant = Participant.objects.create(
-                survey=survey, prolific_pid=prolific_pid, study_id=study_id, session_id=session_id
+                survey=survey,
+                prolific_pid=prolific_pid,
+                study_id=study_id,
+                session_id=session_id,
+                worker_id=worker_id,
+                assignment_id=assignment_id,
+                hit_id=hit_id,
+                turk_submit_to=turk_submit_to.rstrip("/"),
+                is_pilot=pilot,
+                is_bot=is_bot,
+                client_info=client or {},
+                last_seen_at=timezone.now(),
             )
+            slot = slot_claim(participant=participant)
+            if slot is None:
+                raise ApplicationError(SURVEY_FULL, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
             _assignments_create(participant=participant)
-    except IntegrityError:  # the same Prolific ID enrolled twice at once: hand back the one that won
-        return Participant.objects.get(survey=survey, prolific_pid=prolific_pid), False
+    except IntegrityError:  # the same PID / worker enrolled twice at once: hand back the one that won
+        existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token="")
+        if existing is None:
+            raise
+        return _participant_return(participant=existing), False
+    participant.restarted = False
     return participant, True
 
 
-def _assignments_create(*, participant: Participant) -> None:
+def _participant_find(*, survey: Survey, prolific_pid: str, worker_id: str, token: str) -> Participant | None:
+    if prolific_pid:
+        return Participant.objects.filter(survey=survey, prolific_pid=prolific_pid).first()
+    if worker_id:
+        return Participant.objects.filter(survey=survey, worker_id=worker_id).first()
+    if token:
+        return Participant.objects.filter(survey=survey, token=token).first()
+    return None
+
+
+def _participant_return(*, participant: Participant) -> Participant:
+    participant.restarted = False
+    if participant.status != Participant.Status.ACTIVE:
+        return participant
+    policy = participant.survey.resume_policy
+    if policy == Survey.ResumePolicy.BLOCK:
+        raise ApplicationError(RETURNING_BLOCKED, extra={"reason": "blocked"}, status_code=status.HTTP_409_CONFLICT)
+    if policy == Survey.ResumePolicy.RESTART:
+        with transaction.atomic():
+            participant.responses.all().delete()
+            participant.assignments.all().delete()
+            participant.events.all().delete()
+            Participant.objects.filter(pk=participant.pk).update(
+                consented_at=None, stage=Participant.Stage.ARRIVED, restarts=participant.restarts + 1, last_seen_at=timezone.now()
+            )
+            _assignments_create(participant=participant)
+        participant.refresh_from_db()
+        participant.restarted = True
+    return participant
+
+
+def slot_claim(*, participant: Participant) -> Slot | None:
+    """Reserve the lowest-ranked claimable slot of the participant's mode: free, or reserved but expired (its
+    holder is then timed out). `FOR UPDATE SKIP LOCKED`, so concurrent enrollments never wait for or take
+    the same slot. Live slots beyond the survey's quota are not claimable. Call inside a transaction."""
     survey = participant.survey
-    rng = random.Random()
-    trials = list(survey.trials.annotate(n=Count("assignments")).values_list("id", "n"))
-    rng.shuffle(trials)
-    # Least-seen trials first, so ratings spread evenly over the items.
-    trials.sort(key=lambda t: t[1])
-    chosen = [trial_id for trial_id, _ in trials[: survey.trials_per_participant or len(trials)]]
-    rng.shuffle(chosen)
-    Assignment.objects.bulk_create(
-        Assignment(participant=participant, trial_id=trial_id, position=i) for i, trial_id in enumerate(chosen)
+    now = timezone.now()
+    candidates = Slot.objects.filter(survey=survey, is_pilot=participant.is_pilot, filled_at__isnull=True).filter(
+        models_q_free(now)
     )
+    if not participant.is_pilot and survey.max_participants:
+        candidates = candidates.filter(rank__lt=survey.max_participants)
+    slot = candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
+    if slot is None:
+        return None
+    if slot.participant_id is not None:
+        Participant.objects.filter(pk=slot.participant_id, status=Participant.Status.ACTIVE).update(
+            status=Participant.Status.TIMED_OUT, ended_at=now
+        )
+    slot.participant = participant
+    slot.reserved_until = now + timedelta(minutes=survey.time_limit_minutes)
+    slot.save(update_fields=["participant", "reserved_until"])
+    Participant.objects.filter(pk=participant.pk).update(trial_list=slot.trial_list_id)
+    participant.trial_list_id = slot.trial_list_id
+    return slot
+
+
+def models_q_free(now):
+    from django.db.models import Q
+
+    return Q(participant__isnull=True) | Q(reserved_until__lt=now)
+
+
+def reservations_release_expired(*, now=None) -> int:
+    """The periodic cleanup: time out the holders of expired reservations and free their slots. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        slots = list(
+            Slot.objects.select_for_update(skip_locked=True)
+            .filter(filled_at__isnull=True, participant__isnull=False, reserved_until__lt=now)
+            .values_list("pk", "participant_id")
+        )
+        if not slots:
+            return 0
+        Participant.objects.filter(pk__in=[p for _, p in slots], status=Participant.Status.ACTIVE).update(
+            status=Participant.Status.TIMED_OUT, ended_at=now
+        )
+        Slot.objects.filter(pk__in=[s for s, _ in slots]).update(participant=None, reserved_until=None)
+    return len(slots)
+
+
+def _assignments_create(*, participant: Participant) -> None:
+    """Practice first, then the list's main and catch trials in a fresh random order (clustering: screens in
+    random order, rows within a screen shuffled)."""
+    rng = random.Random()
+    practice = list(Trial.objects.filter(survey_id=participant.survey_id, kind=Trial.Kind.PRACTICE).values_list("id", "screen"))
+    rows = list(Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list("id", "screen"))
+    order = [t for t, _ in practice]
+    if participant.survey.task_type == Survey.TaskType.CLUSTER:
+        screens: dict[str, list[int]] = {}
+        for t, s in rows:
+            screens.setdefault(s, []).append(t)
+        keys = list(screens)
+        rng.shuffle(keys)
+        for key in keys:
+            rng.shuffle(screens[key])
+            order += screens[key]
+    else:
+        ids = [t for t, _ in rows]
+        rng.shuffle(ids)
+        order += ids
+    Assignment.objects.bulk_create(Assignment(participant=participant, trial_id=t, position=i) for i, t in enumerate(order))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# During the session
 
 
 def participant_consent(*, participant: Participant) -> Participant:
-    Participant.objects.filter(pk=participant.pk, consented_at__isnull=True).update(consented_at=timezone.now())
+    Participant.objects.filter(pk=participant.pk, consented_at__isnull=True).update(
+        consented_at=timezone.now(), stage=Participant.Stage.CONSENTED
+    )
     participant.refresh_from_db()
     return participant
 
 
+def participant_heartbeat(*, participant: Participant, stage: str = "") -> Participant:
+    """The browser is alive; record when and (optionally) where. Does not extend the reservation."""
+    fields = {"last_seen_at": timezone.now()}
+    stage_map = {"practice": Participant.Stage.PRACTICE, "trials": Participant.Stage.TRIALS}
+    if stage in stage_map and participant.status == Participant.Status.ACTIVE:
+        fields["stage"] = stage_map[stage]
+    Participant.objects.filter(pk=participant.pk).update(**fields)
+    participant.refresh_from_db()
+    return participant
+
+
+def participant_events_record(*, participant: Participant, events: list[dict], client: dict | None = None) -> int:
+    """Store browser events once each (a retried batch repeats `id`s, which are ignored). Returns how many are new."""
+    before = ParticipantEvent.objects.filter(participant=participant).count()
+    ParticipantEvent.objects.bulk_create(
+        [
+            ParticipantEvent(
+                participant=participant,
+                client_id=e["id"],
+                type=e["type"],
+                t_ms=e.get("t_ms"),
+                trial_public_id=e.get("trial", "") or "",
+                data=e.get("data") or {},
+            )
+            for e in events
+        ],
+        ignore_conflicts=True,
+    )
+    fields = {"last_seen_at": timezone.now()}
+    if client:
+        fields["client_info"] = {**participant.client_info, **client}
+    Participant.objects.filter(pk=participant.pk).update(**fields)
+    return ParticipantEvent.objects.filter(participant=participant).count() - before
+
+
+# The answer hot path: one statement checks the session (token, active, consented), that the trial is
+# assigned to it and that the choice is in range, and inserts; a replay or a second answer inserts nothing.
+_ANSWER_SQL = """
+INSERT INTO surveys_response (participant_id, trial_id, choice, rt_ms, idempotency_key, created_at)
+SELECT p.id, t.id, %s, %s, %s, %s
+FROM surveys_participant p
+JOIN surveys_trial t ON t.public_id = %s
+JOIN surveys_assignment a ON a.participant_id = p.id AND a.trial_id = t.id
+WHERE p.token = %s AND p.status = 'active' AND p.consented_at IS NOT NULL AND t.n_options > %s
+ON CONFLICT DO NOTHING
+RETURNING id, (SELECT kind FROM surveys_trial WHERE surveys_trial.id = surveys_response.trial_id)
+"""
+
+
 def response_record(
-    *, participant: Participant, trial_public_id: str, choice: int, rt_ms: float, idempotency_key: uuid.UUID
-) -> tuple[Response, bool]:
-    """Store one answer exactly once. Returns (response, created); a replayed key returns the stored answer."""
-    same_key = Response.objects.filter(idempotency_key=idempotency_key).first()
+    *, token: str, trial_public_id: str, choice: int, rt_ms: float, idempotency_key: uuid.UUID
+) -> tuple[bool, dict]:
+    """Store one answer exactly once. Returns (created, extra) where extra holds practice feedback.
+
+    The common case is one SQL statement (prepared on PostgreSQL). When it inserts nothing, the slow path
+    says why: a replayed key (not created, no error), or 404 / 409 with a reason.
+    """
+    now = timezone.now()
+    params = [choice, rt_ms, idempotency_key, now, trial_public_id, token, choice]
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        import psycopg
+
+        with psycopg.Cursor(connection.connection) as cur:  # server-side binding: prepared after first use
+            cur.execute(_ANSWER_SQL, params, prepare=True)
+            row = cur.fetchone()
+    else:
+        params[2] = idempotency_key.hex
+        params[3] = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cur:
+            cur.execute(_ANSWER_SQL.replace("ON CONFLICT", "AND 1 ON CONFLICT"), params)
+            row = cur.fetchone()
+    if row is not None:
+        if row[1] == Trial.Kind.PRACTICE:
+            return True, _practice_feedback(token=token, trial_public_id=trial_public_id, choice=choice)
+        return True, {}
+    return False, _response_refused(
+        token=token, trial_public_id=trial_public_id, choice=choice, idempotency_key=idempotency_key
+    )
+
+
+def _response_refused(*, token: str, trial_public_id: str, choice: int, idempotency_key: uuid.UUID) -> dict:
+    participant = Participant.objects.filter(token=token).first()
+    if participant is None:
+        raise ApplicationError(UNKNOWN_SESSION, status_code=status.HTTP_404_NOT_FOUND)
+    same_key = Response.objects.filter(idempotency_key=idempotency_key).select_related("trial").first()
     if same_key is not None:
         if same_key.participant_id != participant.pk or same_key.trial.public_id != trial_public_id:
             raise ApplicationError(KEY_REUSED, status_code=status.HTTP_409_CONFLICT)
-        return same_key, False
-    if participant.consented_at is None:
-        raise ApplicationError(NOT_CONSENTED, status_code=status.HTTP_409_CONFLICT)
+        if same_key.trial.kind == Trial.Kind.PRACTICE:
+            return _practice_feedback(token=token, trial_public_id=trial_public_id, choice=same_key.choice)
+        return {}
     assignment = (
         Assignment.objects.filter(participant=participant, trial__public_id=trial_public_id).select_related("trial").first()
     )
     if assignment is None:
         raise ApplicationError(TRIAL_NOT_ASSIGNED, status_code=status.HTTP_404_NOT_FOUND)
-    try:
-        with transaction.atomic():
-            response = Response.objects.create(
-                participant=participant,
-                trial=assignment.trial,
-                choice=choice,
-                rt_ms=rt_ms,
-                idempotency_key=idempotency_key,
-            )
-    except IntegrityError:
-        replay = Response.objects.filter(idempotency_key=idempotency_key, participant=participant).first()
-        if replay is not None:  # the same POST raced itself
-            return replay, False
-        raise ApplicationError(ALREADY_ANSWERED, status_code=status.HTTP_409_CONFLICT) from None
-    return response, True
+    if choice >= assignment.trial.n_options:
+        raise ApplicationError(BAD_CHOICE.format(n=assignment.trial.n_options))
+    if participant.status != Participant.Status.ACTIVE:
+        raise ApplicationError(
+            SESSION_ENDED.format(status=participant.get_status_display().lower()),
+            extra={"reason": "ended", "outcome": participant.status},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    if participant.consented_at is None:
+        raise ApplicationError(NOT_CONSENTED, status_code=status.HTTP_409_CONFLICT)
+    raise ApplicationError(ALREADY_ANSWERED, status_code=status.HTTP_409_CONFLICT)
+
+
+def _practice_feedback(*, token: str, trial_public_id: str, choice: int) -> dict:
+    """Feedback for a practice answer, and the pass decision once every practice trial is answered. A failed
+    practice ends the session (failed attention) and frees its slot."""
+    participant = Participant.objects.select_related("survey").get(token=token)
+    trial = Trial.objects.get(public_id=trial_public_id)
+    answers = list(
+        Response.objects.filter(participant=participant, trial__kind=Trial.Kind.PRACTICE).values_list("choice", "trial__target_option")
+    )
+    total = participant.assignments.filter(trial__kind=Trial.Kind.PRACTICE).count()
+    passed = None
+    if len(answers) >= total:
+        accuracy = sum(c == t for c, t in answers) / max(1, total)
+        passed = accuracy >= participant.survey.practice_pass_fraction
+        Participant.objects.filter(pk=participant.pk).update(practice_accuracy=accuracy)
+        if not passed:
+            _session_end(participant=participant, status_to=Participant.Status.FAILED_ATTENTION, reasons=["practice_failed"], fill=False)
+    return {"feedback": {"correct": choice == trial.target_option}, "practice": {"done": len(answers), "total": total, "passed": passed}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ending a session
 
 
 def participant_complete(*, participant: Participant) -> Participant:
+    """Finish a session whose every trial is answered: compute exclusion flags (catch accuracy, RT floor),
+    set the outcome and fill the slot, or free it for someone else when the person is excluded."""
+    if participant.status != Participant.Status.ACTIVE:
+        return participant
     missing = participant.assignments.exclude(trial__responses__participant=participant).count()
     if missing:
         raise ApplicationError(NOT_FINISHED, extra={"missing": missing}, status_code=status.HTTP_409_CONFLICT)
-    Participant.objects.filter(pk=participant.pk, completed_at__isnull=True).update(completed_at=timezone.now())
+    survey = participant.survey
+    rows = list(
+        Response.objects.filter(participant=participant)
+        .exclude(trial__kind=Trial.Kind.PRACTICE)
+        .values_list("trial__kind", "choice", "trial__target_option", "rt_ms")
+    )
+    catch = [c == t for kind, c, t, _ in rows if kind == Trial.Kind.CATCH]
+    catch_accuracy = sum(catch) / len(catch) if catch else None
+    fast = sum(rt < survey.rt_floor_ms for *_, rt in rows) / len(rows) if rows else 0.0
+    reasons = []
+    if catch_accuracy is not None and catch_accuracy < survey.catch_min_accuracy:
+        reasons.append("catch_accuracy")
+    if fast > survey.rt_floor_max_fraction:
+        reasons.append("rt_floor")
+    Participant.objects.filter(pk=participant.pk).update(catch_accuracy=catch_accuracy, fast_rt_fraction=fast)
+    status_to = Participant.Status.FAILED_ATTENTION if "catch_accuracy" in reasons else Participant.Status.COMPLETED
+    fill = not (reasons and survey.refill_excluded)
+    return _session_end(participant=participant, status_to=status_to, reasons=reasons, fill=fill)
+
+
+def participant_leave(*, participant: Participant, status_to: str, detail: str = "") -> Participant:
+    """The participant withdraws (returned) or the browser gives up (technical): end and free the slot."""
+    if detail:
+        Participant.objects.filter(pk=participant.pk).update(client_info={**participant.client_info, "abort_detail": detail[:500]})
+    return _session_end(participant=participant, status_to=status_to, reasons=[], fill=False)
+
+
+def _session_end(*, participant: Participant, status_to: str, reasons: list[str], fill: bool) -> Participant:
+    """Lock the slot first (same order as slot_claim, so no deadlock), then move ACTIVE → final. A slot that
+    went to someone else meanwhile means this session timed out; the list never gets an N + 1st rating."""
+    now = timezone.now()
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update().filter(participant=participant).first()
+        if slot is None:
+            status_to, fill = Participant.Status.TIMED_OUT, False
+        updates = {"status": status_to, "ended_at": now, "stage": Participant.Stage.DONE}
+        if status_to in (Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION) and slot is not None:
+            updates["completed_at"] = now
+        if reasons:
+            updates.update(excluded=True, exclusion_reasons=reasons)
+        moved = Participant.objects.filter(pk=participant.pk, status=Participant.Status.ACTIVE).update(**updates)
+        if moved and slot is not None:
+            if fill:
+                Slot.objects.filter(pk=slot.pk).update(filled_at=now)
+            else:
+                Slot.objects.filter(pk=slot.pk).update(participant=None, reserved_until=None)
     participant.refresh_from_db()
     return participant

@@ -75,3 +75,32 @@ def test_a_forged_image_url_gets_404(live_survey):
     assert client.get("/i/not-a-signed-token").status_code == 404
     image = live_survey.trials.first().query
     assert client.get(f"/media/{image.file.name}").status_code == 302  # researchers only: the admin login
+
+
+def test_catch_practice_and_clustering_sessions_and_the_new_endpoints_are_silent_too(photos):
+    from surveys.services import survey_create, survey_publish
+    from tests.conftest import finished_iri_set
+
+    jobs = [finished_iri_set(photos, rng_seed=1), finished_iri_set(photos, rng_seed=2)]
+    for slug, task in (("afc", "2afc"), ("clu", "cluster")):
+        survey = survey_publish(survey=survey_create(slug=slug, title="t", iri_jobs=jobs, task_type=task, catch_trials=2, practice_trials=2))
+        client = Client()
+        enrolled = client.post(f"/api/p/surveys/{slug}/enroll", {"prolific_pid": "P"}, content_type="application/json").json()
+        token = enrolled["token"]
+        received = [("enroll JSON", json.dumps({k: v for k, v in enrolled.items() if not k.endswith("_html")}))]
+        received.append(("page config", client.get(f"/s/{slug}/").content.decode()))
+        client.post(f"/api/p/sessions/{token}/consent")
+        session = client.get(f"/api/p/sessions/{token}/trials")
+        received.append(("trials JSON", session.content.decode()))
+        keys = {"id", "query", "options"} | ({"screen"} if task == "cluster" else set())
+        assert all(set(t) == keys for t in session.json()["trials"] + session.json()["practice"])
+        event = {"events": [{"id": new_key(), "type": "blur"}]}
+        received.append(("events JSON", client.post(f"/api/p/sessions/{token}/events", event, content_type="application/json").content.decode()))
+        received.append(("heartbeat JSON", client.post(f"/api/p/sessions/{token}/heartbeat", {}, content_type="application/json").content.decode()))
+        for trial in session.json()["trials"]:
+            answer = {"trial": trial["id"], "choice": 0, "rt_ms": 600, "idempotency_key": new_key()}
+            received.append(("answer JSON", client.post(f"/api/p/sessions/{token}/responses", answer, content_type="application/json").content.decode()))
+        for where, text in received:
+            assert_no_role_words(text, f"{slug} {where}")
+            for code in (survey.completion_code, survey.code_failed_attention, survey.code_timed_out, survey.code_technical):
+                assert code not in text, f"{slug} {where} reveals a code early"

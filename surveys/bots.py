@@ -1,0 +1,253 @@
+"""oTree-style participant bots that walk the real participant HTTP flow of a running server.
+
+A bot enrolls, consents, fetches its trials, answers each one (POST with an idempotency key, retried with
+backoff until the server confirms) and completes. Cases mix in what real crowdworkers do: drop out, reload
+mid-way (re-enroll with the stored token and fetch again), double-post, go offline for a burst (answers
+queue up, some acknowledgements are lost, then everything is retried), fail the catch trials, return the
+study. Policies choose the answer:
+
+* `random` — uniform over the options;
+* `perceptual` — downloads the images over HTTP and picks the option with the smallest pixel distance to the
+  query (what a pixel-matching observer sees; nothing from the server says which option is the target);
+* `adversarial` — the option with the largest pixel distance;
+* `target` — looks the right answer up in the database. A TEST policy: it cheats on purpose.
+
+`bots_run(...)` returns the summary; lost and duplicated answers are counted against the database.
+"""
+import io
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import requests
+from django.core import signing
+from PIL import Image
+
+BOT_SALT = "surveys.bot"
+POLICIES = ("perceptual", "random", "target", "adversarial")
+CASES = ("attentive", "attentive", "attentive", "dropout", "reload", "double_post", "offline", "fail_catch", "returner")
+
+
+def bot_credential(*, slug: str) -> str:
+    """A signed token that marks an enrollment as a bot's (only code holding SECRET_KEY can make one)."""
+    return signing.dumps({"slug": slug}, salt=BOT_SALT)
+
+
+def bot_credential_valid(*, credential: str, slug: str) -> bool:
+    try:
+        return signing.loads(credential, salt=BOT_SALT).get("slug") == slug
+    except (signing.BadSignature, AttributeError):
+        return False
+
+
+@dataclass
+class BotResult:
+    case: str
+    token: str = ""
+    outcome: str = ""
+    acked: dict = field(default_factory=dict)  # trial id -> idempotency key the server confirmed
+    refused_as_expected: int = 0
+    errors: list = field(default_factory=list)
+    full: bool = False
+
+
+class Bot:
+    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=8):
+        self.base, self.slug, self.index, self.case, self.policy = base_url.rstrip("/"), slug, index, case, policy
+        self.pilot_key, self.credential, self.rng, self.think_s = pilot_key, credential, rng, think_s
+        self.target_lookup, self.retries = target_lookup, retries
+        self.http = requests.Session()
+        self.result = BotResult(case=case)
+        self.images: dict[str, np.ndarray] = {}
+
+    # -- HTTP with retries: network errors and 5xx are retried with backoff; 4xx are answers
+    def call(self, method, path, body=None, *, lose_ack=False):
+        delay = 0.05
+        for attempt in range(self.retries):
+            try:
+                r = self.http.request(method, self.base + path, json=body, timeout=30)
+                if r.status_code < 500:
+                    if lose_ack and attempt == 0:
+                        lose_ack = False
+                        raise requests.ConnectionError("acknowledgement lost (simulated)")
+                    return r
+            except requests.RequestException:
+                pass
+            time.sleep(delay + self.rng.random() * delay)
+            delay = min(delay * 2, 2.0)
+        raise RuntimeError(f"{method} {path}: no answer after {self.retries} tries")
+
+    def enroll(self, token=""):
+        body = {"prolific_pid": f"bot-{self.credential[-8:]}-{self.index}", "bot": self.credential}
+        if self.pilot_key:
+            body["pilot"] = self.pilot_key
+        if token:
+            body["token"] = token
+        return self.call("POST", f"/api/p/surveys/{self.slug}/enroll", body)
+
+    def image(self, url) -> np.ndarray:
+        if url not in self.images:
+            data = self.call("GET", url).content
+            self.images[url] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32)), dtype=np.float32)
+        return self.images[url]
+
+    def choose(self, trial) -> int:
+        n = len(trial["options"])
+        if self.policy == "random":
+            return self.rng.randrange(n)
+        if self.policy == "target":
+            return self.target_lookup(trial["id"])
+        query = self.image(trial["query"])
+        dist = [float(np.mean((self.image(u) - query) ** 2)) for u in trial["options"]]
+        if self.case == "fail_catch" and min(dist) == 0.0:  # the query is one of the options: a catch trial
+            return int(np.argmax(dist))
+        return int(np.argmax(dist) if self.policy == "adversarial" else np.argmin(dist))
+
+    def answer(self, trial, *, lose_ack=False):
+        key = str(uuid.uuid4())
+        body = {"trial": trial["id"], "choice": self.choose(trial), "rt_ms": round(300 + self.rng.random() * 900, 1), "idempotency_key": key}
+        r = self.call("POST", f"/api/p/sessions/{self.result.token}/responses", body, lose_ack=lose_ack)
+        if r.status_code in (200, 201):
+            self.result.acked[trial["id"]] = key
+        elif r.status_code == 409 and r.json().get("extra", {}).get("reason") == "ended":
+            return False
+        else:
+            self.result.errors.append(f"answer {r.status_code}: {r.text[:120]}")
+            return False
+        if self.case == "double_post":
+            again = self.call("POST", f"/api/p/sessions/{self.result.token}/responses", body)
+            other = self.call("POST", f"/api/p/sessions/{self.result.token}/responses", {**body, "idempotency_key": str(uuid.uuid4())})
+            if again.status_code == 200 and other.status_code == 409:
+                self.result.refused_as_expected += 1
+            else:
+                self.result.errors.append(f"double post {again.status_code}/{other.status_code}")
+        return True
+
+    def run(self) -> BotResult:
+        try:
+            self._run()
+        except Exception as exc:  # a bot reports, it never takes the run down
+            self.result.errors.append(f"{type(exc).__name__}: {exc}")
+        return self.result
+
+    def _run(self):
+        r = self.enroll()
+        if r.status_code == 409 and r.json().get("extra", {}).get("reason") == "full":
+            self.result.full = True
+            return
+        if r.status_code not in (200, 201):
+            self.result.errors.append(f"enroll {r.status_code}: {r.text[:120]}")
+            return
+        self.result.token = token = r.json()["token"]
+        self.call("POST", f"/api/p/sessions/{token}/consent", {})
+        session = self.call("GET", f"/api/p/sessions/{token}/trials").json()
+        todo = session["practice"] + session["trials"]
+        stop_at = self.rng.randrange(1, max(2, len(todo))) if self.case in ("dropout", "reload", "returner", "offline") else None
+        offline_queue = []
+        k = 0
+        while k < len(todo):
+            trial = todo[k]
+            if self.think_s:
+                time.sleep(self.think_s * (0.5 + self.rng.random()))
+            if stop_at is not None and k == stop_at:
+                if self.case == "dropout":
+                    self.result.outcome = "dropped"
+                    return
+                if self.case == "returner":
+                    self.result.outcome = self.call("POST", f"/api/p/sessions/{token}/return", {}).json()["outcome"]
+                    return
+                if self.case == "reload":  # a reload: enroll again with the stored token, fetch, skip what is done
+                    again = self.enroll(token).json()
+                    if again["token"] != token:
+                        self.result.errors.append("reload got a different session")
+                    fetched = self.call("GET", f"/api/p/sessions/{token}/trials").json()
+                    done = set(fetched["done"])
+                    todo = [t for t in fetched["practice"] + fetched["trials"] if t["id"] not in done]
+                    k, stop_at = 0, None
+                    continue
+                if self.case == "offline":  # a burst offline: the next answers wait in the outbox
+                    offline_queue = todo[k : k + 3]
+                    k += len(offline_queue)
+                    stop_at = None
+                    for i, t in enumerate(offline_queue):  # back online: flush, the first ack of each is lost
+                        if not self.answer(t, lose_ack=(i % 2 == 0)):
+                            return self._finish(token)
+                    continue
+            if not self.answer(trial):
+                break
+            k += 1
+        self._finish(token)
+
+    def _finish(self, token):
+        done = self.call("POST", f"/api/p/sessions/{token}/complete", {})
+        if done.status_code == 200:
+            self.result.outcome = done.json()["outcome"]
+        else:
+            self.result.errors.append(f"complete {done.status_code}: {done.text[:120]}")
+
+
+def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, policy: str, live: bool = False,
+             cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None) -> dict:
+    """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary."""
+    from .models import Participant, Response, Survey, Trial
+
+    if policy not in POLICIES:
+        raise ValueError(f"Unknown policy '{policy}'; choose one of {', '.join(POLICIES)}.")
+    survey = Survey.objects.get(slug=slug)
+    pilot_key = "" if live else survey.pilot_key
+    credential = bot_credential(slug=slug) + "." + uuid.uuid4().hex[:8]
+    lock = threading.Lock()
+    targets: dict[str, int] = {}
+
+    def target_lookup(public_id: str) -> int:  # the `target` policy's cheat, through the database
+        return targets[public_id]
+
+    if policy == "target":  # loaded here: bot threads never open database connections of their own
+        targets.update(dict(Trial.objects.filter(survey=survey).values_list("public_id", "target_option")))
+    master = random.Random(seed)
+    bots = [
+        Bot(base_url=base_url, slug=slug, index=i, case=cases[i % len(cases)], policy=policy, pilot_key=pilot_key,
+            credential=credential, rng=random.Random(master.random()), think_s=think_s, target_lookup=target_lookup)
+        for i in range(participants)
+    ]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(lambda b: b.run(), bots))
+    elapsed = time.monotonic() - started
+
+    tokens = [r.token for r in results if r.token]
+    stored = {}
+    for token, trial, key in Response.objects.filter(participant__token__in=tokens).values_list(
+        "participant__token", "trial__public_id", "idempotency_key"
+    ):
+        stored.setdefault((token, trial), []).append(str(key))
+    acked = {(r.token, t): k for r in results for t, k in r.acked.items()}
+    lost = sum(1 for pair in acked if pair not in stored)
+    duplicates = sum(len(keys) - 1 for keys in stored.values()) + sum(
+        1 for pair, key in acked.items() if pair in stored and key not in stored[pair]
+    )
+    Participant.objects.filter(token__in=tokens).update(is_bot=True)
+    outcomes = [r.outcome for r in results]
+    errors = [e for r in results for e in r.errors]
+    return {
+        "completed": outcomes.count("completed"),
+        "responses": len(acked),
+        "duplicates": duplicates,
+        "lost": lost,
+        "errors": len(errors),
+        "failed_attention": outcomes.count("failed_attention"),
+        "dropped": outcomes.count("dropped"),
+        "returned": outcomes.count("returned"),
+        "timed_out": outcomes.count("timed_out"),
+        "full": sum(r.full for r in results),
+        "double_posts_refused": sum(r.refused_as_expected for r in results),
+        "participants": participants,
+        "mode": "live" if live else "pilot",
+        "policy": policy,
+        "elapsed_s": round(elapsed, 2),
+        "error_samples": errors[:5],
+    }

@@ -1,0 +1,41 @@
+"""python manage.py run_bots SLUG --participants N --concurrency C --policy perceptual|random|target|adversarial"""
+import json
+
+import requests
+from django.core.management.base import BaseCommand, CommandError
+
+from surveys.bots import CASES, POLICIES, bots_run
+from surveys.models import Survey
+
+
+class Command(BaseCommand):
+    help = "Participant bots over real HTTP against a running server; prints one JSON line (lost/duplicates from the database)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--participants", type=int, default=10)
+        parser.add_argument("--concurrency", type=int, default=4)
+        parser.add_argument("--policy", choices=POLICIES, default="perceptual")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument("--live", action="store_true", help="Fill live slots (default: pilot mode, never mixed with live data).")
+        parser.add_argument("--attentive-only", action="store_true", help="No dropouts, reloads, double posts, offline bursts.")
+        parser.add_argument("--think-ms", type=float, default=0.0)
+        parser.add_argument("--seed", type=int, default=None)
+
+    def handle(self, *args, slug, participants, concurrency, policy, base_url, live, attentive_only, think_ms, seed, **options):
+        survey = Survey.objects.filter(slug=slug).first()
+        if survey is None:
+            raise CommandError(f"There is no survey '{slug}'.")
+        if participants < 1 or concurrency < 1:
+            raise CommandError("--participants and --concurrency must be at least 1.")
+        if live and survey.status != Survey.Status.LIVE:
+            raise CommandError(f"Survey '{slug}' is not live; publish it or leave out --live (pilot mode).")
+        try:
+            requests.get(base_url.rstrip("/") + f"/s/{slug}/", timeout=10)
+        except requests.RequestException as exc:
+            raise CommandError(f"No server answers at {base_url} ({exc.__class__.__name__}); start it or pass --base-url.") from exc
+        summary = bots_run(
+            base_url=base_url, slug=slug, participants=participants, concurrency=concurrency, policy=policy, live=live,
+            cases=("attentive",) if attentive_only else CASES, think_s=think_ms / 1000, seed=seed,
+        )
+        self.stdout.write(json.dumps(summary))

@@ -1,0 +1,9 @@
+"""Thin Celery tasks for surveys."""
+from celery import shared_task
+
+
+@shared_task
+def reservations_release_expired_task() -> int:
+    from .services import reservations_release_expired
+
+    return reservations_release_expired()

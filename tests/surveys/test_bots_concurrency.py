@@ -1,0 +1,74 @@
+"""Hundreds of bots at once on a real gunicorn server and PostgreSQL: every list ends with exactly N ratings."""
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from surveys.bots import bots_run
+from surveys.models import Participant, Response, Slot, Survey
+from surveys.services import reservations_release_expired, survey_create, survey_publish
+from tests.surveys import gunicorn_server
+
+
+@pytest.fixture
+def server(transactional_db, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run through `make test` (DATABASE_URL)")
+    proc, url = gunicorn_server.start(workers=8)
+    yield url
+    gunicorn_server.stop(proc)
+
+
+def test_220_bots_fill_every_list_to_exactly_n_with_nothing_lost_or_doubled(transactional_db, server, iri_set):
+    # 3 lists (one trial each) × N = 50 → 150 live slots, one catch trial per list; 220 bots want in.
+    survey = survey_publish(
+        survey=survey_create(slug="crowd", title="t", iri_jobs=[iri_set], trials_per_participant=1,
+                             ratings_per_list=50, catch_trials=1)
+    )
+
+    first = bots_run(base_url=server, slug="crowd", participants=220, concurrency=64, policy="perceptual", live=True, seed=1)
+
+    assert (first["errors"], first["lost"], first["duplicates"]) == (0, 0, 0), first
+    assert first["full"] > 0 and first["dropped"] > 0 and first["double_posts_refused"] > 0
+    # Nobody holds two reservations, and no list is over N.
+    assert not Slot.objects.values("participant").exclude(participant=None).annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert all(s.filled_at is None or s.participant_id for s in Slot.objects.all())
+
+    # Time passes: the dropouts' reservations expire and are released; a second wave fills what is left.
+    Slot.objects.filter(filled_at__isnull=True, participant__isnull=False).update(reserved_until=timezone.now() - timedelta(seconds=1))
+    assert reservations_release_expired() == first["dropped"]
+    second = bots_run(base_url=server, slug="crowd", participants=120, concurrency=32, policy="perceptual", live=True,
+                      cases=("attentive",), seed=2)
+
+    assert (second["errors"], second["lost"], second["duplicates"]) == (0, 0, 0), second
+    assert second["full"] > 0
+    for trial_list in survey.trial_lists.all():
+        filled = trial_list.slots.filter(is_pilot=False, filled_at__isnull=False)
+        assert filled.count() == survey.ratings_per_list
+        counted = Participant.objects.filter(slot__in=filled)
+        # Every rating that counts is a complete, non-excluded session with one answer per assigned trial.
+        assert not counted.exclude(status="completed").exists() and not counted.filter(excluded=True).exists()
+        per_trial = Response.objects.filter(participant__in=counted).values("trial").annotate(n=Count("id"))
+        assert {row["n"] for row in per_trial} == {survey.ratings_per_list}
+    assert not Participant.objects.filter(is_bot=False).exists()
+
+
+def test_run_bots_prints_one_json_line_in_pilot_mode(transactional_db, server, iri_set):
+    survey_create(slug="draft", title="t", iri_jobs=[iri_set], ratings_per_list=3, practice_trials=2)
+    out = StringIO()
+
+    call_command("run_bots", "draft", "--participants", "6", "--concurrency", "3", "--policy", "target",
+                 "--base-url", server, "--attentive-only", stdout=out)
+
+    summary = json.loads(out.getvalue())
+    assert {"completed", "responses", "duplicates", "lost", "errors"} <= set(summary)
+    assert summary["completed"] == 3 and summary["full"] == 3 and summary["errors"] == 0
+    assert summary["responses"] == 3 * (3 + 2)
+    assert set(Participant.objects.values_list("is_pilot", "is_bot")) == {(True, True)}
+    assert not Slot.objects.filter(is_pilot=False).exclude(participant=None).exists()
+    assert Survey.objects.get().status == Survey.Status.DRAFT
