@@ -1,12 +1,137 @@
+"""Read-only results API: the report JSON, per-answer long-format rows (paginated) and CSV exports (streamed)."""
+from itertools import islice
+
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.exceptions import ApplicationError
 from surveys.models import Survey
 
-from .services import alignment_report
+from . import exports
+from .services import alignment_report, survey_data_load
+
+
+class ProxyScoreSerializer(serializers.Serializer):
+    alignment = serializers.FloatField(allow_null=True)
+    n_items = serializers.IntegerField()
+    error_consistency = serializers.DictField(help_text="kappa, c_obs, c_exp, p_1 (proxy), p_2 (human majority), n_trials")
+
+
+class ConditionSerializer(serializers.Serializer):
+    condition = serializers.CharField(help_text="backbone · checkpoint · training · recipe · seed kind · layer")
+    iri_set = serializers.IntegerField()
+    iri_sets = serializers.ListField(child=serializers.IntegerField())
+    name = serializers.CharField()
+    backbone = serializers.CharField()
+    checkpoint = serializers.CharField()
+    training = serializers.CharField()
+    recipe = serializers.CharField()
+    seed_kind = serializers.CharField()
+    layer = serializers.CharField()
+    chance = serializers.FloatField(allow_null=True)
+    alignment = serializers.FloatField(allow_null=True, help_text="share of included main-trial answers choosing the target")
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    wilson_low = serializers.FloatField(allow_null=True)
+    wilson_high = serializers.FloatField(allow_null=True)
+    n_answers = serializers.IntegerField()
+    n_correct = serializers.IntegerField()
+    n_participants = serializers.IntegerField()
+    n_items = serializers.IntegerField()
+    n_answers_before_exclusion = serializers.IntegerField()
+    fleiss_kappa = serializers.FloatField(allow_null=True)
+    proxy = serializers.DictField(child=ProxyScoreSerializer())
+    note = serializers.CharField(allow_blank=True)
 
 
 class AlignmentReportApi(APIView):
+    @extend_schema_serializer(component_name="AlignmentReportFilter")
+    class FilterSerializer(serializers.Serializer):
+        n_boot = serializers.IntegerField(min_value=1, max_value=20000, default=1000)
+        seed = serializers.IntegerField(default=0)
+
+    @extend_schema_serializer(component_name="AlignmentReport")
+    class OutputSerializer(serializers.Serializer):
+        survey = serializers.CharField()
+        title = serializers.CharField()
+        task_type = serializers.CharField()
+        foil_rule = serializers.CharField()
+        chance = serializers.FloatField(allow_null=True)
+        ci = serializers.CharField()
+        n_boot = serializers.IntegerField()
+        seed = serializers.IntegerField()
+        n_answers = serializers.IntegerField()
+        n_main_answers = serializers.IntegerField()
+        n_included = serializers.IntegerField()
+        n_participants = serializers.IntegerField()
+        n_items = serializers.IntegerField()
+        exclusions = serializers.DictField(help_text="rules, counts per rule, answers/participants excluded")
+        agreement = serializers.DictField(help_text="fleiss_kappa, items_rated_twice, ceiling (split-half, Spearman-Brown)")
+        ratings_per_item = serializers.ListField(child=serializers.DictField())
+        proxy = serializers.DictField()
+        conditions = ConditionSerializer(many=True)
+        comparisons = serializers.ListField(child=serializers.DictField(), help_text="a - b with a paired bootstrap CI")
+        notes = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
     def get(self, request, slug: str):
-        return Response(alignment_report(survey=get_object_or_404(Survey, slug=slug)))
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        report = alignment_report(survey=get_object_or_404(Survey, slug=slug), **filters.validated_data)
+        return Response(report)
+
+
+class AnswerListApi(APIView):
+    """Every answer in long format (one row per answer, with its exclusion flags), a page at a time."""
+
+    @extend_schema_serializer(component_name="AnswerPageFilter")
+    class FilterSerializer(serializers.Serializer):
+        offset = serializers.IntegerField(min_value=0, default=0)
+        limit = serializers.IntegerField(min_value=1, max_value=10000, default=1000)
+
+    @extend_schema_serializer(component_name="AnswerPage")
+    class OutputSerializer(serializers.Serializer):
+        count = serializers.IntegerField()
+        next = serializers.CharField(allow_null=True)
+        previous = serializers.CharField(allow_null=True)
+        results = serializers.ListField(child=serializers.DictField(), help_text="columns: " + ", ".join(exports.ANSWER_COLUMNS))
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request, slug: str):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        offset, limit = filters.validated_data["offset"], filters.validated_data["limit"]
+        survey = get_object_or_404(Survey, slug=slug)
+        data = survey_data_load(survey=survey)
+        count = int(data.answers["trial"].size)
+        rows = list(islice(exports.answer_rows(survey=survey, data=data), offset, offset + limit))
+        base = request.build_absolute_uri(request.path)
+        return Response(
+            {
+                "count": count,
+                "next": f"{base}?offset={offset + limit}&limit={limit}" if offset + limit < count else None,
+                "previous": f"{base}?offset={max(0, offset - limit)}&limit={limit}" if offset > 0 else None,
+                "results": rows,
+            }
+        )
+
+
+class AnswerExportApi(APIView):
+    """The long-format CSV of every answer, or model-vs-human's raw-data CSV, streamed."""
+
+    KINDS = {"answers.csv": exports.answers_csv, "answers.json": exports.answers_json, "model-vs-human.csv": exports.mvh_csv}
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request, slug: str, name: str):
+        survey = get_object_or_404(Survey, slug=slug)
+        if name not in self.KINDS:
+            raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(self.KINDS)}.", status_code=404)
+        content_type = "application/json" if name.endswith(".json") else "text/csv"
+        response = StreamingHttpResponse(self.KINDS[name](survey=survey), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
+        return response

@@ -1,35 +1,400 @@
-from .alignment import alignment_estimate
-from .selectors import answer_arrays
-from surveys.models import Survey
+"""The alignment report of a survey, the proxy's trial-level choices, and the per-answer rows behind both.
+
+alignment_report() reads arrays through results.selectors and computes with results.alignment (pure numpy).
+trial_proxy_choices_compute() is the only code here that touches torch (imported inside the function).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from django.db import transaction
+from django.urls import reverse
+
+from backend.exceptions import ApplicationError
+from surveys.models import Survey, Trial
+
+from .alignment import (
+    KIND_MAIN,
+    ExclusionRules,
+    condition_alignment,
+    dense_codes,
+    difference_interval,
+    error_consistency,
+    exclusions_apply,
+    finite_or_none,
+    fleiss_kappa,
+    plurality_correct,
+    rating_counts,
+    split_half_ceiling,
+)
+from .models import TrialProxyChoice
+from .selectors import (
+    survey_answer_arrays,
+    survey_iri_sets,
+    survey_participant_table,
+    survey_trial_table,
+    trial_proxy_choice_table,
+)
 
 NO_ANSWERS = "No answers yet."
+ALL_EXCLUDED = "All {n} answers to this condition were excluded (see the exclusion counts)."
+ONE_PARTICIPANT = "Only one participant: the interval reflects item variation only."
+NO_INTERVAL = "No interval: too little data to resample."
+PROXY_METRICS = ("ssim", "ms_ssim", "lpips")
+UNKNOWN_METRIC = "Unknown proxy metric '{metric}'; choose one of: {choices}."
+CONDITION_FIELDS = ("backbone", "checkpoint", "training", "recipe", "seed_kind", "layer")
 
 
-def alignment_report(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Alignment per IRI set of the survey: share of answers that chose the target, n and a 95 % CI."""
-    arrays = answer_arrays(survey=survey)
-    conditions = []
-    for job in survey.iri_jobs.order_by("id"):
-        mask = arrays["job"] == job.pk
-        estimate = alignment_estimate(arrays["chose_target"][mask], arrays["participant"][mask], n_boot=n_boot, seed=seed)
-        conditions.append(
+def exclusion_rules_for(*, survey: Survey, **overrides) -> ExclusionRules:
+    """The survey's own thresholds (where it has them), overridable per report."""
+    base = {
+        "catch_min_accuracy": float(getattr(survey, "catch_min_accuracy", ExclusionRules.catch_min_accuracy)),
+        "rt_floor_ms": float(getattr(survey, "rt_floor_ms", ExclusionRules.rt_floor_ms)),
+    }
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ExclusionRules(**base)
+
+
+@dataclass
+class SurveyData:
+    """Everything the report needs, as arrays aligned on answers (a_*), trials (t_*) and participants."""
+
+    survey: Survey
+    answers: dict
+    trials: dict
+    people: dict
+    t_row: np.ndarray  # answer -> trial row
+    p_row: np.ndarray  # answer -> participant row
+    correct: np.ndarray
+    included: np.ndarray
+    exclusion_counts: list
+    excluded_flags: dict  # rule -> bool per answer (for exports)
+    conditions: list[dict]
+    trial_condition: np.ndarray  # trial row -> condition index (-1: no IRI)
+    rules: ExclusionRules
+
+
+def _rows_of(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    rows = np.searchsorted(keys, values)
+    if values.size and (rows.max() >= keys.size or (keys[rows] != values).any()):
+        raise RuntimeError("an answer refers to a trial or participant outside the survey")
+    return rows
+
+
+def _conditions(*, survey: Survey, trials: dict) -> tuple[list[dict], np.ndarray]:
+    """Group IRI sets with the same backbone x checkpoint x training x recipe x seed kind x layer."""
+    job_ids = sorted({int(j) for j in trials["job"] if j >= 0})
+    conditions: list[dict] = []
+    by_key: dict[tuple, int] = {}
+    job_condition: dict[int, int] = {}
+    for job in survey_iri_sets(survey=survey, job_ids=job_ids):
+        key = tuple(job[f] for f in CONDITION_FIELDS)
+        if key not in by_key:
+            by_key[key] = len(conditions)
+            conditions.append({"iri_sets": [], "names": [], **{f: job[f] for f in CONDITION_FIELDS}})
+        c = by_key[key]
+        conditions[c]["iri_sets"].append(job["id"])
+        conditions[c]["names"].append(job["name"])
+        job_condition[job["id"]] = c
+    lookup = np.full(int(trials["job"].max(initial=-1)) + 2, -1, dtype=np.int64)
+    for job_id, c in job_condition.items():
+        if job_id < lookup.size:
+            lookup[job_id] = c
+    trial_condition = np.where(trials["job"] >= 0, lookup[np.maximum(trials["job"], 0)], -1)
+    return conditions, trial_condition
+
+
+def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None) -> SurveyData:
+    rules = rules or exclusion_rules_for(survey=survey)
+    answers = survey_answer_arrays(survey=survey)
+    trials = survey_trial_table(survey=survey)
+    people = survey_participant_table(survey=survey)
+    t_row = _rows_of(trials["id"], answers["trial"])
+    p_row = _rows_of(people["id"], answers["participant"])
+    correct = answers["choice"] == trials["target_option"][t_row]
+    kind = trials["kind"][t_row]
+    flags = {k: people[k] for k in ("pilot", "bot", "flagged") if k in people}
+    flags["completed"] = people["completed"]
+    included, counts = exclusions_apply(
+        participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules
+    )
+    excluded_flags = _answer_flags(p_row=p_row, answers=answers, flags=flags, counts=counts, kind=kind, correct=correct, rules=rules)
+    conditions, trial_condition = _conditions(survey=survey, trials=trials)
+    return SurveyData(survey, answers, trials, people, t_row, p_row, correct, included, counts, excluded_flags, conditions, trial_condition, rules)
+
+
+def _answer_flags(*, p_row, answers, flags, counts, kind, correct, rules) -> dict[str, np.ndarray]:
+    """Per answer, which rule would exclude it (for the long-format exports)."""
+    out = {}
+    applies = {c["rule"]: c.get("applies", True) for c in counts}
+    if rules.exclude_pilot and "pilot" in flags:
+        out["pilot"] = flags["pilot"][p_row]
+    if rules.exclude_bots and "bot" in flags:
+        out["bot"] = flags["bot"][p_row]
+    if "flagged" in flags:
+        out["flagged"] = flags["flagged"][p_row]
+    if rules.require_complete:
+        out["incomplete"] = ~flags["completed"][p_row]
+    if applies.get("catch_accuracy"):
+        n_people = flags["completed"].size
+        catch = kind == 1
+        n_catch = np.bincount(p_row[catch], minlength=n_people)
+        k_catch = np.bincount(p_row[catch], weights=correct[catch], minlength=n_people)
+        failed = (n_catch > 0) & (k_catch < rules.catch_min_accuracy * np.maximum(n_catch, 1))
+        out["catch_accuracy"] = failed[p_row]
+    out["rt_floor"] = answers["rt_ms"] < rules.rt_floor_ms
+    return out
+
+
+def _proxy_correct(*, data: SurveyData, metrics: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per trial and metric: 1 = the proxy chose the target, 0 = another option, -1 = unknown."""
+    trials = data.trials
+    cached = trial_proxy_choice_table(survey=data.survey, metrics=metrics)
+    n = trials["id"].size
+    target_ids = trials["options"][np.arange(n), trials["target_option"]] if n else np.zeros(0, dtype=np.int64)
+    # 2AFC with the IRI's seed as the foil: the IRI's stored verdict answers the trial exactly.
+    foil_is_seed = (trials["n_options"] == 2) & (trials["seed_image"] >= 0) & (
+        ((trials["options"][:, 0] == trials["seed_image"]) & (trials["options"][:, 1] == target_ids))
+        | ((trials["options"][:, 1] == trials["seed_image"]) & (trials["options"][:, 0] == target_ids))
+    ) if n else np.zeros(0, dtype=bool)
+    out = {}
+    for metric in metrics:
+        values = np.full(n, -1, dtype=np.int64)
+        for i in range(n):
+            choice = cached[metric].get(int(trials["id"][i]))
+            if choice is not None:
+                values[i] = int(choice == trials["target_option"][i])
+            elif foil_is_seed[i]:
+                verdict = (trials["iri_proxy"][i] or {}).get(metric)
+                if isinstance(verdict, dict) and verdict.get("aligned") is not None:
+                    values[i] = int(bool(verdict["aligned"]))
+        if (values >= 0).any():
+            out[metric] = values
+    return out
+
+
+def _presence(conditions: np.ndarray, codes: np.ndarray, n_conditions: int) -> np.ndarray:
+    dense, k = dense_codes(codes)
+    return (np.bincount(conditions * k + dense, minlength=n_conditions * k) > 0).reshape(n_conditions, k)
+
+
+def alignment_report(
+    *, survey: Survey, n_boot: int = 1000, seed: int = 0, rules: ExclusionRules | None = None, level: float = 0.95
+) -> dict:
+    """Alignment per condition with CIs, exclusions, agreement, human ceiling, proxy and comparisons; JSON-safe."""
+    data = survey_data_load(survey=survey, rules=rules)
+    trials, a = data.trials, data.answers
+    n_cond = len(data.conditions)
+    answer_cond = data.trial_condition[data.t_row] if data.t_row.size else np.zeros(0, dtype=np.int64)
+    main = data.trials["kind"][data.t_row] == KIND_MAIN if data.t_row.size else np.zeros(0, dtype=bool)
+    use = data.included & (answer_cond >= 0)
+    units = np.where(trials["target"] >= 0, trials["target"], -1 - trials["id"])[data.t_row[use]]
+    table = condition_alignment(
+        data.correct[use], data.p_row[use], data.t_row[use], answer_cond[use], n_cond,
+        units=units - units.min(initial=0), n_boot=n_boot, seed=seed, level=level,
+    )
+
+    n_trials = trials["id"].size
+    n_categories = int(max(3, trials["n_options"].max(initial=2)))
+    counts = rating_counts(data.t_row[use], np.clip(a["choice"][use], 0, n_categories - 1), n_trials, n_categories)
+    majority = plurality_correct(counts, trials["target_option"]) if n_trials else np.zeros(0, dtype=np.int64)
+    proxy = _proxy_correct(data=data, metrics=PROXY_METRICS)
+    main_trial = trials["kind"] == KIND_MAIN
+
+    rows = []
+    for c, condition in enumerate(data.conditions):
+        est = table.estimates[c]
+        in_cond = data.trial_condition == c
+        n_before = int((main & (answer_cond == c)).sum())
+        note = ""
+        if n_before == 0:
+            note = NO_ANSWERS
+        elif est.n_answers == 0:
+            note = ALL_EXCLUDED.format(n=n_before)
+        elif est.n_participants == 1:
+            note = ONE_PARTICIPANT
+        elif est.ci_low is None:
+            note = NO_INTERVAL
+        proxy_rows = {}
+        for metric, values in proxy.items():
+            known = in_cond & main_trial & (values >= 0)
+            both = known & (majority >= 0)
+            ec = error_consistency(values[both] == 1, majority[both] == 1)
+            proxy_rows[metric] = {
+                "alignment": finite_or_none(values[known].mean()) if known.any() else None,
+                "n_items": int(known.sum()),
+                "error_consistency": ec.as_dict(),
+            }
+        chance = trials["n_options"][in_cond & main_trial]
+        rows.append(
             {
-                "iri_set": job.pk,
-                "name": str(job),
-                "backbone": job.backbone,
-                "layer": job.layer,
-                "recipe": job.recipe,
-                "seed_kind": job.seed_kind,
-                **estimate.as_dict(),
-                "note": "" if estimate.n_answers else NO_ANSWERS,
+                "condition": " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition[f]),
+                "iri_set": condition["iri_sets"][0],
+                "iri_sets": condition["iri_sets"],
+                "name": " + ".join(condition["names"]),
+                **{f: condition[f] for f in CONDITION_FIELDS},
+                "chance": finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
+                **est.as_dict(),
+                "n_answers_before_exclusion": n_before,
+                "fleiss_kappa": fleiss_kappa(counts[in_cond]),
+                "proxy": proxy_rows,
+                "note": note,
             }
         )
+
+    comparisons = []
+    unit_seen = _presence(answer_cond[use], units, n_cond)  # (conditions x units) bool, no Python sets
+    people_seen = _presence(answer_cond[use], data.p_row[use], n_cond)
+    for i, j in combinations(range(n_cond), 2):
+        ei, ej = table.estimates[i], table.estimates[j]
+        if ei.alignment is None or ej.alignment is None:
+            continue
+        low, high = difference_interval(table.draws[:, i], table.draws[:, j], level=level)
+        shared_units = int((unit_seen[i] & unit_seen[j]).sum())
+        shared_people = int((people_seen[i] & people_seen[j]).sum())
+        comparisons.append(
+            {
+                "a": rows[i]["condition"] or rows[i]["name"],
+                "b": rows[j]["condition"] or rows[j]["name"],
+                "a_iri_sets": rows[i]["iri_sets"],
+                "b_iri_sets": rows[j]["iri_sets"],
+                "difference": finite_or_none(ei.alignment - ej.alignment),
+                "ci_low": low,
+                "ci_high": high,
+                "excludes_zero": bool(low is not None and (low > 0 or high < 0)),
+                "shared_target_photos": shared_units,
+                "shared_participants": shared_people,
+                "paired": bool(shared_units or shared_people),
+            }
+        )
+
+    n_splits = 50 if use.sum() <= 200_000 else 20  # the mean r over splits is stable long before 50 on big data
+    ceiling = split_half_ceiling(data.correct[use], data.p_row[use], data.t_row[use], n_splits=n_splits, seed=seed)
+    ratings = counts.sum(axis=1)[main_trial]
+    fill = np.bincount(ratings) if ratings.size else np.zeros(0, dtype=np.int64)
+    overall_proxy = {}
+    for metric, values in proxy.items():
+        known = main_trial & (values >= 0)
+        both = known & (majority >= 0)
+        overall_proxy[metric] = {
+            "alignment": finite_or_none(values[known].mean()) if known.any() else None,
+            "n_items": int(known.sum()),
+            "error_consistency": error_consistency(values[both] == 1, majority[both] == 1).as_dict(),
+        }
+    excluded_main = main & ~data.included
+    n_people = data.people["id"].size
+    has_main = np.bincount(data.p_row[main], minlength=n_people) > 0
+    has_included = np.bincount(data.p_row[data.included], minlength=n_people) > 0
+    reasons: dict[str, int] = {}
+    for row_reasons in data.people["exclusion_reasons"]:
+        for reason in row_reasons:
+            reasons[str(reason)] = reasons.get(str(reason), 0) + 1
+    notes = []
+    if a["trial"].size == 0:
+        notes.append(NO_ANSWERS)
+    elif not use.any():
+        notes.append(f"All {int(main.sum())} main-trial answers were excluded; no alignment can be given.")
+    task_types = sorted(set(trials["task_type"])) or [survey.task_type]
     return {
         "survey": survey.slug,
-        "task_type": survey.task_type,
+        "title": survey.title,
+        "admin_url": reverse("admin:results_surveyreport_report", args=[survey.pk]),
+        "task_type": survey.task_type if len(task_types) != 1 else task_types[0],
         "foil_rule": survey.foil_rule,
-        "chance": 0.5,
-        "ci": "95 % percentile bootstrap over participants",
-        "n_answers": int(arrays["job"].size),
-        "conditions": conditions,
+        "chance": finite_or_none(np.mean(1.0 / trials["n_options"][main_trial])) if main_trial.any() else 0.5,
+        "ci": f"{round(level * 100)} % percentile bootstrap over participants and target photos (two-way), {n_boot} resamples, seed {seed}; Wilson interval beside it",
+        "level": level,
+        "n_boot": n_boot,
+        "seed": seed,
+        "n_answers": int(a["trial"].size),
+        "n_main_answers": int(main.sum()),
+        "n_included": int(use.sum()),
+        "n_participants": int(data.people["id"].size),
+        "n_items": int(main_trial.sum()),
+        "exclusions": {
+            "rules": data.rules.describe(),
+            "counts": data.exclusion_counts,
+            "answers_excluded": int(excluded_main.sum()),
+            "participants_excluded": int((has_main & ~has_included).sum()),
+            "survey_exclusion_reasons": reasons,
+            "note": "Each rule is counted on its own; a participant can be caught by several rules.",
+        },
+        "agreement": {
+            "fleiss_kappa": fleiss_kappa(counts[main_trial]),
+            "items_rated_twice": int((ratings >= 2).sum()),
+            "ceiling": ceiling.as_dict(),
+        },
+        "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
+        "ratings_target": getattr(survey, "ratings_per_list", None),
+        "proxy": {"metrics": sorted(proxy), "overall": overall_proxy},
+        "conditions": rows,
+        "comparisons": comparisons,
+        "notes": notes,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxy choices per trial (torch, lazily)
+
+
+def trial_proxy_choices_compute(*, survey: Survey, metric: str, batch_size: int = 32) -> int:
+    """d(query, option_k) for every main trial of the survey without a cached choice; stores the proxy's choice.
+
+    The proxy picks the closest option; when the target ties with the closest, the target (ties count
+    aligned). Returns how many trials were computed. Raises ApplicationError for an unknown metric and
+    for LPIPS without local weights.
+    """
+    if metric not in PROXY_METRICS:
+        raise ApplicationError(UNKNOWN_METRIC.format(metric=metric, choices=", ".join(PROXY_METRICS)))
+    import torch
+    import torch.nn.functional as F
+
+    from iri_worker.engine import perceptual_distance, png_bytes_to_tensor
+
+    done = TrialProxyChoice.objects.filter(trial__survey=survey, metric=metric).values_list("trial_id", flat=True)
+    trials = Trial.objects.filter(survey=survey).exclude(pk__in=done).select_related("query")
+    if hasattr(Trial, "kind"):
+        trials = trials.filter(kind="main")
+    option_names = [f"option_{k}" for k in range(3) if hasattr(Trial, f"option_{k}")]
+    trials = list(trials.select_related(*option_names).order_by("id"))
+    images: dict[int, torch.Tensor] = {}
+
+    def tensor(stored) -> torch.Tensor:
+        if stored.pk not in images:
+            with stored.file.open("rb") as fh:
+                images[stored.pk] = png_bytes_to_tensor(fh.read())
+        return images[stored.pk]
+
+    created = []
+    for start in range(0, len(trials), batch_size):
+        batch = trials[start : start + batch_size]
+        xs, ys, owners = [], [], []
+        for trial in batch:
+            query = tensor(trial.query)
+            options = [getattr(trial, name) for name in option_names][: getattr(trial, "n_options", 2)]
+            for k, option in enumerate(options):
+                y = tensor(option)
+                if y.shape != query.shape:
+                    y = F.interpolate(y[None], size=query.shape[-2:], mode="bilinear", align_corners=False)[0]
+                xs.append(query)
+                ys.append(y)
+                owners.append((trial, k))
+        if not xs:
+            continue
+        try:
+            with torch.no_grad():
+                dist = perceptual_distance(torch.stack(xs), torch.stack(ys), metric).tolist()
+        except RuntimeError as exc:
+            raise ApplicationError(str(exc)) from exc
+        per_trial: dict[int, list[float]] = {}
+        for (trial, k), d in zip(owners, dist):
+            per_trial.setdefault(trial.pk, []).append(float(d))
+        for trial in batch:
+            d = per_trial[trial.pk]
+            choice = trial.target_option if d[trial.target_option] <= min(d) else int(np.argmin(d))
+            created.append(TrialProxyChoice(trial=trial, metric=metric, distances=d, choice=choice))
+    with transaction.atomic():
+        TrialProxyChoice.objects.bulk_create(created, ignore_conflicts=True)
+    return len(created)

@@ -1,9 +1,26 @@
-"""The alignment estimate on hand-made arrays."""
+"""The statistics of results.alignment on hand-made arrays, with values computed by hand."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from results.alignment import alignment_estimate
+from results.alignment import (
+    KIND_CATCH,
+    KIND_MAIN,
+    KIND_PRACTICE,
+    ExclusionRules,
+    alignment_estimate,
+    condition_alignment,
+    difference_interval,
+    error_consistency,
+    error_consistency_from_rates,
+    exclusions_apply,
+    fleiss_kappa,
+    plurality_correct,
+    rating_counts,
+    spearman_brown,
+    split_half_ceiling,
+    wilson_interval,
+)
 
 
 def test_alignment_is_the_share_of_answers_that_chose_the_target():
@@ -13,30 +30,184 @@ def test_alignment_is_the_share_of_answers_that_chose_the_target():
     result = alignment_estimate(chose, people, n_boot=200)
 
     assert result.alignment == pytest.approx(5 / 8)
-    assert (result.n_answers, result.n_participants) == (8, 2)
-    # Two participants at 3/4 and 2/4: a participant bootstrap can only give 2/4, 5/8 or 3/4.
-    assert result.ci_low == pytest.approx(0.5) and result.ci_high == pytest.approx(0.75)
+    assert (result.n_answers, result.n_participants, result.n_correct) == (8, 2, 5)
+    # Two participants at 3/4 and 2/4: reweighting participants gives shares between 2/4 and 3/4 only.
+    assert 0.5 <= result.ci_low < 5 / 8 < result.ci_high <= 0.75
+
+
+def test_the_wilson_interval_of_8_out_of_10():
+    # p = 0.8, z = 1.96: centre = (0.8 + z²/20) / (1 + z²/10) = 0.71674,
+    # half-width = z * sqrt(0.8 * 0.2 / 10 + z² / 400) / (1 + z²/10) = 0.22658.
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.49016, abs=1e-4) and high == pytest.approx(0.94331, abs=1e-4)
+    assert wilson_interval(0, 0) == (None, None)
+    assert wilson_interval(0, 5)[0] == 0.0
 
 
 def test_no_answers_gives_no_numbers_rather_than_nan():
     result = alignment_estimate(np.array([], dtype=bool), np.array([], dtype=int))
 
-    assert result.as_dict() == {"alignment": None, "ci_low": None, "ci_high": None, "n_answers": 0, "n_participants": 0}
+    assert result.alignment is None and result.ci_low is None and result.wilson_low is None
+    assert result.n_answers == 0
 
 
 def test_the_same_seed_gives_the_same_interval():
     rng = np.random.default_rng(3)
-    chose, people = rng.random(300) < 0.3, rng.integers(0, 30, 300)
+    chose, people, items = rng.random(300) < 0.3, rng.integers(0, 30, 300), rng.integers(0, 20, 300)
 
-    assert alignment_estimate(chose, people, seed=5) == alignment_estimate(chose, people, seed=5)
+    assert alignment_estimate(chose, people, items, seed=5) == alignment_estimate(chose, people, items, seed=5)
+
+
+def test_conditions_get_their_own_share_counts_and_intervals():
+    # condition 0: people 0 and 1 on items 0 and 1 (3 of 4 right); condition 1: person 2 alone on item 2.
+    correct = np.array([1, 1, 1, 0, 0], dtype=bool)
+    people = np.array([0, 0, 1, 1, 2])
+    items = np.array([0, 1, 0, 1, 2])
+    conditions = np.array([0, 0, 0, 0, 1])
+
+    table = condition_alignment(correct, people, items, conditions, 3, n_boot=300)
+
+    first, second, empty = table.estimates
+    assert (first.alignment, first.n_answers, first.n_participants, first.n_items) == (0.75, 4, 2, 2)
+    assert (second.alignment, second.n_participants, second.n_items) == (0.0, 1, 1)
+    assert empty.alignment is None and empty.n_answers == 0
+    assert table.draws.shape == (300, 3)
+
+
+def test_the_aggregated_two_way_bootstrap_agrees_with_the_exact_one():
+    rng = np.random.default_rng(0)
+    people, items = rng.integers(0, 60, 3000), rng.integers(0, 40, 3000)
+    ability, easiness = rng.normal(0, 1, 60), rng.normal(0, 1, 40)
+    correct = rng.random(3000) < 1 / (1 + np.exp(-(ability[people] + easiness[items])))
+    zeros = np.zeros(3000, dtype=int)
+
+    fast = condition_alignment(correct, people, items, zeros, 1, n_boot=400, seed=1)
+    exact = condition_alignment(correct, people, items, zeros, 1, n_boot=400, seed=1, method="exact")
+
+    width_fast = fast.estimates[0].ci_high - fast.estimates[0].ci_low
+    width_exact = exact.estimates[0].ci_high - exact.estimates[0].ci_low
+    assert width_fast == pytest.approx(width_exact, rel=0.2)
+    # Items vary, so the two-way interval is wider than the Wilson one (which treats answers as independent).
+    assert width_fast > fast.estimates[0].wilson_high - fast.estimates[0].wilson_low
+
+
+def test_a_paired_difference_is_narrower_than_an_unpaired_one():
+    # Two conditions on the same 30 items and 40 people; items differ a lot, condition 1 is 0.1 easier.
+    rng = np.random.default_rng(2)
+    people = np.repeat(np.arange(40), 60)
+    items = np.tile(np.arange(30), 80)
+    conditions = np.tile(np.repeat([0, 1], 30), 40)
+    easiness = rng.uniform(0.2, 0.8, 30)
+    correct = rng.random(people.size) < easiness[items] + 0.1 * conditions
+
+    table = condition_alignment(correct, people, items, conditions, 2, n_boot=500, units=items)
+    low, high = difference_interval(table.draws[:, 1], table.draws[:, 0])
+
+    point = table.estimates[1].alignment - table.estimates[0].alignment
+    assert low <= point <= high
+    unpaired = np.sqrt(sum((e.ci_high - e.ci_low) ** 2 for e in table.estimates))
+    assert high - low < unpaired
+
+
+def test_fleiss_kappa_of_the_textbook_example():
+    # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 categories; P_bar = 0.378, P_e = 0.213.
+    counts = np.array(
+        [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+         [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    )
+    assert fleiss_kappa(counts) == pytest.approx(0.2099, abs=1e-3)
+
+
+def test_fleiss_kappa_uses_only_items_with_two_ratings():
+    # Item A: both raters chose option 0 (P=1); item B: split (P=0); item C has one rating and is left out.
+    # P_bar = 0.5; p = (3/4, 1/4); P_e = 10/16; kappa = (0.5 - 0.625) / 0.375 = -1/3.
+    counts = rating_counts(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 1]), 3, 2)
+    assert fleiss_kappa(counts) == pytest.approx(-1 / 3)
+    assert fleiss_kappa(np.array([[1, 0], [0, 1]])) is None
+    assert fleiss_kappa(np.array([[3, 0], [2, 0]])) is None  # one category only: kappa undefined
+
+
+def test_error_consistency_of_the_worked_example():
+    # p_model 0.8, p_human 0.7, c_obs 0.7 -> c_exp = 0.56 + 0.06 = 0.62, kappa = 0.08 / 0.38 = 0.2105.
+    kappa, c_exp = error_consistency_from_rates(p_1=0.8, p_2=0.7, c_obs=0.7)
+    assert c_exp == pytest.approx(0.62) and kappa == pytest.approx(0.08 / 0.38)
+
+    # The same figures on 10 trials: model right on 8, human on 7, both agree on 7 of 10.
+    model = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    human = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0], dtype=bool)
+    result = error_consistency(model, human)
+    assert (result.p_1, result.p_2, result.c_obs, result.n_trials) == (0.8, 0.7, 0.7, 10)
+    assert result.kappa == pytest.approx(0.2105, abs=1e-4)
+
+
+def test_error_consistency_is_one_when_both_are_always_right_and_none_without_trials():
+    assert error_consistency(np.ones(4, bool), np.ones(4, bool)).kappa == 1.0
+    assert error_consistency(np.array([], bool), np.array([], bool)).kappa is None
+
+
+def test_the_human_majority_per_item_is_the_plurality_choice_and_ties_are_left_out():
+    counts = np.array([[3, 1], [1, 3], [2, 2], [0, 0]])
+    assert plurality_correct(counts, np.array([0, 0, 0, 1])).tolist() == [1, 0, -1, -1]
+
+
+def test_the_split_half_ceiling_of_two_raters():
+    # Two participants, so every split puts one in each half. Per-item accuracy x = (1,1,0,0), y = (1,0,0,0):
+    # r = 0.5 / sqrt(1 * 0.75) = 0.57735; Spearman-Brown 2r / (1 + r) = 0.73205.
+    correct = np.array([1, 1, 0, 0, 1, 0, 0, 0], dtype=bool)
+    people = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    items = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+
+    ceiling = split_half_ceiling(correct, people, items, n_splits=10)
+
+    assert ceiling.split_half_r == pytest.approx(0.57735, abs=1e-5)
+    assert ceiling.ceiling == pytest.approx(0.73205, abs=1e-5)
+    assert spearman_brown(0.5) == pytest.approx(2 / 3)
+
+
+def test_the_ceiling_says_why_it_is_missing():
+    ceiling = split_half_ceiling(np.ones(3, bool), np.array([0, 0, 0]), np.array([0, 1, 2]))
+    assert ceiling.ceiling is None and "two participants" in ceiling.note
+
+
+def test_exclusions_count_every_rule_and_keep_only_main_answers():
+    # Person 0: fine. Person 1: a pilot. Person 2: failed the catch trial. Person 3: never completed.
+    participant = np.array([0, 0, 0, 1, 1, 2, 2, 3, 0])
+    kind = np.array([KIND_MAIN, KIND_MAIN, KIND_CATCH, KIND_MAIN, KIND_CATCH, KIND_MAIN, KIND_CATCH, KIND_MAIN, KIND_PRACTICE])
+    correct = np.array([1, 1, 1, 1, 1, 1, 0, 1, 0], dtype=bool)
+    rt = np.array([900, 150, 800, 800, 800, 800, 800, 800, 800.0])  # one answer of person 0 is too fast
+    flags = {"pilot": np.array([0, 1, 0, 0], bool), "completed": np.array([1, 1, 1, 0], bool)}
+
+    included, counts = exclusions_apply(participant=participant, kind=kind, correct=correct, rt_ms=rt, participant_flags=flags, rules=ExclusionRules())
+
+    assert included.tolist() == [True, False, False, False, False, False, False, False, False]
+    by_rule = {c["rule"]: c for c in counts}
+    assert (by_rule["pilot"]["participants"], by_rule["pilot"]["answers"]) == (1, 1)
+    assert (by_rule["catch_accuracy"]["participants"], by_rule["catch_accuracy"]["answers"]) == (1, 1)
+    assert (by_rule["incomplete"]["participants"], by_rule["incomplete"]["answers"]) == (1, 1)
+    assert (by_rule["rt_floor"]["participants"], by_rule["rt_floor"]["answers"]) == (1, 1)
+    assert by_rule["bot"]["applies"] is False
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=1, max_size=60))
-def test_the_interval_holds_the_point_estimate(rows):
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6), st.integers(0, 4)), min_size=1, max_size=60), st.integers(0, 1000))
+def test_the_interval_holds_the_point_estimate(rows, seed):
     chose = np.array([r[0] for r in rows])
     people = np.array([r[1] for r in rows])
+    items = np.array([r[2] for r in rows])
 
-    result = alignment_estimate(chose, people, n_boot=200)
+    result = alignment_estimate(chose, people, items, n_boot=200, seed=seed)
 
     assert 0 <= result.ci_low <= result.alignment <= result.ci_high <= 1
+    assert 0 <= result.wilson_low <= result.alignment <= result.wilson_high <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=50))
+def test_error_consistency_is_one_for_identical_vectors_and_symmetric(pairs):
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+
+    assert error_consistency(a, a).kappa == pytest.approx(1.0)
+    ab, ba = error_consistency(a, b), error_consistency(b, a)
+    assert ab.kappa == pytest.approx(ba.kappa) and ab.c_obs == ba.c_obs and ab.c_exp == pytest.approx(ba.c_exp)
+    assert -1 - 1e-9 <= ab.kappa <= 1 + 1e-9

@@ -1,39 +1,95 @@
 import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from results.services import alignment_report
+from backend.exceptions import ApplicationError
+from results import exports
+from results.services import PROXY_METRICS, alignment_report, exclusion_rules_for, trial_proxy_choices_compute
 from surveys.models import Survey
 
+ANSWER_EXPORTS = {"csv": exports.answers_csv, "json": exports.answers_json, "mvh": exports.mvh_csv}
 
-def _fmt(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 class Command(BaseCommand):
-    help = "Print the alignment of each IRI set of a survey (share of answers choosing the target, n, 95 % CI)."
+    help = (
+        "The alignment report of a survey: alignment per condition with a two-way bootstrap CI and a Wilson interval, "
+        "exclusions per rule, Fleiss' kappa, the split-half ceiling, the proxy beside the humans and paired comparisons. "
+        "--answers exports every answer instead (long-format csv/json, or mvh = model-vs-human's raw-data CSV)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--format", choices=["json", "table"], default="table")
+        parser.add_argument("--format", choices=["json", "csv", "table"], default="table", help="report format")
+        parser.add_argument("--answers", choices=sorted(ANSWER_EXPORTS), help="export every answer instead of the report")
+        parser.add_argument("--output", "-o", help="write to this file instead of stdout")
         parser.add_argument("--n-boot", type=int, default=1000)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--catch-min-accuracy", type=float, help="default: the survey's threshold")
+        parser.add_argument("--rt-floor-ms", type=float, help="default: the survey's RT floor")
+        parser.add_argument("--include-incomplete", action="store_true", help="keep sessions that never completed")
+        parser.add_argument("--compute-proxy", choices=PROXY_METRICS, action="append", default=[],
+                            help="first compute the proxy's choice for every trial with this metric (repeatable)")
 
-    def handle(self, *args, slug, format, n_boot, seed, **options):
+    def handle(self, *args, slug, format, answers, output, n_boot, seed, catch_min_accuracy, rt_floor_ms,
+               include_incomplete, compute_proxy, **options):
         survey = Survey.objects.filter(slug=slug).first()
         if survey is None:
             raise CommandError(f"There is no survey with the slug '{slug}'.")
         if n_boot < 1:
             raise CommandError("--n-boot must be at least 1.")
-        report = alignment_report(survey=survey, n_boot=n_boot, seed=seed)
-        if format == "json":
-            self.stdout.write(json.dumps(report))
-            return
-        self.stdout.write(f"survey {report['survey']}: {report['n_answers']} answers; CI: {report['ci']}")
-        self.stdout.write(f"{'IRI set':<28} {'recipe':<10} {'seed':<12} {'alignment':>9} {'95% CI':>15} {'n':>6} {'people':>6}")
+        for metric in compute_proxy:
+            try:
+                n = trial_proxy_choices_compute(survey=survey, metric=metric)
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
+            self.stderr.write(f"proxy {metric}: computed {n} trials")
+        out = open(output, "w", newline="") if output else self.stdout
+        try:
+            if answers:
+                for chunk in ANSWER_EXPORTS[answers](survey=survey):
+                    out.write(chunk) if output else out.write(chunk, ending="")
+                return
+            rules = exclusion_rules_for(
+                survey=survey, catch_min_accuracy=catch_min_accuracy, rt_floor_ms=rt_floor_ms,
+                require_complete=False if include_incomplete else None,
+            )
+            report = alignment_report(survey=survey, n_boot=n_boot, seed=seed, rules=rules)
+            if format == "json":
+                text = json.dumps(report)
+            elif format == "csv":
+                text = exports.conditions_csv(report=report)
+            else:
+                text = "\n".join(self._table(report))
+            out.write(text if output else text)
+        finally:
+            if output:
+                out.close()
+
+    def _table(self, report: dict):
+        yield (f"survey {report['survey']} ({report['task_type']}, chance {_fmt(report['chance'], 2)}): {report['n_answers']} answers, "
+               f"{report['n_included']} main-trial answers included; CI: {report['ci']}")
+        for note in report["notes"]:
+            yield f"NOTE: {note}"
+        yield f"{'condition':<56} {'alignment':>9} {'95% CI':>13} {'Wilson':>13} {'n':>6} {'people':>6} {'items':>5}  note"
         for c in report["conditions"]:
             ci = f"{_fmt(c['ci_low'])}–{_fmt(c['ci_high'])}"
-            self.stdout.write(
-                f"{c['name'][:28]:<28} {c['recipe']:<10} {c['seed_kind']:<12} {_fmt(c['alignment']):>9} {ci:>15} "
-                f"{c['n_answers']:>6} {c['n_participants']:>6}"
-            )
+            wilson = f"{_fmt(c['wilson_low'])}–{_fmt(c['wilson_high'])}"
+            label = (c["condition"] or c["name"])[:56]
+            yield f"{label:<56} {_fmt(c['alignment']):>9} {ci:>13} {wilson:>13} {c['n_answers']:>6} {c['n_participants']:>6} {c['n_items']:>5}  {c['note']}"
+            for metric, p in c["proxy"].items():
+                ec = p["error_consistency"]
+                yield f"    proxy {metric}: alignment {_fmt(p['alignment'])} on {p['n_items']} items; error consistency kappa {_fmt(ec['kappa'])} (c_obs {_fmt(ec['c_obs'])}, c_exp {_fmt(ec['c_exp'])}, n {ec['n_trials']})"
+        ex = report["exclusions"]
+        yield f"exclusions ({ex['answers_excluded']} main-trial answers, {ex['participants_excluded']} participants wholly):"
+        for r in ex["counts"]:
+            state = " (not applicable)" if r.get("applies") is False else ""
+            yield f"    {r['rule']:<15} {r['participants']:>6} participants {r['answers']:>8} answers  {r['description']}{state}"
+        ag = report["agreement"]
+        yield f"Fleiss' kappa {_fmt(ag['fleiss_kappa'])} over {ag['items_rated_twice']} items rated twice; split-half ceiling {_fmt(ag['ceiling']['ceiling'])} {ag['ceiling']['note']}"
+        for d in report["comparisons"]:
+            yield f"    {d['a']} − {d['b']}: {_fmt(d['difference'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]{' paired' if d['paired'] else ''}"

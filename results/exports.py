@@ -1,0 +1,177 @@
+"""Per-answer exports: long-format rows (CSV / JSON) and a CSV in model-vs-human's raw-data layout.
+
+Rows are produced lazily from the arrays of results.services.survey_data_load, so a large survey streams.
+Option k is shown in position k (left to right); roles say which option was the target, the IRI's seed or
+another foil.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+
+from surveys.models import Survey
+
+from .alignment import KIND_MAIN
+from .selectors import stored_image_table, target_photo_names
+from .services import CONDITION_FIELDS, SurveyData, survey_data_load
+
+KIND_NAMES = {0: "main", 1: "catch", 2: "practice"}
+ANSWER_COLUMNS = [
+    "survey", "participant", "external_id", "trial", "trial_list", "kind", "task_type",
+    "condition", "iri_set", *CONDITION_FIELDS, "target_photo", "query_image",
+    "option_0", "option_1", "option_2", "option_0_role", "option_1_role", "option_2_role",
+    "target_option", "choice", "chosen_image", "correct", "rt_ms", "included", "exclusion_rules",
+]
+MVH_COLUMNS = ["subj", "Session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+
+
+def _context(data: SurveyData) -> dict:
+    trials = data.trials
+    image_ids = set(trials["options"][trials["options"] >= 0].tolist()) | set(trials["query"].tolist())
+    return {
+        "sha": stored_image_table(ids=image_ids),
+        "photo": target_photo_names(ids=set(trials["target"][trials["target"] >= 0].tolist())),
+        "order": np.lexsort((data.answers["trial"], data.p_row)),  # per participant, then by trial
+    }
+
+
+def _condition_of(data: SurveyData, row: int) -> dict:
+    c = int(data.trial_condition[row])
+    return data.conditions[c] if c >= 0 else {}
+
+
+def _label(condition: dict) -> str:
+    return " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition.get(f))
+
+
+def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[dict]:
+    """Every answer as one flat dict (ANSWER_COLUMNS), with the rules that exclude it."""
+    data = data or survey_data_load(survey=survey)
+    ctx = _context(data)
+    trials, people, answers = data.trials, data.people, data.answers
+    for i in ctx["order"]:
+        t, p = int(data.t_row[i]), int(data.p_row[i])
+        condition = _condition_of(data, t)
+        options = [int(o) for o in trials["options"][t]]
+        target_option = int(trials["target_option"][t])
+        roles = []
+        for k, option in enumerate(options):
+            if option < 0:
+                roles.append("")
+            elif k == target_option:
+                roles.append("target")
+            elif option == trials["seed_image"][t]:
+                roles.append("seed")
+            else:
+                roles.append("foil")
+        choice = int(answers["choice"][i])
+        rules = [rule for rule, mask in data.excluded_flags.items() if mask[i] and (rule != "rt_floor" or trials["kind"][t] == KIND_MAIN)]
+        yield {
+            "survey": survey.slug,
+            "participant": int(people["id"][p]),
+            "external_id": people["external_id"][p],
+            "trial": trials["public_id"][t],
+            "trial_list": int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
+            "kind": KIND_NAMES.get(int(trials["kind"][t]), "main"),
+            "task_type": trials["task_type"][t],
+            "condition": _label(condition),
+            "iri_set": condition.get("iri_sets", [None])[0] if condition else None,
+            **{f: condition.get(f, "") for f in CONDITION_FIELDS},
+            "target_photo": ctx["photo"].get(int(trials["target"][t]), ""),
+            "query_image": ctx["sha"].get(int(trials["query"][t]), ""),
+            **{f"option_{k}": ctx["sha"].get(options[k], "") for k in range(3)},
+            **{f"option_{k}_role": roles[k] for k in range(3)},
+            "target_option": target_option,
+            "choice": choice if choice >= 0 else None,
+            "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
+            "correct": bool(data.correct[i]),
+            "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
+            "included": bool(data.included[i]),
+            "exclusion_rules": ";".join(rules),
+        }
+
+
+def answers_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
+    """The long-format CSV, line by line (header first)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ANSWER_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in answer_rows(survey=survey, data=data):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def answers_json(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
+    """The long-format rows as one JSON array, streamed."""
+    yield "["
+    for n, row in enumerate(answer_rows(survey=survey, data=data)):
+        yield ("," if n else "") + json.dumps(row)
+    yield "]"
+
+
+def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
+    """model-vs-human raw-data layout: subj, Session, trial, rt (s), object_response, category, condition, imagename.
+
+    Included main-trial answers only. category = the target photo's name; object_response = the name of the
+    chosen option (the target photo's name when the target was chosen, else "seed" or "foil-<sha12>"), so
+    model-vs-human's accuracy (object_response == category) is our correctness.
+    """
+    data = data or survey_data_load(survey=survey)
+    ctx = _context(data)
+    trials, answers = data.trials, data.answers
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MVH_COLUMNS)
+    previous, ordinal = -1, 0
+    for i in ctx["order"]:
+        if not data.included[i]:
+            continue
+        t, p = int(data.t_row[i]), int(data.p_row[i])
+        ordinal = ordinal + 1 if p == previous else 1
+        previous = p
+        category = ctx["photo"].get(int(trials["target"][t]), f"target-{t}")
+        choice = int(answers["choice"][i])
+        if choice == trials["target_option"][t]:
+            response = category
+        elif 0 <= choice < 3 and trials["options"][t][choice] == trials["seed_image"][t]:
+            response = "seed"
+        else:
+            option = int(trials["options"][t][choice]) if 0 <= choice < 3 else -1
+            response = f"foil-{ctx['sha'].get(option, '')[:12]}"
+        writer.writerow(
+            [
+                f"subject-{int(data.people['id'][p])}", 1, ordinal, round(float(answers["rt_ms"][i]) / 1000, 4),
+                response, category, _label(_condition_of(data, t)), f"{ctx['sha'].get(int(trials['query'][t]), '')}.png",
+            ]
+        )
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def conditions_csv(*, report: dict) -> str:
+    """The report's condition table as CSV (one row per condition, like the paper's tables)."""
+    columns = ["condition", "name", *CONDITION_FIELDS, "alignment", "ci_low", "ci_high", "wilson_low", "wilson_high",
+               "n_answers", "n_participants", "n_items", "chance", "fleiss_kappa", "note"]
+    metrics = report["proxy"]["metrics"]
+    columns += [f"proxy_{m}" for m in metrics] + [f"error_consistency_{m}" for m in metrics]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for c in report["conditions"]:
+        proxy = c.get("proxy", {})
+        values = [c.get(k) for k in columns[: -2 * len(metrics) or None]]
+        values += [proxy.get(m, {}).get("alignment") for m in metrics]
+        values += [proxy.get(m, {}).get("error_consistency", {}).get("kappa") for m in metrics]
+        writer.writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
