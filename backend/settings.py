@@ -92,6 +92,10 @@ MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=VAR_DIR / "media")
 
 # Uploads: photos only, and not huge.
 IRI_MAX_UPLOAD_BYTES = env.int("IRI_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+IRI_MAX_CHECKPOINT_BYTES = env.int("IRI_MAX_CHECKPOINT_BYTES", default=1024 * 1024 * 1024)
+# A RUNNING chunk whose worker sent no heartbeat for this long is taken over by another worker.
+IRI_CHUNK_STALE_S = env.int("IRI_CHUNK_STALE_S", default=120)
+IRI_TORCH_THREADS = env.int("IRI_TORCH_THREADS", default=0)  # 0 = torch's default (one per core)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 
@@ -103,7 +107,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "backend.exceptions.api_exception_handler",
+    # Only the open participant endpoints are limited; see backend/throttles.py.
+    "DEFAULT_THROTTLE_CLASSES": ["backend.throttles.EnrollRateThrottle", "backend.throttles.ParticipantRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "participant_enroll": env("RATE_LIMIT_ENROLL", default="60/min"),
+        "participant_session": env("RATE_LIMIT_SESSION", default="600/min"),
+    },
 }
+# Rate-limit counters; point CACHE_URL at Redis (redis://host:6379/1) so every web process shares them.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 SPECTACULAR_SETTINGS = {"TITLE": "IRI alignment platform API", "VERSION": "0.1.0"}
 
 # Celery. IRI jobs go to the "gpu" queue; GPU workers consume only that queue.
@@ -120,6 +132,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ROUTES = {"iri_worker.tasks.*": {"queue": "gpu"}}
+# Expired survey reservations are also released on every enrollment; beat makes it periodic (celery -A backend beat).
+CELERY_BEAT_SCHEDULE = {"surveys-release-reservations": {"task": "surveys.tasks.reservations_release_expired_task", "schedule": 60.0}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

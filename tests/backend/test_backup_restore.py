@@ -29,7 +29,7 @@ def test_a_restored_backup_gives_the_same_report(transactional_db, live_survey, 
         participant_consent(participant=participant)
         for a in participant.assignments.select_related("trial"):
             choice = (a.trial.target_option + offset) % 2
-            response_record(participant=participant, trial_public_id=a.trial.public_id, choice=choice, rt_ms=500,
+            response_record(token=participant.token, trial_public_id=a.trial.public_id, choice=choice, rt_ms=500,
                             idempotency_key=new_key())
     db = connection.settings_dict
     base = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
