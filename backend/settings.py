@@ -105,7 +105,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "backend.schema.ApiSchema",
     "EXCEPTION_HANDLER": "backend.exceptions.api_exception_handler",
     # Only the open participant endpoints are limited; see backend/throttles.py.
     "DEFAULT_THROTTLE_CLASSES": ["backend.throttles.EnrollRateThrottle", "backend.throttles.ParticipantRateThrottle"],
