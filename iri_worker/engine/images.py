@@ -16,14 +16,43 @@ def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB, keeping the picture.
+
+    Transparency is composited onto white (``convert("RGB")`` would show
+    whatever colour hides under transparent pixels, often black); 16/32-bit
+    integer and float greyscale are rescaled rather than clipped at 255
+    (PIL's own conversion saturates them).
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16"):
+            scale = 65535.0
+        elif image.mode == "F" and array.size and array.max() <= 1.0:
+            scale = 1.0
+        else:
+            scale = 65535.0 if array.size and array.max() > 255 else 255.0
+        grey = np.clip(array / scale * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def photo_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """A target photo as float (3, size, size) in [0, 1] on CPU.
 
-    Applies the EXIF orientation, converts to RGB, resizes the shorter side to
+    Applies the EXIF orientation, converts any mode to RGB (``to_rgb``), resizes the shorter side to
     ``size`` (bicubic; PIL widens the filter when shrinking, i.e. antialiased)
     and takes the centre square, the usual un-augmented evaluation crop.
     """
-    image = ImageOps.exif_transpose(image).convert("RGB")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    image = to_rgb(ImageOps.exif_transpose(image))
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))

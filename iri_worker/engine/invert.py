@@ -1,11 +1,16 @@
-"""The IRI loop: pixel-space descent until g(x) matches g(x_t) (paper section 1.5).
+"""The IRI loop: descend until g(x) matches g(x_t) (paper section 1.5).
 
 No I/O, no printing: tensors in, tensors out. Progress goes to ``on_step``.
+The loop never reads a value back to the host per step (no ``.item()``, no
+boolean indexing): keep-best, the per-image step, NaN and early-stop masks are
+all tensor ops; only with ``stop_loss`` set does it check "all stopped?" once
+every ``STOP_CHECK_EVERY`` steps. Buffers are allocated once per run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,14 +18,17 @@ import torch
 
 from .backbones import Backbone, load_backbone
 from .losses import Loss, LossContext
+from .params import Parametrization, build_param
 from .recipes import build_loss
-from .seeds import make_seed
+from .seeds import PHOTO_SEED
 from .spec import InversionSpec
-from .steps import STEPS
+from .steps import build_step_rule
+from .transforms import build_transform
 
-__all__ = ["InversionResult", "invert"]
+__all__ = ["InversionResult", "invert", "STOP_CHECK_EVERY"]
 
 OnStep = Callable[[int, torch.Tensor], None]
+STOP_CHECK_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -28,11 +36,17 @@ class InversionResult:
     """Outcome of ``invert``; all tensors detached, on CPU.
 
     images:         (B, 3, H, W) float in [0, 1], the lowest-loss iterate per image.
-    seeds:          (B, 3, H, W) float, the seed clipped to [0, 1].
+    seeds:          (B, 3, H, W) float in [0, 1], the image each run started from
+                    (the clipped seed; for ``param="fft"`` the decoded seed).
     losses:         (B,) the loss of ``images`` (the best loss seen per image).
     initial_losses: (B,) the loss of the seed.
-    best_step:      (B,) long, which iterate won: 0 = the seed, k = after k updates
-                    (``spec.steps`` = the final iterate).
+    best_step:      (B,) long, which iterate won: 0 = the seed, k = after k updates.
+    nan_mask:       (B,) bool, True where the loss became NaN/inf; that image stopped
+                    there and keeps its best finite iterate (its seed if none).
+    stopped:        (B,) bool, True where the loss reached ``spec.stop_loss``.
+    steps_run:      updates performed (< spec.steps when every image stopped early).
+    adversarial_c:  the weight c the adversarial term used (measured on the first
+                    evaluation when adaptive), else None. Record it with the job.
     """
 
     images: torch.Tensor
@@ -40,6 +54,26 @@ class InversionResult:
     losses: torch.Tensor
     initial_losses: torch.Tensor
     best_step: torch.Tensor
+    nan_mask: torch.Tensor | None = None
+    stopped: torch.Tensor | None = None
+    steps_run: int = 0
+    adversarial_c: float | None = None
+
+
+def _check_images(name: str, images: object, size: int, batch: int | None = None) -> torch.Tensor:
+    want = f"(B, 3, {size}, {size})" if batch is None else f"(3, {size}, {size}) or ({batch}, 3, {size}, {size})"
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} must be a {want} float tensor, got {type(images).__name__}")
+    if batch is not None and images.dim() == 3:
+        images = images.unsqueeze(0).expand(batch, -1, -1, -1)
+    if images.dim() != 4 or images.shape[1:] != (3, size, size) or (batch is not None and images.shape[0] != batch):
+        hint = " (convert photos with photo_to_tensor, which makes RGB and resizes)" if images.dim() in (3, 4) else ""
+        raise ValueError(f"{name} must be a {want} tensor, got {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be floating point in [0, 1], got {images.dtype}")
+    if images.numel() and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return images
 
 
 def invert(
@@ -54,100 +88,158 @@ def invert(
     """Optimise one IRI per target image.
 
     targets: float (B, 3, S, S) in [0, 1], S = ``spec.image_size`` (or the
-             backbone's input size when that is None); any device.
+             backbone's input size when that is None); any device. Anything
+             else is refused with a ``ValueError`` that says why.
     backbone: a loaded ``Backbone``; default ``load_backbone(spec.backbone,
-             device=device)``. Work happens on the backbone's device.
-    seeds:   (3, S, S) or (B, 3, S, S) starting images, not clipped (the paper
-             feeds the raw seed once; the normaliser clamps it). Default: one
-             ``spec.seed_kind`` seed from ``spec.rng_seed``, shared by the batch.
+             weights_path=spec.weights_path, device=device)``. Work happens on
+             the backbone's device (``device="cuda"`` for a GPU).
+    seeds:   (3, S, S) or (B, 3, S, S) starting images (any photo: another
+             target, an upload), not clipped (the paper feeds the raw seed once;
+             the normaliser clamps it). Required when ``spec.seed_kind ==
+             "photo"``. Default: one ``spec.seed_kind`` seed drawn from
+             ``spec.rng_seed``, shared by the batch (in coefficient space for
+             ``param="fft"``).
     on_step: called as ``on_step(i, losses)`` after step i (0-based), with the
-             (B,) losses of the iterate that step evaluated. Exceptions it
-             raises propagate (that is how a caller cancels a run).
+             (B,) loss tensor (on the device) of the iterate that step
+             evaluated. Exceptions it raises propagate (that is how a caller
+             cancels a run).
 
-    Deterministic on CPU for a fixed spec, targets and seeds. The spec is
+    Deterministic on CPU for a fixed spec, targets and seeds (the random
+    transforms draw from a generator seeded by ``spec.rng_seed``). The spec is
     trusted here; validate user input with ``InversionSpec.from_dict``.
     """
     if backbone is None:
-        backbone = load_backbone(spec.backbone, device=device)
+        backbone = load_backbone(spec.backbone, weights_path=spec.weights_path, device=device)
+    if spec.checkpoint_sha256 and backbone.checkpoint_sha256 and spec.checkpoint_sha256 != backbone.checkpoint_sha256:
+        raise ValueError("The backbone's checkpoint does not match spec.checkpoint_sha256; refusing to run.")
     dev = backbone.device
     layer = spec.layer if spec.layer is not None else backbone.default_layer
     size = spec.image_size if spec.image_size is not None else backbone.input_size
+    backbone.check_size(size)
+    if spec.transforms is not None and backbone.fixed_size:
+        raise ValueError(f"Backbone '{backbone.name}' accepts one input size only; transforms must be null.")
 
-    if not isinstance(targets, torch.Tensor) or targets.dim() != 4 or targets.shape[1:] != (3, size, size):
-        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must be a (B, 3, {size}, {size}) tensor, got {shape}")
+    targets = _check_images("targets", targets, size)
     batch = targets.shape[0]
     targets = targets.to(dev, torch.float32)
+    generator = torch.Generator().manual_seed(spec.rng_seed)  # CPU: same draws on every device
+    param = build_param(spec.param)
+    if seeds is not None:
+        seeds = _check_images("seeds", seeds, size, batch).to(dev, torch.float32)
+        variable = param.encode(seeds)
+    elif spec.seed_kind == PHOTO_SEED:
+        raise ValueError("seed_kind 'photo' needs the seed images: pass seeds=(B, 3, S, S) or (3, S, S).")
+    else:
+        variable = param.seed_variable(spec.seed_kind, batch, size, generator).to(dev)
 
-    if seeds is None:
-        # A CPU generator keeps the seed identical whichever device runs the loop.
-        generator = torch.Generator().manual_seed(spec.rng_seed)
-        seeds = make_seed(spec.seed_kind, (batch, 3, size, size), generator=generator)
-    if seeds.dim() == 3:
-        seeds = seeds.unsqueeze(0).expand(batch, -1, -1, -1)
-    if seeds.shape != targets.shape:
-        raise ValueError(
-            f"seeds must have shape (3, {size}, {size}) or {tuple(targets.shape)}, got {tuple(seeds.shape)}"
-        )
-    seeds = seeds.to(dev, torch.float32)
+    channels_last = spec.channels_last if spec.channels_last is not None else backbone.channels_last
+    if channels_last and spec.param == "pixel":
+        variable = variable.contiguous(memory_format=torch.channels_last)
+    transform = build_transform(spec.transforms)
+    loss = build_loss(spec.recipe_terms if spec.recipe_terms is not None else spec.recipe)
+    rule = build_step_rule(spec.step_rule, spec.step_size)
 
-    loss = build_loss(spec.recipe)
-    rule = STEPS["normalized_gradient"](spec.step_size)
+    backbone.set_channels_last(channels_last)
+    backbone.set_fake_relu(spec.fake_relu)
+    try:
+        with torch.enable_grad():  # also works when the caller sits in torch.no_grad()
+            base = LossContext(
+                x=targets, backbone=backbone, layer=layer, target_rep=targets.new_zeros(0),
+                amp=spec.amp, channels_last=channels_last,
+            )
+            with torch.no_grad():
+                target_rep = base.representation(targets).detach()
+            with torch.no_grad():
+                start_image = param.to_image(variable).clamp(0, 1)
+            ctx = dataclasses.replace(base, target_rep=target_rep, targets=targets, seeds=start_image)
+            return _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
+    finally:
+        backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
 
-    with torch.enable_grad():  # also works when the caller sits in torch.no_grad()
-        with torch.no_grad():
-            target_rep = backbone.features(targets, layer)
-        ctx = LossContext(
-            x=seeds, backbone=backbone, layer=layer, target_rep=target_rep,
-            targets=targets, seeds=seeds.clamp(0, 1),
-        )
-        return _run(loss, ctx, rule, spec.steps, on_step)
 
-
-def _run(loss: Loss, ctx: LossContext, rule, steps: int, on_step: OnStep | None) -> InversionResult:
-    x = ctx.x.clone()
-    batch = x.shape[0]
-    best_x = x.clamp(0, 1)
-    best_loss = torch.full((batch,), float("inf"), device=x.device)
-    best_step = torch.zeros(batch, dtype=torch.long, device=x.device)
+def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,
+         spec: InversionSpec, transform, generator: torch.Generator, on_step: OnStep | None) -> InversionResult:
+    batch = variable.shape[0]
+    dev = variable.device
+    view = (1,) * (variable.dim() - 1)
+    image_view = (batch, 1, 1, 1)
+    best_x = ctx.seeds.clone()
+    best_loss = torch.full((batch,), math.inf, device=dev)
+    best_step = torch.zeros(batch, dtype=torch.long, device=dev)
+    active = torch.ones(batch, dtype=torch.bool, device=dev)
+    nan_mask = torch.zeros(batch, dtype=torch.bool, device=dev)
+    stopped = torch.zeros(batch, dtype=torch.bool, device=dev)
+    stop_loss = spec.stop_loss
+    state = rule.init(variable)
     initial: torch.Tensor | None = None
 
-    def keep_best(x_now: torch.Tensor, losses: torch.Tensor, index: int) -> None:
-        nonlocal best_x, best_loss
-        better = losses < best_loss
-        # Store the clipped iterate: the loss is the same (the normaliser clamps)
-        # and returned images must lie in [0, 1].
-        best_x = torch.where(better.view(-1, 1, 1, 1), x_now.clamp(0, 1), best_x)
-        best_loss = torch.where(better, losses, best_loss)
-        best_step[better] = index
+    def context(x: torch.Tensor) -> LossContext:
+        if transform is None:
+            return dataclasses.replace(ctx, x=x)
+        # One random draw per step, shared by every term that looks through the transform.
+        step_seed = int(torch.randint(2**62, (1,), generator=generator))
+        return dataclasses.replace(
+            ctx, x=x, transform=lambda img: transform(img, torch.Generator().manual_seed(step_seed))
+        )
 
-    for i in range(steps):
-        x = x.detach().requires_grad_(True)
-        losses = loss(dataclasses.replace(ctx, x=x))
+    def keep_best(image: torch.Tensor, losses: torch.Tensor, index: int) -> None:
+        nonlocal best_x, best_loss, best_step
+        better = losses < best_loss  # NaN never wins
+        # Store the clipped image: the loss is the same (the normaliser clamps)
+        # and returned images must lie in [0, 1].
+        best_x = torch.where(better.view(image_view), image.detach().clamp(0, 1), best_x)
+        best_loss = torch.where(better, losses, best_loss)
+        best_step = torch.where(better, index, best_step)
+
+    steps_run = 0
+    for i in range(spec.steps):
+        variable = variable.detach().requires_grad_(True)
+        image = param.to_image(variable)
+        losses = loss(context(image))
         if losses.shape != (batch,):
             raise RuntimeError(f"loss '{loss}' must return shape ({batch},), got {tuple(losses.shape)}")
         # Gradient of the SUM: image b's gradient depends only on its own loss.
-        # autograd.grad w.r.t. x only, so frozen model params never collect .grad.
-        (grad,) = torch.autograd.grad(losses.sum(), x)
+        # autograd.grad w.r.t. the variable only: frozen model params never collect .grad.
+        (grad,) = torch.autograd.grad(losses.sum(), variable)
         with torch.no_grad():
-            losses = losses.detach()
+            losses = losses.detach().float()
             if initial is None:
                 initial = losses.clone()
-            keep_best(x, losses, i)
-            x = rule.project(rule.step(x, grad))
+            keep_best(image, losses, i)
+            finite = torch.isfinite(losses)
+            nan_mask |= active & ~finite
+            active &= finite
+            if stop_loss is not None:
+                reached = active & (losses <= stop_loss)
+                stopped |= reached
+                active &= ~reached
+            updated = param.project(rule.step(variable, grad, state))
+            variable = torch.where(active.view(batch, *view), updated, variable)
+        steps_run = i + 1
         if on_step is not None:
             on_step(i, losses)
+        if stop_loss is not None and steps_run % STOP_CHECK_EVERY == 0 and not bool(active.any()):
+            break  # one host read every STOP_CHECK_EVERY steps, only when early stop is on
 
     with torch.no_grad():  # the final iterate competes too
-        losses = loss(dataclasses.replace(ctx, x=x))
-        keep_best(x, losses, steps)
-    if initial is None:  # steps == 0: the seed is the final iterate
-        initial = losses.clone()
+        image = param.to_image(variable)
+        losses = loss(context(image)).float()
+        keep_best(image, losses, steps_run)
+        if initial is None:  # steps == 0: the seed is the final iterate
+            initial = losses.clone()
+            nan_mask |= ~torch.isfinite(losses)
+        if stop_loss is not None:
+            stopped |= ~nan_mask & (best_loss <= stop_loss)
 
+    c = ctx.state.get("adversarial_c")
     return InversionResult(
-        images=best_x.detach().cpu(),
-        seeds=ctx.seeds.detach().cpu(),
+        images=best_x.detach().contiguous().cpu(),
+        seeds=ctx.seeds.detach().contiguous().cpu(),
         losses=best_loss.cpu(),
         initial_losses=initial.cpu(),
         best_step=best_step.cpu(),
+        nan_mask=nan_mask.cpu(),
+        stopped=stopped.cpu(),
+        steps_run=steps_run,
+        adversarial_c=None if c is None else float(c),
     )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["SEED_KINDS", "make_seed"]
+__all__ = ["SEED_KINDS", "PHOTO_SEED", "SEED_DRAWS", "make_seed"]
 
 # Values in pixel space, before any clipping (the loop clips after its first step).
 _SEEDS: dict[str, Callable[[tuple[int, int, int], torch.Generator], torch.Tensor]] = {
@@ -16,6 +16,9 @@ _SEEDS: dict[str, Callable[[tuple[int, int, int], torch.Generator], torch.Tensor
     "black": lambda shape, g: torch.zeros(shape, device=g.device),
 }
 SEED_KINDS: tuple[str, ...] = tuple(_SEEDS)
+SEED_DRAWS = _SEEDS  # kind -> draw(shape, generator); any shape (the FFT seed is drawn in coefficient space)
+# Spec value meaning "the caller passes the seed images" (another target, an uploaded photo).
+PHOTO_SEED = "photo"
 
 
 def make_seed(kind: str, shape: Sequence[int], *, generator: torch.Generator) -> torch.Tensor:
@@ -25,6 +28,8 @@ def make_seed(kind: str, shape: Sequence[int], *, generator: torch.Generator) ->
     repeated B times (the paper shares one seed across a run), as a real copy
     so callers may modify it in place.
     """
+    if kind == PHOTO_SEED:
+        raise ValueError("Seed kind 'photo' has no generated image: pass the seed images to invert(seeds=...).")
     if kind not in _SEEDS:
         raise ValueError(f"Unknown seed kind '{kind}'. Available: {', '.join(SEED_KINDS)}.")
     shape = tuple(int(s) for s in shape)

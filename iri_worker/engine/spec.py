@@ -5,44 +5,86 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .backbones import check_backbone_name, load_backbone
-from .recipes import RECIPES
-from .seeds import SEED_KINDS
+from .backbones import Backbone, check_backbone_name, checkpoint_sha256, load_backbone
+from .params import PARAMS
+from .proxy import _LPIPS_MISSING, lpips_available
+from .recipes import expand_recipe, recipe_uses_metric
+from .seeds import PHOTO_SEED, SEED_KINDS
+from .steps import STEPS
+from .transforms import TRANSFORMS
 
-__all__ = ["InversionSpec", "MAX_STEPS", "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE"]
+__all__ = ["InversionSpec", "MAX_STEPS", "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE", "SPEC_SEED_KINDS"]
 
 MAX_STEPS = 100_000
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 MAX_RNG_SEED = 2**63 - 1
+SPEC_SEED_KINDS: tuple[str, ...] = (*SEED_KINDS, PHOTO_SEED)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class InversionSpec:
     """Everything that determines an inversion run (together with targets/seeds).
 
-    ``layer=None`` / ``image_size=None`` mean "the backbone's default" (its
-    penultimate layer / native input size); ``to_dict`` writes the resolved
-    values so a stored spec reproduces the run even if defaults change.
-    Direct construction is not validated (trusted callers); use ``from_dict``
-    for anything coming from users or storage.
+    Fields (all JSON values):
+
+    backbone, layer      registry name; dotted layer (None: the backbone's penultimate one)
+    recipe               a name in ``RECIPES`` or a term list (see recipes.py)
+    seed_kind            super-noise | light-noise | white | black | photo (caller passes seeds)
+    steps, step_size     iterations; step length (normalised gradient) or learning rate (Adam)
+    image_size           side in px (None: the backbone's input size)
+    rng_seed             seeds the seed draw and the random transforms
+    param                "pixel" | "fft" (Fourier, decorrelated colour)
+    transforms           None | "cifar" | "imagenet" (transformation robustness)
+    step_rule            "normalized_gradient" (the paper's) | "adam"
+    stop_loss            None, or stop an image once its loss is <= this
+    fake_relu            FakeReLU on the last activation (where the backbone supports it)
+    amp                  bf16 autocast for the backbone (CPU and CUDA)
+    channels_last        None: the backbone's preferred layout; True/False to force
+    weights_path         local checkpoint for the backbone (None: the entry's default)
+    checkpoint_sha256    SHA-256 of that file (filled in by ``resolved``; checked by ``invert``)
+    recipe_terms         the expanded recipe (filled in by ``resolved``); when set, it is what
+                         runs, so a stored spec keeps its weights even if ``RECIPES`` change
+
+    ``to_dict`` writes the resolved values (layer, image size, recipe terms,
+    fake_relu as actually applied, layout, checkpoint hash) so a stored spec
+    reproduces the run. Direct construction is not validated (trusted
+    callers); use ``from_dict`` for anything coming from users or storage.
+    A dict with only the original eight fields still loads (new fields default).
     """
 
     backbone: str = "efficientnet_lite0"
     layer: str | None = None
-    recipe: str = "reg_free"
+    recipe: str | list = "reg_free"
     seed_kind: str = "super-noise"
     steps: int = 1000
     step_size: float = 1.0
     image_size: int | None = None
     rng_seed: int = 0
+    param: str = "pixel"
+    transforms: str | None = None
+    step_rule: str = "normalized_gradient"
+    stop_loss: float | None = None
+    fake_relu: bool = True
+    amp: bool = False
+    channels_last: bool | None = None
+    weights_path: str | None = None
+    checkpoint_sha256: str | None = None
+    recipe_terms: list | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InversionSpec:
@@ -50,7 +92,7 @@ class InversionSpec:
 
         Raises ``ValueError`` listing every problem found, one sentence each,
         each naming the offending field. May load the backbone (CPU) to check
-        ``layer``.
+        ``layer``, ``image_size`` and ``transforms`` against it.
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"An inversion spec must be a dict, got {type(data).__name__}.")
@@ -72,22 +114,35 @@ class InversionSpec:
                 backbone_ok = False
                 problems.append(str(error))
 
+        def backbone() -> Backbone:
+            return load_backbone(values["backbone"])
+
         layer = values["layer"]
         if layer is not None and not isinstance(layer, str):
             problems.append("layer must be a string (a dotted module name) or null.")
         elif layer is not None and backbone_ok:
             try:
-                load_backbone(values["backbone"]).check_layer(layer)
+                backbone().check_layer(layer)
             except ValueError as error:
                 problems.append(str(error))
 
-        if not isinstance(values["recipe"], str) or values["recipe"] not in RECIPES:
+        for key in ("recipe", "recipe_terms"):
+            recipe = values[key]
+            if recipe is None and key == "recipe_terms":
+                continue
+            if key == "recipe_terms" and isinstance(recipe, str):
+                problems.append("recipe_terms must be a list of terms or null.")
+                continue
+            try:
+                expand_recipe(recipe)
+                if recipe_uses_metric(recipe, "lpips") and not lpips_available():
+                    problems.append(f"{key}: {_LPIPS_MISSING}")
+            except (ValueError, TypeError) as error:
+                problems.append(f"{key}: {error}")
+
+        if not isinstance(values["seed_kind"], str) or values["seed_kind"] not in SPEC_SEED_KINDS:
             problems.append(
-                f"Unknown recipe '{values['recipe']}'. Available: {', '.join(sorted(RECIPES))}."
-            )
-        if not isinstance(values["seed_kind"], str) or values["seed_kind"] not in SEED_KINDS:
-            problems.append(
-                f"Unknown seed_kind '{values['seed_kind']}'. Available: {', '.join(SEED_KINDS)}."
+                f"Unknown seed_kind '{values['seed_kind']}'. Available: {', '.join(SPEC_SEED_KINDS)}."
             )
 
         steps = values["steps"]
@@ -95,9 +150,7 @@ class InversionSpec:
             problems.append(f"steps must be a positive integer ≤ {MAX_STEPS} (got {steps!r}).")
 
         step_size = values["step_size"]
-        if not (isinstance(step_size, numbers.Real) and not isinstance(step_size, bool)) or not (
-            math.isfinite(step_size) and step_size > 0
-        ):
+        if not _is_number(step_size) or not (math.isfinite(step_size) and step_size > 0):
             problems.append(f"step_size must be a finite number > 0 (got {step_size!r}).")
 
         size = values["image_size"]
@@ -106,27 +159,69 @@ class InversionSpec:
                 f"image_size must be an integer between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} "
                 f"or null (got {size!r})."
             )
+        elif size is not None and backbone_ok:
+            try:
+                backbone().check_size(size)
+            except ValueError as error:
+                problems.append(f"image_size: {error}")
 
         seed = values["rng_seed"]
         if not _is_int(seed) or not 0 <= seed <= MAX_RNG_SEED:
             problems.append(f"rng_seed must be an integer between 0 and 2**63-1 (got {seed!r}).")
 
+        for key, options in (("param", PARAMS), ("step_rule", STEPS)):
+            if not isinstance(values[key], str) or values[key] not in options:
+                problems.append(f"Unknown {key} {values[key]!r}. Available: {', '.join(options)}.")
+        transforms = values["transforms"]
+        if transforms is not None and (not isinstance(transforms, str) or transforms not in TRANSFORMS):
+            problems.append(f"Unknown transforms {transforms!r}. Available: {', '.join(TRANSFORMS)} or null.")
+        elif transforms is not None and backbone_ok and backbone().fixed_size:
+            problems.append(
+                f"transforms: backbone '{values['backbone']}' accepts only one input size, "
+                "so random scaling/padding cannot be used with it (set transforms to null)."
+            )
+
+        stop = values["stop_loss"]
+        if stop is not None and not (_is_number(stop) and math.isfinite(stop)):
+            problems.append(f"stop_loss must be a finite number or null (got {stop!r}).")
+        for key in ("fake_relu", "amp"):
+            if not isinstance(values[key], bool):
+                problems.append(f"{key} must be true or false (got {values[key]!r}).")
+        if values["channels_last"] is not None and not isinstance(values["channels_last"], bool):
+            problems.append(f"channels_last must be true, false or null (got {values['channels_last']!r}).")
+
+        path, digest = values["weights_path"], values["checkpoint_sha256"]
+        if path is not None and (not isinstance(path, str) or not os.path.isfile(path)):
+            problems.append(f"weights_path must name an existing local file (got {path!r}).")
+        if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
+            problems.append("checkpoint_sha256 must be 64 lowercase hex digits or null.")
+        elif digest is not None and path is not None and os.path.isfile(path) and checkpoint_sha256(path) != digest:
+            problems.append(f"checkpoint_sha256 does not match the file at weights_path ({path}).")
+
         if problems:
             raise ValueError(" ".join(problems))
         values["step_size"] = float(step_size)
+        if values["stop_loss"] is not None:
+            values["stop_loss"] = float(values["stop_loss"])
         return cls(**values)
 
-    def resolved(self) -> InversionSpec:
-        """A copy with ``layer`` and ``image_size`` filled in from the backbone."""
-        if self.layer is not None and self.image_size is not None:
-            return self
-        backbone = load_backbone(self.backbone)
+    def resolved(self, backbone: Backbone | None = None) -> InversionSpec:
+        """A copy with every "default" filled in from the backbone (``load_backbone`` unless given)."""
+        if backbone is None:
+            backbone = load_backbone(self.backbone, weights_path=self.weights_path)
+        digest = self.checkpoint_sha256
+        if digest is None and self.weights_path is not None:
+            digest = backbone.checkpoint_sha256 or checkpoint_sha256(self.weights_path)
         return dataclasses.replace(
             self,
             layer=self.layer if self.layer is not None else backbone.default_layer,
             image_size=self.image_size if self.image_size is not None else backbone.input_size,
+            recipe_terms=self.recipe_terms if self.recipe_terms is not None else expand_recipe(self.recipe),
+            fake_relu=bool(self.fake_relu and backbone.supports_fake_relu),
+            channels_last=self.channels_last if self.channels_last is not None else backbone.channels_last,
+            checkpoint_sha256=digest,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, backbone: Backbone | None = None) -> dict[str, Any]:
         """JSON-able dict with every field, defaults resolved; ``from_dict`` reads it back."""
-        return dataclasses.asdict(self.resolved())
+        return dataclasses.asdict(self.resolved(backbone))

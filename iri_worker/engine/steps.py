@@ -1,33 +1,78 @@
-"""Step rules as small strategy objects (after MadryLab robustness ``attack_steps``)."""
+"""Step rules as small strategy objects (after MadryLab robustness ``attack_steps``).
+
+A rule maps (variable, gradient) to the next variable; ``init`` makes its state.
+Every rule treats each image of the batch on its own (the gradient of the summed
+loss w.r.t. image b depends only on image b's loss). Projection onto the
+constraint set belongs to the parametrisation (params.py), not the rule.
+No rule reads values back to the host.
+"""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["NormalizedGradientStep", "STEPS"]
+__all__ = ["NormalizedGradientStep", "AdamStep", "STEPS", "build_step_rule"]
 
 
 class NormalizedGradientStep:
-    """Unconstrained normalised-gradient descent on pixels, projected onto [0, 1].
+    """Unconstrained normalised-gradient descent (the paper's optimiser, default).
 
-    step:    x - step_size * g / (||g||_2 + 1e-10), the L2 norm taken per image
-             over all its pixels, so every image moves exactly ``step_size``
-             (in L2) per step whatever its loss scale (the paper's optimiser).
-    project: clip to the box [0, 1]^n.
-    Tensors are (B, 3, H, W); no state is kept between steps.
+    step: x - step_size * g / (||g||_2 + 1e-10), the L2 norm taken per image over
+    all its elements, so every image moves exactly ``step_size`` (in L2) per
+    step whatever its loss scale. No state.
     """
+
+    name = "normalized_gradient"
 
     def __init__(self, step_size: float) -> None:
         self.step_size = float(step_size)
 
-    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        norm = grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.dim() - 1)))
-        return x - self.step_size * grad / (norm + 1e-10)
+    def init(self, variable: torch.Tensor) -> None:
+        return None
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, grad: torch.Tensor, state: object = None) -> torch.Tensor:
+        norm = grad.flatten(1).norm(dim=1).view(-1, *([1] * (grad.dim() - 1)))
+        return x - grad * (self.step_size / (norm + 1e-10))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:  # kept for older callers: the pixel box
         return x.clamp(0.0, 1.0)
 
 
-STEPS: dict[str, type[NormalizedGradientStep]] = {
+class AdamStep:
+    """Adam (Kingma & Ba) with lr = ``step_size``, betas (0.9, 0.999), eps 1e-8.
+
+    Element-wise, so images stay independent. The state is a dict of tensors
+    updated in place (no allocation that grows with the number of steps).
+    """
+
+    name = "adam"
+
+    def __init__(self, step_size: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.step_size = float(step_size)
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+
+    def init(self, variable: torch.Tensor) -> dict:
+        return {"m": torch.zeros_like(variable), "v": torch.zeros_like(variable), "t": 0}
+
+    def step(self, x: torch.Tensor, grad: torch.Tensor, state: dict) -> torch.Tensor:
+        state["t"] += 1
+        t = state["t"]
+        m, v = state["m"], state["v"]
+        m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        lr = self.step_size / (1 - self.beta1**t)
+        denom = (v / (1 - self.beta2**t)).sqrt_().add_(self.eps)
+        return x - lr * m / denom
+
+
+STEPS: dict[str, type] = {
     "normalized_gradient": NormalizedGradientStep,
+    "adam": AdamStep,
 }
+
+
+def build_step_rule(name: str, step_size: float):
+    if name not in STEPS:
+        raise ValueError(f"Unknown step_rule '{name}'. Available: {', '.join(STEPS)}.")
+    return STEPS[name](step_size)

@@ -6,6 +6,16 @@ import torch
 from iri_worker.engine import load_backbone
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core host OpenMP threads
+    spin-waiting on each other made a 32 px step ~100x slower (measured). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The tiny random CNN (32 px): cheap enough for whole inversion loops on 2 cores."""

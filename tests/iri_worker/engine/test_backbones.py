@@ -9,25 +9,52 @@ def no_hooks_left(module: torch.nn.Module) -> bool:
     return all(not m._forward_hooks for m in module.modules())
 
 
-@pytest.mark.parametrize("name", list_backbones())
-def test_every_backbone_gives_one_feature_vector_per_image_at_its_default_layer(name):
-    backbone = load_backbone(name)
-    size = min(backbone.input_size, 64)  # small inputs keep the pretrained nets fast
-    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+HEAVY = {"alexnet", "densenet121", "efficientnet_b0", "inception_v3", "resnet50", "vgg16", "vgg16_bn", "vit_b_16"}
+
+
+def build_fresh(name):
+    """Build an entry without the per-process cache (so big models are freed after the test)."""
+    backbone = registry._BUILDERS[name](None)
+    backbone.module.eval().requires_grad_(False)
+    return backbone
+
+
+def registry_params():
+    return [pytest.param(n, marks=pytest.mark.heavy) if n in HEAVY else n for n in list_backbones()]
+
+
+@pytest.mark.parametrize("name", registry_params())
+def test_every_registered_backbone_builds_offline_and_yields_a_representation_at_its_default_layer(name):
+    backbone = build_fresh(name)
+    size = backbone.input_size if backbone.fixed_size else max(backbone.min_size, 32)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), requires_grad=True)
 
     feats = backbone.features(x)
+    feats.sum().backward()
 
-    assert feats.dim() == 2 and feats.shape[0] == 2 and feats.shape[1] > 0
-    assert torch.isfinite(feats).all()
-    assert backbone.default_layer in layer_names(name)
+    assert feats.dim() == 2 and feats.shape[0] == 1 and feats.shape[1] > 0
+    assert torch.isfinite(feats).all() and torch.isfinite(x.grad).all()
+    assert not any(p.requires_grad for p in backbone.module.parameters())
     assert no_hooks_left(backbone.module)
+    assert len(backbone.mean) == len(backbone.std) == 3 and backbone.input_size >= size
+    assert dict(backbone.module.named_modules())[backbone.default_layer] is not None
 
 
-@pytest.mark.parametrize("name", list_backbones())
-def test_every_backbone_is_frozen_and_in_eval_mode(name):
+@pytest.mark.parametrize("name", ["tiny_cnn", "resnet18", "efficientnet_lite0"])
+def test_the_default_layer_is_among_the_layer_names_offered_to_the_admin(name):
+    assert load_backbone(name).default_layer in layer_names(name)
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "resnet18", "efficientnet_lite0"])
+def test_a_loaded_backbone_is_frozen_and_in_eval_mode(name):
     backbone = load_backbone(name)
     assert not backbone.module.training
     assert not any(p.requires_grad for p in backbone.module.parameters())
+
+
+def test_the_torchvision_architectures_the_paper_uses_are_registered():
+    assert {"resnet18", "resnet50", "vgg16", "vgg16_bn", "densenet121", "inception_v3", "alexnet",
+            "efficientnet_b0", "vit_b_16", "efficientnet_lite0"} <= set(list_backbones())
 
 
 def test_penultimate_features_have_the_documented_widths():
@@ -81,8 +108,7 @@ def test_an_unknown_backbone_is_refused_with_a_hint():
         load_backbone("resnet81")
     message = str(error.value)
     assert "Unknown backbone 'resnet81'" in message
-    assert "Available: efficientnet_lite0" in message
-    assert "resnet18" in message
+    assert "efficientnet_lite0" in message and "Did you mean 'resnet18'" in message
 
 
 def test_an_unknown_layer_is_refused_with_a_hint_and_hooks_are_removed(tiny):
@@ -90,14 +116,14 @@ def test_an_unknown_layer_is_refused_with_a_hint_and_hooks_are_removed(tiny):
         tiny.features(torch.rand(1, 3, 32, 32), "conv")
     message = str(error.value)
     assert "'conv'" in message and "layer_names('tiny_cnn')" in message
-    assert "conv1" in message
+    assert "Valid layers" in message and all(name in message for name in layer_names("tiny_cnn"))
     assert no_hooks_left(tiny.module)
 
 
 def test_modules_that_run_twice_per_forward_are_not_offered_as_layers():
     # torchvision's BasicBlock calls one `relu` twice; its output would be ambiguous.
     names = layer_names("resnet18")
-    assert "layer4.1.relu" not in names
+    assert "layer4.0.relu" not in names
     assert "layer4.1" in names and "avgpool" in names
 
 
@@ -151,3 +177,171 @@ def test_loading_the_pretrained_backbone_prints_nothing(capfd):
     registry._BUILDERS["efficientnet_lite0"](None)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# --------------------------------------------------------------------------- FakeReLU
+
+
+def test_fake_relu_changes_the_gradient_but_never_the_representation(tiny):
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+    def run(fake):
+        tiny.set_fake_relu(fake)
+        try:
+            xg = x.clone().requires_grad_(True)
+            feats = tiny.features(xg)
+            feats.sum().backward()
+            return feats.detach(), xg.grad
+        finally:
+            tiny.set_fake_relu(False)
+
+    plain_feats, plain_grad = run(False)
+    fake_feats, fake_grad = run(True)
+    assert torch.equal(plain_feats, fake_feats)
+    assert not torch.allclose(plain_grad, fake_grad)
+
+
+def test_fake_relu_lets_gradient_through_dead_units():
+    relu = registry.SwitchableReLU()
+    x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    relu.fake = True
+    relu(x).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0]
+
+
+def test_resnet_gets_a_fake_relu_on_the_last_block_only_and_keeps_its_weights_layout():
+    backbone = load_backbone("resnet18")
+    assert backbone.supports_fake_relu and backbone.fake_relu_modules == (backbone.module.layer4[1].final_relu,)
+    assert "layer4.1.final_relu" in layer_names("resnet18")
+    from torchvision.models import resnet18
+
+    assert set(backbone.module.state_dict()) == set(resnet18(weights=None).state_dict())
+
+
+def test_nets_whose_last_activation_is_not_a_relu_have_no_fake_relu():
+    assert not load_backbone("efficientnet_lite0").supports_fake_relu
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def tiny_weights(bias=0.25):
+    fresh = registry.TinyCNN()
+    torch.nn.init.constant_(fresh.fc.bias, bias)
+    return fresh.state_dict()
+
+
+def test_a_plain_state_dict_checkpoint_is_loaded_and_its_hash_recorded(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(tiny_weights(), path)
+    backbone = load_backbone("tiny_cnn", weights_path=str(path))
+    assert torch.equal(backbone.module.fc.bias, torch.full((10,), 0.25))
+    assert backbone.checkpoint_sha256 == registry.checkpoint_sha256(str(path))
+    assert len(backbone.checkpoint_sha256) == 64
+
+
+def test_a_madrylab_robustness_checkpoint_keeps_only_the_model_weights(tmp_path):
+    state = tiny_weights(0.5)
+    checkpoint = {
+        "model": {
+            **{f"module.model.{k}": v for k, v in state.items()},
+            **{f"module.attacker.model.{k}": v * 0 for k, v in state.items()},
+            "module.normalizer.new_mean": torch.zeros(3, 1, 1),
+            "module.normalizer.new_std": torch.ones(3, 1, 1),
+        },
+        "epoch": 90,
+    }
+    path = tmp_path / "resnet-18-l2-eps3.ckpt"
+    torch.save(checkpoint, path)
+    backbone = load_backbone("tiny_cnn", weights_path=str(path))
+    assert torch.equal(backbone.module.fc.bias, torch.full((10,), 0.5))
+    assert torch.equal(backbone.module.conv1.weight, state["conv1.weight"])
+
+
+def test_a_simclr_checkpoint_loses_its_projection_head_and_keeps_the_backbone(tmp_path):
+    state = tiny_weights()
+    checkpoint = {"state_dict": {
+        **{f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")},
+        "backbone.fc.0.weight": torch.zeros(32, 32),  # sthalles/SimCLR: the MLP head sits in fc
+        "backbone.fc.2.weight": torch.zeros(128, 32),
+        "projector.0.weight": torch.zeros(128, 32),
+    }}
+    path = tmp_path / "simclr.ckpt"
+    torch.save(checkpoint, path)
+    backbone = load_backbone("tiny_cnn", weights_path=str(path))
+    assert torch.equal(backbone.module.conv2.weight, state["conv2.weight"])
+    assert backbone.features(torch.rand(1, 3, 32, 32)).shape == (1, 32)
+
+
+def test_a_checkpoint_whose_keys_do_not_fit_says_which(tmp_path):
+    state = tiny_weights()
+    state.pop("conv2.bias")
+    state["conv3.weight"] = torch.zeros(1)
+    state["fc.weight"] = torch.zeros(5, 32)
+    path = tmp_path / "wrong.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError) as error:
+        load_backbone("tiny_cnn", weights_path=str(path))
+    message = str(error.value)
+    assert "missing keys (1): conv2.bias" in message
+    assert "unexpected keys (1): conv3.weight" in message
+    assert "fc.weight (5, 32) vs (10, 32)" in message
+
+
+class _Exploit:
+    """Unpickling this would create a marker file (if the loader ever executed it)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_malicious_pickle_checkpoint_is_refused_and_never_executed(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": _Exploit(str(marker))}, handle, protocol=2)
+    with pytest.raises(ValueError, match="Refused checkpoint"):
+        load_backbone("tiny_cnn", weights_path=str(path))
+    assert not marker.exists()
+    # ... and the same file in torch's zip format
+    torch_path = tmp_path / "evil_zip.pt"
+    torch.save({"state_dict": _Exploit(str(marker))}, torch_path)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_backbone("tiny_cnn", weights_path=str(torch_path))
+    assert not marker.exists()
+
+
+def test_a_missing_checkpoint_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        load_backbone("tiny_cnn", weights_path=str(tmp_path / "nope.pt"))
+
+
+def test_building_the_registry_never_touches_the_network(monkeypatch):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    for name in ("resnet18", "efficientnet_lite0", "tiny_cnn"):
+        build_fresh(name)
+
+
+def test_the_papers_robust_resnet18_checkpoint_layout_loads_into_the_torchvision_architecture(tmp_path):
+    from torchvision.models import resnet18
+
+    donor = resnet18(weights=None).state_dict()
+    checkpoint = {"model": {**{f"module.model.{k}": v for k, v in donor.items()},
+                            "module.normalizer.new_mean": torch.zeros(3, 1, 1),
+                            "module.normalizer.new_std": torch.ones(3, 1, 1)}, "epoch": 90}
+    path = tmp_path / "resnet-18-l2-eps3.ckpt"
+    torch.save(checkpoint, path)
+    backbone = load_backbone("resnet18", weights_path=str(path))
+    assert torch.equal(backbone.module.layer4[1].conv2.weight, donor["layer4.1.conv2.weight"])
+    assert backbone.supports_fake_relu

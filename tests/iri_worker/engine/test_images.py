@@ -80,3 +80,19 @@ def test_a_photo_becomes_a_centre_square_of_the_requested_size():
 def test_photos_in_other_modes_and_tall_photos_are_handled():
     assert photo_to_tensor(Image.new("L", (20, 50), 128), 32).shape == (3, 32, 32)
     assert photo_to_tensor(Image.new("RGBA", (7, 9)), 8).shape == (3, 8, 8)
+
+
+def test_photos_of_any_mode_become_rgb_without_losing_the_picture():
+    import numpy as np
+    from PIL import Image
+
+    from iri_worker.engine import photo_to_tensor
+
+    deep = Image.fromarray((np.linspace(0, 65535, 40 * 30).reshape(30, 40)).astype(np.uint16))
+    grey16 = photo_to_tensor(deep, 16)
+    assert grey16.shape == (3, 16, 16) and 0.05 < grey16.mean() < 0.95  # rescaled, not clipped at 255
+    clear = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+    assert photo_to_tensor(clear, 8).min() == 1.0  # transparent pixels become white, not black
+    for mode in ("L", "P", "LA", "CMYK", "1", "I", "F", "YCbCr"):
+        tensor = photo_to_tensor(Image.new(mode, (40, 30)), 12)
+        assert tensor.shape == (3, 12, 12) and 0 <= tensor.min() and tensor.max() <= 1

@@ -1,0 +1,257 @@
+"""Benchmark: the IRI engine's optimisation steps per second against two loops written here.
+
+    python bench/engine.py --json            # resnet18 @32 and @224 (batch 32), Lite0 @224 (batch 32 and 8)
+    python bench/engine.py --json --quick    # tiny sizes, a few steps: proves the script works (~1 min)
+
+For each configuration (same model, batch, image size and thread count) it runs, alternating
+A B C A B C for --rounds rounds, three loops and keeps the median steps/s of each:
+
+  floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
+             normalisation, no keep-best) in the fastest memory layout for that model: both NCHW and
+             channels-last are tried first and the faster one is the floor;
+  reference  the loop as the paper's code runs it: weights left with requires_grad (their
+             gradients are computed and accumulated), NCHW, normalisation, relative L2 loss, the
+             normalised-gradient step with clipping, keep-best, and a ``.item()`` plus a log line per step;
+  engine     ``iri_worker.engine.invert`` with the default spec (reg_free, normalised gradient,
+             keep-best, the backbone's preferred layout), timed between its on_step callbacks.
+
+Reported per configuration: steps/s of each loop, engine_over_floor, engine_over_reference, the
+peak resident memory of each loop (VmHWM, reset between loops), and the effect of bf16 autocast
+(``amp=True``): engine steps/s and the final mean loss with and without it, after the same steps.
+Where CUDA is present, engine images*steps/s on the GPU in fp32 and bf16 are added.
+Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
+engine_over_reference >= 1.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from iri_worker.engine import InversionSpec, invert, load_backbone  # noqa: E402
+
+FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
+        ("efficientnet_lite0", 224, 8, 8)]
+QUICK = [("resnet18", 32, 8, 6), ("efficientnet_lite0", 64, 4, 4)]
+WARMUP = 2
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps")
+    parser.add_argument("--rounds", type=int, default=None, help="A B C rounds (default 2; 1 with --quick)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA figures")
+    return parser.parse_args()
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def reset_peak_rss() -> None:
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM (Linux)
+
+
+def peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- the three loops
+
+
+def _timed(steps: int, body) -> float:
+    """Run body(i) for WARMUP + steps iterations; steps/s over the timed ones."""
+    for i in range(WARMUP):
+        body(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        body(WARMUP + i)
+    return steps / (time.perf_counter() - start)
+
+
+def floor_loop(module, x0: torch.Tensor, steps: int, channels_last: bool) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    module.to(memory_format=fmt).requires_grad_(False).eval()
+    state = {"x": x0.clone().contiguous(memory_format=fmt)}
+
+    def body(_i):
+        x = state["x"].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(module(x).square().sum(), x)
+        state["x"] = x.detach() - 0.01 * grad
+
+    return _timed(steps, body)
+
+
+def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: int) -> float:
+    module = backbone.module
+    module.to(memory_format=torch.contiguous_format).requires_grad_(True)  # as in the paper's code
+    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+    layer = dict(module.named_modules())[backbone.default_layer]
+    captured = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("rep", o))
+    log = io.StringIO()
+    state = {"x": x0.clone(), "best": x0.clone(), "best_loss": torch.full((x0.shape[0],), float("inf"))}
+
+    def body(i):
+        x = state["x"].clone().requires_grad_(True)
+        module((x.clamp(0, 1) - mean) / std)
+        rep = captured["rep"].flatten(1)
+        losses = (rep - target_rep).norm(dim=1) / target_rep.norm(dim=1)
+        losses.mean().backward()
+        with torch.no_grad():
+            better = losses < state["best_loss"]
+            state["best"][better] = x[better].detach()
+            state["best_loss"] = torch.where(better, losses.detach(), state["best_loss"])
+            grad = x.grad
+            norm = grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            state["x"] = (x - 1.0 * grad / (norm + 1e-10)).clamp(0, 1)
+        print(f"step {i} loss {losses.mean().item():.4f}", file=log)
+
+    try:
+        return _timed(steps, body)
+    finally:
+        handle.remove()
+        module.zero_grad(set_to_none=True)
+        module.requires_grad_(False)
+
+
+def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
+    stamps: list[float] = []
+    result = invert(
+        dataclasses.replace(spec, steps=WARMUP + steps), targets, backbone=backbone,
+        on_step=lambda i, losses: stamps.append(time.perf_counter()),
+    )
+    rate = steps / (stamps[-1] - stamps[WARMUP - 1])
+    return rate, float(result.losses.mean())
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
+    backbone = load_backbone(name)
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(batch, 3, size, size, generator=generator)
+    x0 = torch.rand(batch, 3, size, size, generator=generator)
+    with torch.no_grad():
+        target_rep = backbone.features(targets).detach()
+    spec = InversionSpec(backbone=name, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
+
+    # The floor's layout: whichever of NCHW / channels-last runs the bare loop faster.
+    layouts = {cl: floor_loop(backbone.module, x0, max(2, steps // 2), cl) for cl in (False, True)}
+    floor_cl = max(layouts, key=layouts.get)
+
+    rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": []}
+    peaks: dict[str, float | None] = {}
+    final_fp32 = None
+    for _ in range(rounds):  # A B C A B C ...
+        for method in ("floor", "reference", "engine"):
+            reset_peak_rss()
+            if method == "floor":
+                rates[method].append(floor_loop(backbone.module, x0, steps, floor_cl))
+            elif method == "reference":
+                rates[method].append(reference_loop(backbone, x0, target_rep, steps))
+            else:
+                rate, final_fp32 = engine_loop(backbone, spec, targets, steps)
+                rates[method].append(rate)
+            peaks[method] = max(filter(None, [peaks.get(method), peak_rss_mb()]), default=None)
+    bf16_rate, final_bf16 = engine_loop(backbone, dataclasses.replace(spec, amp=True), targets, steps)
+    backbone.set_channels_last(backbone.channels_last)
+
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {
+        "model": name, "image_size": size, "batch": batch, "timed_steps": steps, "rounds": rounds,
+        "floor_layout": "channels_last" if floor_cl else "nchw",
+        "floor_nchw_steps_per_s": round(layouts[False], 3),
+        "floor_channels_last_steps_per_s": round(layouts[True], 3),
+        "engine_layout": "channels_last" if backbone.channels_last else "nchw",
+        "floor_steps_per_s": round(med["floor"], 3),
+        "reference_steps_per_s": round(med["reference"], 3),
+        "engine_steps_per_s": round(med["engine"], 3),
+        "engine_over_floor": round(med["engine"] / med["floor"], 3),
+        "engine_over_reference": round(med["engine"] / med["reference"], 3),
+        "engine_images_steps_per_s": round(med["engine"] * batch, 2),
+        "peak_rss_mb": peaks,
+        "bf16": {
+            "engine_steps_per_s": round(bf16_rate, 3),
+            "speedup": round(bf16_rate / med["engine"], 3),
+            "final_loss_fp32": round(final_fp32, 5),
+            "final_loss_bf16": round(final_bf16, 5),
+        },
+    }
+
+
+def run_cuda(configs) -> list[dict]:
+    out = []
+    for name, size, batch, steps in configs:
+        backbone = load_backbone(name, device="cuda")
+        targets = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        row = {"model": name, "image_size": size, "batch": batch}
+        for label, amp in (("fp32", False), ("bf16", True)):
+            spec = InversionSpec(backbone=name, image_size=size, steps=steps * 5, amp=amp)
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            result = invert(spec, targets, backbone=backbone)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            row[f"{label}_images_steps_per_s"] = round(batch * spec.steps / seconds, 1)
+            row[f"{label}_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            row[f"{label}_final_loss"] = round(float(result.losses.mean()), 5)
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = QUICK if args.quick else FULL
+    rounds = args.rounds or (1 if args.quick else 2)
+    started = time.perf_counter()
+    rows = [run_config(*config, rounds=rounds) for config in configs]
+    report = {
+        "benchmark": "engine", "quick": args.quick, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "configs": rows,
+        "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8},
+    }
+    if torch.cuda.is_available() and not args.no_cuda:
+        report["cuda"] = run_cuda(configs)
+        report["cuda_device"] = torch.cuda.get_device_name(0)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for row in rows:
+            print(f"{row['model']:>20} {row['image_size']:>4}px b{row['batch']:<3} "
+                  f"floor {row['floor_steps_per_s']:.2f}/s "
+                  f"ref {row['reference_steps_per_s']:.2f}/s engine {row['engine_steps_per_s']:.2f}/s  "
+                  f"engine/floor {row['engine_over_floor']:.2f} engine/ref {row['engine_over_reference']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
