@@ -1,11 +1,24 @@
+import json
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from backend.exceptions import ApplicationError
 
-from .models import IriImage, IriJob, TargetPhoto
-from .services import iri_job_create, iri_spec_validate, photo_png_bytes, target_photo_create
+from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
+from .selectors import iri_job_proxy_summary, iri_job_record
+from .services import (
+    checkpoint_create,
+    iri_job_cancel,
+    iri_job_create,
+    iri_job_retry,
+    iri_spec_validate,
+    photo_png_bytes,
+    target_photo_create,
+)
+
+SEED_PHOTO = "photo"
 
 
 def _thumb(stored, size: int = 96):
@@ -55,51 +68,198 @@ class TargetPhotoAdmin(admin.ModelAdmin):
         return _thumb(obj.image)
 
 
+class CheckpointForm(forms.ModelForm):
+    weights = forms.FileField(help_text="A state dict saved with torch.save (also MadryLab robustness checkpoints). "
+                                        "Loaded with weights_only=True: a pickle that runs code is refused.")
+    backbone = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = Checkpoint
+        fields = ["name"]
+
+    def __init__(self, *args, **kwargs):
+        from iri_worker.engine import list_backbones
+
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = False
+        self.fields["backbone"].choices = [(b, b) for b in list_backbones()]
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("weights")
+        if upload is not None and cleaned.get("backbone"):
+            try:
+                cleaned["checkpoint"] = checkpoint_create(
+                    name=cleaned.get("name") or upload.name, backbone=cleaned["backbone"], data=upload.read()
+                )
+            except ApplicationError as exc:
+                raise forms.ValidationError({"weights": exc.message}) from exc
+        return cleaned
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "backbone", "short_sha", "size", "created_at"]
+    readonly_fields = ["name", "backbone", "sha256", "size", "file", "created_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = CheckpointForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_fields(self, request, obj=None):
+        return self.readonly_fields if obj else ["name", "backbone", "weights"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        checkpoint = form.cleaned_data["checkpoint"]  # stored by the service during validation
+        obj.pk = checkpoint.pk
+        obj.refresh_from_db()
+
+    @admin.display(description="sha256")
+    def short_sha(self, obj):
+        return obj.sha256[:12]
+
+
+class LayerInput(forms.TextInput):
+    """A text box with a <datalist> of the backbone's layer names (engine.layer_names)."""
+
+    def __init__(self, layers=(), **kwargs):
+        super().__init__(attrs={"list": "iri-layer-names", "size": 40}, **kwargs)
+        self.layers = list(layers)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        box = super().render(name, value, attrs, renderer)
+        options = format_html_join("", '<option value="{}">', ((n,) for n in self.layers))
+        return format_html('{}<datalist id="iri-layer-names">{}</datalist>', box, options)
+
+
 class IriJobForm(forms.ModelForm):
     target_photos = forms.ModelMultipleChoiceField(queryset=TargetPhoto.objects.all(), widget=forms.CheckboxSelectMultiple)
     backbone = forms.ChoiceField(choices=())
-    layer = forms.CharField(required=False, help_text="Dotted module name; empty = the backbone's penultimate layer.")
-    recipe = forms.ChoiceField(choices=())
+    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.all(), required=False,
+                                        help_text="Uploaded weights for the backbone (empty = its built-in weights).")
+    layer = forms.CharField(required=False)
+    recipe = forms.ChoiceField(choices=(), required=False)
+    recipe_json = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), label="recipe as JSON",
+        help_text='Overrides the recipe above, e.g. [{"term": "representation_distance", "weight": 1.0}].',
+    )
     seed_kind = forms.ChoiceField(choices=())
+    seed_photo = forms.ModelChoiceField(queryset=TargetPhoto.objects.all(), required=False,
+                                        help_text="With seed kind 'photo': another target photo as the seed.")
+    seed_upload = forms.FileField(required=False, help_text="With seed kind 'photo': or upload an image as the seed.")
     steps = forms.IntegerField(initial=1000)
     step_size = forms.FloatField(initial=1.0)
     image_size = forms.IntegerField(required=False, help_text="Pixels per side; empty = the backbone's input size.")
     rng_seed = forms.IntegerField(initial=0)
+    chunk_size = forms.IntegerField(required=False, min_value=1,
+                                    help_text="Targets per task (one batch on one worker); empty = 8 at 224 px, more for smaller images.")
+    param = forms.ChoiceField(choices=(), required=False, help_text="Pixels, or the Fourier / decorrelated-colour parametrisation.")
+    transforms = forms.ChoiceField(choices=(), required=False, help_text="Transformation robustness (empty = none).")
+    step_rule = forms.ChoiceField(choices=(), required=False)
+    amp = forms.BooleanField(required=False, label="mixed precision", help_text="bf16 autocast on the worker.")
+    channels_last = forms.NullBooleanField(required=False, help_text="Memory layout; unknown = the backbone's preference.")
 
-    FIELDS = ["name", "target_photos", "backbone", "layer", "recipe", "seed_kind", "steps", "step_size", "image_size", "rng_seed"]
+    FIELDS = ["name", "target_photos", "backbone", "checkpoint", "layer", "recipe", "recipe_json", "seed_kind",
+              "seed_photo", "seed_upload", "param", "transforms", "step_rule", "steps", "step_size", "image_size",
+              "rng_seed", "chunk_size", "amp", "channels_last"]
+    SPEC_KEYS = ["backbone", "layer", "recipe", "seed_kind", "param", "transforms", "step_rule", "steps", "step_size",
+                 "image_size", "rng_seed", "amp", "channels_last"]
 
     class Meta:
         model = IriJob
         fields = ["name"]
 
     def __init__(self, *args, **kwargs):
-        from iri_worker.engine import RECIPES, SEED_KINDS, list_backbones
+        from iri_worker.engine import RECIPES, SEED_KINDS, layer_names, list_backbones
 
         super().__init__(*args, **kwargs)
         self.fields["backbone"].choices = [(b, b) for b in list_backbones()]
         self.fields["backbone"].initial = "efficientnet_lite0"
         self.fields["recipe"].choices = [(r, r) for r in RECIPES]
-        self.fields["seed_kind"].choices = [(s, s) for s in SEED_KINDS]
+        self.fields["recipe"].initial = "reg_free"
+        kinds = list(SEED_KINDS) + ([SEED_PHOTO] if SEED_PHOTO not in SEED_KINDS else [])
+        self.fields["seed_kind"].choices = [(k, k) for k in kinds]
+        self.fields["param"].choices = [("pixel", "pixel"), ("fft", "fft")]
+        self.fields["transforms"].choices = [("", "none"), ("cifar", "cifar"), ("imagenet", "imagenet")]
+        self.fields["step_rule"].choices = [("normalized_gradient", "normalized gradient (the paper's)"), ("adam", "Adam")]
+        backbone = self.data.get("backbone") or "efficientnet_lite0"
+        try:
+            layers = layer_names(backbone)
+        except Exception:
+            layers = []
+        self.fields["layer"].widget = LayerInput(layers)
+        self.fields["layer"].help_text = (
+            f"Dotted module name; empty = the backbone's penultimate layer. The list offers the "
+            f"{len(layers)} layers of {backbone}; GET /api/iri/backbones/<name>/layers lists any backbone's."
+        )
 
     def spec(self) -> dict:
-        keys = ["backbone", "layer", "recipe", "seed_kind", "steps", "step_size", "image_size", "rng_seed"]
-        return {k: self.cleaned_data[k] for k in keys if self.cleaned_data.get(k) not in (None, "")}
+        spec = {k: self.cleaned_data[k] for k in self.SPEC_KEYS if self.cleaned_data.get(k) not in (None, "")}
+        if not spec.get("amp"):
+            spec.pop("amp", None)
+        if self.cleaned_data.get("recipe_parsed") is not None:
+            spec["recipe"] = self.cleaned_data["recipe_parsed"]
+        return spec
 
     def clean(self):
         cleaned = super().clean()
-        if not self.errors:
+        cleaned["recipe_parsed"] = None
+        if cleaned.get("recipe_json"):
             try:
-                iri_spec_validate(self.spec())
+                cleaned["recipe_parsed"] = json.loads(cleaned["recipe_json"])
+            except ValueError as exc:
+                self.add_error("recipe_json", f"Not valid JSON: {exc}")
+        if cleaned.get("seed_kind") == SEED_PHOTO:
+            upload = cleaned.get("seed_upload")
+            if upload is not None:
+                cleaned["seed_upload_data"] = upload.read()
+                try:
+                    photo_png_bytes(data=cleaned["seed_upload_data"])
+                except ApplicationError as exc:
+                    self.add_error("seed_upload", exc.message)
+            elif cleaned.get("seed_photo") is None:
+                self.add_error("seed_photo", "Seed kind 'photo' needs a seed photo or an uploaded image.")
+        if not self.errors:
+            spec = self.spec()
+            if spec.get("seed_kind") == SEED_PHOTO:
+                spec["seed_kind"] = "super-noise"  # checked here without the photo; the service sets "photo"
+            try:
+                spec = iri_spec_validate(spec)
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
+            checkpoint = cleaned.get("checkpoint")
+            if checkpoint is not None and checkpoint.backbone != spec["backbone"]:
+                self.add_error("checkpoint", f"These weights are for '{checkpoint.backbone}', not '{spec['backbone']}'.")
         return cleaned
+
+    def seed(self) -> TargetPhoto | None:
+        if self.cleaned_data.get("seed_kind") != SEED_PHOTO:
+            return None
+        if self.cleaned_data.get("seed_upload_data"):
+            upload = self.cleaned_data["seed_upload"]
+            return target_photo_create(name=f"seed: {upload.name}", data=self.cleaned_data["seed_upload_data"])
+        return self.cleaned_data["seed_photo"]
+
+
+def _proxy_text(proxy: dict) -> str:
+    parts = []
+    for metric, value in (proxy or {}).items():
+        mark = "aligned" if value.get("aligned") else "not aligned"
+        parts.append(f"{metric}: d(target) {value['to_target']:.3f} / d(seed) {value['to_seed']:.3f} ({mark})")
+    return "; ".join(parts) or "–"
 
 
 class IriImageInline(admin.TabularInline):
     model = IriImage
     extra = 0
     can_delete = False
-    fields = ["target", "target_preview", "seed_preview", "iri_preview", "initial_loss", "final_loss", "best_step"]
+    fields = ["target", "target_preview", "seed_preview", "iri_preview", "initial_loss", "final_loss", "best_step", "proxy_text"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -117,13 +277,34 @@ class IriImageInline(admin.TabularInline):
     def iri_preview(self, obj):
         return _thumb(obj.image)
 
+    @admin.display(description="perceptual proxy")
+    def proxy_text(self, obj):
+        return _proxy_text(obj.proxy)
+
+
+class IriChunkInline(admin.TabularInline):
+    model = IriChunk
+    extra = 0
+    can_delete = False
+    fields = ["index", "size", "status", "progress_percent", "attempts", "worker", "started_at", "finished_at", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress_percent(self, obj):
+        return f"{obj.progress:.0%}"
+
 
 @admin.register(IriJob)
 class IriJobAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "backbone", "recipe", "seed_kind", "status", "progress_percent", "created_at"]
     list_filter = ["status"]
-    readonly_fields = ["name", "status", "progress_percent", "error", "spec", "versions", "targets_list", "created_at", "started_at", "finished_at"]
-    inlines = [IriImageInline]
+    readonly_fields = ["name", "status", "progress_percent", "error", "proxy_summary", "spec", "record_json",
+                       "targets_list", "created_at", "started_at", "finished_at"]
+    inlines = [IriChunkInline, IriImageInline]
+    actions = ["cancel_jobs", "retry_failed_chunks"]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -142,16 +323,45 @@ class IriJobAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        job = iri_job_create(targets=list(form.cleaned_data["target_photos"]), spec=form.spec(), name=obj.name)
+        data = form.cleaned_data
+        job = iri_job_create(
+            targets=list(data["target_photos"]), spec=form.spec(), name=obj.name, checkpoint=data.get("checkpoint"),
+            seed_photo=form.seed(), chunk_size=data.get("chunk_size"),
+        )
         obj.pk = job.pk
         obj.refresh_from_db()
 
     def save_related(self, request, form, formsets, change):
         pass  # targets were set by the service
 
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_jobs(self, request, queryset):
+        self._each(request, queryset, iri_job_cancel, "cancelled")
+
+    @admin.action(description="Retry the failed chunks of the selected jobs")
+    def retry_failed_chunks(self, request, queryset):
+        self._each(request, queryset, iri_job_retry, "queued again")
+
+    def _each(self, request, queryset, service, verb):
+        for job in queryset:
+            try:
+                service(job=job)
+                self.message_user(request, f"Job {job.pk}: {verb}.", messages.SUCCESS)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+
     @admin.display(description="progress")
     def progress_percent(self, obj):
         return f"{obj.progress:.0%}"
+
+    @admin.display(description="perceptual proxy (share of IRIs closer to target than to seed)")
+    def proxy_summary(self, obj):
+        summary = iri_job_proxy_summary(job=obj)
+        return "; ".join(f"{m}: {v['aligned']}/{v['n']} = {v['share']:.0%}" for m, v in summary.items()) or "–"
+
+    @admin.display(description="reproducibility record")
+    def record_json(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(iri_job_record(job=obj), indent=2))
 
     @admin.display(description="targets")
     def targets_list(self, obj):

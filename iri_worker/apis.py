@@ -1,4 +1,4 @@
-"""Researcher endpoints for photos and IRI jobs (login or token required)."""
+"""Researcher endpoints for photos, checkpoints and IRI jobs (login or token required)."""
 from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -8,10 +8,19 @@ from rest_framework.views import APIView
 from backend.exceptions import ApplicationError
 
 from .models import IriJob
-from .selectors import iri_image_list, target_photo_list
-from .services import iri_job_create, target_photo_create
+from .selectors import (
+    checkpoint_get,
+    iri_chunk_list,
+    iri_image_list,
+    iri_job_proxy_summary,
+    iri_job_record,
+    target_photo_list,
+)
+from .services import checkpoint_create, iri_job_cancel, iri_job_create, iri_job_retry, target_photo_create
 
 UNKNOWN_TARGETS = "Unknown target photo ids: {ids}."
+UNKNOWN_CHECKPOINT = "Unknown checkpoint id: {id}."
+UNKNOWN_SEED_PHOTO = "Unknown seed photo id: {id}."
 
 
 class TargetPhotoCreateApi(APIView):
@@ -34,6 +43,31 @@ class TargetPhotoCreateApi(APIView):
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 
+class CheckpointCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        backbone = serializers.CharField(max_length=100)
+        name = serializers.CharField(max_length=200, required=False, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        backbone = serializers.CharField()
+        sha256 = serializers.CharField()
+        size = serializers.IntegerField()
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        checkpoint = checkpoint_create(
+            name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"], data=upload.read()
+        )
+        return Response(self.OutputSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+
+
 class IriJobOutputSerializer(serializers.ModelSerializer):
     class ImageSerializer(serializers.Serializer):
         target = serializers.IntegerField(source="target_id")
@@ -42,15 +76,40 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
         target_url = serializers.CharField(source="target_image.file.url")
         initial_loss = serializers.FloatField()
         final_loss = serializers.FloatField()
+        best_step = serializers.IntegerField()
+        proxy = serializers.JSONField()
+
+    class ChunkSerializer(serializers.Serializer):
+        index = serializers.IntegerField()
+        targets = serializers.ListField(source="target_ids", child=serializers.IntegerField())
+        status = serializers.CharField()
+        progress = serializers.FloatField()
+        attempts = serializers.IntegerField()
+        worker = serializers.CharField()
+        error = serializers.CharField()
 
     images = serializers.SerializerMethodField()
+    chunks = serializers.SerializerMethodField()
+    proxy = serializers.SerializerMethodField()
+    record = serializers.SerializerMethodField()
 
     class Meta:
         model = IriJob
-        fields = ["id", "name", "status", "progress", "error", "spec", "versions", "created_at", "started_at", "finished_at", "images"]
+        fields = ["id", "name", "status", "progress", "error", "spec", "versions", "checkpoint", "seed_photo",
+                  "chunk_size", "created_at", "started_at", "finished_at",
+                  "chunks", "proxy", "record", "images"]
 
     def get_images(self, job):
         return self.ImageSerializer(iri_image_list(job=job), many=True).data
+
+    def get_chunks(self, job):
+        return self.ChunkSerializer(iri_chunk_list(job=job), many=True).data
+
+    def get_proxy(self, job):
+        return iri_job_proxy_summary(job=job)
+
+    def get_record(self, job):
+        return iri_job_record(job=job)
 
 
 class IriJobCreateApi(APIView):
@@ -58,19 +117,58 @@ class IriJobCreateApi(APIView):
         name = serializers.CharField(max_length=200, required=False, default="")
         targets = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
         spec = serializers.DictField(required=False, default=dict)
+        checkpoint = serializers.IntegerField(required=False, allow_null=True, default=None)
+        seed_photo = serializers.IntegerField(required=False, allow_null=True, default=None)
+        chunk_size = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        ids = data.validated_data["targets"]
+        values = dict(data.validated_data)
+        ids = values.pop("targets")
         targets = list(target_photo_list(ids=ids))
         missing = sorted(set(ids) - {t.pk for t in targets})
         if missing:
             raise ApplicationError(UNKNOWN_TARGETS.format(ids=missing))
-        job = iri_job_create(targets=targets, spec=data.validated_data["spec"], name=data.validated_data["name"])
+        if values["checkpoint"] is not None:
+            checkpoint_id = values["checkpoint"]
+            values["checkpoint"] = checkpoint_get(checkpoint_id=checkpoint_id)
+            if values["checkpoint"] is None:
+                raise ApplicationError(UNKNOWN_CHECKPOINT.format(id=checkpoint_id))
+        if values["seed_photo"] is not None:
+            seed_id = values["seed_photo"]
+            values["seed_photo"] = target_photo_list(ids=[seed_id]).first()
+            if values["seed_photo"] is None:
+                raise ApplicationError(UNKNOWN_SEED_PHOTO.format(id=seed_id))
+        job = iri_job_create(targets=targets, **values)
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class IriJobDetailApi(APIView):
     def get(self, request, job_id: int):
         return Response(IriJobOutputSerializer(get_object_or_404(IriJob, pk=job_id)).data)
+
+
+class IriJobCancelApi(APIView):
+    def post(self, request, job_id: int):
+        job = iri_job_cancel(job=get_object_or_404(IriJob, pk=job_id))
+        return Response(IriJobOutputSerializer(job).data)
+
+
+class IriJobRetryApi(APIView):
+    def post(self, request, job_id: int):
+        job = iri_job_retry(job=get_object_or_404(IriJob, pk=job_id))
+        return Response(IriJobOutputSerializer(job).data)
+
+
+class BackboneLayersApi(APIView):
+    """The layer names a job may use for one backbone (engine.layer_names), default layer first."""
+
+    def get(self, request, name: str):
+        from iri_worker.engine import load_backbone
+
+        try:
+            backbone = load_backbone(name)
+        except ValueError as exc:
+            raise ApplicationError(str(exc)) from exc
+        return Response({"backbone": name, "default_layer": backbone.default_layer, "layers": backbone.layer_names()})

@@ -28,18 +28,46 @@ class TargetPhoto(models.Model):
         return self.name
 
 
+def checkpoint_upload_to(instance, filename: str) -> str:
+    return f"checkpoints/{instance.sha256[:2]}/{instance.sha256}.pt"
+
+
+class Checkpoint(models.Model):
+    """Weights a researcher uploaded for a registered architecture (loaded with weights_only=True)."""
+
+    name = models.CharField(max_length=200)
+    backbone = models.CharField(max_length=100, help_text="The registered architecture these weights fit.")
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(upload_to=checkpoint_upload_to)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.backbone}, {self.sha256[:12]})"
+
+
 class IriJob(models.Model):
     class Status(models.TextChoices):
         QUEUED = "QUEUED", "Queued"
         RUNNING = "RUNNING", "Running"
         DONE = "DONE", "Done"
         FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
 
     name = models.CharField(max_length=200, blank=True)
     targets = models.ManyToManyField(TargetPhoto, related_name="jobs")
     # The engine's full InversionSpec (defaults resolved), enough to reproduce every image.
     spec = models.JSONField()
+    # Library versions and the devices that ran the chunks (filled in as chunks finish).
     versions = models.JSONField(default=dict, blank=True)
+    checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    # A photo as the seed x0 of every IRI (instead of spec.seed_kind noise); shared by the whole job.
+    seed_photo = models.ForeignKey(TargetPhoto, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Targets per task (one batch on one worker). Device options (amp, channels_last) live in the spec.
+    chunk_size = models.PositiveIntegerField(default=8, help_text="Targets per task (one GPU batch).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
@@ -52,7 +80,8 @@ class IriJob(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(progress__gte=0) & models.Q(progress__lte=1), name="iri_job_progress_in_unit_range"
-            )
+            ),
+            models.CheckConstraint(condition=models.Q(chunk_size__gte=1), name="iri_job_chunk_size_positive"),
         ]
 
     def __str__(self) -> str:
@@ -75,6 +104,46 @@ class IriJob(models.Model):
         return self.spec.get("seed_kind", "")
 
 
+class IriChunk(models.Model):
+    """A slice of a job's targets run as one Celery task (one batch on one worker)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        DONE = "DONE", "Done"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+        SPLIT = "SPLIT", "Split in two (out of memory)"
+
+    job = models.ForeignKey(IriJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    target_ids = models.JSONField(help_text="TargetPhoto ids, in order.")
+    size = models.PositiveIntegerField(help_text="Number of targets (len(target_ids)).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="Celery hostname of the last worker.")
+    # What the run used: device, precision, adaptive weights, seconds.
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="iri_chunk_unique_index"),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1), name="iri_chunk_progress_in_unit_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of job {self.job_id}"
+
+
 class IriImage(models.Model):
     """One identically represented input: the result of inverting `target` from `seed`."""
 
@@ -87,6 +156,11 @@ class IriImage(models.Model):
     initial_loss = models.FloatField()
     final_loss = models.FloatField()
     best_step = models.PositiveIntegerField()
+    # Perceptual proxy: {"ssim": {"to_target": d, "to_seed": d, "aligned": bool}, "ms_ssim": {...}[, "lpips": ...]},
+    # d a distance (1 - similarity); aligned = d_to_target <= d_to_seed (ties count aligned).
+    proxy = models.JSONField(default=dict, blank=True)
+    # The loss became NaN/inf: the engine stopped this image and kept its best finite iterate.
+    nan_loss = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

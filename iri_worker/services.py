@@ -2,27 +2,56 @@
 import hashlib
 import io
 import logging
+import math
+import os
+import pickle
 import platform
+import shutil
+import tempfile
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F, FloatField, Max, Q, Sum
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from backend.exceptions import ApplicationError
 
-from .models import IriImage, IriJob, StoredImage, TargetPhoto
+from .models import Checkpoint, IriChunk, IriImage, IriJob, StoredImage, TargetPhoto
 
 logger = logging.getLogger(__name__)
 
 NOT_AN_IMAGE = "The file is not an image we can read (PNG, JPEG, WebP, GIF, BMP or TIFF)."
 IMAGE_TOO_LARGE = "The image is larger than {limit} MB."
 NO_TARGETS = "Choose at least one target photo for the job."
+BROKER_DOWN = "The job queue (broker) is unavailable, so the job was not started: {error}"
+JOB_NOT_CANCELLABLE = "Job {id} is {status}: only queued or running jobs can be cancelled."
+NOTHING_TO_RETRY = "Job {id} has no failed chunks to retry (it is {status})."
+CHUNK_GAVE_UP = "Gave up after {n} attempts: the worker running this chunk was lost each time."
+CHUNK_OOM_SPLIT = "Out of memory with {n} targets on {device}; split into chunks {a} and {b}."
+CHUNK_OOM_SINGLE = (
+    "Out of memory on {device} even for one image at {size} px: lower the image size, turn on mixed "
+    "precision or use a device with more memory."
+)
+BAD_CHUNK_SIZE = "chunk_size must be a positive integer (got {value!r})."
+CHECKPOINT_TOO_LARGE = "The checkpoint is larger than {limit} MB."
+CHECKPOINT_UNSAFE = (
+    "The checkpoint was refused: it is not a plain weights file. It is loaded with torch.load(weights_only=True), "
+    "which allows only tensors and plain containers, never arbitrary Python objects ({detail})."
+)
+CHECKPOINT_MISMATCH = "The checkpoint does not fit backbone '{backbone}': {detail}"
+CHECKPOINT_BACKBONE = "The checkpoint is for backbone '{checkpoint}', but the job's spec uses '{spec}'."
+CHECKPOINT_UNKNOWN = "No uploaded checkpoint has sha256 {sha256}; upload it first (POST /api/iri/checkpoints)."
+CHECKPOINT_SHA_MISMATCH = "spec.checkpoint_sha256 ({spec}) is not the chosen checkpoint's ({checkpoint})."
+WEIGHTS_PATH_REFUSED = "weights_path cannot be set through a job: upload the weights as a checkpoint and choose it."
+SEED_PHOTO_MISSING = "seed_kind 'photo' needs a seed photo (a target photo or an uploaded image)."
 MAX_PHOTO_SIDE = 4096
 PROGRESS_EVERY_S = 1.0
+MAX_ATTEMPTS = 3
 
 
 def stored_image_save(*, png_bytes: bytes, width: int, height: int) -> StoredImage:
@@ -80,46 +109,538 @@ def iri_spec_validate(spec: dict) -> dict:
         raise ApplicationError(str(exc)) from exc
 
 
-def iri_job_create(*, targets: list[TargetPhoto], spec: dict, name: str = "") -> IriJob:
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_create(*, name: str, backbone: str, data: bytes) -> Checkpoint:
+    """Store uploaded weights for a registered architecture after the engine loaded them safely.
+
+    The file is read with torch.load(weights_only=True) (through the engine), so a pickle that would run
+    code is refused before anything is stored; keys that do not fit the architecture are named.
+    """
+    limit = settings.IRI_MAX_CHECKPOINT_BYTES
+    if len(data) > limit:
+        raise ApplicationError(CHECKPOINT_TOO_LARGE.format(limit=limit // (1024 * 1024)))
+    iri_spec_validate({"backbone": backbone})  # an unknown architecture gets the registry's hint
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Checkpoint.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        if existing.backbone != backbone:
+            raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=existing.backbone, spec=backbone))
+        return existing
+    with tempfile.TemporaryDirectory(prefix="iri-ckpt-") as tmp:
+        path = os.path.join(tmp, f"{sha256}.pt")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        checkpoint_check(backbone=backbone, path=path)
+    with transaction.atomic():
+        checkpoint = Checkpoint(name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256, size=len(data))
+        checkpoint.file.save(f"{sha256}.pt", ContentFile(data), save=False)
+        checkpoint.save()
+    return checkpoint
+
+
+def checkpoint_check(*, backbone: str, path: str) -> None:
+    """Load ``path`` into ``backbone`` on the CPU with the engine; raise ApplicationError with the reason."""
+    from iri_worker import engine
+
+    try:
+        engine.load_backbone(backbone, weights_path=path)
+    except pickle.UnpicklingError as exc:
+        raise ApplicationError(CHECKPOINT_UNSAFE.format(detail=str(exc).splitlines()[0][:300])) from exc
+    except (RuntimeError, ValueError, KeyError, EOFError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:2000]
+        if "weights_only" in detail.lower() or "unpickl" in detail.lower():
+            raise ApplicationError(CHECKPOINT_UNSAFE.format(detail=detail[:300])) from exc
+        raise ApplicationError(CHECKPOINT_MISMATCH.format(backbone=backbone, detail=detail)) from exc
+
+
+def _checkpoint_local_path(checkpoint: Checkpoint) -> str:
+    """A local file with the checkpoint's bytes (the storage's own path, or a cached copy by hash)."""
+    try:
+        return default_storage.path(checkpoint.file.name)
+    except NotImplementedError:  # remote storage: keep one local copy per worker machine
+        path = os.path.join(tempfile.gettempdir(), "iri-checkpoints", f"{checkpoint.sha256}.pt")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with default_storage.open(checkpoint.file.name, "rb") as src, open(path + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(path + ".part", path)
+        return path
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def iri_spec_default_chunk_size(*, image_size: int) -> int:
+    """Targets per task: 8 at 224 px, more for smaller images (same pixels per batch), at most 64."""
+    return max(1, min(64, int(8 * (224 / max(image_size, 1)) ** 2)))
+
+
+def iri_job_create(
+    *,
+    targets: list[TargetPhoto],
+    spec: dict,
+    name: str = "",
+    checkpoint: Checkpoint | None = None,
+    seed_photo: TargetPhoto | None = None,
+    chunk_size: int | None = None,
+) -> IriJob:
+    """Validate, store the job with its chunks, and queue one task per chunk once the transaction commits.
+
+    The stored spec is the engine's resolved spec; an uploaded checkpoint enters it as checkpoint_sha256
+    (each worker loads its own copy of the file and the engine checks the hash), a seed photo as
+    seed_kind "photo". Device options (amp, channels_last) are spec fields."""
     if not targets:
         raise ApplicationError(NO_TARGETS)
+    if not isinstance(spec, dict):
+        raise ApplicationError("The spec must be a JSON object.")
+    spec = dict(spec)
+    if spec.get("weights_path") is not None:
+        raise ApplicationError(WEIGHTS_PATH_REFUSED)
+    spec.pop("weights_path", None)
+    sha256 = spec.get("checkpoint_sha256")
+    if checkpoint is None and sha256:
+        checkpoint = Checkpoint.objects.filter(sha256=sha256).first()
+        if checkpoint is None:
+            raise ApplicationError(CHECKPOINT_UNKNOWN.format(sha256=sha256))
+    if checkpoint is not None:
+        if sha256 and sha256 != checkpoint.sha256:
+            raise ApplicationError(CHECKPOINT_SHA_MISMATCH.format(spec=sha256, checkpoint=checkpoint.sha256))
+        if checkpoint.backbone != spec.get("backbone", checkpoint.backbone):
+            raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=checkpoint.backbone, spec=spec["backbone"]))
+        spec["backbone"] = checkpoint.backbone
+        spec["checkpoint_sha256"] = checkpoint.sha256
+    if seed_photo is not None:
+        spec["seed_kind"] = "photo"
+    elif spec.get("seed_kind") == "photo":
+        raise ApplicationError(SEED_PHOTO_MISSING)
     full_spec = iri_spec_validate(spec)
+    if chunk_size is None:
+        chunk_size = iri_spec_default_chunk_size(image_size=full_spec["image_size"])
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ApplicationError(BAD_CHUNK_SIZE.format(value=chunk_size))
     with transaction.atomic():
-        job = IriJob.objects.create(name=name, spec=full_spec)
+        job = IriJob.objects.create(
+            name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo, chunk_size=chunk_size,
+        )
         job.targets.set(targets)
+        iri_job_chunks_create(job=job)
         transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk))
     return job
 
 
-def iri_job_enqueue(*, job_id: int) -> None:
-    from .tasks import iri_job_run_task
-
-    try:
-        iri_job_run_task.delay(job_id)
-    except Exception as exc:  # broker down: say so on the job rather than leave it queued forever
-        logger.exception("could not enqueue IRI job %s", job_id)
-        iri_job_fail(job_id=job_id, error=f"The job queue (broker) is unavailable: {exc}")
-
-
-def iri_job_start(*, job_id: int) -> bool:
-    """QUEUED -> RUNNING exactly once; a redelivered job that was RUNNING is picked up again."""
-    started = IriJob.objects.filter(pk=job_id, status=IriJob.Status.QUEUED).update(
-        status=IriJob.Status.RUNNING, started_at=timezone.now(), progress=0.0
+def iri_job_chunks_create(*, job: IriJob) -> list[IriChunk]:
+    """Split the job's targets (by id) into chunks of ``job.chunk_size``; nothing if it has chunks already."""
+    if job.chunks.exists():
+        return list(job.chunks.all())
+    ids = list(job.targets.order_by("id").values_list("id", flat=True))
+    size = job.chunk_size
+    return IriChunk.objects.bulk_create(
+        IriChunk(job=job, index=i, target_ids=ids[start:start + size], size=len(ids[start:start + size]))
+        for i, start in enumerate(range(0, len(ids), size))
     )
-    return bool(started) or IriJob.objects.filter(pk=job_id, status=IriJob.Status.RUNNING).exists()
+
+
+def iri_job_enqueue(*, job_id: int, chunk_ids: list[int] | None = None) -> None:
+    """Send one task per queued chunk. With the broker down the job says so and no chunk stays queued."""
+    from backend.celery import app
+
+    from .tasks import iri_chunk_run_task
+
+    chunks = IriChunk.objects.filter(job_id=job_id, status=IriChunk.Status.QUEUED)
+    if chunk_ids is not None:
+        chunks = chunks.filter(pk__in=chunk_ids)
+    ids = list(chunks.values_list("id", flat=True))
+    try:
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)  # fail before sending anything
+            for chunk_id in ids:
+                iri_chunk_run_task.apply_async((chunk_id,), producer=producer)
+    except Exception as exc:  # broker down: the job fails with the reason; a chunk already sent skips itself
+        logger.exception("could not enqueue IRI job %s", job_id)
+        message = BROKER_DOWN.format(error=exc)
+        IriChunk.objects.filter(job_id=job_id, status=IriChunk.Status.QUEUED).update(
+            status=IriChunk.Status.FAILED, error=message, finished_at=timezone.now()
+        )
+        iri_job_fail(job_id=job_id, error=message)
 
 
 def iri_job_fail(*, job_id: int, error: str) -> None:
-    IriJob.objects.filter(pk=job_id).exclude(status=IriJob.Status.DONE).update(
+    IriJob.objects.filter(pk=job_id, status__in=[IriJob.Status.QUEUED, IriJob.Status.RUNNING]).update(
         status=IriJob.Status.FAILED, error=error[:5000], finished_at=timezone.now()
     )
 
 
+def iri_job_cancel(*, job: IriJob) -> IriJob:
+    """QUEUED/RUNNING -> CANCELLED. Queued chunks are skipped; running ones stop at their next step."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not IriJob.objects.filter(pk=job.pk, status__in=[IriJob.Status.QUEUED, IriJob.Status.RUNNING]).update(
+            status=IriJob.Status.CANCELLED, finished_at=now
+        ):
+            job.refresh_from_db()
+            raise ApplicationError(JOB_NOT_CANCELLABLE.format(id=job.pk, status=job.status))
+        job.chunks.filter(status__in=[IriChunk.Status.QUEUED, IriChunk.Status.RUNNING]).update(
+            status=IriChunk.Status.CANCELLED, finished_at=now
+        )
+    job.refresh_from_db()
+    return job
+
+
+def iri_job_retry(*, job: IriJob) -> IriJob:
+    """Queue the FAILED chunks of a FAILED job again; finished chunks keep their images."""
+    with transaction.atomic():
+        locked = IriJob.objects.select_for_update().get(pk=job.pk)
+        failed = list(locked.chunks.filter(status=IriChunk.Status.FAILED).values_list("id", flat=True))
+        if locked.status != IriJob.Status.FAILED or not failed:
+            raise ApplicationError(NOTHING_TO_RETRY.format(id=job.pk, status=locked.status))
+        IriChunk.objects.filter(pk__in=failed).update(
+            status=IriChunk.Status.QUEUED, error="", progress=0.0, attempts=0, started_at=None,
+            heartbeat_at=None, finished_at=None,
+        )
+        started = locked.chunks.filter(status=IriChunk.Status.DONE).exists()
+        IriJob.objects.filter(pk=job.pk).update(
+            status=IriJob.Status.RUNNING if started else IriJob.Status.QUEUED, error="", finished_at=None
+        )
+        transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk, chunk_ids=failed))
+    iri_job_refresh(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def iri_job_refresh(*, job_id: int) -> None:
+    """Aggregate chunk progress into the job; DONE when every chunk is, FAILED when one failed for good."""
+    chunks = IriChunk.objects.filter(job_id=job_id).exclude(status=IriChunk.Status.SPLIT)
+    agg = chunks.aggregate(
+        total=Sum("size"), done=Sum(F("progress") * F("size"), output_field=FloatField())
+    )
+    progress = min(1.0, max(0.0, (agg["done"] or 0.0) / agg["total"])) if agg["total"] else 0.0
+    counts = dict(chunks.values_list("status").annotate(n=Count("id")))
+    live = [IriJob.Status.QUEUED, IriJob.Status.RUNNING]
+    job = IriJob.objects.filter(pk=job_id, status__in=live)
+    pending = counts.get(IriChunk.Status.QUEUED, 0) + counts.get(IriChunk.Status.RUNNING, 0)
+    failures = [
+        f"chunk {index}: {error}"
+        for index, error in chunks.filter(status=IriChunk.Status.FAILED).values_list("index", "error")
+    ]
+    if counts and set(counts) == {IriChunk.Status.DONE}:
+        job.update(status=IriJob.Status.DONE, progress=1.0, finished_at=timezone.now(), error="",
+                   versions=_library_versions())
+    elif failures and not pending:
+        job.update(status=IriJob.Status.FAILED, progress=progress, finished_at=timezone.now(),
+                   error="\n".join(failures)[:5000], versions=_library_versions())
+    else:
+        job.update(progress=progress, error="\n".join(failures)[:5000])
+
+
 def _library_versions() -> dict:
+    import numpy
+    import PIL
     import torch
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "torchvision": torchvision.__version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
+    try:
+        import pytorch_msssim
+
+        versions["pytorch_msssim"] = getattr(pytorch_msssim, "__version__", "installed")
+    except ImportError:
+        pass
+    if torch.version.cuda:
+        versions["cuda"] = torch.version.cuda
+    return versions
+
+
+# --------------------------------------------------------------------------- chunks (run on workers)
+
+
+class ChunkStopped(Exception):
+    """Raised from the engine's progress callback: the chunk was cancelled or taken over."""
+
+
+def iri_chunk_start(*, chunk_id: int, worker: str = "") -> str:
+    """Claim a chunk for this worker. Returns "run", "skip" (finished, cancelled, job over) or "busy"
+    (another worker holds it and is alive: try again later). A RUNNING chunk whose worker stopped sending
+    heartbeats (it was killed) is taken over; a chunk is given up after MAX_ATTEMPTS claims."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.IRI_CHUNK_STALE_S)
+    live_jobs = IriJob.objects.filter(status__in=[IriJob.Status.QUEUED, IriJob.Status.RUNNING]).values("pk")
+    silent = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
+    claimable = Q(status=IriChunk.Status.QUEUED) | (Q(status=IriChunk.Status.RUNNING) & silent)
+    claimed = IriChunk.objects.filter(claimable, pk=chunk_id, job_id__in=live_jobs).update(
+        status=IriChunk.Status.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], started_at=now,
+        heartbeat_at=now, progress=0.0, error="",
+    )
+    chunk = IriChunk.objects.filter(pk=chunk_id).select_related("job").first()
+    if chunk is None:
+        return "skip"
+    if not claimed:
+        if chunk.status == IriChunk.Status.QUEUED and chunk.job.status == IriJob.Status.CANCELLED:
+            IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.QUEUED).update(
+                status=IriChunk.Status.CANCELLED, finished_at=now)
+        live = chunk.job.status in (IriJob.Status.QUEUED, IriJob.Status.RUNNING)
+        return "busy" if chunk.status == IriChunk.Status.RUNNING and live else "skip"
+    if chunk.attempts > MAX_ATTEMPTS:
+        iri_chunk_fail(chunk_id=chunk_id, worker=worker, error=CHUNK_GAVE_UP.format(n=MAX_ATTEMPTS))
+        return "skip"
+    IriJob.objects.filter(pk=chunk.job_id, status=IriJob.Status.QUEUED).update(
+        status=IriJob.Status.RUNNING, started_at=now)
+    return "run"
+
+
+def iri_chunk_heartbeat(*, chunk_id: int, worker: str, progress: float) -> None:
+    """Record progress; raise ChunkStopped when the chunk is no longer this worker's to run."""
+    still_mine = IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.RUNNING, worker=worker[:255]).update(
+        progress=min(1.0, max(0.0, progress)), heartbeat_at=timezone.now()
+    )
+    if not still_mine:
+        raise ChunkStopped(f"chunk {chunk_id} was cancelled or taken over")
+    iri_job_refresh(job_id=IriChunk.objects.values_list("job_id", flat=True).get(pk=chunk_id))
+
+
+def iri_chunk_fail(*, chunk_id: int, error: str, worker: str | None = None) -> None:
+    chunks = IriChunk.objects.filter(pk=chunk_id, status__in=[IriChunk.Status.QUEUED, IriChunk.Status.RUNNING])
+    if worker is not None:
+        chunks = chunks.filter(worker=worker[:255])
+    chunks.update(status=IriChunk.Status.FAILED, error=error[:5000], finished_at=timezone.now())
+    job_id = IriChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+    if job_id is not None:
+        iri_job_refresh(job_id=job_id)
+
+
+def iri_chunk_split(*, chunk_id: int, worker: str, device: str) -> list[int]:
+    """Out of memory: replace a RUNNING chunk by two halves (new chunks, queued after the commit)."""
+    with transaction.atomic():
+        chunk = IriChunk.objects.select_related("job").select_for_update().get(pk=chunk_id)
+        IriJob.objects.select_for_update().get(pk=chunk.job_id)  # one index allocation at a time
+        if chunk.status != IriChunk.Status.RUNNING or chunk.worker != worker[:255]:
+            return []
+        if chunk.size <= 1:
+            size = chunk.job.spec.get("image_size")
+            iri_chunk_fail(chunk_id=chunk_id, worker=worker, error=CHUNK_OOM_SINGLE.format(device=device, size=size))
+            return []
+        start = (IriChunk.objects.filter(job_id=chunk.job_id).aggregate(m=Max("index"))["m"] or 0) + 1
+        half = (chunk.size + 1) // 2
+        parts = [chunk.target_ids[:half], chunk.target_ids[half:]]
+        new = IriChunk.objects.bulk_create(
+            IriChunk(job_id=chunk.job_id, index=start + i, target_ids=ids, size=len(ids)) for i, ids in enumerate(parts)
+        )
+        IriChunk.objects.filter(pk=chunk_id).update(
+            status=IriChunk.Status.SPLIT, finished_at=timezone.now(),
+            error=CHUNK_OOM_SPLIT.format(n=chunk.size, device=device, a=start, b=start + 1),
+        )
+        ids = [c.pk for c in new]
+        transaction.on_commit(lambda: iri_job_enqueue(job_id=chunk.job_id, chunk_ids=ids))
+    return ids
+
+
+def iri_chunk_run(*, chunk_id: int, worker: str = "", device: str | None = None) -> str:
+    """Claim and run one chunk, storing its IRIs. Returns "done", "skip", "busy", "stopped", "split" or
+    "failed". Safe to call any number of times for one chunk: images are stored once per (job, target)."""
+    outcome = iri_chunk_start(chunk_id=chunk_id, worker=worker)
+    if outcome != "run":
+        return outcome
+    device = device or iri_worker_device()
+    try:
+        _chunk_generate(chunk_id=chunk_id, worker=worker, device=device)
+    except ChunkStopped:
+        logger.info("IRI chunk %s stopped (cancelled or taken over)", chunk_id)
+        return "stopped"
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            _free_device_memory()
+            logger.warning("IRI chunk %s ran out of memory on %s; splitting it", chunk_id, device)
+            return "split" if iri_chunk_split(chunk_id=chunk_id, worker=worker, device=device) else "failed"
+        logger.exception("IRI chunk %s failed", chunk_id)
+        iri_chunk_fail(chunk_id=chunk_id, worker=worker, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return "done"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def iri_worker_device() -> str:
+    """CUDA when this process sees a GPU (one worker process per GPU via CUDA_VISIBLE_DEVICES), else CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def iri_worker_process_init() -> None:
+    """Once per worker process: CPU thread count (IRI_TORCH_THREADS, 0 = torch's default)."""
+    import torch
+
+    threads = settings.IRI_TORCH_THREADS
+    if threads > 0 and not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+
+
+def iri_job_engine_spec(*, job: IriJob):
+    """The job's engine spec, pointing at this machine's copy of the job's checkpoint (if any)."""
+    import dataclasses
+
+    from iri_worker import engine
+
+    spec = engine.InversionSpec.from_dict(job.spec)
+    if job.checkpoint_id:
+        spec = dataclasses.replace(spec, weights_path=_checkpoint_local_path(job.checkpoint))
+    return spec
+
+
+def iri_job_backbone(*, spec, device: str):
+    """The spec's backbone from the engine's per-process cache: a worker loads each model once."""
+    from iri_worker import engine
+
+    return engine.load_backbone(spec.backbone, weights_path=spec.weights_path, device=device)
+
+
+def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
+    import torch
+
+    from iri_worker import engine
+
+    chunk = IriChunk.objects.select_related("job", "job__checkpoint", "job__seed_photo__image").get(pk=chunk_id)
+    job = chunk.job
+    spec = iri_job_engine_spec(job=job)
+    photos = TargetPhoto.objects.select_related("image").in_bulk(chunk.target_ids)
+    targets = [photos[i] for i in chunk.target_ids if i in photos]
+    batch = torch.stack([engine.photo_to_tensor(_read_rgb(t.image), spec.image_size) for t in targets])
+    seeds = None
+    if job.seed_photo_id:
+        seeds = engine.photo_to_tensor(_read_rgb(job.seed_photo.image), spec.image_size)
+    backbone = iri_job_backbone(spec=spec, device=device)
+
+    last = [time.monotonic()]
+
+    def on_step(step: int, losses) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            iri_chunk_heartbeat(chunk_id=chunk_id, worker=worker, progress=(step + 1) / spec.steps)
+
+    started = time.monotonic()
+    result = engine.invert(spec, batch, backbone=backbone, seeds=seeds, device=device, on_step=on_step)
+    iri_chunk_heartbeat(chunk_id=chunk_id, worker=worker, progress=1.0)
+    proxies = iri_proxy_compute(iris=result.images, targets=batch, seeds=result.seeds.clamp(0, 1))
+    details = {"device": device, "device_name": _device_name(device), "seconds": round(time.monotonic() - started, 2),
+               "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
+               "adversarial_c": getattr(result, "adversarial_c", None)}
+    nan_mask = getattr(result, "nan_mask", None)
+    with transaction.atomic():
+        seed_cache: dict[int, StoredImage] = {}
+        for i, target in enumerate(targets):
+            seed = _save_tensor_once(result.seeds[i], seed_cache)
+            IriImage.objects.update_or_create(
+                job=job,
+                target=target,
+                defaults=dict(
+                    seed=seed,
+                    image=_save_tensor(result.images[i]),
+                    target_image=_save_tensor(batch[i]),
+                    initial_loss=_finite(result.initial_losses[i]),
+                    final_loss=_finite(result.losses[i], fallback=result.initial_losses[i]),
+                    best_step=int(result.best_step[i]),
+                    proxy=proxies[i],
+                    nan_loss=bool(nan_mask[i]) if nan_mask is not None else False,
+                ),
+            )
+        finished = IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.RUNNING, worker=worker[:255]).update(
+            status=IriChunk.Status.DONE, progress=1.0, finished_at=timezone.now(), details=details
+        )
+        if not finished:  # cancelled or taken over while we stored: keep nothing of this run
+            transaction.set_rollback(True)
+            raise ChunkStopped(f"chunk {chunk_id} was cancelled or taken over")
+    iri_job_refresh(job_id=job.pk)
+
+
+def _finite(value, fallback=None) -> float:
+    """A loss as a float for the database (JSON has no NaN): a NaN/inf loss falls back (then 0.0);
+    the image is marked ``nan_loss`` instead."""
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    return _finite(fallback) if fallback is not None else 0.0
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def _save_tensor_once(tensor, cache: dict) -> StoredImage:
+    key = hash(tensor.numpy().tobytes())
+    if key not in cache:
+        cache[key] = _save_tensor(tensor)
+    return cache[key]
+
+
+_PROXY_UNAVAILABLE: set[str] = set()
+
+
+def iri_proxy_compute(*, iris, targets, seeds) -> list[dict]:
+    """Per image {metric: {"to_target": d, "to_seed": d, "aligned": d_to_target <= d_to_seed}} for every
+    metric the engine can compute here (LPIPS only where its weights are present), on 8-bit images."""
+    from iri_worker import engine
+
+    out: list[dict] = [{} for _ in range(iris.shape[0])]
+    # Judge the images as stored and shown: 8-bit.
+    iris, targets, seeds = (t.float().clamp(0, 1).mul(255).round().div(255).cpu() for t in (iris, targets, seeds))
+    for metric in [m for m in engine.PROXY_METRICS if m not in _PROXY_UNAVAILABLE]:
+        try:
+            result = engine.proxy_alignment(iris, targets, seeds, metric)
+        except RuntimeError as exc:  # e.g. LPIPS without its backbone weights on this machine
+            logger.info("proxy %s unavailable: %s", metric, exc)
+            _PROXY_UNAVAILABLE.add(metric)
+            continue
+        for i in range(iris.shape[0]):
+            out[i][metric] = {"to_target": round(float(result["to_target"][i]), 6),
+                              "to_seed": round(float(result["to_seed"][i]), 6),
+                              "aligned": bool(result["aligned"][i])}
+    return out
+
+
+def iri_job_run(*, job_id: int, device: str | None = None) -> None:
+    """Run every queued chunk of a job in this process (tests, scripts). Creates the chunks if missing."""
+    job = IriJob.objects.get(pk=job_id)
+    iri_job_chunks_create(job=job)
+    seen: set[int] = set()
+    # Chunks split on out-of-memory appear as new queued chunks; they run here too (each id once).
+    while pending := [pk for pk in job.chunks.filter(status=IriChunk.Status.QUEUED).order_by("index")
+                      .values_list("id", flat=True) if pk not in seen]:
+        for chunk_id in pending:
+            seen.add(chunk_id)
+            iri_chunk_run(chunk_id=chunk_id, device=device)
+    iri_job_refresh(job_id=job_id)
+
+
+def iri_chunk_requeue_orphans(*, alive_workers: set[str] | None = None) -> list[int]:
+    """Send a task again for every RUNNING chunk whose worker is gone (killed without a goodbye); the task
+    takes the chunk over once its heartbeat is stale. Called when a worker starts."""
+    from .tasks import iri_chunk_run_task
+
+    running = IriChunk.objects.filter(
+        status=IriChunk.Status.RUNNING, job__status__in=[IriJob.Status.QUEUED, IriJob.Status.RUNNING]
+    )
+    orphans = [(pk, w) for pk, w in running.values_list("id", "worker") if alive_workers is None or w not in alive_workers]
+    for chunk_id, _ in orphans:
+        iri_chunk_run_task.apply_async((chunk_id,))
+    return [pk for pk, _ in orphans]
 
 
 def _read_rgb(stored: StoredImage) -> Image.Image:
@@ -131,47 +652,3 @@ def _save_tensor(tensor) -> StoredImage:
     from iri_worker.engine import tensor_to_png_bytes
 
     return stored_image_save(png_bytes=tensor_to_png_bytes(tensor), width=tensor.shape[-1], height=tensor.shape[-2])
-
-
-def iri_job_run(*, job_id: int, device: str = "cpu") -> None:
-    """Generate every IRI of a job with the engine and store them. Safe to run twice for one job."""
-    import torch
-
-    from iri_worker import engine
-
-    if not iri_job_start(job_id=job_id):
-        logger.info("IRI job %s is not runnable (finished or missing); skipped", job_id)
-        return
-    job = IriJob.objects.get(pk=job_id)
-    spec = engine.InversionSpec.from_dict(job.spec)
-    targets = list(job.targets.order_by("id"))
-    batch = torch.stack([engine.photo_to_tensor(_read_rgb(t.image), spec.image_size) for t in targets])
-
-    last_update = [0.0]
-
-    def report_progress(step: int, losses) -> None:
-        now = time.monotonic()
-        if now - last_update[0] >= PROGRESS_EVERY_S:
-            last_update[0] = now
-            IriJob.objects.filter(pk=job_id, status=IriJob.Status.RUNNING).update(progress=(step + 1) / spec.steps)
-
-    result = engine.invert(spec, batch, device=device, on_step=report_progress)
-
-    seed = _save_tensor(result.seeds[0])
-    with transaction.atomic():
-        for i, target in enumerate(targets):
-            IriImage.objects.update_or_create(
-                job=job,
-                target=target,
-                defaults=dict(
-                    seed=_save_tensor(result.seeds[i]) if i else seed,
-                    image=_save_tensor(result.images[i]),
-                    target_image=_save_tensor(batch[i]),
-                    initial_loss=float(result.initial_losses[i]),
-                    final_loss=float(result.losses[i]),
-                    best_step=int(result.best_step[i]),
-                ),
-            )
-        IriJob.objects.filter(pk=job_id).update(
-            status=IriJob.Status.DONE, progress=1.0, finished_at=timezone.now(), versions=_library_versions(), error=""
-        )

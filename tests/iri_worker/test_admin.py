@@ -81,9 +81,14 @@ def test_a_finished_job_page_shows_target_seed_and_iri(admin_client, iri_set):
 
 
 def test_a_survey_built_and_published_in_the_admin_goes_live(admin_client, iri_set):
-    form = {"slug": "adm", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "seed", "trials_per_participant": "",
-            "consent_md": "ok", "instructions_md": "go"}
-    assert admin_client.post("/admin/surveys/survey/add/", form).status_code == 302
+    # What the researcher sees pre-filled on the add form, plus their own choices.
+    page = admin_client.get("/admin/surveys/survey/add/")
+    form = {name: field.initial() if callable(field.initial) else field.initial
+            for name, field in page.context["adminform"].form.fields.items() if field.initial is not None}
+    form.update({"slug": "adm", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "seed", "trials_per_participant": "",
+                 "consent_md": "ok", "instructions_md": "go"})
+    response = admin_client.post("/admin/surveys/survey/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
     survey = Survey.objects.get(slug="adm")
     assert survey.trials.count() == 3
 
@@ -101,3 +106,30 @@ def test_the_admin_survey_form_refuses_an_unfinished_set(admin_client, photos):
 
     assert response.status_code == 200  # the form again, with the reason
     assert not Survey.objects.filter(slug="adm2").exists()
+
+
+def test_the_job_page_shows_chunks_proxy_and_the_record_and_the_cancel_action_works(admin_client, iri_set, photos):
+    page = admin_client.get(f"/admin/iri_worker/irijob/{iri_set.pk}/change/").content.decode()
+    assert "reproducibility record" in page.lower() and "checkpoint_sha256" in page
+    assert "ssim:" in page and "d(target)" in page  # per set and per image
+    assert "Done" in page and "chunk" in page.lower()
+
+    queued = IriJob.objects.create(spec=iri_set.spec, status=IriJob.Status.QUEUED)
+    admin_client.post("/admin/iri_worker/irijob/", {"action": "cancel_jobs", "_selected_action": [queued.pk]})
+    queued.refresh_from_db()
+    assert queued.status == IriJob.Status.CANCELLED
+
+
+def test_the_job_form_offers_layer_names_and_a_photo_seed(admin_client, photos, django_capture_on_commit_callbacks):
+    form_page = admin_client.get("/admin/iri_worker/irijob/add/").content.decode()
+    assert '<datalist id="iri-layer-names">' in form_page and "_avg_pooling" in form_page
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post("/admin/iri_worker/irijob/add/", job_form(
+            photos[:2], seed_kind="photo", seed_photo=photos[2].pk, chunk_size=1,
+            recipe_json='[{"term": "representation_distance", "weight": 2.0}]'))
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    job = IriJob.objects.get()
+    assert job.seed_photo == photos[2] and job.spec["seed_kind"] == "photo" and job.chunks.count() == 2
+    assert job.spec["recipe_terms"][0]["weight"] == 2.0
