@@ -10,6 +10,7 @@ from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
 from .selectors import iri_job_proxy_summary, iri_job_record
 from .services import (
     checkpoint_create,
+    iri_broker_check,
     iri_job_cancel,
     iri_job_create,
     iri_job_retry,
@@ -231,6 +232,7 @@ class IriJobForm(forms.ModelForm):
                 spec["seed_kind"] = "super-noise"  # checked here without the photo; the service sets "photo"
             try:
                 spec = iri_spec_validate(spec)
+                iri_broker_check()
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
             checkpoint = cleaned.get("checkpoint")

@@ -220,6 +220,7 @@ def iri_job_create(
         chunk_size = iri_spec_default_chunk_size(image_size=full_spec["image_size"])
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ApplicationError(BAD_CHUNK_SIZE.format(value=chunk_size))
+    iri_broker_check()
     with transaction.atomic():
         job = IriJob.objects.create(
             name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo, chunk_size=chunk_size,
@@ -228,6 +229,17 @@ def iri_job_create(
         iri_job_chunks_create(job=job)
         transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk))
     return job
+
+
+def iri_broker_check() -> None:
+    """Refuse a job up front when the broker is down: better a clear 503 than a job that can never start."""
+    from backend.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        raise ApplicationError(BROKER_DOWN.format(error=exc), status_code=503) from exc
 
 
 def iri_job_chunks_create(*, job: IriJob) -> list[IriChunk]:

@@ -1,4 +1,5 @@
 """Faults survived: the broker goes away and comes back."""
+import os
 import shutil
 import socket
 import subprocess
@@ -46,11 +47,19 @@ def private_broker(settings):
     redis.start()
     original = settings.CELERY_BROKER_URL, celery_app.conf.broker_url, celery_app.conf.broker_write_url
     settings.CELERY_BROKER_URL = celery_app.conf.broker_url = celery_app.conf.broker_write_url = redis.url
-    celery_app.pool.force_close_all()
+    _forget_broker_connections()
     yield redis
     redis.stop()
     settings.CELERY_BROKER_URL, celery_app.conf.broker_url, celery_app.conf.broker_write_url = original
-    celery_app.pool.force_close_all()
+    _forget_broker_connections()
+
+
+def _forget_broker_connections():
+    """Pools made for the previous broker URL must not be reused."""
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 def test_without_redis_participants_carry_on_and_job_submission_says_the_queue_is_down(
@@ -67,18 +76,86 @@ def test_without_redis_participants_carry_on_and_job_submission_says_the_queue_i
     assert participant.post(f"/api/p/sessions/{token}/complete").status_code == 200
     assert Response.objects.count() == 3
 
+    jobs_before = IriJob.objects.count()  # the survey's own IRI set
     started = time.monotonic()
     refused = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": TINY_SPEC}, format="json")
 
     assert refused.status_code == 503
     assert "unavailable" in refused.json()["message"]
     assert time.monotonic() - started < 15, "the refusal must not hang the request"
-    assert not IriJob.objects.exists(), "nothing is queued half-way"
+    assert IriJob.objects.count() == jobs_before, "nothing is queued half-way"
 
     private_broker.start()
     worker = request.getfixturevalue("celery_worker_process")
     accepted = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": TINY_SPEC}, format="json")
     assert accepted.status_code == 201
-    job = IriJob.objects.get()
+    job = IriJob.objects.get(pk=accepted.json()["id"])
     wait_for(lambda: IriJob.objects.get(pk=job.pk).status == IriJob.Status.DONE, timeout=120)
     assert worker.poll() is None
+
+
+def test_web_workers_killed_mid_request_lose_nothing_and_double_nothing(transactional_db, iri_set):
+    """SIGKILL gunicorn workers while participants answer; their retries (same key) store each answer once."""
+    import random
+    import signal
+    import threading
+    import uuid
+
+    import requests
+    from django.db import connection
+    from django.db.models import Count
+
+    from surveys.services import survey_create, survey_publish
+    from tests.surveys import gunicorn_server
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run through `make test`")
+    survey = survey_publish(survey=survey_create(slug="kill", title="t", iri_jobs=[iri_set], ratings_per_list=500))
+    proc, url = gunicorn_server.start(workers=2, env={"RATE_LIMIT_ENROLL": "1000000/min", "RATE_LIMIT_SESSION": "1000000/min"})
+    stop, kills = threading.Event(), []
+
+    def killer():
+        while not stop.wait(random.uniform(0.2, 0.5)):
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if len(children) == 2:  # kill one while the other serves, so the server keeps coming back
+                os.kill(int(random.choice(children)), signal.SIGKILL)
+                kills.append(1)
+
+    def post_until_confirmed(path, body=None, method="post"):
+        """What the browser's outbox does: retry the same request until the server answers."""
+        failures, deadline = 0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                response = requests.request(method, url + path, json=body, timeout=10)
+                if response.status_code < 500:
+                    return response, failures
+            except requests.RequestException:
+                pass
+            failures += 1
+            time.sleep(0.05)
+        raise AssertionError(f"{path} got no answer within 60 s")
+
+    threading.Thread(target=killer, daemon=True).start()
+    retries, confirmed = 0, {}
+    try:
+        deadline = time.monotonic() + 90
+        while (retries < 3 or len(confirmed) < 30) and time.monotonic() < deadline:
+            enrolled, failed = post_until_confirmed(f"/api/p/surveys/{survey.slug}/enroll")
+            token = enrolled.json()["token"]
+            post_until_confirmed(f"/api/p/sessions/{token}/consent")
+            trials = post_until_confirmed(f"/api/p/sessions/{token}/trials", method="get")[0].json()["trials"]
+            for trial in trials:
+                key = str(uuid.uuid4())
+                answer = {"trial": trial["id"], "choice": 0, "rt_ms": 400, "idempotency_key": key}
+                response, failed = post_until_confirmed(f"/api/p/sessions/{token}/responses", answer)
+                assert response.status_code in (200, 201), response.text
+                retries += failed
+                confirmed[key] = (token, trial["id"])
+    finally:
+        stop.set()
+        gunicorn_server.stop(proc)
+
+    assert kills and retries >= 3, f"the fault was not exercised: {len(kills)} kills, {retries} retries"
+    stored = set(map(str, Response.objects.values_list("idempotency_key", flat=True)))
+    assert stored == set(confirmed), "every confirmed answer is stored, and nothing else"
+    assert not Response.objects.values("participant", "trial").annotate(n=Count("id")).filter(n__gt=1).exists()
