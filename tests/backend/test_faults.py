@@ -5,10 +5,11 @@ import socket
 import subprocess
 import time
 
-import pytest
-from rest_framework.test import APIClient
+import sys
 
-from backend.celery import app as celery_app
+import pytest
+from django.conf import settings
+
 from iri_worker.models import IriJob
 from surveys.models import Response
 from tests.conftest import TINY_SPEC, new_key, wait_for
@@ -42,56 +43,62 @@ class PrivateRedis:
 
 
 @pytest.fixture
-def private_broker(settings):
+def private_broker():
     redis = PrivateRedis()
     redis.start()
-    original = settings.CELERY_BROKER_URL, celery_app.conf.broker_url, celery_app.conf.broker_write_url
-    settings.CELERY_BROKER_URL = celery_app.conf.broker_url = celery_app.conf.broker_write_url = redis.url
-    _forget_broker_connections()
     yield redis
     redis.stop()
-    settings.CELERY_BROKER_URL, celery_app.conf.broker_url, celery_app.conf.broker_write_url = original
-    _forget_broker_connections()
-
-
-def _forget_broker_connections():
-    """Pools made for the previous broker URL must not be reused."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def test_without_redis_participants_carry_on_and_job_submission_says_the_queue_is_down(
-    transactional_db, private_broker, live_survey, photos, researcher_client, request
+    transactional_db, private_broker, live_survey, photos, researcher
 ):
-    private_broker.stop()
+    # The web and worker processes of this test talk to a Redis of their own, which the test stops and restarts.
+    import requests
+    from rest_framework.authtoken.models import Token
 
-    participant = APIClient()
-    token = participant.post(f"/api/p/surveys/{live_survey.slug}/enroll", {}, format="json").json()["token"]
-    participant.post(f"/api/p/sessions/{token}/consent")
-    for trial in participant.get(f"/api/p/sessions/{token}/trials").json()["trials"]:
-        answer = {"trial": trial["id"], "choice": 1, "rt_ms": 500, "idempotency_key": new_key()}
-        assert participant.post(f"/api/p/sessions/{token}/responses", answer, format="json").status_code == 201
-    assert participant.post(f"/api/p/sessions/{token}/complete").status_code == 200
-    assert Response.objects.count() == 3
+    from tests.surveys import gunicorn_server
 
-    jobs_before = IriJob.objects.count()  # the survey's own IRI set
-    started = time.monotonic()
-    refused = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": TINY_SPEC}, format="json")
+    env = {"CELERY_BROKER_URL": private_broker.url, "RATE_LIMIT_ENROLL": "1000/min"}
+    web, url = gunicorn_server.start(workers=2, env=env)
+    researcher_headers = {"Authorization": f"Token {Token.objects.create(user=researcher).key}"}
+    worker = None
+    try:
+        private_broker.stop()
 
-    assert refused.status_code == 503
-    assert "unavailable" in refused.json()["message"]
-    assert time.monotonic() - started < 15, "the refusal must not hang the request"
-    assert IriJob.objects.count() == jobs_before, "nothing is queued half-way"
+        token = requests.post(f"{url}/api/p/surveys/{live_survey.slug}/enroll", json={}).json()["token"]
+        requests.post(f"{url}/api/p/sessions/{token}/consent")
+        for trial in requests.get(f"{url}/api/p/sessions/{token}/trials").json()["trials"]:
+            answer = {"trial": trial["id"], "choice": 1, "rt_ms": 500, "idempotency_key": new_key()}
+            assert requests.post(f"{url}/api/p/sessions/{token}/responses", json=answer).status_code == 201
+        assert requests.post(f"{url}/api/p/sessions/{token}/complete").status_code == 200
+        assert Response.objects.count() == 3
 
-    private_broker.start()
-    worker = request.getfixturevalue("celery_worker_process")
-    accepted = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": TINY_SPEC}, format="json")
-    assert accepted.status_code == 201
-    job = IriJob.objects.get(pk=accepted.json()["id"])
-    wait_for(lambda: IriJob.objects.get(pk=job.pk).status == IriJob.Status.DONE, timeout=120)
-    assert worker.poll() is None
+        jobs_before = IriJob.objects.count()  # the survey's own IRI set
+        job_request = {"targets": [photos[0].pk], "spec": TINY_SPEC}
+        started = time.monotonic()
+        refused = requests.post(f"{url}/api/iri/jobs", json=job_request, headers=researcher_headers)
+
+        assert refused.status_code == 503
+        assert "unavailable" in refused.json()["message"]
+        assert time.monotonic() - started < 15, "the refusal must not hang the request"
+        assert IriJob.objects.count() == jobs_before, "nothing is queued half-way"
+
+        private_broker.start()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,celery", "-c", "1", "--loglevel", "WARNING"],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "CELERY_BROKER_URL": private_broker.url, "DATABASE_URL": gunicorn_server.database_url(),
+                 "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)},
+        )
+        accepted = requests.post(f"{url}/api/iri/jobs", json=job_request, headers=researcher_headers)
+        assert accepted.status_code == 201, accepted.text
+        wait_for(lambda: IriJob.objects.get(pk=accepted.json()["id"]).status == IriJob.Status.DONE, timeout=120)
+    finally:
+        gunicorn_server.stop(web)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
 
 
 def test_web_workers_killed_mid_request_lose_nothing_and_double_nothing(transactional_db, iri_set):
