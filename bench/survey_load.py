@@ -35,7 +35,8 @@ def sh(args, **kw):
 
 
 def sql(query: str) -> str:
-    return sh(PSQL + ["-d", DB_NAME, "-At", "-c", query]).strip()
+    # Through stdin: the counting queries carry thousands of keys, too long for a command line.
+    return sh(PSQL + ["-d", DB_NAME, "-At", "-f", "-"], input=query).strip()
 
 
 def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
