@@ -545,5 +545,5 @@ def _efficientnet_lite0(weights_path: str | None) -> Backbone:
     _load_weights(module, path, name="efficientnet_lite0", classifier_prefix="_fc.")  # every key must match
     return Backbone(
         "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling",
-        channels_last=False, min_size=32,
+        channels_last=True, min_size=32,  # measured: 1.3x faster than NCHW on CPU (bench/engine.py)
     )
