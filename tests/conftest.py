@@ -68,6 +68,18 @@ def live_survey(iri_set):
     return survey_publish(survey=survey)
 
 
+def database_url(name: str | None = None) -> str:
+    """The URL of the test database (or of another database on the same server), for processes the tests start."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name or db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def new_key() -> str:
     return str(uuid.uuid4())
 
@@ -77,10 +89,9 @@ def celery_worker_process(transactional_db, settings):
     """A real Celery worker process on the real broker, using the test database and media folder."""
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
         pytest.skip("needs PostgreSQL and Redis: run through `make test` (DATABASE_URL, CELERY_BROKER_URL)")
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from surveys.services import participant_consent, participant_enroll, response_record
-from tests.conftest import new_key
+from tests.conftest import database_url, new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,12 +31,10 @@ def test_a_restored_backup_gives_the_same_report(transactional_db, live_survey, 
             choice = (a.trial.target_option + offset) % 2
             response_record(token=participant.token, trial_public_id=a.trial.public_id, choice=choice, rt_ms=500,
                             idempotency_key=new_key())
-    db = connection.settings_dict
-    base = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    source_env = {**os.environ, "DATABASE_URL": f"{base}/{db['NAME']}", "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)}
-    restored_name = f"{db['NAME']}_restored"
-    restored_env = {**os.environ, "DATABASE_URL": f"{base}/{restored_name}", "DJANGO_MEDIA_ROOT": str(tmp_path / "media")}
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+    source_env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+    restored_name = f"{connection.settings_dict['NAME']}_restored"
+    restored_env = {**os.environ, "DATABASE_URL": database_url(restored_name), "DJANGO_MEDIA_ROOT": str(tmp_path / "media")}
+    with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{restored_name}"')
         admin.execute(f'CREATE DATABASE "{restored_name}"')
     try:
@@ -48,5 +46,5 @@ def test_a_restored_backup_gives_the_same_report(transactional_db, live_survey, 
         original_images = {p.relative_to(settings.MEDIA_ROOT) for p in Path(settings.MEDIA_ROOT).rglob("*.png")}
         assert restored_images == original_images
     finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{restored_name}" WITH (FORCE)')

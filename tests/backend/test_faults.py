@@ -1,7 +1,6 @@
 """Faults survived: the broker goes away and comes back."""
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -12,13 +11,7 @@ from django.conf import settings
 
 from iri_worker.models import IriJob
 from surveys.models import Response
-from tests.conftest import TINY_SPEC, new_key, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import TINY_SPEC, database_url, free_port, new_key, wait_for
 
 
 class PrivateRedis:
@@ -88,7 +81,7 @@ def test_without_redis_participants_carry_on_and_job_submission_says_the_queue_i
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,celery", "-c", "1", "--loglevel", "WARNING"],
             cwd=settings.BASE_DIR,
-            env={**os.environ, "CELERY_BROKER_URL": private_broker.url, "DATABASE_URL": gunicorn_server.database_url(),
+            env={**os.environ, "CELERY_BROKER_URL": private_broker.url, "DATABASE_URL": database_url(),
                  "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)},
         )
         accepted = requests.post(f"{url}/api/iri/jobs", json=job_request, headers=researcher_headers)

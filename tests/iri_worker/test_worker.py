@@ -14,7 +14,7 @@ from django.db import connection
 from backend.celery import app as celery_app
 from iri_worker.models import IriChunk, IriJob
 from iri_worker.services import iri_job_create
-from tests.conftest import TINY_SPEC, wait_for
+from tests.conftest import TINY_SPEC, database_url, wait_for
 
 
 def finished(job):
@@ -60,10 +60,9 @@ def test_a_crashing_job_ends_failed_with_its_error_and_the_worker_takes_the_next
 
 def start_worker(settings, **env_extra) -> subprocess.Popen:
     """A worker in its own process group (so the whole group can be SIGKILLed), on the test database."""
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
         **env_extra,

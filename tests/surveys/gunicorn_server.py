@@ -1,6 +1,5 @@
 """A real gunicorn server (the README's recommended configuration) on the test database, for load and bots."""
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -8,20 +7,10 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.db import connection
+
+from tests.conftest import database_url, free_port
 
 GUNICORN_ARGS = ["--worker-class", "sync", "--backlog", "2048", "--access-logfile", "-" if False else "/dev/null"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def start(*, workers: int = 8, port: int | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str]:
