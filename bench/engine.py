@@ -18,7 +18,9 @@ A B C A B C for --rounds rounds, three loops and keeps the median steps/s of eac
 Reported per configuration: steps/s of each loop, engine_over_floor, engine_over_reference, the
 peak resident memory of each loop (VmHWM, reset between loops), and the effect of bf16 autocast
 (``amp=True``): engine steps/s and the final mean loss with and without it, after the same steps.
-Where CUDA is present, engine images*steps/s on the GPU in fp32 and bf16 are added.
+Where CUDA is present (``--cuda-only`` skips the CPU part), the same comparison runs on the GPU with
+larger batches (the GPU drained before and after each timing), plus images*steps/s in fp32 and bf16,
+peak GPU memory, and host-device synchronisations per step counted by torch's sync debug mode.
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
 engine_over_reference >= 1.8.
 """
@@ -56,6 +58,7 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=None, help="A B C rounds (default 2; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA figures")
+    parser.add_argument("--cuda-only", action="store_true", help="only the CUDA figures (on a GPU machine)")
     return parser.parse_args()
 
 
@@ -82,13 +85,20 @@ def peak_rss_mb() -> float | None:
 # --------------------------------------------------------------------------- the three loops
 
 
-def _timed(steps: int, body) -> float:
-    """Run body(i) for WARMUP + steps iterations; steps/s over the timed ones."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(steps: int, body, device: torch.device = torch.device("cpu")) -> float:
+    """Run body(i) for WARMUP + steps iterations; steps/s over the timed ones (the GPU drained at both ends)."""
     for i in range(WARMUP):
         body(i)
+    _sync(device)
     start = time.perf_counter()
     for i in range(steps):
         body(WARMUP + i)
+    _sync(device)
     return steps / (time.perf_counter() - start)
 
 
@@ -102,19 +112,20 @@ def floor_loop(module, x0: torch.Tensor, steps: int, channels_last: bool) -> flo
         (grad,) = torch.autograd.grad(module(x).square().sum(), x)
         state["x"] = x.detach() - 0.01 * grad
 
-    return _timed(steps, body)
+    return _timed(steps, body, x0.device)
 
 
 def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: int) -> float:
     module = backbone.module
     module.to(memory_format=torch.contiguous_format).requires_grad_(True)  # as in the paper's code
-    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+    dev = x0.device
+    mean = torch.tensor(backbone.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, device=dev).view(1, 3, 1, 1)
     layer = dict(module.named_modules())[backbone.default_layer]
     captured = {}
     handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("rep", o))
     log = io.StringIO()
-    state = {"x": x0.clone(), "best": x0.clone(), "best_loss": torch.full((x0.shape[0],), float("inf"))}
+    state = {"x": x0.clone(), "best": x0.clone(), "best_loss": torch.full((x0.shape[0],), float("inf"), device=dev)}
 
     def body(i):
         x = state["x"].clone().requires_grad_(True)
@@ -132,7 +143,7 @@ def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: 
         print(f"step {i} loss {losses.mean().item():.4f}", file=log)
 
     try:
-        return _timed(steps, body)
+        return _timed(steps, body, dev)
     finally:
         handle.remove()
         module.zero_grad(set_to_none=True)
@@ -205,24 +216,81 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
     }
 
 
-def run_cuda(configs) -> list[dict]:
+CUDA = [("resnet18", 32, 256, 40), ("resnet18", 224, 64, 20), ("efficientnet_lite0", 224, 64, 20),
+        ("efficientnet_lite0", 224, 8, 40)]
+
+
+def engine_rate_cuda(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Engine steps/s on the GPU: two runs of different length, so set-up and the final copy cancel out."""
+    times, final = [], None
+    for n in (WARMUP, WARMUP + steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = invert(dataclasses.replace(spec, steps=n), targets, backbone=backbone, device="cuda")
+        torch.cuda.synchronize()  # invert returns CPU tensors, so this is already drained
+        times.append(time.perf_counter() - start)
+        final = float(result.losses.mean())
+    return steps / (times[1] - times[0]), final
+
+
+def host_syncs_per_step(backbone, spec: InversionSpec, targets: torch.Tensor) -> float:
+    """Host-device synchronisations per optimisation step, counted by torch's sync debug mode
+    (each sync raises a warning) over runs of 5 and 15 steps; the difference / 10 excludes set-up."""
+    import warnings
+
+    counts = []
+    for n in (5, 15):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                invert(dataclasses.replace(spec, steps=n), targets, backbone=backbone, device="cuda")
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    return (counts[1] - counts[0]) / 10
+
+
+def run_cuda(configs, rounds: int) -> list[dict]:
+    """The floor / reference / engine comparison on the GPU, then bf16, peak memory and host syncs."""
     out = []
     for name, size, batch, steps in configs:
         backbone = load_backbone(name, device="cuda")
-        targets = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-        row = {"model": name, "image_size": size, "batch": batch}
-        for label, amp in (("fp32", False), ("bf16", True)):
-            spec = InversionSpec(backbone=name, image_size=size, steps=steps * 5, amp=amp)
-            torch.cuda.reset_peak_memory_stats()
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            result = invert(spec, targets, backbone=backbone)
-            torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            row[f"{label}_images_steps_per_s"] = round(batch * spec.steps / seconds, 1)
-            row[f"{label}_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            row[f"{label}_final_loss"] = round(float(result.losses.mean()), 5)
-        out.append(row)
+        generator = torch.Generator().manual_seed(0)
+        targets = torch.rand(batch, 3, size, size, generator=generator).cuda()
+        x0 = torch.rand(batch, 3, size, size, generator=generator).cuda()
+        with torch.no_grad():
+            target_rep = backbone.features(targets).detach()
+        spec = InversionSpec(backbone=name, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
+        layouts = {cl: floor_loop(backbone.module, x0, max(2, steps // 2), cl) for cl in (False, True)}
+        floor_cl = max(layouts, key=layouts.get)
+        backbone.set_channels_last(backbone.channels_last)
+        rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "engine_bf16": []}
+        finals = {}
+        for _ in range(rounds):  # A B C D A B C D
+            rates["floor"].append(floor_loop(backbone.module, x0, steps, floor_cl))
+            backbone.set_channels_last(backbone.channels_last)
+            rates["reference"].append(reference_loop(backbone, x0, target_rep, steps))
+            backbone.set_channels_last(backbone.channels_last)
+            for label, amp in (("engine", False), ("engine_bf16", True)):
+                torch.cuda.reset_peak_memory_stats()
+                rate, finals[label] = engine_rate_cuda(backbone, dataclasses.replace(spec, amp=amp), targets, steps)
+                rates[label].append(rate)
+                finals[f"{label}_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        out.append({
+            "model": name, "image_size": size, "batch": batch, "timed_steps": steps, "rounds": rounds,
+            "floor_layout": "channels_last" if floor_cl else "nchw",
+            **{f"{k}_steps_per_s": round(v, 2) for k, v in med.items()},
+            "engine_over_floor": round(med["engine"] / med["floor"], 3),
+            "engine_over_reference": round(med["engine"] / med["reference"], 3),
+            "fp32_images_steps_per_s": round(med["engine"] * batch, 1),
+            "bf16_images_steps_per_s": round(med["engine_bf16"] * batch, 1),
+            "bf16_speedup": round(med["engine_bf16"] / med["engine"], 3),
+            "final_loss_fp32": round(finals["engine"], 5), "final_loss_bf16": round(finals["engine_bf16"], 5),
+            "fp32_peak_mb": finals["engine_peak_mb"], "bf16_peak_mb": finals["engine_bf16_peak_mb"],
+            "host_syncs_per_step": host_syncs_per_step(backbone, spec, targets),
+        })
     return out
 
 
@@ -233,14 +301,14 @@ def main() -> None:
     configs = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
-    rows = [run_config(*config, rounds=rounds) for config in configs]
+    rows = [] if args.cuda_only else [run_config(*config, rounds=rounds) for config in configs]
     report = {
         "benchmark": "engine", "quick": args.quick, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "configs": rows,
         "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8},
     }
     if torch.cuda.is_available() and not args.no_cuda:
-        report["cuda"] = run_cuda(configs)
+        report["cuda"] = run_cuda(QUICK if args.quick else CUDA, rounds)
         report["cuda_device"] = torch.cuda.get_device_name(0)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:

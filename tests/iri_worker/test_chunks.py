@@ -229,7 +229,7 @@ def test_the_job_records_what_reproduces_its_images(photos):
     assert spec["rng_seed"] == 7 and spec["layer"] == "pool"
     assert record["seed_photo"]["sha256"] == seed_photo.image.sha256
     assert record["versions"]["torch"] == torch.__version__
-    assert [c["device"] for c in record["chunks"]] == ["cpu", "cpu"]
+    assert [c["device"] for c in record["chunks"]] == [services.iri_worker_device()] * 2
     assert record["chunk_size"] == 1 and spec["amp"] is False and spec["seed_kind"] == "photo"
     # every IRI of the job started from the seed photo
     seeds = set(job.images.values_list("seed__sha256", flat=True))
