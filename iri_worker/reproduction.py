@@ -35,7 +35,8 @@ FILES = {
 MEAN, STD = (0.286,) * 3, (0.353,) * 3
 MISSING_DATA = (
     "Fashion-MNIST was not found in {root}. Install Debian's package `dataset-fashion-mnist` "
-    "(apt-get install dataset-fashion-mnist) or pass the folder holding {files}."
+    "(apt-get install dataset-fashion-mnist), pass the folder holding {files} with --data-dir, or, where a "
+    "network exists, add --download."
 )
 
 
@@ -50,9 +51,12 @@ class ReproductionConfig:
     width: int = 16
     image_size: int = 32
     # L2 PGD adversarial training (Madry et al.), in [0, 1] pixel units over the 3 x 32 x 32 input.
-    eps: float = 1.5
+    eps: float = 2.5
     attack_steps: int = 3
-    attack_step_size: float = 1.0  # about 2 * eps / attack_steps
+    attack_step_size: float = 1.5  # about 2 * eps / attack_steps
+    # Random 2-pixel shifts and horizontal flips while training: in the paper's CIFAR table the same
+    # L2 training with its usual augmentations doubled the proxy alignment (76.5 vs 30.0 for ResNet18).
+    augment: bool = True
     eval_images: int = 1000
     eval_attack_steps: int = 10
     # IRIs
@@ -60,7 +64,8 @@ class ReproductionConfig:
     iri_steps: int = 1000
     iri_step_size: float = 1.0
     # "photo": each IRI starts from the test image of another class (the paper's 2AFC foil is the seed);
-    # or an engine seed kind ("super-noise", ...).
+    # or an engine seed kind: "super-noise" (N(0, 1) per pixel, clipped) is what the paper's proxy sweeps
+    # start from, but 1000 steps leave a small model's IRIs closer to that noise than to any target.
     seed_kind: str = "photo"
     # rep - c * (1 - SSIM(x, x_t)), c adaptive (the engine's recipe); SSIM at the image's own size is
     # much cheaper per step than MS-SSIM, which upsamples 32 px images.
@@ -69,7 +74,7 @@ class ReproductionConfig:
 
     def training_dict(self) -> dict:
         keys = ["train_images", "epochs", "batch_size", "lr", "width", "image_size", "eps", "attack_steps",
-                "attack_step_size", "rng_seed"]
+                "attack_step_size", "augment", "rng_seed"]
         return {k: getattr(self, k) for k in keys}
 
     def key(self) -> str:
@@ -79,7 +84,7 @@ class ReproductionConfig:
 
 QUICK = ReproductionConfig()
 FULL = ReproductionConfig(
-    train_images=60_000, epochs=10, eval_images=2000, attack_steps=7, attack_step_size=0.75,
+    train_images=60_000, epochs=10, eval_images=2000, attack_steps=7, attack_step_size=0.9,
     targets=100, iri_steps=3000, iri_step_size=1.0, adversarial_recipe="adv_ms_ssim",
 )
 
@@ -152,12 +157,24 @@ class SmallResNet(nn.Module):
 
 def normalized(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The classifier on [0, 1] inputs (normalisation inside, as the engine's backbone does it)."""
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+    device = next(model.parameters()).device
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
     return lambda x: model((x - mean) / std)
 
 
 # --------------------------------------------------------------------------- attack and training
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Each image shifted by up to ``shift`` pixels (zero fill, like the black background) and
+    flipped left-right with probability 1/2; the draws come from ``generator`` (on the CPU)."""
+    n, _, h, w = x.shape
+    dy, dx = (torch.randint(-shift, shift + 1, (n,), generator=generator).tolist() for _ in range(2))
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    padded = F.pad(torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x), (shift,) * 4)
+    return torch.stack([padded[i, :, shift + dy[i]:shift + dy[i] + h, shift + dx[i]:shift + dx[i] + w]
+                        for i in range(n)])
 
 
 def pgd_l2(classify, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int, step_size: float,
@@ -166,10 +183,11 @@ def pgd_l2(classify, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int
     onto the eps-ball around ``x`` and the [0, 1] box. A random start inside the ball when a generator
     is given (training), none otherwise (evaluation)."""
     delta = torch.zeros_like(x)
-    if generator is not None:
+    if generator is not None:  # drawn on the CPU so a run is the same on every device
         delta = torch.randn(x.shape, generator=generator)
         delta = delta / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps * torch.rand(
             (x.shape[0], 1, 1, 1), generator=generator)
+        delta = delta.to(x.device)
     for _ in range(steps):
         delta = delta.detach().requires_grad_(True)
         loss = F.cross_entropy(classify((x + delta).clamp(0, 1)), y)
@@ -188,7 +206,7 @@ def train_model(config: ReproductionConfig, x: torch.Tensor, y: torch.Tensor, *,
     generator = torch.Generator().manual_seed(config.rng_seed + (1 if adversarial else 0))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.rng_seed)
-        model = SmallResNet(config.width)
+        model = SmallResNet(config.width).to(x.device)
     classify = normalized(model)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     batches = (len(x) + config.batch_size - 1) // config.batch_size
@@ -197,8 +215,10 @@ def train_model(config: ReproductionConfig, x: torch.Tensor, y: torch.Tensor, *,
         order = torch.randperm(len(x), generator=generator)
         seen = correct = 0
         for b in range(batches):
-            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+            idx = order[b * config.batch_size:(b + 1) * config.batch_size].to(x.device)
             xb, yb = x[idx], y[idx]
+            if config.augment:
+                xb = augment(xb, generator)
             if adversarial:
                 model.eval()  # attack the current model with fixed BN statistics
                 xb = pgd_l2(classify, xb, yb, eps=config.eps, steps=config.attack_steps,
@@ -256,7 +276,7 @@ def iri_proxy(backbone, targets: torch.Tensor, *, recipe, config: ReproductionCo
         rng_seed=config.rng_seed,
     )
     started = time.monotonic()
-    result = engine.invert(spec, targets, backbone=backbone, seeds=seeds)
+    result = engine.invert(spec, targets, backbone=backbone, seeds=seeds, device=targets.device)
     # Judge the images as people would see them: quantised to 8 bits, like the stored PNGs.
     iris, seeds = (t.mul(255).round().div(255) for t in (result.images, result.seeds.clamp(0, 1)))
     out = {"final_loss": round(float(result.losses.mean()), 4), "seconds": round(time.monotonic() - started, 1)}
@@ -276,18 +296,18 @@ def _cached_model(config: ReproductionConfig, cache: Path, x, y, *, adversarial:
     model = SmallResNet(config.width)
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval().requires_grad_(False), True
+        return model.to(x.device).eval().requires_grad_(False), True
     model = train_model(config, x, y, adversarial=adversarial, log=log)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     tmp.replace(path)  # a crash mid-write never leaves a half file under the real name
     return model, False
 
 
 def run_experiment(config: ReproductionConfig, *, data_dir: str | Path = FASHION_MNIST_DIR,
                    cache_dir: str | Path, metrics: tuple[str, ...] = ("ssim", "ms_ssim"),
-                   adversarial_recipe=None, log: Callable[[str], None] = lambda _: None) -> dict:
+                   adversarial_recipe=None, device: str = "cpu", log: Callable[[str], None] = lambda _: None) -> dict:
     """Train (or load from ``cache_dir``) both models, make IRIs under each loss, measure everything.
 
     Returns a JSON-able dict: the config, per model its clean and robust accuracy, and per
@@ -300,21 +320,23 @@ def run_experiment(config: ReproductionConfig, *, data_dir: str | Path = FASHION
     x_test, y_test = load_fashion_mnist(data_dir, "test")
     g = torch.Generator().manual_seed(config.rng_seed)
     pick = torch.randperm(len(x_train), generator=g)[:config.train_images]
-    x_train, y_train = to_input(x_train[pick], config.image_size), y_train[pick]
-    x_eval, y_eval = to_input(x_test[:config.eval_images], config.image_size), y_test[:config.eval_images]
+    x_train, y_train = to_input(x_train[pick], config.image_size).to(device), y_train[pick].to(device)
+    x_eval = to_input(x_test[:config.eval_images], config.image_size).to(device)
+    y_eval = y_test[:config.eval_images].to(device)
     # Targets: test images not used for evaluation, one class after another (un-augmented, as the paper advises).
     rest = torch.arange(config.eval_images, len(x_test))
     order = rest[torch.argsort(y_test[rest] * len(x_test) + rest)]
     per_class = -(-config.targets // 10)
     chosen = torch.cat([order[y_test[order] == c][:per_class] for c in range(10)])[:config.targets]
-    targets = to_input(x_test[chosen], config.image_size)
+    targets = to_input(x_test[chosen], config.image_size).to(device)
     # A photo seed: the target `per_class` places further on, i.e. an image of the next class.
     seeds = targets.roll(per_class, dims=0) if config.seed_kind == "photo" else None
 
     losses = {"reg_free": "reg_free"}
     if adversarial_recipe is not None:
         losses["adversarial"] = adversarial_recipe
-    report: dict = {"config": dataclasses.asdict(config), "dataset": "Fashion-MNIST", "models": {}, "alignment": {}}
+    report: dict = {"config": dataclasses.asdict(config), "dataset": "Fashion-MNIST", "device": device,
+                    "models": {}, "alignment": {}}
     for label, adversarial in (("standard", False), ("robust", True)):
         t0 = time.monotonic()
         model, cached = _cached_model(config, cache, x_train, y_train, adversarial=adversarial, log=log)
