@@ -6,9 +6,14 @@
 Creates a dedicated database (default iri_bench_analysis on postgres://postgres@127.0.0.1:5432, override with
 BENCH_DATABASE_URL), migrates it, builds the survey through surveys.services, bulk-loads participants and
 answers (answers with COPY), then times
-  - report_s: results.services.alignment_report (selectors + numpy: every statistic, 1,000 bootstrap resamples),
-  - query_s: the report's answer query alone (binary COPY into numpy arrays),
-  - group_by_s: the bare GROUP BY (answers and hits per IRI set) over the same rows, in PostgreSQL,
+  - report_s: results.services.alignment_report (selectors + numpy + scipy.sparse: every statistic, the two-way
+    bootstrap with 1,000 resamples, the split-half ceilings),
+  - query_s: the report's answer query alone (results.selectors.survey_answer_arrays: string_agg of binary values,
+    one aggregate per block range of the table so PostgreSQL runs them in its parallel workers, into numpy arrays),
+  - group_by_s: the bare GROUP BY (answers and hits per IRI set) over the same rows, in PostgreSQL (it checks that
+    the GROUP BY counts exactly the rows the query returns),
+  - query_serial_s and group_by_serial_s: the same two with max_parallel_workers_per_gather = 0 (one process
+    each; query_serial_s is the single-aggregate query the report used before),
 best of --repeat runs each, and prints one JSON line with the ratio query_s / group_by_s. Drops the database
 at the end (unless --keep). Targets: report_s <= 3 s, query / group_by <= 2.
 """
@@ -226,8 +231,15 @@ def main() -> int:
         alignment_report(survey=survey, n_boot=10)  # warm caches and imports
         group_by_s = min(group_by_seconds(survey)[0] for _ in range(args.repeat))
         query_s, _, arrays = best(lambda: survey_answer_arrays(survey=survey), args.repeat)
-        assert arrays["trial"].size == n_answers
+        grouped = group_by_seconds(survey)[1]
+        assert arrays["trial"].size == n_answers == sum(row[1] for row in grouped), "GROUP BY and query must see the same rows"
         del arrays
+        with connection.cursor() as cursor:
+            cursor.execute("SET max_parallel_workers_per_gather = 0")
+        group_by_serial_s = min(group_by_seconds(survey)[0] for _ in range(args.repeat))
+        query_serial_s = best(lambda: survey_answer_arrays(survey=survey)["trial"].size, args.repeat)[0]
+        with connection.cursor() as cursor:
+            cursor.execute("RESET max_parallel_workers_per_gather")
         report_s, report_median_s, report = best(lambda: alignment_report(survey=survey, n_boot=args.n_boot), args.repeat)
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         figures = {
@@ -242,6 +254,9 @@ def main() -> int:
             "query_s": round(query_s, 3),
             "group_by_s": round(group_by_s, 3),
             "query_over_group_by": round(query_s / group_by_s, 2),
+            "query_serial_s": round(query_serial_s, 3),
+            "group_by_serial_s": round(group_by_serial_s, 3),
+            "query_serial_over_group_by_serial": round(query_serial_s / group_by_serial_s, 2),
             "report_over_group_by": round(report_s / group_by_s, 2),
             "target_report_s": 3.0,
             "target_query_over_group_by": 2.0,

@@ -1,4 +1,4 @@
-"""Alignment statistics on plain arrays. Pure numpy: no Django, no querysets, no torch.
+"""Alignment statistics on plain arrays: numpy, and scipy.sparse for the bootstrap. No Django, no querysets, no torch.
 
 Every function takes flat arrays (one entry per answer, or per item) and returns numbers with their
 uncertainty. Where a number cannot be computed (no answers, zero variance) it is ``None``, never NaN.
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 Z95 = 1.959963984540054
 
@@ -40,16 +41,22 @@ def finite_or_none(value) -> float | None:
 
 def dense_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
     """Map arbitrary non-negative ids to 0..K-1 (order kept) without sorting when the ids are small."""
+    dense, uniques = dense_codes_with_values(codes)
+    return dense, int(uniques.size)
+
+
+def dense_codes_with_values(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes mapped to 0..K-1 in sorted order, the K distinct values): a bincount instead of a sort for small ids."""
     codes = np.asarray(codes)
     if codes.size == 0:
-        return codes.astype(np.int64), 0
+        return codes.astype(np.int64), codes.astype(np.int64)
     low, high = int(codes.min()), int(codes.max())
     if low >= 0 and high < 50_000_000:
         used = np.bincount(codes, minlength=high + 1) > 0
         remap = np.cumsum(used) - 1
-        return remap[codes].astype(np.int64), int(used.sum())
+        return remap[codes].astype(np.int64), np.flatnonzero(used)
     uniques, inverse = np.unique(codes, return_inverse=True)
-    return inverse.astype(np.int64), int(uniques.size)
+    return inverse.astype(np.int64), uniques
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,16 +76,35 @@ def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float | 
     return float(low), float(high)
 
 
-def _resample_weights(rng: np.random.Generator, n_units: int, n_boot: int) -> np.ndarray:
-    """(n_boot, n_units) random weights with mean 1 and variance 1 per resample, float32.
+# Resamples are drawn in chunks (the same chunks whatever the method, so "sparse" and "exact" see the same
+# draws) and the (condition, participant) rows are processed in blocks, so memory stays a few tens of MB.
+_DRAW_BUDGET = 8_000_000  # counts per chunk of resamples (units x resamples)
+_BLOCK_BUDGET = 2_000_000  # floats per block of rows (rows x resamples)
+_MAX_CHUNK = 256
 
-    Exponential weights (the Bayesian bootstrap, Rubin 1981), normalised to mean 1 in each resample: the same
-    first two moments as multinomial or Poisson(1) resampling counts, and the reweighting scheme Owen & Eckles
-    (2012) use for bootstrapping arrays (participants x items), but several times cheaper to draw and smooth.
-    """
-    weights = rng.standard_exponential((n_boot, n_units), dtype=np.float32)
-    weights /= weights.mean(axis=1, keepdims=True)
-    return weights
+
+def _chunk_size(n_units: int, n_boot: int) -> int:
+    return max(1, min(n_boot, _MAX_CHUNK, _DRAW_BUDGET // max(n_units, 1)))
+
+
+def multinomial_counts(rng: np.random.Generator, n_units: int, n_boot: int) -> np.ndarray:
+    """(n_units, n_boot) float32: how often each unit is drawn when n_units units are drawn with replacement,
+    one column per resample (each column sums to n_units). One bincount of uniform draws per resample."""
+    draws = rng.integers(0, n_units, size=(n_boot, n_units), dtype=np.int32 if n_units < 2**31 else np.int64)
+    counts = np.empty((n_boot, n_units), dtype=np.float32)
+    for b in range(n_boot):  # a loop over resamples (a bincount each stays in cache; one over all does not)
+        counts[b] = np.bincount(draws[b], minlength=n_units)
+    return np.ascontiguousarray(counts.T)
+
+
+def _resample_chunks(rng: np.random.Generator, n_p: int, n_u: int, n_boot: int):
+    """(start, stop, participant counts (n_p, k), unit counts (n_u, k)) per chunk of k resamples, in a fixed order."""
+    chunk = _chunk_size(max(n_p, n_u), n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        w_p = multinomial_counts(rng, n_p, stop - start)
+        w_u = multinomial_counts(rng, n_u, stop - start) if n_u > 1 else np.ones((1, stop - start), dtype=np.float32)
+        yield start, stop, w_p, w_u
 
 
 def _percentiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -102,63 +128,93 @@ def bootstrap_shares(
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    method: str = "aggregated",
+    method: str = "sparse",
 ) -> np.ndarray:
-    """(n_boot, n_conditions) bootstrap replicates of the share correct per condition.
+    """(n_boot, n_conditions) bootstrap replicates of the share correct per condition: the two-way bootstrap.
 
-    Participants and units are resampled jointly for all conditions (one weight per participant and per
-    unit in each resample), so the replicates of two conditions are paired wherever they share people or
-    stimuli, and ``a - b`` over the replicates is a paired difference.
+    Each resample draws the participants with replacement (multinomial counts w_p, summing to the number of
+    participants) and, independently, the units (counts w_u); an answer of participant p on unit u then
+    counts w_p * w_u times:  share*_c = sum_answers w_p w_u y / sum_answers w_p w_u  over the condition's
+    answers. Participants and units are drawn once per resample for all conditions, so the replicates of
+    two conditions are paired wherever they share people or stimuli, and ``a - b`` over the replicates is a
+    paired difference. Without units only participants are resampled (the one-way cluster bootstrap).
+    A replicate in which no answer of a condition was drawn is NaN there. Seeded: same data, same seed,
+    same replicates.
 
-    method "aggregated" (default, O(n_boot x (participants + units))): the two-way (participant x unit)
-    bootstrap to first order, on per-participant and per-unit aggregated counts:
-        hits*  = sum_p w_p Y_pc + sum_u v_u Y_uc - Y_c     (same for answers N)
-    which drops the participant x unit interaction term. With one answer per participant-unit cell that
-    term is answer-level noise, which each main effect already carries once, so the interval stays
-    conservative (Owen 2007, "The pigeonhole bootstrap"). Replicates are clipped to [0, 1]; a replicate
-    without answers for a condition is NaN there.
-    method "exact": sum_answers w_p v_u y / sum_answers w_p v_u, O(n_boot x answers); for checking.
-    Without units only participants are resampled (the exact one-way cluster bootstrap).
+    method "sparse" (default): per condition, sparse participant x unit matrices of hits H_c and answers N_c
+    (repeated answers to one cell summed), so the numerator is w_pᵀ H_c w_u and the denominator w_pᵀ N_c w_u,
+    for a chunk of resamples at once: cost O(resamples x distinct (condition, participant, unit) cells), no
+    per-answer Python objects.
+    method "exact": the same sums taken answer by answer (O(resamples x answers) memory); for checking.
     """
-    correct = np.asarray(correct, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float32)
     conditions = np.asarray(conditions, dtype=np.int64)
-    p_idx, n_p = dense_codes(participants)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, n_conditions))
+    out = np.full((n_boot, n_conditions), np.nan)
     if correct.size == 0:
-        out[:] = np.nan
         return out
-    if units is not None:
-        u_idx, n_u = dense_codes(units)
-    chunk = max(1, min(n_boot, 4_000_000 // max(n_p, 1)))
+    p_idx, n_p = dense_codes(participants)
+    u_idx, n_u = dense_codes(units) if units is not None else (np.zeros(correct.size, dtype=np.int64), 1)
+    rng = np.random.default_rng(seed)
+    hits = np.zeros((n_boot, n_conditions))
+    answers = np.zeros((n_boot, n_conditions))
     if method == "exact":
-        chunk = max(1, min(chunk, 20_000_000 // max(correct.size, 1)))
-    if method == "aggregated":
-        y_p = np.bincount(p_idx * n_conditions + conditions, weights=correct, minlength=n_p * n_conditions).reshape(n_p, n_conditions).astype(np.float32)
-        n_pc = np.bincount(p_idx * n_conditions + conditions, minlength=n_p * n_conditions).reshape(n_p, n_conditions).astype(np.float32)
-        if units is not None:
-            y_u = np.bincount(u_idx * n_conditions + conditions, weights=correct, minlength=n_u * n_conditions).reshape(n_u, n_conditions).astype(np.float32)
-            n_uc = np.bincount(u_idx * n_conditions + conditions, minlength=n_u * n_conditions).reshape(n_u, n_conditions).astype(np.float32)
-            yn_u = np.hstack([y_u, n_uc])
-            yn_tot = np.concatenate([y_p.sum(axis=0, dtype=np.float64), n_pc.sum(axis=0, dtype=np.float64)])
-        yn_p = np.hstack([y_p, n_pc])
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        w_p = _resample_weights(rng, n_p, stop - start)
-        w_u = _resample_weights(rng, n_u, stop - start) if units is not None else None
-        if method == "exact":
-            weights = w_p[:, p_idx].astype(np.float64) * (w_u[:, u_idx] if w_u is not None else 1.0)
-            hits = np.stack([np.bincount(conditions, weights=row * correct, minlength=n_conditions) for row in weights])
-            answers = np.stack([np.bincount(conditions, weights=row, minlength=n_conditions) for row in weights])
-        else:
-            both = (w_p @ yn_p).astype(np.float64)  # hits and answers in one product
-            if w_u is not None:
-                both += (w_u @ yn_u).astype(np.float64) - yn_tot
-            hits, answers = both[:, :n_conditions], both[:, n_conditions:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(answers > 0, hits / np.where(answers > 0, answers, 1), np.nan)
-        out[start:stop] = np.clip(share, 0.0, 1.0)
+        for start, stop, w_p, w_u in _resample_chunks(rng, n_p, n_u, n_boot):
+            weight = w_p[p_idx].astype(np.float64) * w_u[u_idx]  # (answers, k)
+            for c in np.unique(conditions):
+                mine = conditions == c
+                answers[start:stop, c] = weight[mine].sum(axis=0)
+                hits[start:stop, c] = (weight[mine] * correct[mine, None]).sum(axis=0)
+    elif method == "sparse":
+        rows_per_block = max(1, _BLOCK_BUDGET // _chunk_size(max(n_p, n_u), n_boot))
+        blocks = _cell_blocks(correct, p_idx, n_p, u_idx, n_u, conditions, rows_per_block=rows_per_block)
+        for start, stop, w_p, w_u in _resample_chunks(rng, n_p, n_u, n_boot):
+            for block in blocks:
+                people = w_p[block.participant]  # (rows, k): the count of each row's participant
+                # per row: hits (answers) on each unit times the unit's count, times the participant's count;
+                # then summed over each condition's rows (float32 sums of small integers: exact below 2**24)
+                k_rows = block.hits @ w_u
+                k_rows *= people
+                n_rows = block.answers @ w_u
+                n_rows *= people
+                hits[start:stop, block.conditions] += (block.segments @ k_rows).T
+                answers[start:stop, block.conditions] += (block.segments @ n_rows).T
+    else:
+        raise ValueError(f"unknown bootstrap method {method!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(hits, answers, out=out, where=answers > 0)
     return out
+
+
+@dataclass(frozen=True)
+class _CellBlock:
+    """Consecutive (condition, participant) rows: answers and hits per unit (sparse), each row's participant,
+    the conditions present, and a sparse (conditions x rows) indicator that sums rows into their condition."""
+
+    answers: sparse.csr_matrix
+    hits: sparse.csr_matrix
+    participant: np.ndarray
+    conditions: np.ndarray
+    segments: sparse.csr_matrix
+
+
+def _cell_blocks(correct, p_idx, n_p, u_idx, n_u, conditions, *, rows_per_block: int) -> list[_CellBlock]:
+    """The answers as (condition, participant) x unit count matrices (duplicates summed), cut into row blocks."""
+    row_of_answer, row_keys = dense_codes_with_values(conditions * n_p + p_idx)  # rows sorted by condition
+    n_rows = row_keys.size
+    shape = (n_rows, n_u)
+    answers = sparse.csr_matrix((np.ones(correct.size, dtype=np.float32), (row_of_answer, u_idx)), shape=shape)
+    hits = sparse.csr_matrix((correct, (row_of_answer, u_idx)), shape=shape)
+    hits.eliminate_zeros()
+    row_condition, row_participant = row_keys // n_p, row_keys % n_p
+    blocks = []
+    for first in range(0, n_rows, rows_per_block):
+        last = min(n_rows, first + rows_per_block)
+        present, local = np.unique(row_condition[first:last], return_inverse=True)
+        segments = sparse.csr_matrix(
+            (np.ones(last - first, dtype=np.float32), (local, np.arange(last - first))), shape=(present.size, last - first)
+        )
+        blocks.append(_CellBlock(answers[first:last], hits[first:last], row_participant[first:last], present, segments))
+    return blocks
 
 
 @dataclass(frozen=True)
@@ -199,7 +255,7 @@ def condition_alignment(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    method: str = "aggregated",
+    method: str = "sparse",
 ) -> ConditionTable:
     """Alignment per condition: share correct, n of answers/participants/items, bootstrap CI, Wilson interval.
 
@@ -458,37 +514,111 @@ class Ceiling:
         return asdict(self)
 
 
+CEILING_TOO_SMALL = "Not enough data: the split-half ceiling needs at least two participants and three items{where}."
+CEILING_NO_VARIANCE = (
+    "Not enough data: per-item accuracy does not vary between items, or fewer than three items were rated in both halves."
+)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _pearson_by_group(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r of x and y within each group (NaN where undefined) and the number of points per group."""
+    m = np.bincount(groups, minlength=n_groups)
+    safe = np.maximum(m, 1)
+    dx = x - (np.bincount(groups, weights=x, minlength=n_groups) / safe)[groups]
+    dy = y - (np.bincount(groups, weights=y, minlength=n_groups) / safe)[groups]
+    sxy = np.bincount(groups, weights=dx * dy, minlength=n_groups)
+    sxx = np.bincount(groups, weights=dx * dx, minlength=n_groups)
+    syy = np.bincount(groups, weights=dy * dy, minlength=n_groups)
+    denom = np.sqrt(sxx * syy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(denom > 1e-12, sxy / np.where(denom > 1e-12, denom, 1.0), np.nan)
+    return r, m
+
+
+def split_half_ceilings(
+    correct: np.ndarray,
+    participants: np.ndarray,
+    items: np.ndarray,
+    conditions: np.ndarray,
+    n_conditions: int,
+    *,
+    n_splits: int = 100,
+    seed: int = 0,
+) -> tuple[Ceiling, list[Ceiling]]:
+    """The split-half human ceiling over all items and per condition, Spearman-Brown corrected.
+
+    In each of n_splits random splits, every condition's participants are split into two halves (⌊n/2⌋ and
+    the rest). Per item, the accuracy in one half is correlated (Pearson) with the accuracy in the other,
+    over the items rated in both halves: per condition over its own items, and over all items for the
+    survey-wide figure. r is averaged over the splits where it is defined and stepped up with Spearman-Brown
+    (factor 2: the reliability of the whole group of raters). Items are per condition: an item answered in
+    two conditions counts as two items. A condition that cannot be split says so in ``note``.
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    conditions = np.asarray(conditions, dtype=np.int64)
+    p_idx, n_p = dense_codes(participants)
+    i_idx, n_i = dense_codes(items)
+    pair_of, pair_keys = dense_codes_with_values(conditions * max(n_p, 1) + p_idx)  # (condition, participant)
+    cell_of, cell_keys = dense_codes_with_values(conditions * max(n_i, 1) + i_idx)  # (condition, item)
+    pair_cond, cell_cond = pair_keys // max(n_p, 1), cell_keys // max(n_i, 1)
+    people = np.bincount(pair_cond, minlength=n_conditions)
+    n_items = np.bincount(cell_cond, minlength=n_conditions)
+    first_pair = np.cumsum(people) - people  # pairs are sorted by condition
+    n_cells = cell_keys.size
+    r_sum = np.zeros(n_conditions)  # sum of r over the splits where it is defined, per condition
+    r_n = np.zeros(n_conditions, dtype=np.int64)  # how many such splits
+    used = np.zeros(n_conditions, dtype=np.int64)  # items rated in both halves (the most over the splits)
+    overall_r, overall_used = [], 0
+    if ((people >= 2) & (n_items >= 3)).any():
+        rng = np.random.default_rng(seed)
+        base = float(np.bincount(cell_of).max() + 1)  # hits and answers in one bincount: weight = base * 1 + correct
+        weights = base + correct
+        rank = np.empty(pair_keys.size, dtype=np.int64)
+        for _ in range(n_splits):  # a loop over splits, each one vectorised over answers
+            rank[np.argsort(pair_cond + rng.random(pair_keys.size))] = np.arange(pair_keys.size)  # shuffled within condition
+            first_half = (rank - first_pair[pair_cond]) < people[pair_cond] // 2
+            packed = np.bincount(cell_of * 2 + first_half[pair_of], weights=weights, minlength=2 * n_cells).reshape(n_cells, 2)
+            n = np.floor(packed / base)
+            k = packed - n * base
+            both = (n > 0).all(axis=1)
+            acc = k[both] / n[both]
+            r, m = _pearson_by_group(acc[:, 0], acc[:, 1], cell_cond[both], n_conditions)
+            ok = (m >= 3) & np.isfinite(r)
+            r_sum[ok] += r[ok]
+            r_n += ok
+            used = np.maximum(used, np.where(ok, m, 0))
+            r_all, m_all = _pearson_by_group(acc[:, 0], acc[:, 1], np.zeros(int(both.sum()), dtype=np.int64), 1)
+            if m_all[0] >= 3 and np.isfinite(r_all[0]):
+                overall_r.append(float(r_all[0]))
+                overall_used = max(overall_used, int(m_all[0]))
+
+    def ceiling(r_values_sum: float, count: int, items_used: int, items_total: int, too_small: bool, where: str) -> Ceiling:
+        if too_small:
+            return Ceiling(None, None, items_total, 0, CEILING_TOO_SMALL.format(where=where))
+        if count == 0:
+            return Ceiling(None, None, items_total, n_splits, CEILING_NO_VARIANCE)
+        r = r_values_sum / count
+        return Ceiling(finite_or_none(spearman_brown(r)), float(r), items_used, count)
+
+    overall = ceiling(sum(overall_r), len(overall_r), overall_used, n_cells, n_p < 2 or n_cells < 3, "")
+    per_condition = [
+        ceiling(r_sum[c], int(r_n[c]), int(used[c]), int(n_items[c]), people[c] < 2 or n_items[c] < 3,
+                f"; this condition has {_count(people[c], 'participant')} and {_count(n_items[c], 'item')}")
+        for c in range(n_conditions)
+    ]
+    return overall, per_condition
+
+
 def split_half_ceiling(
     correct: np.ndarray, participants: np.ndarray, items: np.ndarray, *, n_splits: int = 100, seed: int = 0
 ) -> Ceiling:
     """Split the participants at random into two halves; correlate per-item accuracy between the halves
     (Pearson, over items rated in both halves); average r over the splits; correct with Spearman-Brown."""
-    correct = np.asarray(correct, dtype=np.float64)
-    p_idx, n_p = dense_codes(participants)
-    i_idx, n_i = dense_codes(items)
-    if n_p < 2 or n_i < 3:
-        return Ceiling(None, None, n_i, 0, "Needs at least two participants and three items.")
-    rng = np.random.default_rng(seed)
-    half = np.argsort(rng.random((n_splits, n_p)), axis=1) < n_p // 2  # (S, P): True = first half
-    rs = []
-    used_items = 0
-    base = float(np.bincount(i_idx).max() + 1)  # hits and answers in one bincount: weight = base * 1 + correct
-    weights = base + correct
-    item2 = i_idx * 2
-    for s in range(n_splits):  # a loop over splits, each one vectorised over answers
-        packed = np.bincount(item2 + half[s, p_idx], weights=weights, minlength=2 * n_i).reshape(n_i, 2)
-        n = np.floor(packed / base)
-        k = packed - n * base
-        both = (n > 0).all(axis=1)
-        if both.sum() < 3:
-            continue
-        acc = k[both] / n[both]
-        a, b = acc[:, 0] - acc[:, 0].mean(), acc[:, 1] - acc[:, 1].mean()
-        denom = np.sqrt((a * a).sum() * (b * b).sum())
-        if denom > 0:
-            rs.append((a * b).sum() / denom)
-            used_items = max(used_items, int(both.sum()))
-    if not rs:
-        return Ceiling(None, None, n_i, n_splits, "Per-item accuracy does not vary between items (or too few items in both halves).")
-    r = float(np.mean(rs))
-    return Ceiling(finite_or_none(spearman_brown(r)), r, used_items, len(rs))
+    correct = np.asarray(correct)
+    one_condition = np.zeros(correct.size, dtype=np.int64)
+    overall, _ = split_half_ceilings(correct, participants, items, one_condition, 1, n_splits=n_splits, seed=seed)
+    return overall

@@ -22,6 +22,14 @@ class ProxyScoreSerializer(serializers.Serializer):
     error_consistency = serializers.DictField(help_text="kappa, c_obs, c_exp, p_1 (proxy), p_2 (human majority), n_trials")
 
 
+class CeilingSerializer(serializers.Serializer):
+    ceiling = serializers.FloatField(allow_null=True, help_text="split-half r stepped up with Spearman-Brown")
+    split_half_r = serializers.FloatField(allow_null=True, help_text="mean Pearson r of per-item accuracy between halves")
+    n_items = serializers.IntegerField()
+    n_splits = serializers.IntegerField()
+    note = serializers.CharField(allow_blank=True, help_text="why there is no ceiling (not enough data)")
+
+
 class ConditionSerializer(serializers.Serializer):
     condition = serializers.CharField(help_text="backbone · checkpoint · training · recipe · seed kind · layer")
     iri_set = serializers.IntegerField()
@@ -45,6 +53,7 @@ class ConditionSerializer(serializers.Serializer):
     n_items = serializers.IntegerField()
     n_answers_before_exclusion = serializers.IntegerField()
     fleiss_kappa = serializers.FloatField(allow_null=True)
+    ceiling = CeilingSerializer(help_text="this condition's split-half human ceiling")
     proxy = serializers.DictField(child=ProxyScoreSerializer())
     note = serializers.CharField(allow_blank=True)
 

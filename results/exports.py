@@ -162,7 +162,7 @@ def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
 def conditions_csv(*, report: dict) -> str:
     """The report's condition table as CSV (one row per condition, like the paper's tables)."""
     columns = ["condition", "name", *CONDITION_FIELDS, "alignment", "ci_low", "ci_high", "wilson_low", "wilson_high",
-               "n_answers", "n_participants", "n_items", "chance", "fleiss_kappa", "note"]
+               "n_answers", "n_participants", "n_items", "chance", "fleiss_kappa", "ceiling", "note"]
     metrics = report["proxy"]["metrics"]
     columns += [f"proxy_{m}" for m in metrics] + [f"error_consistency_{m}" for m in metrics]
     buffer = io.StringIO()
@@ -170,7 +170,7 @@ def conditions_csv(*, report: dict) -> str:
     writer.writerow(columns)
     for c in report["conditions"]:
         proxy = c.get("proxy", {})
-        values = [c.get(k) for k in columns[: -2 * len(metrics) or None]]
+        values = [c.get(k) if k != "ceiling" else (c.get("ceiling") or {}).get("ceiling") for k in columns[: -2 * len(metrics) or None]]
         values += [proxy.get(m, {}).get("alignment") for m in metrics]
         values += [proxy.get(m, {}).get("error_consistency", {}).get("kappa") for m in metrics]
         writer.writerow(["" if v is None else v for v in values])

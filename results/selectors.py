@@ -1,7 +1,8 @@
 """The one place where answers leave the database and become arrays for results.alignment.
 
-Answers are fetched as columns, never as model instances: on PostgreSQL as one binary string per column
-parsed with ``np.frombuffer`` (no Python object per answer), elsewhere (SQLite) by ``fetchall``.
+Answers are fetched as columns, never as model instances: on PostgreSQL as binary strings per column (one per
+block range of the table, aggregated side by side) parsed with ``np.frombuffer`` (no Python object per answer),
+elsewhere (SQLite) by ``fetchall``.
 Trials, participants and IRI sets are small tables and come back as plain dicts.
 
 Fields that other parts add over time (trial kind and options, participant pilot/bot/exclusion flags,
@@ -13,7 +14,7 @@ import json
 
 import numpy as np
 from django.db import connection
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from iri_worker.models import IriImage, IriJob
 from surveys.models import Participant, Response, Survey, Trial
@@ -44,35 +45,69 @@ def _answers_from(survey_id: int) -> str:
     )
 
 
+# The answer columns, each as one bytea of the values' binary send form (parsed with np.frombuffer).
+_ANSWER_COLUMNS = (
+    ("participant", "int8send(r.{participant}::int8)", ">i8"),
+    ("trial", "int8send(r.{trial}::int8)", ">i8"),
+    ("choice", "int2send(COALESCE(r.{choice}, -1)::int2)", ">i2"),
+    ("rt_ms", "float8send(COALESCE(r.{rt_ms}, 'NaN')::float8)", ">f8"),
+)
+_MAX_BRANCHES = 8
+
+
+def _answer_branches(cursor, table: str) -> list[str]:
+    """TID-range conditions that split the answers table into as many block ranges as PostgreSQL may run at once.
+
+    string_agg has no parallel (partial) form before PostgreSQL 16, so one aggregate runs in one process while
+    a GROUP BY over the same rows runs in the leader and its workers. One aggregate per block range, joined
+    with UNION ALL, lets the planner run them side by side (Parallel Append over TID Range Scans): the same
+    rows, each block read once. The last range is open, so rows added meanwhile are not lost. A table smaller
+    than PostgreSQL's own threshold for a parallel scan (min_parallel_table_scan_size) per range stays whole.
+    """
+    cursor.execute(
+        "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8, "
+        "current_setting('max_parallel_workers_per_gather')::int, "
+        "(SELECT setting::int8 FROM pg_settings WHERE name = 'min_parallel_table_scan_size')",  # in blocks
+        [connection.ops.quote_name(table)],
+    )
+    blocks, workers, min_blocks = cursor.fetchone()
+    n = max(1, min(_MAX_BRANCHES, int(workers) + 1, int(blocks) // max(1, int(min_blocks))))  # the workers and the leader
+    if n == 1:
+        return ["TRUE"]
+    bounds = [int(blocks) * i // n for i in range(1, n)]
+    ranges = zip([None, *bounds], [*bounds, None])
+    return [
+        " AND ".join([f"r.ctid >= '({low},0)'::tid"] * (low is not None) + [f"r.ctid < '({high},0)'::tid"] * (high is not None))
+        for low, high in ranges
+    ]
+
+
 def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
     """Every answer of the survey as columns: participant id, trial id, choice (-1 = none), rt_ms (NaN = none).
 
-    On PostgreSQL each column comes back as ONE bytea (string_agg of the values' binary send form) parsed with
-    np.frombuffer: the rows never become Python objects, and the query costs about what a GROUP BY over the
-    same rows costs (see bench/analysis.py). All four aggregates see the rows in the same order.
+    On PostgreSQL each column comes back as binary strings (string_agg of the values' binary send form, one per
+    block range, see _answer_branches) parsed with np.frombuffer: the rows never become Python objects, and the
+    query costs about what a GROUP BY over the same rows costs (see bench/analysis.py). The aggregates of one
+    branch see its rows in the same order, so the columns stay aligned. Answers come in no particular order.
     """
-    participant, trial = _column(Response, "participant"), _column(Response, "trial")
-    choice, rt_ms = _column(Response, "choice"), _column(Response, "rt_ms")
+    names = {name: _column(Response, name) for name in ("participant", "trial", "choice", "rt_ms")}
     if connection.vendor == "postgresql":
-        sql = (
-            f"SELECT string_agg(int8send(r.{participant}::int8), ''::bytea), string_agg(int8send(r.{trial}::int8), ''::bytea), "
-            f"string_agg(int2send(COALESCE(r.{choice}, -1)::int2), ''::bytea), "
-            f"string_agg(float8send(COALESCE(r.{rt_ms}, 'NaN')::float8), ''::bytea) {_answers_from(survey.pk)}"
-        )
+        aggregates = ", ".join(f"string_agg({expr.format(**names)}, ''::bytea)" for _, expr, _ in _ANSWER_COLUMNS)
         connection.ensure_connection()
         import psycopg
 
         with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are client-side (text only)
+            branches = _answer_branches(cursor, Response._meta.db_table)
+            sql = " UNION ALL ".join(f"SELECT {aggregates} {_answers_from(survey.pk)} AND {where}" for where in branches)
             cursor.execute(sql, binary=True)
-            row = cursor.fetchone()
-        row = [bytes(v) if v is not None else b"" for v in row]
-        return {
-            "participant": np.frombuffer(row[0], dtype=">i8").astype(np.int64),
-            "trial": np.frombuffer(row[1], dtype=">i8").astype(np.int64),
-            "choice": np.frombuffer(row[2], dtype=">i2").astype(np.int64),
-            "rt_ms": np.frombuffer(row[3], dtype=">f8").astype(np.float64),
-        }
-    sql = f"SELECT r.{participant}, r.{trial}, r.{choice}, r.{rt_ms} {_answers_from(survey.pk)}"
+            rows = cursor.fetchall()
+        out = {}
+        for j, (key, _, dtype) in enumerate(_ANSWER_COLUMNS):
+            parts = [np.frombuffer(row[j], dtype=dtype) for row in rows if row[j] is not None]
+            column = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            out[key] = column.astype(np.float64 if key == "rt_ms" else np.int64)
+        return out
+    sql = f"SELECT r.{names['participant']}, r.{names['trial']}, r.{names['choice']}, r.{names['rt_ms']} {_answers_from(survey.pk)}"
     with connection.cursor() as cursor:
         cursor.execute(sql)
         data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 4)
@@ -119,19 +154,34 @@ def survey_trial_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
 
 
 def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
-    """One entry per participant: id, external id, completed, and the pilot/bot/exclusion flags where they exist."""
-    optional = [name for name in ("is_pilot", "is_bot", "excluded", "exclusion_reasons", "status", "worker_id") if _has(Participant, name)]
-    rows = list(Participant.objects.filter(survey=survey).order_by("id").values("id", "prolific_pid", "completed_at", *optional))
+    """One entry per participant: id, external id, completed, and the pilot/bot/exclusion flags where they exist.
+
+    Tuples, not dicts; whether completed as a bool, not a parsed datetime; and the JSON list of exclusion reasons
+    only for the participants who have any: with tens of thousands of participants, decoding a timestamp and an
+    empty list per row cost more than the rest of the table.
+    """
+    optional = [name for name in ("is_pilot", "is_bot", "excluded", "status", "worker_id") if _has(Participant, name)]
+    people = Participant.objects.filter(survey=survey)
+    done = ExpressionWrapper(Q(completed_at__isnull=False), output_field=BooleanField())  # a bool, not a parsed datetime
+    rows = list(people.order_by("id").annotate(done=done).values_list("id", "prolific_pid", "done", *optional))
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    column = {name: [r[3 + k] for r in rows] for k, name in enumerate(optional)}
+    external = column.get("worker_id", [""] * len(rows))
+    reasons: list[list] = [[] for _ in rows]
+    if _has(Participant, "exclusion_reasons"):
+        with_reasons = people.exclude(Q(exclusion_reasons=[]) | Q(exclusion_reasons__isnull=True)).values_list("id", "exclusion_reasons")
+        for pk, value in with_reasons:
+            reasons[int(np.searchsorted(ids, pk))] = list(value or [])
     table = {
-        "id": np.array([r["id"] for r in rows], dtype=np.int64),
-        "external_id": [r["prolific_pid"] or r.get("worker_id") or "" for r in rows],
-        "completed": np.array([r["completed_at"] is not None for r in rows], dtype=bool),
-        "status": [r.get("status", "") for r in rows],
-        "exclusion_reasons": [list(r.get("exclusion_reasons") or []) for r in rows],
+        "id": ids,
+        "external_id": [r[1] or external[i] or "" for i, r in enumerate(rows)],
+        "completed": np.array([r[2] for r in rows], dtype=bool),
+        "status": column.get("status", [""] * len(rows)),
+        "exclusion_reasons": reasons,
     }
     for flag, name in (("pilot", "is_pilot"), ("bot", "is_bot"), ("flagged", "excluded")):
         if name in optional:
-            table[flag] = np.array([bool(r[name]) for r in rows], dtype=bool)
+            table[flag] = np.array(column[name], dtype=bool)
     return table
 
 

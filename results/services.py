@@ -27,7 +27,7 @@ from .alignment import (
     fleiss_kappa,
     plurality_correct,
     rating_counts,
-    split_half_ceiling,
+    split_half_ceilings,
 )
 from .models import TrialProxyChoice
 from .selectors import (
@@ -203,6 +203,11 @@ def alignment_report(
     proxy = _proxy_correct(data=data, metrics=PROXY_METRICS)
     main_trial = trials["kind"] == KIND_MAIN
 
+    n_splits = 50 if use.sum() <= 200_000 else 20  # the mean r over splits is stable long before 50 on big data
+    ceiling, condition_ceilings = split_half_ceilings(
+        data.correct[use], data.p_row[use], data.t_row[use], answer_cond[use], n_cond, n_splits=n_splits, seed=seed
+    )
+
     rows = []
     for c, condition in enumerate(data.conditions):
         est = table.estimates[c]
@@ -239,6 +244,7 @@ def alignment_report(
                 **est.as_dict(),
                 "n_answers_before_exclusion": n_before,
                 "fleiss_kappa": fleiss_kappa(counts[in_cond]),
+                "ceiling": condition_ceilings[c].as_dict(),
                 "proxy": proxy_rows,
                 "note": note,
             }
@@ -270,8 +276,6 @@ def alignment_report(
             }
         )
 
-    n_splits = 50 if use.sum() <= 200_000 else 20  # the mean r over splits is stable long before 50 on big data
-    ceiling = split_half_ceiling(data.correct[use], data.p_row[use], data.t_row[use], n_splits=n_splits, seed=seed)
     ratings = counts.sum(axis=1)[main_trial]
     fill = np.bincount(ratings) if ratings.size else np.zeros(0, dtype=np.int64)
     overall_proxy = {}
@@ -304,7 +308,7 @@ def alignment_report(
         "task_type": survey.task_type if len(task_types) != 1 else task_types[0],
         "foil_rule": survey.foil_rule,
         "chance": finite_or_none(np.mean(1.0 / trials["n_options"][main_trial])) if main_trial.any() else 0.5,
-        "ci": f"{round(level * 100)} % percentile bootstrap over participants and target photos (two-way), {n_boot} resamples, seed {seed}; Wilson interval beside it",
+        "ci": f"{round(level * 100)} % percentile bootstrap, participants and target photos each drawn with replacement (two-way), {n_boot} resamples, seed {seed}; Wilson interval beside it",
         "level": level,
         "n_boot": n_boot,
         "seed": seed,

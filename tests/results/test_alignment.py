@@ -9,16 +9,19 @@ from results.alignment import (
     KIND_PRACTICE,
     ExclusionRules,
     alignment_estimate,
+    bootstrap_shares,
     condition_alignment,
     difference_interval,
     error_consistency,
     error_consistency_from_rates,
     exclusions_apply,
     fleiss_kappa,
+    multinomial_counts,
     plurality_correct,
     rating_counts,
     spearman_brown,
     split_half_ceiling,
+    split_half_ceilings,
     wilson_interval,
 )
 
@@ -74,21 +77,53 @@ def test_conditions_get_their_own_share_counts_and_intervals():
     assert table.draws.shape == (300, 3)
 
 
-def test_the_aggregated_two_way_bootstrap_agrees_with_the_exact_one():
+def test_a_resample_draws_whole_participants_with_replacement():
+    # Participants at 3/4 and 2/4 (four answers each). Drawing two of them with replacement gives
+    # (A, A) -> 3/4, (A, B) -> 5/8, (B, B) -> 2/4 with probabilities 1/4, 1/2, 1/4, and nothing in between.
+    chose = np.array([1, 1, 1, 0, 1, 1, 0, 0], dtype=bool)
+    people = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+
+    draws = bootstrap_shares(chose, people, None, np.zeros(8, dtype=int), 1, n_boot=4000, seed=1)[:, 0]
+
+    values, counts = np.unique(draws, return_counts=True)
+    assert values.tolist() == [0.5, 0.625, 0.75]
+    assert counts / 4000 == pytest.approx([0.25, 0.5, 0.25], abs=0.03)
+
+
+def test_multinomial_counts_draw_n_of_n_units_per_resample():
+    counts = multinomial_counts(np.random.default_rng(0), 50, 400)
+
+    assert counts.shape == (50, 400) and (counts.sum(axis=0) == 50).all() and (counts == np.round(counts)).all()
+    assert counts.mean() == pytest.approx(1.0) and counts.var() == pytest.approx(1 - 1 / 50, abs=0.05)  # binomial(50, 1/50)
+    assert (multinomial_counts(np.random.default_rng(0), 50, 400) == counts).all()
+
+
+def test_the_sparse_bootstrap_sums_the_same_resamples_as_the_answer_by_answer_one():
+    # Three conditions sharing people and photos, many (participant, photo) cells answered more than once,
+    # and a fourth condition without answers.
+    rng = np.random.default_rng(0)
+    people, units, conditions = rng.integers(0, 25, 900), rng.integers(0, 15, 900), rng.integers(0, 3, 900)
+    correct = rng.random(900) < 0.3 + 0.2 * conditions
+
+    fast = bootstrap_shares(correct, people, units, conditions, 4, n_boot=300, seed=4)
+    exact = bootstrap_shares(correct, people, units, conditions, 4, n_boot=300, seed=4, method="exact")
+
+    np.testing.assert_allclose(fast, exact, rtol=1e-9)
+    assert np.isnan(fast[:, 3]).all() and not np.isnan(fast[:, :3]).any()
+
+
+def test_the_two_way_interval_is_wider_than_the_one_way_and_the_wilson_one_when_items_vary():
     rng = np.random.default_rng(0)
     people, items = rng.integers(0, 60, 3000), rng.integers(0, 40, 3000)
     ability, easiness = rng.normal(0, 1, 60), rng.normal(0, 1, 40)
     correct = rng.random(3000) < 1 / (1 + np.exp(-(ability[people] + easiness[items])))
-    zeros = np.zeros(3000, dtype=int)
 
-    fast = condition_alignment(correct, people, items, zeros, 1, n_boot=400, seed=1)
-    exact = condition_alignment(correct, people, items, zeros, 1, n_boot=400, seed=1, method="exact")
+    two_way = condition_alignment(correct, people, items, np.zeros(3000, dtype=int), 1, n_boot=500, seed=1).estimates[0]
+    one_way = alignment_estimate(correct, people, n_boot=500, seed=1)  # participants only
 
-    width_fast = fast.estimates[0].ci_high - fast.estimates[0].ci_low
-    width_exact = exact.estimates[0].ci_high - exact.estimates[0].ci_low
-    assert width_fast == pytest.approx(width_exact, rel=0.2)
-    # Items vary, so the two-way interval is wider than the Wilson one (which treats answers as independent).
-    assert width_fast > fast.estimates[0].wilson_high - fast.estimates[0].wilson_low
+    assert two_way.ci_low <= two_way.alignment <= two_way.ci_high
+    assert two_way.ci_high - two_way.ci_low > one_way.ci_high - one_way.ci_low
+    assert two_way.ci_high - two_way.ci_low > two_way.wilson_high - two_way.wilson_low
 
 
 def test_a_paired_difference_is_narrower_than_an_unpaired_one():
@@ -164,6 +199,34 @@ def test_the_split_half_ceiling_of_two_raters():
     assert spearman_brown(0.5) == pytest.approx(2 / 3)
 
 
+def test_the_split_half_ceiling_per_condition():
+    # Condition 0: the two raters above (r = 0.57735, ceiling 0.73205). Condition 1: two raters who agree item
+    # by item on (1, 0, 1, 0): r = 1, ceiling 1. Condition 2: one participant, so no split.
+    # Over the 8 items of conditions 0 and 1, x = (1,1,0,0, 1,0,1,0), y = (1,0,0,0, 1,0,1,0) whichever rater lands in
+    # which half: r = 1.5 / sqrt(2 * 1.875) = 0.774597, ceiling 2r / (1 + r) = 0.872983.
+    correct = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1], dtype=bool)
+    people = np.repeat([0, 1, 2, 3, 4], 4)
+    items = np.array([0, 1, 2, 3] * 2 + [4, 5, 6, 7] * 2 + [8, 9, 10, 11])
+    conditions = np.repeat([0, 1, 2], [8, 8, 4])
+
+    overall, (first, second, alone) = split_half_ceilings(correct, people, items, conditions, 3, n_splits=10)
+
+    assert first.ceiling == pytest.approx(0.73205, abs=1e-5) and first.n_items == 4
+    assert second.ceiling == pytest.approx(1.0) and second.split_half_r == pytest.approx(1.0)
+    assert alone.ceiling is None and alone.split_half_r is None
+    assert alone.note == (
+        "Not enough data: the split-half ceiling needs at least two participants and three items; this condition has 1 participant and 4 items."
+    )
+    assert overall.split_half_r == pytest.approx(0.774597, abs=1e-6) and overall.ceiling == pytest.approx(0.872983, abs=1e-6)
+
+
+def test_a_condition_whose_items_all_score_alike_has_no_ceiling():
+    # Two raters, three items, everybody right on everything: per-item accuracy does not vary, r is undefined.
+    overall, (only,) = split_half_ceilings(np.ones(6, bool), np.repeat([0, 1], 3), np.tile([0, 1, 2], 2), np.zeros(6, int), 1)
+    assert only.ceiling is None and only.note.startswith("Not enough data") and "does not vary" in only.note
+    assert overall.ceiling is None
+
+
 def test_the_ceiling_says_why_it_is_missing():
     ceiling = split_half_ceiling(np.ones(3, bool), np.array([0, 0, 0]), np.array([0, 1, 2]))
     assert ceiling.ceiling is None and "two participants" in ceiling.note
@@ -199,6 +262,23 @@ def test_the_interval_holds_the_point_estimate(rows, seed):
 
     assert 0 <= result.ci_low <= result.alignment <= result.ci_high <= 1
     assert 0 <= result.wilson_low <= result.alignment <= result.wilson_high <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 6), st.integers(0, 4), st.integers(0, 2)), min_size=1, max_size=80),
+    st.integers(0, 1000),
+)
+def test_every_condition_s_interval_holds_its_point_estimate(rows, seed):
+    chose, people, items, conditions = (np.array([r[k] for r in rows]) for k in range(4))
+
+    table = condition_alignment(chose, people, items, conditions, 3, n_boot=200, seed=seed)
+
+    for estimate in table.estimates:
+        if estimate.n_answers:
+            assert 0 <= estimate.ci_low <= estimate.alignment <= estimate.ci_high <= 1
+        else:
+            assert estimate.alignment is None and estimate.ci_low is None
 
 
 @settings(max_examples=60, deadline=None)

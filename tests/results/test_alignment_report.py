@@ -50,15 +50,27 @@ def test_a_survey_without_answers_says_so(live_survey, capsys):
     assert report["conditions"][0]["note"] == "No answers yet."
     assert report["notes"] == ["No answers yet."]
     assert report["agreement"]["fleiss_kappa"] is None and report["agreement"]["ceiling"]["ceiling"] is None
+    assert report["conditions"][0]["ceiling"]["note"].startswith("Not enough data")
+    call_command("alignment_report", live_survey.slug)
+    table = capsys.readouterr().out
+    assert "No answers yet." in table and "nan" not in table.lower()
 
 
-def test_a_condition_with_one_participant_says_the_interval_is_items_only(live_survey):
+def test_a_condition_with_one_participant_says_the_interval_is_items_only(live_survey, capsys):
     answer_all(live_survey, pick_target=True, pid="A")
 
-    (condition,) = alignment_report(survey=live_survey)["conditions"]
+    report = alignment_report(survey=live_survey)
+
+    (condition,) = report["conditions"]
 
     assert condition["alignment"] == 1.0 and condition["n_participants"] == 1
     assert condition["note"] == ONE_PARTICIPANT
+    assert condition["ci_low"] == condition["ci_high"] == 1.0  # one person who is always right: every resample says 1
+    assert condition["ceiling"]["ceiling"] is None and "1 participant and 3 items" in condition["ceiling"]["note"]
+    json.dumps(report, allow_nan=False)
+    call_command("alignment_report", live_survey.slug)
+    table = capsys.readouterr().out
+    assert ONE_PARTICIPANT in table and "Not enough data" in table and "nan" not in table.lower()
 
 
 def test_when_every_answer_is_excluded_the_report_says_so_and_prints_no_nan(live_survey, capsys):
@@ -234,6 +246,7 @@ def test_the_admin_report_page_has_tables_plots_and_downloads(live_survey, resea
     assert listing.status_code == 200 and f"/admin/results/surveyreport/{live_survey.pk}/report/" in listing.content.decode()
     html = page.content.decode()
     assert page.status_code == 200 and "Alignment per condition" in html and "Exclusions" in html and "Fleiss" in html
+    assert "split-half ceiling" in html and "not enough data" in html  # per condition; two raters who always disagree
     magic = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}
     for name in ("alignment", "proxy", "fill"):
         for fmt, start in magic.items():

@@ -81,6 +81,11 @@ class Command(BaseCommand):
             wilson = f"{_fmt(c['wilson_low'])}–{_fmt(c['wilson_high'])}"
             label = (c["condition"] or c["name"])[:56]
             yield f"{label:<56} {_fmt(c['alignment']):>9} {ci:>13} {wilson:>13} {c['n_answers']:>6} {c['n_participants']:>6} {c['n_items']:>5}  {c['note']}"
+            ceiling = c["ceiling"]
+            if ceiling["ceiling"] is not None:
+                yield f"    split-half ceiling {_fmt(ceiling['ceiling'])} (r {_fmt(ceiling['split_half_r'])}, {ceiling['n_items']} items)"
+            else:
+                yield f"    split-half ceiling —: {ceiling['note']}"
             for metric, p in c["proxy"].items():
                 ec = p["error_consistency"]
                 yield f"    proxy {metric}: alignment {_fmt(p['alignment'])} on {p['n_items']} items; error consistency kappa {_fmt(ec['kappa'])} (c_obs {_fmt(ec['c_obs'])}, c_exp {_fmt(ec['c_exp'])}, n {ec['n_trials']})"
