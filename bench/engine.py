@@ -222,7 +222,6 @@ CUDA = [("resnet18", 32, 256, 40), ("resnet18", 224, 64, 20), ("efficientnet_lit
 
 def engine_rate_cuda(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
     """Engine steps/s on the GPU: two runs of different length, so set-up and the final copy cancel out."""
-    invert(dataclasses.replace(spec, steps=1), targets, backbone=backbone, device="cuda")  # layout probe, cuDNN
     times, final = [], None
     for n in (WARMUP, WARMUP + steps):
         torch.cuda.synchronize()

@@ -11,7 +11,6 @@ import difflib
 import functools
 import hashlib
 import pickle
-import time
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +106,6 @@ class Backbone:
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
-    _layouts: dict[tuple, bool] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -128,32 +126,6 @@ class Backbone:
         """Store the weights channels-last (True) or contiguous (False)."""
         fmt = torch.channels_last if enabled else torch.contiguous_format
         self.module.to(memory_format=fmt)
-
-    def faster_layout(self, x01: torch.Tensor, layer: str, amp: bool) -> bool:
-        """On a GPU, whether channels-last runs forward + backward to the input faster than NCHW for
-        this batch shape, measured once per (layer, shape, amp) and remembered: which one wins depends
-        on the card, the batch and the precision (on an H200, NCHW for Lite0 at batch 8, channels-last
-        at batch 64). Elsewhere the registry's CPU-measured preference."""
-        if x01.device.type != "cuda":
-            return self.channels_last
-        key = (layer, tuple(x01.shape), amp)
-        if key not in self._layouts:
-            seconds = {}
-            for enabled in (False, True):
-                self.set_channels_last(enabled)
-                fmt = torch.channels_last if enabled else torch.contiguous_format
-                x = x01.detach().contiguous(memory_format=fmt).requires_grad_(True)
-                for timed in (False, True):  # a warm-up pass (cuDNN picks its kernels), then 3 timed steps
-                    torch.cuda.synchronize(x.device)
-                    start = time.perf_counter()
-                    for _ in range(3 if timed else 1):
-                        with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                            rep = self.features(x, layer)
-                            torch.autograd.grad(rep.float().square().sum(), x)
-                    torch.cuda.synchronize(x.device)
-                seconds[enabled] = time.perf_counter() - start
-            self._layouts[key] = seconds[True] < seconds[False]
-        return self._layouts[key]
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Map a [0,1] batch to model input space; values outside [0,1] are clamped first."""

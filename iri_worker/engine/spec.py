@@ -54,8 +54,7 @@ class InversionSpec:
     stop_loss            None, or stop an image once its loss is <= this
     fake_relu            FakeReLU on the last activation (where the backbone supports it)
     amp                  bf16 autocast for the backbone (CPU and CUDA)
-    channels_last        None: the backbone's preferred layout (on a GPU, the faster one measured
-                         on the first batch); True/False to force
+    channels_last        None: the backbone's preferred layout; True/False to force
     weights_path         local checkpoint for the backbone (None: the entry's default)
     checkpoint_sha256    SHA-256 of that file (filled in by ``resolved``; checked by ``invert``)
     recipe_terms         the expanded recipe (filled in by ``resolved``); when set, it is what

@@ -181,19 +181,3 @@ def test_every_option_at_once_on_the_cpu(random_images):
     assert not result.nan_mask.any() and not result.stopped.any() and result.steps_run == 12
     load = __import__("iri_worker.engine", fromlist=["load_backbone"]).load_backbone
     load("tiny_cnn").set_channels_last(False)
-
-
-def test_on_the_cpu_the_layout_is_the_registry_preference_without_a_probe(random_images):
-    backbone = __import__("iri_worker.engine", fromlist=["load_backbone"]).load_backbone("tiny_cnn")
-    assert backbone.faster_layout(random_images(2), "pool", amp=False) is backbone.channels_last
-    assert backbone._layouts == {}
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_a_gpu_the_faster_layout_is_measured_once_per_batch_shape(random_images):
-    backbone = __import__("iri_worker.engine", fromlist=["load_backbone"]).load_backbone("resnet18", device="cuda")
-    x = random_images(4, 64).cuda()
-    choice = backbone.faster_layout(x, backbone.default_layer, amp=False)
-    assert backbone._layouts == {(backbone.default_layer, (4, 3, 64, 64), False): choice}
-    assert backbone.faster_layout(x, backbone.default_layer, amp=False) is choice
