@@ -1,8 +1,12 @@
 """One error shape for every API: {"message": "...", "extra": {...}}."""
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+DATABASE_DOWN = "The database is unavailable for a moment; please try again."
+DATABASE_RETRY_AFTER_S = 2
 
 
 class ApplicationError(Exception):
@@ -33,6 +37,10 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # PostgreSQL restarting or out of reach: a transient 503 that clients retry, not a 500 with a trace.
+        return Response({"message": DATABASE_DOWN, "extra": {}}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
     response = exception_handler(exc, context)
     if response is None:
         return None

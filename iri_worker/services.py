@@ -49,19 +49,29 @@ CHECKPOINT_UNKNOWN = "No uploaded checkpoint has sha256 {sha256}; upload it firs
 CHECKPOINT_SHA_MISMATCH = "spec.checkpoint_sha256 ({spec}) is not the chosen checkpoint's ({checkpoint})."
 WEIGHTS_PATH_REFUSED = "weights_path cannot be set through a job: upload the weights as a checkpoint and choose it."
 SEED_PHOTO_MISSING = "seed_kind 'photo' needs a seed photo (a target photo or an uploaded image)."
+IMAGE_NOT_STORED = "Could not store an image (is the disk full or read-only?): {error}"
+CHUNK_STORAGE_RETRY = "attempt {n} of {max}, will retry: {error}"
+CHUNK_STORAGE_GAVE_UP = "{error} (gave up after {n} attempts; retry the failed chunks once the storage is fixed)"
 MAX_PHOTO_SIDE = 4096
 PROGRESS_EVERY_S = 1.0
 MAX_ATTEMPTS = 3
+STORAGE_RETRY_S = 5  # first pause before a chunk whose images could not be stored runs again; doubles each time
+
+
+class ImageStorageError(Exception):
+    """Writing an image file failed (disk full, quota, read-only, I/O error); often passing, so chunks retry."""
 
 
 def stored_image_save(*, png_bytes: bytes, width: int, height: int) -> StoredImage:
-    """Store PNG bytes once, under a name made of their hash (the name never tells a role)."""
+    """Store PNG bytes once, under a name made of their hash (the name never tells a role). The file is written
+    before its row and checked by hash when it exists already, so no row points to a missing or partial file."""
     sha256 = hashlib.sha256(png_bytes).hexdigest()
     existing = StoredImage.objects.filter(sha256=sha256).first()
     if existing is not None:
         return existing
     wanted = f"img/{sha256[:2]}/{sha256}.png"
-    name = wanted if default_storage.exists(wanted) else default_storage.save(wanted, ContentFile(png_bytes))
+    name = wanted if _stored_file_holds(name=wanted, sha256=sha256) else _stored_file_write(
+        name=wanted, data=png_bytes, sha256=sha256)
     try:
         with transaction.atomic():
             return StoredImage.objects.create(sha256=sha256, file=name, width=width, height=height)
@@ -69,6 +79,29 @@ def stored_image_save(*, png_bytes: bytes, width: int, height: int) -> StoredIma
         if name != wanted:
             default_storage.delete(name)
         return StoredImage.objects.get(sha256=sha256)
+
+
+def _stored_file_holds(*, name: str, sha256: str) -> bool:
+    """Whether the file exists with exactly these bytes (a worker killed mid-write leaves a partial one)."""
+    if not default_storage.exists(name):
+        return False
+    with default_storage.open(name, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest() == sha256
+
+
+def _stored_file_write(*, name: str, data: bytes, sha256: str) -> str:
+    """Write a new file and return its name; if the write fails, remove what it left and raise ImageStorageError."""
+    # Beside a partial file rather than over it: it may be another worker's write in progress.
+    target = default_storage.get_available_name(name)
+    try:
+        return default_storage.save(target, ContentFile(data))
+    except Exception as exc:
+        try:
+            if default_storage.exists(target) and not _stored_file_holds(name=target, sha256=sha256):
+                default_storage.delete(target)
+        except OSError:
+            logger.exception("could not remove the partial image file %s", target)
+        raise ImageStorageError(IMAGE_NOT_STORED.format(error=exc)) from exc
 
 
 def photo_png_bytes(*, data: bytes) -> tuple[bytes, int, int]:
@@ -422,6 +455,21 @@ def iri_chunk_fail(*, chunk_id: int, error: str, worker: str | None = None) -> N
         iri_job_refresh(job_id=job_id)
 
 
+def iri_chunk_storage_failed(*, chunk_id: int, worker: str, error: str) -> str:
+    """Its images could not be stored (nothing of the run was kept): queue the chunk again and return "retry",
+    or, after MAX_ATTEMPTS, fail it for good and return "failed"."""
+    attempts = IriChunk.objects.filter(pk=chunk_id).values_list("attempts", flat=True).first() or 0
+    if attempts >= MAX_ATTEMPTS:
+        iri_chunk_fail(chunk_id=chunk_id, worker=worker, error=CHUNK_STORAGE_GAVE_UP.format(error=error, n=attempts))
+        return "failed"
+    requeued = IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.RUNNING, worker=worker[:255]).update(
+        status=IriChunk.Status.QUEUED, progress=0.0, heartbeat_at=None,
+        error=CHUNK_STORAGE_RETRY.format(n=attempts, max=MAX_ATTEMPTS, error=error)[:5000],
+    )
+    iri_job_refresh(job_id=IriChunk.objects.values_list("job_id", flat=True).get(pk=chunk_id))
+    return "retry" if requeued else "stopped"
+
+
 def iri_chunk_split(*, chunk_id: int, worker: str, device: str) -> list[int]:
     """Out of memory: replace a RUNNING chunk by two halves (new chunks, queued after the commit)."""
     with transaction.atomic():
@@ -449,8 +497,9 @@ def iri_chunk_split(*, chunk_id: int, worker: str, device: str) -> list[int]:
 
 
 def iri_chunk_run(*, chunk_id: int, worker: str = "", device: str | None = None) -> str:
-    """Claim and run one chunk, storing its IRIs. Returns "done", "skip", "busy", "stopped", "split" or
-    "failed". Safe to call any number of times for one chunk: images are stored once per (job, target)."""
+    """Claim and run one chunk, storing its IRIs. Returns "done", "skip", "busy", "stopped", "split", "retry"
+    (its images could not be stored; run it again later) or "failed". Safe to call any number of times for one
+    chunk: images are stored once per (job, target)."""
     outcome = iri_chunk_start(chunk_id=chunk_id, worker=worker)
     if outcome != "run":
         return outcome
@@ -460,6 +509,9 @@ def iri_chunk_run(*, chunk_id: int, worker: str = "", device: str | None = None)
     except ChunkStopped:
         logger.info("IRI chunk %s stopped (cancelled or taken over)", chunk_id)
         return "stopped"
+    except ImageStorageError as exc:
+        logger.warning("IRI chunk %s could not store its images: %s", chunk_id, exc)
+        return iri_chunk_storage_failed(chunk_id=chunk_id, worker=worker, error=str(exc))
     except Exception as exc:
         if _is_out_of_memory(exc):
             _free_device_memory()
@@ -551,6 +603,8 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
                "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
                "adversarial_c": getattr(result, "adversarial_c", None)}
     nan_mask = getattr(result, "nan_mask", None)
+    # Files first, then rows, in one transaction: if a file cannot be written, no row of this run is kept. Whole
+    # files already written stay (named by their hash, the retry finds and reuses them).
     with transaction.atomic():
         seed_cache: dict[int, StoredImage] = {}
         for i, target in enumerate(targets):
@@ -637,7 +691,8 @@ def iri_job_run(*, job_id: int, device: str | None = None) -> None:
                       .values_list("id", flat=True) if pk not in seen]:
         for chunk_id in pending:
             seen.add(chunk_id)
-            iri_chunk_run(chunk_id=chunk_id, device=device)
+            if iri_chunk_run(chunk_id=chunk_id, device=device) == "retry":  # in process: again at once, up to its limit
+                seen.discard(chunk_id)
     iri_job_refresh(job_id=job_id)
 
 

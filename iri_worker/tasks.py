@@ -11,11 +11,13 @@ logger = logging.getLogger(__name__)
 def iri_chunk_run_task(self, chunk_id: int) -> str:
     from django.conf import settings
 
-    from .services import iri_chunk_run
+    from .services import STORAGE_RETRY_S, iri_chunk_run
 
     outcome = iri_chunk_run(chunk_id=chunk_id, worker=self.request.hostname or "")
     if outcome == "busy":  # another worker holds it: look again once its heartbeat could be stale
         raise self.retry(countdown=settings.IRI_CHUNK_STALE_S + 1)
+    if outcome == "retry":  # its images could not be stored (disk full?): again after a pause that doubles
+        raise self.retry(countdown=STORAGE_RETRY_S * 2 ** min(self.request.retries, 6))
     return outcome
 
 

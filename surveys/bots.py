@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import requests
 from django.core import signing
+from django.db import connection
 from PIL import Image
 
 BOT_SALT = "surveys.bot"
@@ -56,7 +57,7 @@ class BotResult:
 
 
 class Bot:
-    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=8):
+    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=12):
         self.base, self.slug, self.index, self.case, self.policy = base_url.rstrip("/"), slug, index, case, policy
         self.pilot_key, self.credential, self.rng, self.think_s = pilot_key, credential, rng, think_s
         self.target_lookup, self.retries = target_lookup, retries
@@ -64,10 +65,12 @@ class Bot:
         self.result = BotResult(case=case)
         self.images: dict[str, np.ndarray] = {}
 
-    # -- HTTP with retries: network errors and 5xx are retried with backoff; 4xx are answers
+    # -- HTTP with retries: network errors and 5xx are retried with backoff (15-30 s in all, long enough for
+    # a database or web server restart; a 503's Retry-After is honoured); 4xx are answers
     def call(self, method, path, body=None, *, lose_ack=False):
         delay = 0.05
         for attempt in range(self.retries):
+            wait = delay + self.rng.random() * delay
             try:
                 r = self.http.request(method, self.base + path, json=body, timeout=30)
                 if r.status_code < 500:
@@ -75,9 +78,11 @@ class Bot:
                         lose_ack = False
                         raise requests.ConnectionError("acknowledgement lost (simulated)")
                     return r
+                if r.headers.get("Retry-After", "").isdigit():
+                    wait = max(wait, min(float(r.headers["Retry-After"]), 5.0))
             except requests.RequestException:
                 pass
-            time.sleep(delay + self.rng.random() * delay)
+            time.sleep(wait)
             delay = min(delay * 2, 2.0)
         raise RuntimeError(f"{method} {path}: no answer after {self.retries} tries")
 
@@ -219,6 +224,9 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
         results = list(pool.map(lambda b: b.run(), bots))
     elapsed = time.monotonic() - started
 
+    # The run may have outlived this process's database connection (PostgreSQL restarted meanwhile): reconnect.
+    if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
+        connection.close()
     tokens = [r.token for r in results if r.token]
     stored = {}
     for token, trial, key in Response.objects.filter(participant__token__in=tokens).values_list(
