@@ -108,7 +108,7 @@ def test_a_job_whose_worker_is_killed_mid_chunk_completes_on_a_new_worker(transa
     first = start_worker(settings, IRI_CHUNK_STALE_S=stale_s)
     second = None
     try:
-        job = iri_job_create(targets=photos, spec={**TINY_SPEC, "steps": 20_000}, name="killed",
+        job = iri_job_create(targets=photos, spec={**TINY_SPEC, "steps": 6_000}, name="killed",
                              chunk_size=2)
         running = wait_for(lambda: IriChunk.objects.filter(job=job, status=IriChunk.Status.RUNNING, progress__gt=0).first())
 
