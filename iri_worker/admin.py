@@ -31,7 +31,7 @@ class TargetPhotoForm(forms.ModelForm):
 
     class Meta:
         model = TargetPhoto
-        fields = ["name"]
+        fields = ["name", "label"]
 
     def clean(self):
         cleaned = super().clean()
@@ -47,7 +47,9 @@ class TargetPhotoForm(forms.ModelForm):
 
 @admin.register(TargetPhoto)
 class TargetPhotoAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "preview", "created_at"]
+    list_display = ["id", "name", "label", "preview", "created_at"]
+    list_editable = ["label"]
+    list_filter = ["label"]
     readonly_fields = ["preview"]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -60,7 +62,7 @@ class TargetPhotoAdmin(admin.ModelAdmin):
             obj.save()
             return
         data = form.cleaned_data
-        photo = target_photo_create(name=data["name"] or data["photo"].name, data=data["data"])
+        photo = target_photo_create(name=data["name"] or data["photo"].name, data=data["data"], label=data.get("label"))
         obj.pk = photo.pk
         obj.refresh_from_db()
 

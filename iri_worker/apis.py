@@ -29,17 +29,20 @@ class TargetPhotoCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField()
         name = serializers.CharField(max_length=200, required=False, default="")
+        label = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True, default=None)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         name = serializers.CharField()
+        label = serializers.CharField(allow_null=True)
         url = serializers.CharField(source="image.file.url")
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        photo = target_photo_create(name=data.validated_data["name"] or upload.name, data=upload.read())
+        photo = target_photo_create(name=data.validated_data["name"] or upload.name, data=upload.read(),
+                                    label=data.validated_data["label"])
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 

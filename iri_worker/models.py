@@ -18,6 +18,8 @@ class TargetPhoto(models.Model):
     """A photo a researcher uploaded (or the demo bundled) to be the target x_t of IRIs."""
 
     name = models.CharField(max_length=200)
+    # The class of the photo (e.g. an ImageNet class name): the 2AFC foil rule "same class" picks among these.
+    label = models.CharField(max_length=100, null=True, blank=True, help_text="Class label, e.g. 'tabby cat'.")
     image = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -123,11 +123,12 @@ def photo_png_bytes(*, data: bytes) -> tuple[bytes, int, int]:
     return out.getvalue(), rgb.width, rgb.height
 
 
-def target_photo_create(*, name: str, data: bytes) -> TargetPhoto:
+def target_photo_create(*, name: str, data: bytes, label: str | None = None) -> TargetPhoto:
     png, width, height = photo_png_bytes(data=data)
     with transaction.atomic():
         image = stored_image_save(png_bytes=png, width=width, height=height)
-        return TargetPhoto.objects.create(name=name[:200] or image.sha256[:12], image=image)
+        return TargetPhoto.objects.create(name=name[:200] or image.sha256[:12], image=image,
+                                          label=(label or "").strip() or None)
 
 
 def iri_spec_validate(spec: dict) -> dict:
