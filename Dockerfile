@@ -1,4 +1,4 @@
-# One image, many roles: web (gunicorn), GPU worker and CPU worker differ only in their command.
+# One image, many roles: web (gunicorn), GPU worker, CPU worker and beat differ only in their command.
 FROM node:20-bookworm-slim AS frontend
 WORKDIR /app/frontend
 COPY frontend/package.json frontend/package-lock.json ./
@@ -17,4 +17,5 @@ RUN DJANGO_SECRET_KEY=build python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /app/var && chown -R app /app/var
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "backend.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]
+# gunicorn.conf.py: sync workers, 4 per core, backlog 2048, CONN_MAX_AGE 60 (see the file for why).
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "backend.wsgi:application", "--bind", "0.0.0.0:8000"]

@@ -51,6 +51,7 @@ class Survey(models.Model):
         SEED = "seed", "The IRI's seed"
         OTHER_TARGET = "other_target", "A random other target photo"
         SAME_SET = "same_set", "Another target from the same IRI set"
+        SAME_CLASS = "same_class", "Another target of the same class (target photo label)"
 
     class ClusterVariant(models.TextChoices):
         HARD = "hard", "Hard: the most similar references (colour histogram)"

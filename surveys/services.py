@@ -9,7 +9,8 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
-from django.db import IntegrityError, connection, transaction
+import psycopg
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from PIL import Image
@@ -33,6 +34,14 @@ from .models import (
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 UNFINISHED_SETS = "These IRI sets are not finished: {names}."
 NEEDS_TWO_TARGETS = "The foil rule '{rule}' needs IRI sets with at least two different target photos{where}."
+NEEDS_LABELS = (
+    "The foil rule 'same_class' needs a class label on every target photo; these have none: {names}. "
+    "Set it in the admin (Target photos) or with the `label` field of POST /api/iri/photos."
+)
+NEEDS_TWO_PER_CLASS = (
+    "The foil rule 'same_class' needs at least two target photos of each class in the chosen IRI sets; "
+    "these classes have one: {labels}."
+)
 NEEDS_CLUSTER_TARGETS = (
     "Clustering needs at least 3 target photos with 2 IRIs each (choose two IRI sets made from the same targets, "
     "or one set with two seeds per target)."
@@ -53,6 +62,10 @@ UNKNOWN_SESSION = "Unknown session."
 BAD_CHOICE = "choice: this trial has {n} options."
 BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
 
+# A heartbeat (every 30 s from the browser; at least once a minute in a background tab) keeps the reservation
+# this far ahead, up to HOLD_MAX_FACTOR × the survey's time limit after enrollment.
+HEARTBEAT_HOLD_S = 300
+HOLD_MAX_FACTOR = 2
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 CLUSTER_REFERENCES = 3
@@ -134,7 +147,7 @@ def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type
     if unfinished:
         raise ApplicationError(UNFINISHED_SETS.format(names=", ".join(unfinished)))
     iris = list(
-        IriImage.objects.filter(job__in=iri_jobs).select_related("target_image", "image", "seed").order_by("job_id", "id")
+        IriImage.objects.filter(job__in=iri_jobs).select_related("target", "target_image", "image", "seed").order_by("job_id", "id")
     )
     if not iris:
         raise ApplicationError(NO_FINISHED_SET)
@@ -150,7 +163,22 @@ def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type
         for job_id, group in itertools.groupby(iris, key=lambda i: i.job_id):
             if len({i.target_id for i in group}) < 2:
                 raise ApplicationError(NEEDS_TWO_TARGETS.format(rule=foil_rule, where=f" in each set (set {job_id} has one)"))
+    elif foil_rule == Survey.FoilRule.SAME_CLASS:
+        unlabelled = sorted({i.target.name for i in iris if not (i.target.label or "").strip()})
+        if unlabelled:
+            raise ApplicationError(NEEDS_LABELS.format(names=", ".join(unlabelled)))
+        per_class: dict[str, set[int]] = {}
+        for iri in iris:
+            per_class.setdefault(_class_of(iri), set()).add(iri.target_id)
+        lonely = sorted(label for label, targets in per_class.items() if len(targets) < 2)
+        if lonely:
+            raise ApplicationError(NEEDS_TWO_PER_CLASS.format(labels=", ".join(f"'{label}'" for label in lonely)))
     return iris
+
+
+def _class_of(iri: IriImage) -> str:
+    """The class of an IRI's target photo; labels compare trimmed and case-insensitively ('Cat' = 'cat ')."""
+    return iri.target.label.strip().casefold()
 
 
 def _numbers_check(**fields) -> None:
@@ -171,13 +199,19 @@ def _numbers_check(**fields) -> None:
 
 def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
     """One 2AFC trial per IRI. Foil rules: the seed; a random other target (any set); another target of the
-    same IRI set. ("Same class" needs a class label on TargetPhoto, which does not exist yet.)"""
+    same IRI set; another target of the same class (TargetPhoto.label, checked by survey_check). A target foil
+    is shown as the engine saw it (`target_image`), like the target itself."""
     trials = []
     for iri in iris:
         if survey.foil_rule == Survey.FoilRule.SEED:
             foil = iri.seed
         else:
-            pool = iris if survey.foil_rule == Survey.FoilRule.OTHER_TARGET else [i for i in iris if i.job_id == iri.job_id]
+            if survey.foil_rule == Survey.FoilRule.OTHER_TARGET:
+                pool = iris
+            elif survey.foil_rule == Survey.FoilRule.SAME_CLASS:
+                pool = [i for i in iris if _class_of(i) == _class_of(iri)]
+            else:
+                pool = [i for i in iris if i.job_id == iri.job_id]
             others = {o.target_id: o.target_image for o in pool if o.target_id != iri.target_id}
             foil = others[rng.choice(sorted(others))]
         target_option = rng.randrange(2)
@@ -537,12 +571,23 @@ def participant_consent(*, participant: Participant) -> Participant:
 
 
 def participant_heartbeat(*, participant: Participant, stage: str = "") -> Participant:
-    """The browser is alive; record when and (optionally) where. Does not extend the reservation."""
-    fields = {"last_seen_at": timezone.now()}
+    """The browser is alive: record when and (optionally) where, and keep the reservation at least
+    HEARTBEAT_HOLD_S ahead, so a slow but present participant keeps the list while one who left loses it a few
+    minutes after the time limit. The hold never goes beyond HOLD_MAX_FACTOR × the time limit after enrollment
+    (a tab left open forever does not block a list) and never revives an expired reservation."""
+    now = timezone.now()
+    fields = {"last_seen_at": now}
     stage_map = {"practice": Participant.Stage.PRACTICE, "trials": Participant.Stage.TRIALS}
     if stage in stage_map and participant.status == Participant.Status.ACTIVE:
         fields["stage"] = stage_map[stage]
     Participant.objects.filter(pk=participant.pk).update(**fields)
+    if participant.status == Participant.Status.ACTIVE:
+        limit = timedelta(minutes=participant.survey.time_limit_minutes)
+        hold = min(now + timedelta(seconds=HEARTBEAT_HOLD_S), participant.created_at + HOLD_MAX_FACTOR * limit)
+        # Row-locked and rechecked by PostgreSQL: a slot claimed by someone else meanwhile no longer matches.
+        Slot.objects.filter(
+            participant=participant, filled_at__isnull=True, reserved_until__gt=now, reserved_until__lt=hold
+        ).update(reserved_until=hold)
     participant.refresh_from_db()
     return participant
 
@@ -571,12 +616,14 @@ def participant_events_record(*, participant: Participant, events: list[dict], c
     return ParticipantEvent.objects.filter(participant=participant).count() - before
 
 
-# The answer hot path: one statement checks the session (token, active, consented), that the trial is
-# assigned to it and that the choice is in range, and inserts; a replay or a second answer inserts nothing.
+# The answer hot path: one statement checks the session (token, active, consented), that it still holds its
+# reservation (an unfilled slot), that the trial is assigned to it and that the choice is in range, and inserts;
+# a replay or a second answer inserts nothing (unique idempotency key, unique (participant, trial)).
 _ANSWER_SQL = """
 INSERT INTO surveys_response (participant_id, trial_id, choice, rt_ms, idempotency_key, created_at)
 SELECT p.id, t.id, %s, %s, %s, %s
 FROM surveys_participant p
+JOIN surveys_slot s ON s.participant_id = p.id AND s.filled_at IS NULL
 JOIN surveys_trial t ON t.public_id = %s
 JOIN surveys_assignment a ON a.participant_id = p.id AND a.trial_id = t.id
 WHERE p.token = %s AND p.status = 'active' AND p.consented_at IS NOT NULL AND t.n_options > %s
@@ -596,12 +643,7 @@ def response_record(
     now = timezone.now()
     params = [choice, rt_ms, idempotency_key, now, trial_public_id, token, choice]
     if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        import psycopg
-
-        with psycopg.Cursor(connection.connection) as cur:  # server-side binding: prepared after first use
-            cur.execute(_ANSWER_SQL, params, prepare=True)
-            row = cur.fetchone()
+        row = _answer_insert_postgres(params)
     else:
         params[2] = idempotency_key.hex
         params[3] = connection.ops.adapt_datetimefield_value(now)
@@ -615,6 +657,25 @@ def response_record(
     return False, _response_refused(
         token=token, trial_public_id=trial_public_id, choice=choice, idempotency_key=idempotency_key
     )
+
+
+def _answer_insert_postgres(params: list):
+    """Run the answer statement on a plain psycopg cursor: server-side binding, prepared once per connection,
+    none of Django's per-query wrapping and no per-request health check (`SELECT 1`). Instead, a kept
+    connection that turns out dead (PostgreSQL restarted) is replaced and the statement sent once more, which
+    is safe because it is idempotent. Errors still go through Django's wrapper, as Django's own exceptions."""
+    for attempt in (1, 2):
+        reused = connection.connection is not None
+        try:
+            with connection.wrap_database_errors:
+                connection.ensure_connection()
+                with psycopg.Cursor(connection.connection) as cur:
+                    cur.execute(_ANSWER_SQL, params, prepare=True)
+                    return cur.fetchone()
+        except (OperationalError, InterfaceError):
+            if not reused or attempt == 2 or connection.in_atomic_block:
+                raise
+            connection.close()
 
 
 def _response_refused(*, token: str, trial_public_id: str, choice: int, idempotency_key: uuid.UUID) -> dict:
@@ -643,6 +704,11 @@ def _response_refused(*, token: str, trial_public_id: str, choice: int, idempote
         )
     if participant.consented_at is None:
         raise ApplicationError(NOT_CONSENTED, status_code=status.HTTP_409_CONFLICT)
+    if not Slot.objects.filter(participant=participant, filled_at__isnull=True).exists():
+        raise ApplicationError(
+            SESSION_ENDED.format(status="no reservation"), extra={"reason": "ended", "outcome": participant.status},
+            status_code=status.HTTP_409_CONFLICT,
+        )
     raise ApplicationError(ALREADY_ANSWERED, status_code=status.HTTP_409_CONFLICT)
 
 

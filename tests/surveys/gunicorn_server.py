@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from django.conf import settings
 
 from tests.conftest import database_url, free_port
 
-GUNICORN_ARGS = ["--worker-class", "sync", "--backlog", "2048", "--access-logfile", "-" if False else "/dev/null"]
+# The recommended configuration itself (sync workers, backlog, CONN_MAX_AGE); tests only choose the worker count.
+GUNICORN_ARGS = ["-c", str(Path(settings.BASE_DIR) / "gunicorn.conf.py")]
 
 
 def start(*, workers: int = 8, port: int | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -24,9 +26,11 @@ def start(*, workers: int = 8, port: int | None = None, env: dict | None = None)
         **(env or {}),
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # The log goes to a file, not a pipe: a pipe nobody reads fills up when many requests fail and stalls the server.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [str(gunicorn), "backend.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers), *GUNICORN_ARGS],
-        cwd=settings.BASE_DIR, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=settings.BASE_DIR, env=full_env, stdout=subprocess.DEVNULL, stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -37,7 +41,8 @@ def start(*, workers: int = 8, port: int | None = None, env: dict | None = None)
         except requests.RequestException:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("gunicorn did not start: " + proc.stderr.read().decode()[-2000:])
+                log.seek(0)
+                raise RuntimeError("gunicorn did not start: " + log.read().decode()[-2000:])
             time.sleep(0.3)
 
 

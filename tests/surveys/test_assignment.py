@@ -2,12 +2,14 @@
 from datetime import timedelta
 
 import pytest
+import yaml
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from backend.exceptions import ApplicationError
 from surveys.models import Participant, Response, Slot, Survey, Trial
 from surveys.services import (
+    HEARTBEAT_HOLD_S,
     participant_complete,
     participant_consent,
     participant_enroll,
@@ -16,6 +18,7 @@ from surveys.services import (
     survey_create,
     survey_publish,
 )
+from surveys.tasks import reservations_release_expired_task
 from tests.conftest import finished_iri_set, new_key
 
 pytestmark = pytest.mark.django_db
@@ -237,3 +240,34 @@ def test_the_same_set_foil_is_another_target_of_that_set(iri_set):
     for t in survey.trials.select_related("iri"):
         foil = t.option_ids[1 - t.target_option]
         assert foil in set(iri_set.images.exclude(pk=t.iri_id).values_list("target_image_id", flat=True))
+
+
+def test_a_heartbeat_keeps_a_present_participants_reservation_but_not_forever(iri_set):
+    survey = live(iri_set, trials_per_participant=1, ratings_per_list=3, time_limit_minutes=10)
+    present, _ = participant_enroll(survey=survey, prolific_pid="present")
+    gone, _ = participant_enroll(survey=survey, prolific_pid="gone")
+    now = timezone.now()
+    Slot.objects.filter(participant__in=[present, gone]).update(reserved_until=now + timedelta(seconds=20))
+    client = APIClient()
+
+    beat = client.post(f"/api/p/sessions/{present.token}/heartbeat", {"stage": "trials"}, format="json").json()
+
+    assert beat["expires_in_s"] >= HEARTBEAT_HOLD_S - 5
+    assert Slot.objects.get(participant=gone).reserved_until == now + timedelta(seconds=20)
+    # Never beyond twice the time limit after enrollment, and an expired reservation is not revived.
+    Participant.objects.filter(pk=present.pk).update(created_at=now - timedelta(minutes=19))
+    Slot.objects.filter(participant=present).update(reserved_until=now + timedelta(seconds=20))
+    client.post(f"/api/p/sessions/{present.token}/heartbeat", {}, format="json")
+    assert now + timedelta(seconds=20) < Slot.objects.get(participant=present).reserved_until <= now + timedelta(minutes=1, seconds=1)
+    Slot.objects.filter(participant=gone).update(reserved_until=now - timedelta(seconds=1))
+    client.post(f"/api/p/sessions/{gone.token}/heartbeat", {}, format="json")
+    assert Slot.objects.get(participant=gone).reserved_until < timezone.now()
+
+
+def test_celery_beat_releases_expired_reservations_every_minute_in_the_compose_stack(settings):
+    (entry,) = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == reservations_release_expired_task.name]
+    assert entry["schedule"] <= 60
+    compose = yaml.safe_load((settings.BASE_DIR / "docker-compose.yml").read_text())
+    beat = compose["services"]["beat"]
+    assert beat["image"] == compose["services"]["web"]["image"]
+    assert beat["command"][:4] == ["celery", "-A", "backend", "beat"]

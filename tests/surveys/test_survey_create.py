@@ -1,8 +1,11 @@
 """Researchers build 2AFC surveys from finished IRI sets."""
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from iri_worker.models import IriJob
+from iri_worker.demo_photos import bundled_photos
+from iri_worker.models import IriJob, TargetPhoto
 from surveys.models import Survey
+from tests.conftest import finished_iri_set
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +60,50 @@ def test_publishing_makes_the_survey_live(researcher_client, iri_set):
 
     assert response.json()["status"] == "LIVE"
     assert researcher_client.get("/s/s4/").status_code == 200
+
+
+LABELS = {"chelsea the cat": "still life", "coffee": "still life", "rocket": "vehicle", "motorcycle": "vehicle"}
+
+
+def test_photos_take_a_class_label_and_the_same_class_foil_uses_it(researcher_client):
+    for name, data in bundled_photos().items():
+        upload = SimpleUploadedFile(f"{name}.png", data, content_type="image/png")
+        response = researcher_client.post("/api/iri/photos", {"file": upload, "name": name, "label": LABELS[name]})
+        assert response.status_code == 201 and response.json()["label"] == LABELS[name]
+    iri_set = finished_iri_set(list(TargetPhoto.objects.all()))
+
+    response = researcher_client.post(
+        "/api/surveys/", {"slug": "sc", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "same_class"}, format="json"
+    )
+
+    assert response.status_code == 201, response.json()
+    label_of_target_image = {i.target_image_id: i.target.label for i in iri_set.images.select_related("target")}
+    for trial in Survey.objects.get(slug="sc").trials.select_related("iri__target"):
+        target, foil = [trial.option_0_id, trial.option_1_id][:: 1 if trial.target_option == 0 else -1]
+        assert target == trial.iri.target_image_id and foil != target
+        assert label_of_target_image[foil] == trial.iri.target.label
+        assert trial.foil_kind == "same_class"
+
+
+def test_the_same_class_foil_needs_labels_on_every_target(researcher_client, iri_set):
+    response = researcher_client.post(
+        "/api/surveys/", {"slug": "sc", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "same_class"}, format="json"
+    )
+
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "needs a class label" in message and "chelsea the cat" in message
+    assert not Survey.objects.exists()
+
+
+def test_the_same_class_foil_needs_two_targets_in_each_class(researcher_client, iri_set, photos):
+    for photo, label in zip(photos, ["Cat ", "thing", "cat"]):  # labels compare trimmed, case-insensitively
+        photo.label = label
+        photo.save()
+
+    response = researcher_client.post(
+        "/api/surveys/", {"slug": "sc", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "same_class"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "these classes have one: 'thing'" in response.json()["message"]
