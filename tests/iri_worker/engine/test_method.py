@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from iri_worker.engine import InversionSpec, invert, losses
+from iri_worker.engine import InversionSpec, invert, load_backbone, losses
 from iri_worker.engine.losses import Loss
 from iri_worker.engine import recipes
 
@@ -179,5 +179,11 @@ def test_every_option_at_once_on_the_cpu(random_images):
     result = invert(spec, random_images(2))
     assert (result.losses < result.initial_losses).all() and result.adversarial_c == 10.0
     assert not result.nan_mask.any() and not result.stopped.any() and result.steps_run == 12
-    load = __import__("iri_worker.engine", fromlist=["load_backbone"]).load_backbone
-    load("tiny_cnn").set_channels_last(False)
+    load_backbone("tiny_cnn").set_channels_last(False)
+
+
+def test_on_the_cpu_small_images_run_in_nchw_and_large_ones_in_the_entrys_layout():
+    backbone = load_backbone("resnet18")
+    assert backbone.channels_last  # the entry's preference, measured at 224 px
+    assert not backbone.prefers_channels_last(32) and backbone.prefers_channels_last(224)
+    assert InversionSpec(backbone="resnet18", image_size=32).resolved(backbone).channels_last is False
