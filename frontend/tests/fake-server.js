@@ -1,6 +1,10 @@
 // In-memory stand-in for the participant HTTP API, used through an
 // injected fetch. It follows the documented contract (status codes and
 // bodies) and records every request for assertions.
+import { runSurvey } from "../src/main.js";
+
+/** A sleep that only yields, so retries and backoff take no time in tests. */
+export const fastSleep = () => new Promise((r) => setTimeout(r, 0));
 
 const json = (status, body) => ({
   status,
@@ -221,4 +225,22 @@ export function memoryStorage() {
     removeItem: (k) => void m.delete(k),
     map: m,
   };
+}
+
+/** The whole survey against `server` in jsPsych's data-only simulation: no waits, no images, no redirect. */
+export function simulateSurvey(server, target, { storage = memoryStorage(), params = { prolific_pid: "PID1" }, ...rest } = {}) {
+  return runSurvey({
+    config: CONFIG,
+    params,
+    storage,
+    fetch: server.fetch,
+    target,
+    simulate: "data-only",
+    sleep: fastSleep,
+    redirectDelayMs: 60000,
+    navigate: () => {},
+    loadImage: async () => {},
+    heartbeatMs: 60000,
+    ...rest,
+  });
 }

@@ -1,42 +1,21 @@
 // Whole-session stories under jsPsych's simulation mode against the fake API:
 // clustering, practice with feedback and a pass criterion, preload failures,
 // MTurk preview / submit, quality events.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CONFIG, createFakeServer, memoryStorage } from "./fake-server.js";
-import { runSurvey, outboxKey } from "../src/main.js";
+import { describe, expect, it } from "vitest";
+import { mountTargetEachTest } from "./dom.js";
+import { createFakeServer, fastSleep, memoryStorage, simulateSurvey } from "./fake-server.js";
+import { outboxKey } from "../src/main.js";
 import { preloadImages } from "../src/preload.js";
 import { toUnits } from "../src/timeline.js";
 
-const fastSleep = () => new Promise((r) => setTimeout(r, 0));
 const ROLE_WORDS = /target|seed|iri|catch|correct/i;
 
 let target;
-beforeEach(() => {
-  document.body.innerHTML = "";
-  target = document.createElement("div");
-  target.id = "jspsych-target";
-  document.body.appendChild(target);
-});
-afterEach(() => {
-  document.body.innerHTML = "";
+mountTargetEachTest((element) => {
+  target = element;
 });
 
-function run(server, { storage = memoryStorage(), params = { prolific_pid: "PID1" }, ...rest } = {}) {
-  return runSurvey({
-    config: CONFIG,
-    params,
-    storage,
-    fetch: server.fetch,
-    target,
-    simulate: "data-only",
-    sleep: fastSleep,
-    redirectDelayMs: 60000,
-    navigate: () => {},
-    loadImage: async () => {},
-    heartbeatMs: 60000,
-    ...rest,
-  });
-}
+const run = (server, options = {}) => simulateSurvey(server, target, { params: { prolific_pid: "PID1" }, ...options });
 
 describe("clustering survey", () => {
   it("groups rows into screens and posts one answer per row, then completes", async () => {

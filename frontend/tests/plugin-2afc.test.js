@@ -1,18 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { mountTargetEachTest, waitFor } from "./dom.js";
 import { initJsPsych } from "jspsych";
 import Image2afcPlugin, { QUESTION } from "../src/plugin-2afc.js";
 
 const ROLE_WORDS = /target|seed|iri|catch/i;
 
 let target;
-beforeEach(() => {
-  document.body.innerHTML = "";
-  target = document.createElement("div");
-  target.id = "jspsych-target";
-  document.body.appendChild(target);
-});
-afterEach(() => {
-  document.body.innerHTML = "";
+mountTargetEachTest((element) => {
+  target = element;
 });
 
 const TRIAL = {
@@ -23,16 +18,6 @@ const TRIAL = {
   progress_current: 3,
   progress_total: 10,
 };
-
-async function waitFor(fn, timeout = 2000) {
-  const start = Date.now();
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() - start > timeout) throw new Error("waitFor timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** Start a single 2AFC trial, wait until it accepts answers, return {jsPsych, done, answers}. */
 async function startTrial(extra = {}) {

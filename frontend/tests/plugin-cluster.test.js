@@ -1,18 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { mountTargetEachTest, waitFor } from "./dom.js";
 import { initJsPsych } from "jspsych";
 import ImageClusterPlugin, { CLUSTER_QUESTION } from "../src/plugin-cluster.js";
 
 const ROLE_WORDS = /target|seed|iri|catch|correct/i;
 
 let target;
-beforeEach(() => {
-  document.body.innerHTML = "";
-  target = document.createElement("div");
-  target.id = "jspsych-target";
-  document.body.appendChild(target);
-});
-afterEach(() => {
-  document.body.innerHTML = "";
+mountTargetEachTest((element) => {
+  target = element;
 });
 
 const TRIAL = {
@@ -22,16 +17,6 @@ const TRIAL = {
   progress_current: 2,
   progress_total: 5,
 };
-
-async function waitFor(fn, timeout = 2000) {
-  const start = Date.now();
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() - start > timeout) throw new Error("waitFor timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function startTrial(extra = {}) {
   const answers = [];

@@ -1,41 +1,20 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { mountTargetEachTest } from "./dom.js";
 import { initJsPsych } from "jspsych";
-import { CONFIG, createFakeServer, memoryStorage } from "./fake-server.js";
-import { runSurvey, outboxKey, tokenKey } from "../src/main.js";
+import { CONFIG, createFakeServer, fastSleep, memoryStorage, simulateSurvey } from "./fake-server.js";
+import { outboxKey, tokenKey } from "../src/main.js";
 import { buildTimeline, remainingTrials } from "../src/timeline.js";
 import { createApi } from "../src/api.js";
 import { Outbox } from "../src/outbox.js";
 
-const fastSleep = () => new Promise((r) => setTimeout(r, 0));
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 let target;
-beforeEach(() => {
-  document.body.innerHTML = "";
-  target = document.createElement("div");
-  target.id = "jspsych-target";
-  document.body.appendChild(target);
-});
-afterEach(() => {
-  document.body.innerHTML = "";
+mountTargetEachTest((element) => {
+  target = element;
 });
 
-function run(server, { storage = memoryStorage(), params = { prolific_pid: "PID1", study_id: "S1", session_id: "X1" }, ...rest } = {}) {
-  return runSurvey({
-    config: CONFIG,
-    params,
-    storage,
-    fetch: server.fetch,
-    target,
-    simulate: "data-only",
-    sleep: fastSleep,
-    redirectDelayMs: 60000,
-    navigate: () => {},
-    loadImage: async () => {},
-    heartbeatMs: 60000,
-    ...rest,
-  });
-}
+const run = (server, options = {}) => simulateSurvey(server, target, { params: { prolific_pid: "PID1", study_id: "S1", session_id: "X1" }, ...options });
 
 describe("full timeline in jsPsych simulation mode", () => {
   it("posts every trial exactly once with unique keys, then completes", async () => {
