@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,18 +164,34 @@ def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int
 # --------------------------------------------------------------------------- one configuration
 
 
-def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
-    backbone = load_backbone(name)
+class Setup(NamedTuple):
+    """One configuration's model, inputs and spec on a device, and the floor's layout (whichever of NCHW /
+    channels-last runs the bare loop faster, with both rates)."""
+
+    backbone: object
+    targets: torch.Tensor
+    x0: torch.Tensor
+    target_rep: torch.Tensor
+    spec: InversionSpec
+    layouts: dict
+    floor_cl: bool
+
+
+def setup(name: str, size: int, batch: int, steps: int, device: str = "cpu") -> Setup:
+    backbone = load_backbone(name, device=device)
     generator = torch.Generator().manual_seed(0)
-    targets = torch.rand(batch, 3, size, size, generator=generator)
-    x0 = torch.rand(batch, 3, size, size, generator=generator)
+    targets = torch.rand(batch, 3, size, size, generator=generator).to(device)
+    x0 = torch.rand(batch, 3, size, size, generator=generator).to(device)
     with torch.no_grad():
         target_rep = backbone.features(targets).detach()
     spec = InversionSpec(backbone=name, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
-
-    # The floor's layout: whichever of NCHW / channels-last runs the bare loop faster.
     layouts = {cl: floor_loop(backbone.module, x0, max(2, steps // 2), cl) for cl in (False, True)}
-    floor_cl = max(layouts, key=layouts.get)
+    backbone.set_channels_last(backbone.channels_last)
+    return Setup(backbone, targets, x0, target_rep, spec, layouts, max(layouts, key=layouts.get))
+
+
+def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
+    backbone, targets, x0, target_rep, spec, layouts, floor_cl = setup(name, size, batch, steps)
 
     rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": []}
     peaks: dict[str, float | None] = {}
@@ -255,16 +272,7 @@ def run_cuda(configs, rounds: int) -> list[dict]:
     """The floor / reference / engine comparison on the GPU, then bf16, peak memory and host syncs."""
     out = []
     for name, size, batch, steps in configs:
-        backbone = load_backbone(name, device="cuda")
-        generator = torch.Generator().manual_seed(0)
-        targets = torch.rand(batch, 3, size, size, generator=generator).cuda()
-        x0 = torch.rand(batch, 3, size, size, generator=generator).cuda()
-        with torch.no_grad():
-            target_rep = backbone.features(targets).detach()
-        spec = InversionSpec(backbone=name, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
-        layouts = {cl: floor_loop(backbone.module, x0, max(2, steps // 2), cl) for cl in (False, True)}
-        floor_cl = max(layouts, key=layouts.get)
-        backbone.set_channels_last(backbone.channels_last)
+        backbone, targets, x0, target_rep, spec, _, floor_cl = setup(name, size, batch, steps, device="cuda")
         rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "engine_bf16": []}
         finals = {}
         for _ in range(rounds):  # A B C D A B C D
