@@ -13,12 +13,14 @@ import hashlib
 import pickle
 import types
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .features import extract, probe_layers
+from .fold import batchnorm_folded, batchnorm_pairs
 
 __all__ = [
     "Backbone",
@@ -110,6 +112,7 @@ class Backbone:
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
+    _batchnorm_pairs: list[tuple[str, str]] | None = field(default=None, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -138,6 +141,13 @@ class Backbone:
         """Store the weights channels-last (True) or contiguous (False)."""
         fmt = torch.channels_last if enabled else torch.contiguous_format
         self.module.to(memory_format=fmt)
+
+    def batchnorm_folded(self, *, keep_layer: str | None = None) -> AbstractContextManager[None]:
+        """A block in which each BatchNorm is folded into the convolution before it (see ``fold``), except
+        where that convolution is ``keep_layer``, the layer being read."""
+        if self._batchnorm_pairs is None:
+            self._batchnorm_pairs = batchnorm_pairs(self.module)
+        return batchnorm_folded(self.module, self._batchnorm_pairs, keep=keep_layer)
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Map a [0,1] batch to model input space; values outside [0,1] are clamped first."""
