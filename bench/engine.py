@@ -4,7 +4,7 @@
     python bench/engine.py --json --quick    # tiny sizes, a few steps: proves the script works (~1 min)
 
 For each configuration (same model, batch, image size and thread count) it runs, alternating
-A B C A B C for --rounds rounds, three loops and keeps the median steps/s of each:
+A B C D A B C D for --rounds rounds, four loops and keeps the median steps/s of each:
 
   floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
              normalisation, no keep-best) in the fastest memory layout for that model: both NCHW and
@@ -13,7 +13,11 @@ A B C A B C for --rounds rounds, three loops and keeps the median steps/s of eac
              gradients are computed and accumulated), NCHW, normalisation, relative L2 loss, the
              normalised-gradient step with clipping, keep-best, and a ``.item()`` plus a log line per step;
   engine     ``iri_worker.engine.invert`` with the default spec (reg_free, normalised gradient,
-             keep-best, the backbone's preferred layout), timed between its on_step callbacks.
+             keep-best, the backbone's preferred layout, BatchNorms folded into their convolutions),
+             timed between its on_step callbacks;
+  folded floor  the floor loop on the model with its BatchNorms folded as the engine runs it, so that
+             engine_over_folded_floor is what keep-best, clipping and the per-image step cost on their
+             own (the floor as the issue defines it keeps the BatchNorms).
 
 Reported per configuration: steps/s of each loop, engine_over_floor, engine_over_reference, the
 peak resident memory of each loop (VmHWM, reset between loops), and the effect of bf16 autocast
@@ -45,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from iri_worker.engine import InversionSpec, invert, load_backbone  # noqa: E402
+from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
 FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
         ("efficientnet_lite0", 224, 8, 8)]
@@ -114,6 +119,11 @@ def floor_loop(module, x0: torch.Tensor, steps: int, channels_last: bool) -> flo
         state["x"] = x.detach() - 0.01 * grad
 
     return _timed(steps, body, x0.device)
+
+
+def folded_floor_loop(backbone, x0: torch.Tensor, steps: int, channels_last: bool) -> float:
+    with backbone.batchnorm_folded(keep_layer=backbone.default_layer):
+        return floor_loop(backbone.module, x0, steps, channels_last)
 
 
 def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: int) -> float:
@@ -193,14 +203,16 @@ def setup(name: str, size: int, batch: int, steps: int, device: str = "cpu") -> 
 def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
     backbone, targets, x0, target_rep, spec, layouts, floor_cl = setup(name, size, batch, steps)
 
-    rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": []}
+    rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "folded_floor": []}
     peaks: dict[str, float | None] = {}
     final_fp32 = None
-    for _ in range(rounds):  # A B C A B C ...
-        for method in ("floor", "reference", "engine"):
+    for _ in range(rounds):  # A B C D A B C D ...
+        for method in rates:
             reset_peak_rss()
             if method == "floor":
                 rates[method].append(floor_loop(backbone.module, x0, steps, floor_cl))
+            elif method == "folded_floor":
+                rates[method].append(folded_floor_loop(backbone, x0, steps, floor_cl))
             elif method == "reference":
                 rates[method].append(reference_loop(backbone, x0, target_rep, steps))
             else:
@@ -220,8 +232,11 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
         "floor_steps_per_s": round(med["floor"], 3),
         "reference_steps_per_s": round(med["reference"], 3),
         "engine_steps_per_s": round(med["engine"], 3),
+        "folded_floor_steps_per_s": round(med["folded_floor"], 3),
+        "batchnorms_folded": len(batchnorm_pairs(backbone.module)),
         "engine_over_floor": round(med["engine"] / med["floor"], 3),
         "engine_over_reference": round(med["engine"] / med["reference"], 3),
+        "engine_over_folded_floor": round(med["engine"] / med["folded_floor"], 3),
         "engine_images_steps_per_s": round(med["engine"] * batch, 2),
         "peak_rss_mb": peaks,
         "bf16": {
@@ -273,10 +288,12 @@ def run_cuda(configs, rounds: int) -> list[dict]:
     out = []
     for name, size, batch, steps in configs:
         backbone, targets, x0, target_rep, spec, _, floor_cl = setup(name, size, batch, steps, device="cuda")
-        rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "engine_bf16": []}
+        rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "engine_bf16": [],
+                                         "folded_floor": []}
         finals = {}
-        for _ in range(rounds):  # A B C D A B C D
+        for _ in range(rounds):  # A B C D E A B C D E
             rates["floor"].append(floor_loop(backbone.module, x0, steps, floor_cl))
+            rates["folded_floor"].append(folded_floor_loop(backbone, x0, steps, floor_cl))
             backbone.set_channels_last(backbone.channels_last)
             rates["reference"].append(reference_loop(backbone, x0, target_rep, steps))
             backbone.set_channels_last(backbone.channels_last)
@@ -292,6 +309,7 @@ def run_cuda(configs, rounds: int) -> list[dict]:
             **{f"{k}_steps_per_s": round(v, 2) for k, v in med.items()},
             "engine_over_floor": round(med["engine"] / med["floor"], 3),
             "engine_over_reference": round(med["engine"] / med["reference"], 3),
+            "engine_over_folded_floor": round(med["engine"] / med["folded_floor"], 3),
             "fp32_images_steps_per_s": round(med["engine"] * batch, 1),
             "bf16_images_steps_per_s": round(med["engine_bf16"] * batch, 1),
             "bf16_speedup": round(med["engine_bf16"] / med["engine"], 3),
@@ -326,7 +344,8 @@ def main() -> None:
             print(f"{row['model']:>20} {row['image_size']:>4}px b{row['batch']:<3} "
                   f"floor {row['floor_steps_per_s']:.2f}/s "
                   f"ref {row['reference_steps_per_s']:.2f}/s engine {row['engine_steps_per_s']:.2f}/s  "
-                  f"engine/floor {row['engine_over_floor']:.2f} engine/ref {row['engine_over_reference']:.2f}")
+                  f"engine/floor {row['engine_over_floor']:.2f} engine/ref {row['engine_over_reference']:.2f} "
+                  f"engine/folded floor {row['engine_over_folded_floor']:.2f}")
 
 
 if __name__ == "__main__":
