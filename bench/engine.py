@@ -228,7 +228,7 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
         "floor_layout": "channels_last" if floor_cl else "nchw",
         "floor_nchw_steps_per_s": round(layouts[False], 3),
         "floor_channels_last_steps_per_s": round(layouts[True], 3),
-        "engine_layout": "channels_last" if backbone.prefers_channels_last(size) else "nchw",
+        "engine_layout": "channels_last" if backbone.channels_last else "nchw",
         "floor_steps_per_s": round(med["floor"], 3),
         "reference_steps_per_s": round(med["reference"], 3),
         "engine_steps_per_s": round(med["engine"], 3),
@@ -330,7 +330,9 @@ def main() -> None:
     rows = [] if args.cuda_only else [run_config(*config, rounds=rounds) for config in configs]
     report = {
         "benchmark": "engine", "quick": args.quick, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "configs": rows,
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # bf16 pays only with AVX512-BF16 / AMX
+        "configs": rows,
         "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8},
     }
     if torch.cuda.is_available() and not args.no_cuda:

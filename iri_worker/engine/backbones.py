@@ -78,10 +78,6 @@ class SwitchableReLU(nn.Module):
         return FakeReLUFunction.apply(x) if self.fake else torch.relu(x)
 
 
-# bench/engine.py on 2 CPU cores: resnet18 at 32 px ran about 4 % faster in NCHW than channels-last.
-CHANNELS_LAST_MIN_SIZE = 64
-
-
 @dataclass(eq=False)
 class Backbone:
     """A frozen model with its preprocessing and representation layers.
@@ -93,7 +89,7 @@ class Backbone:
     ``fake_relu_modules``: the last activation before the default layer, as
     ``SwitchableReLU`` (empty where the architecture ends in another activation:
     no FakeReLU there, as in the paper). ``channels_last``: the layout this model
-    runs fastest in on CPU at its input size (see ``prefers_channels_last``). ``fixed_size``: the model accepts only
+    runs fastest in on CPU. ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
     ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
     """
@@ -128,14 +124,6 @@ class Backbone:
         """Turn the FakeReLU on the last activation on or off (no-op where unsupported)."""
         for module in self.fake_relu_modules:
             module.fake = bool(enabled)
-
-    def prefers_channels_last(self, image_size: int) -> bool:
-        """The layout to run in when none is forced: the entry's preference, except on the CPU for
-        images under CHANNELS_LAST_MIN_SIZE, where NCHW measured faster (resnet18 at 32 px: about 4 %;
-        at 224 px channels-last is 1.3x faster)."""
-        if self.device.type == "cpu" and image_size < CHANNELS_LAST_MIN_SIZE:
-            return False
-        return self.channels_last
 
     def set_channels_last(self, enabled: bool) -> None:
         """Store the weights channels-last (True) or contiguous (False)."""

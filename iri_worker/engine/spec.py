@@ -218,8 +218,7 @@ class InversionSpec:
             image_size=self.image_size if self.image_size is not None else backbone.input_size,
             recipe_terms=self.recipe_terms if self.recipe_terms is not None else expand_recipe(self.recipe),
             fake_relu=bool(self.fake_relu and backbone.supports_fake_relu),
-            channels_last=self.channels_last if self.channels_last is not None else backbone.prefers_channels_last(
-                self.image_size if self.image_size is not None else backbone.input_size),
+            channels_last=self.channels_last if self.channels_last is not None else backbone.channels_last,
             checkpoint_sha256=digest,
         )
 

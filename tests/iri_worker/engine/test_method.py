@@ -180,10 +180,3 @@ def test_every_option_at_once_on_the_cpu(random_images):
     assert (result.losses < result.initial_losses).all() and result.adversarial_c == 10.0
     assert not result.nan_mask.any() and not result.stopped.any() and result.steps_run == 12
     load_backbone("tiny_cnn").set_channels_last(False)
-
-
-def test_on_the_cpu_small_images_run_in_nchw_and_large_ones_in_the_entrys_layout():
-    backbone = load_backbone("resnet18")
-    assert backbone.channels_last  # the entry's preference, measured at 224 px
-    assert not backbone.prefers_channels_last(32) and backbone.prefers_channels_last(224)
-    assert InversionSpec(backbone="resnet18", image_size=32).resolved(backbone).channels_last is False
