@@ -4,7 +4,8 @@
     python bench/engine.py --json --quick    # tiny sizes, a few steps: proves the script works (~1 min)
 
 For each configuration (same model, batch, image size and thread count) it runs, alternating
-A B C D A B C D for --rounds rounds, four loops and keeps the median steps/s of each:
+A B C D A B C D for --rounds rounds, four loops and keeps the median steps/s of each (ratios: the
+median of the per-round ratios):
 
   floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
              normalisation, no keep-best) in the fastest memory layout for that model: both NCHW and
@@ -171,6 +172,12 @@ def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int
     return rate, float(result.losses.mean())
 
 
+def paired_ratio(rates: dict[str, list[float]], other: str) -> float:
+    """Median over rounds of engine / other within the same round: loops a few seconds apart share the
+    machine's state, so drift between rounds on a shared host (up to 1.5x here) cancels out."""
+    return round(statistics.median(e / o for e, o in zip(rates["engine"], rates[other])), 3)
+
+
 # --------------------------------------------------------------------------- one configuration
 
 
@@ -234,10 +241,11 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
         "engine_steps_per_s": round(med["engine"], 3),
         "folded_floor_steps_per_s": round(med["folded_floor"], 3),
         "batchnorms_folded": len(batchnorm_pairs(backbone.module)),
-        "engine_over_floor": round(med["engine"] / med["floor"], 3),
-        "engine_over_reference": round(med["engine"] / med["reference"], 3),
-        "engine_over_folded_floor": round(med["engine"] / med["folded_floor"], 3),
+        "engine_over_floor": paired_ratio(rates, "floor"),
+        "engine_over_reference": paired_ratio(rates, "reference"),
+        "engine_over_folded_floor": paired_ratio(rates, "folded_floor"),
         "engine_images_steps_per_s": round(med["engine"] * batch, 2),
+        "steps_per_s_by_round": {k: [round(r, 3) for r in v] for k, v in rates.items()},
         "peak_rss_mb": peaks,
         "bf16": {
             "engine_steps_per_s": round(bf16_rate, 3),
@@ -307,9 +315,9 @@ def run_cuda(configs, rounds: int) -> list[dict]:
             "model": name, "image_size": size, "batch": batch, "timed_steps": steps, "rounds": rounds,
             "floor_layout": "channels_last" if floor_cl else "nchw",
             **{f"{k}_steps_per_s": round(v, 2) for k, v in med.items()},
-            "engine_over_floor": round(med["engine"] / med["floor"], 3),
-            "engine_over_reference": round(med["engine"] / med["reference"], 3),
-            "engine_over_folded_floor": round(med["engine"] / med["folded_floor"], 3),
+            "engine_over_floor": paired_ratio(rates, "floor"),
+            "engine_over_reference": paired_ratio(rates, "reference"),
+            "engine_over_folded_floor": paired_ratio(rates, "folded_floor"),
             "fp32_images_steps_per_s": round(med["engine"] * batch, 1),
             "bf16_images_steps_per_s": round(med["engine_bf16"] * batch, 1),
             "bf16_speedup": round(med["engine_bf16"] / med["engine"], 3),
