@@ -4,7 +4,7 @@
     python bench/engine.py --json --quick    # tiny sizes, a few steps: proves the script works (~1 min)
 
 For each configuration (same model, batch, image size and thread count) it runs, alternating
-A B C D A B C D for --rounds rounds, four loops and keeps the median steps/s of each (ratios: the
+A B C D D C B A for --rounds rounds, four loops and keeps the median steps/s of each (ratios: the
 median of the per-round ratios):
 
   floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
@@ -210,11 +210,11 @@ def setup(name: str, size: int, batch: int, steps: int, device: str = "cpu") -> 
 def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
     backbone, targets, x0, target_rep, spec, layouts, floor_cl = setup(name, size, batch, steps)
 
-    rates: dict[str, list[float]] = {"floor": [], "reference": [], "engine": [], "folded_floor": []}
+    rates: dict[str, list[float]] = {"floor": [], "engine": [], "folded_floor": [], "reference": []}
     peaks: dict[str, float | None] = {}
     final_fp32 = None
-    for _ in range(rounds):  # A B C D A B C D ...
-        for method in rates:
+    for round_index in range(rounds):  # A B C D, D C B A, ...: the engine next to the floor, drift cancels
+        for method in list(rates)[:: 1 if round_index % 2 == 0 else -1]:
             reset_peak_rss()
             if method == "floor":
                 rates[method].append(floor_loop(backbone.module, x0, steps, floor_cl))
