@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "backend.null_characters.refuse_null_characters_in_url",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Participant API (/api/p/…): straight to the view, past sessions, auth, messages and CSRF they never use.
     "surveys.middleware.participant_api_fast_path",
@@ -116,6 +117,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "backend.null_characters.NullRefusingJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "backend.schema.ApiSchema",
     "EXCEPTION_HANDLER": "backend.exceptions.api_exception_handler",
     # Only the open participant endpoints are limited; see backend/throttles.py.

@@ -3,6 +3,7 @@
 Counters live in Django's cache (Redis when CACHE_URL points at it, so all web processes share them).
 When the cache is unreachable the limits step aside: a broken cache must never stop a participant.
 """
+import hashlib
 import logging
 
 from rest_framework.throttling import SimpleRateThrottle
@@ -39,4 +40,5 @@ class ParticipantRateThrottle(_FailOpenThrottle):
         token = getattr(view, "kwargs", {}).get("token")
         if not token or not request.path.startswith("/api/p/sessions/"):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": token}
+        # The token comes from the URL as typed: hashed, any text makes a short key that every cache backend accepts.
+        return self.cache_format % {"scope": self.scope, "ident": hashlib.sha256(token.encode()).hexdigest()}

@@ -203,6 +203,8 @@ def _answer_fields(data) -> tuple[dict, dict]:
             errors["trial"] = ["This field may not be blank."]
         elif len(str(trial).strip()) > 40:
             errors["trial"] = ["Ensure this field has no more than 40 characters."]
+        elif "\x00" in str(trial):
+            errors["trial"] = ["Null characters are not allowed."]
         else:
             values["trial"] = str(trial).strip()
     if "choice" not in errors:

@@ -1,7 +1,7 @@
 """Rate limits on the open participant endpoints: 429 with Retry-After, and never a blocker when the cache is down."""
 import pytest
 from django.core.cache import cache
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, APIRequestFactory
 
 from backend.throttles import EnrollRateThrottle, ParticipantRateThrottle
 from tests.conftest import new_key
@@ -57,3 +57,15 @@ def test_a_broken_cache_lets_participants_through(live_survey, monkeypatch):
     trial = client.get(f"/api/p/sessions/{token}/next").json()["trial"]
     answer = {"trial": trial["id"], "choice": 0, "rt_ms": 300, "idempotency_key": new_key()}
     assert client.post(f"/api/p/sessions/{token}/responses", answer, format="json").status_code == 201
+
+
+def test_a_session_key_is_safe_for_every_cache_whatever_the_url_holds():
+    from django.core.cache.backends.base import memcache_key_warnings
+
+    class View:
+        kwargs = {"token": "ünïcode token with spaces " * 20}
+
+    request = APIRequestFactory().get("/api/p/sessions/x/next")
+    key = ParticipantRateThrottle().get_cache_key(request, View())
+
+    assert key is not None and list(memcache_key_warnings(key)) == []
