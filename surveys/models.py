@@ -62,6 +62,10 @@ class Survey(models.Model):
         RESTART = "restart", "Restart from the beginning (earlier answers discarded)"
         BLOCK = "block", "Block a returning participant"
 
+    class SizePolicy(models.TextChoices):
+        RESIZE = "resize", "Resize every option to its query's size (stored as new images)"
+        REFUSE = "refuse", "Refuse sets whose images differ in size"
+
     class Status(models.TextChoices):
         DRAFT = "DRAFT", "Draft"
         LIVE = "LIVE", "Live"
@@ -86,6 +90,19 @@ class Survey(models.Model):
     catch_min_accuracy = models.FloatField(default=0.75, help_text="Below this share of right catch trials: failed attention.")
     rt_floor_ms = models.FloatField(default=200.0, help_text="Answers faster than this count as too fast.")
     rt_floor_max_fraction = models.FloatField(default=0.25, help_text="Excluded when more than this share of answers is too fast.")
+    one_side_max_fraction = models.FloatField(
+        null=True, blank=True,
+        help_text="Exclude one-sided responders: at least this share of answers on one screen position (e.g. 0.9). Empty: off.",
+    )
+    one_side_min_trials = models.PositiveIntegerField(default=20, help_text="The one-sided rule applies from this many answers on.")
+    size_policy = models.CharField(max_length=8, choices=SizePolicy.choices, default=SizePolicy.RESIZE)
+    iri_max_percentile = models.FloatField(
+        null=True, blank=True,
+        help_text="Leave out IRIs whose distance to their target is above this percentile of the null distribution. Empty: off.",
+    )
+    iri_require_label_match = models.BooleanField(default=False, help_text="Leave out IRIs the model labels differently from their target.")
+    # What the builder did: resized images, IRIs left out and why, where catch and practice images came from.
+    build_report = models.JSONField(default=dict, blank=True)
     refill_excluded = models.BooleanField(default=True, help_text="An excluded participant's slot goes to someone else.")
     time_limit_minutes = models.PositiveIntegerField(default=60, help_text="How long a reservation is held.")
     resume_policy = models.CharField(max_length=8, choices=ResumePolicy.choices, default=ResumePolicy.RESUME)
@@ -259,11 +276,15 @@ class Slot(models.Model):
 
 
 class Assignment(models.Model):
-    """Which trials a participant sees, in which order (practice first)."""
+    """Which trials a participant sees, in which order (practice first), and how the options are laid out.
+
+    `option_order` lists the trial's option indices in screen order ("10": option 1 on the left); the side
+    of the target is counterbalanced per participant and per item across raters."""
 
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="assignments")
     position = models.PositiveIntegerField()
+    option_order = models.CharField(max_length=3, default="")
 
     class Meta:
         ordering = ["participant", "position"]
@@ -271,12 +292,14 @@ class Assignment(models.Model):
 
 
 class Response(models.Model):
-    """One answer: `choice` = index of the chosen option (0..n_options-1); rt_ms from the images' first painted frame."""
+    """One answer: `choice` = index of the chosen option (0..n_options-1); `shown_position` = where it was on the
+    screen (0 = left); rt_ms from the images' first painted frame."""
 
     # The (participant, trial) unique index covers lookups by participant: no separate index.
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="responses", db_index=False)
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="responses")
     choice = models.PositiveSmallIntegerField()
+    shown_position = models.PositiveSmallIntegerField(null=True)
     rt_ms = models.FloatField()
     idempotency_key = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -309,6 +332,7 @@ class ParticipantEvent(models.Model):
         LOAD_FAILURE = "load_failure"
         OFFLINE = "offline"
         ONLINE = "online"
+        DUPLICATE_ENROLL = "duplicate_enroll"
         OTHER = "other"
 
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events", db_index=False)
