@@ -20,3 +20,18 @@ def bundled_photos() -> dict[str, bytes]:
         Image.fromarray(array).save(out, format="PNG")
         photos[name] = out.getvalue()
     return photos
+
+
+def attention_photos() -> dict[str, bytes]:
+    """The bundled photos plus more offline ones (never demo targets): the pool of catch and practice images."""
+    import matplotlib.cbook as cbook
+    import skimage.data as data
+
+    photos = dict(bundled_photos())
+    for name in ("astronaut", "hubble_deep_field", "immunohistochemistry"):
+        out = io.BytesIO()
+        Image.fromarray(getattr(data, name)()).save(out, format="PNG")
+        photos[name.replace("_", " ")] = out.getvalue()
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        photos["grace hopper"] = fh.read()
+    return photos

@@ -15,7 +15,7 @@ from results.services import alignment_report
 
 from .models import Participant, Response, Survey
 from .selectors import survey_monitor
-from .services import survey_check, survey_create, survey_pilot_reset, survey_publish
+from .services import build_summary, survey_check, survey_create, survey_pilot_reset, survey_publish
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -31,7 +31,8 @@ class SurveyCreateForm(forms.ModelForm):
             "slug", "title", "iri_jobs", "task_type", "foil_rule", "cluster_variant", "trials_per_participant",
             "ratings_per_list", "catch_trials", "practice_trials", "practice_pass_fraction", "catch_min_accuracy",
             "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
-            "max_participants", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
+            "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
+            "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
             "consent_md", "instructions_md",
         ]
 
@@ -44,7 +45,8 @@ class SurveyCreateForm(forms.ModelForm):
             try:
                 survey_check(
                     slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"],
-                    task_type=cleaned["task_type"],
+                    task_type=cleaned["task_type"], size_policy=cleaned["size_policy"],
+                    iri_max_percentile=cleaned["iri_max_percentile"], iri_require_label_match=cleaned["iri_require_label_match"],
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
@@ -59,12 +61,13 @@ class SurveyAdmin(admin.ModelAdmin):
     readonly_fields = [
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
-        "participant_count", "alignment",
+        "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
-        "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded",
+        "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
+        "refill_excluded",
     ]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -88,6 +91,11 @@ class SurveyAdmin(admin.ModelAdmin):
         survey = survey_create(**data)
         obj.pk = survey.pk
         obj.refresh_from_db()
+        self.message_user(request, f"{survey.slug}: {build_summary(survey.build_report)}")
+
+    @admin.display(description="what the builder did")
+    def built(self, obj):
+        return build_summary(obj.build_report)
 
     @admin.action(description="Publish the selected surveys")
     def publish(self, request, queryset):

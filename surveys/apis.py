@@ -3,7 +3,7 @@ import json
 import math
 import uuid
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from backend.exceptions import ApplicationError, api_exception_handler
 
 from .bots import bot_credential_valid
-from .images import image_from_token
+from .images import image_bytes_for_participant
 from iri_worker.models import IriJob
 
 from .models import Participant, ParticipantEvent, Survey
@@ -25,6 +25,7 @@ from .selectors import (
     participant_completion,
     participant_expires_in_s,
     participant_get,
+    participant_image_get,
     participant_progress,
     participant_trials,
     survey_get_for_enroll,
@@ -375,10 +376,10 @@ def survey_page(request, slug: str):
 
 
 def participant_image(request, token: str):
-    image = image_from_token(token)
+    image = participant_image_get(token=token)
     if image is None:
         raise Http404("No such image.")
-    response = FileResponse(image.file.open("rb"), content_type="image/png")
+    response = HttpResponse(image_bytes_for_participant(image=image), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response
 
@@ -399,6 +400,12 @@ class SurveyOutputSerializer(serializers.Serializer):
     resume_policy = serializers.CharField()
     time_limit_minutes = serializers.IntegerField()
     max_participants = serializers.IntegerField(allow_null=True)
+    size_policy = serializers.CharField()
+    iri_max_percentile = serializers.FloatField(allow_null=True)
+    iri_require_label_match = serializers.BooleanField()
+    one_side_max_fraction = serializers.FloatField(allow_null=True)
+    one_side_min_trials = serializers.IntegerField()
+    build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
     url = serializers.SerializerMethodField()
 
     def get_url(self, survey) -> str:
@@ -434,6 +441,11 @@ class SurveyCreateApi(APIView):
         consent_md = serializers.CharField(required=False)
         instructions_md = serializers.CharField(required=False)
         rng_seed = serializers.IntegerField(required=False, default=0)
+        size_policy = serializers.ChoiceField(choices=Survey.SizePolicy.choices, required=False)
+        iri_max_percentile = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
+        iri_require_label_match = serializers.BooleanField(required=False)
+        one_side_max_fraction = serializers.FloatField(min_value=0.5, max_value=1, required=False, allow_null=True)
+        one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)

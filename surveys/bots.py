@@ -10,7 +10,8 @@ study. Policies choose the answer:
 * `perceptual` — downloads the images over HTTP and picks the option with the smallest pixel distance to the
   query (what a pixel-matching observer sees; nothing from the server says which option is the target);
 * `adversarial` — the option with the largest pixel distance;
-* `target` — looks the right answer up in the database. A TEST policy: it cheats on purpose.
+* `target` — looks the right answer (its screen position for this session) up in the database. A TEST policy:
+  it cheats on purpose.
 
 `bots_run(...)` returns the summary; lost and duplicated answers are counted against the database.
 """
@@ -105,7 +106,7 @@ class Bot:
         if self.policy == "random":
             return self.rng.randrange(n)
         if self.policy == "target":
-            return self.target_lookup(trial["id"])
+            return self.target_lookup(self.result.token, trial["id"])
         query = self.image(trial["query"])
         dist = [float(np.mean((self.image(u) - query) ** 2)) for u in trial["options"]]
         if self.case == "fail_catch" and min(dist) == 0.0:  # the query is one of the options: a catch trial
@@ -137,6 +138,9 @@ class Bot:
             self._run()
         except Exception as exc:  # a bot reports, it never takes the run down
             self.result.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.policy == "target":
+                connection.close()  # this thread's own, opened by target_lookup
         return self.result
 
     def _run(self):
@@ -198,7 +202,7 @@ class Bot:
 def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, policy: str, live: bool = False,
              cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None) -> dict:
     """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary."""
-    from .models import Participant, Response, Survey, Trial
+    from .models import Assignment, Participant, Response, Survey
 
     if policy not in POLICIES:
         raise ValueError(f"Unknown policy '{policy}'; choose one of {', '.join(POLICIES)}.")
@@ -206,13 +210,15 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     pilot_key = "" if live else survey.pilot_key
     credential = bot_credential(slug=slug) + "." + uuid.uuid4().hex[:8]
     lock = threading.Lock()
-    targets: dict[str, int] = {}
+    targets: dict[str, dict[str, int]] = {}
 
-    def target_lookup(public_id: str) -> int:  # the `target` policy's cheat, through the database
-        return targets[public_id]
-
-    if policy == "target":  # loaded here: bot threads never open database connections of their own
-        targets.update(dict(Trial.objects.filter(survey=survey).values_list("public_id", "target_option")))
+    def target_lookup(token: str, public_id: str) -> int:
+        """The `target` policy's cheat: the screen position of the target in this session's layout, from the
+        database (one query per session, in the bot's thread, whose connection is closed when the bot ends)."""
+        if token not in targets:
+            rows = Assignment.objects.filter(participant__token=token).values_list("trial__public_id", "option_order", "trial__target_option")
+            targets[token] = {t: order.index(str(target)) for t, order, target in rows}
+        return targets[token][public_id]
     master = random.Random(seed)
     bots = [
         Bot(base_url=base_url, slug=slug, index=i, case=cases[i % len(cases)], policy=policy, pilot_key=pilot_key,

@@ -1,20 +1,63 @@
-"""Participant-facing image URLs: signed, different for every trial, and silent about what the image is."""
-from django.core import signing
+"""Participant-facing image URLs and bytes: opaque, one per (session, trial, position), dead when the session ends.
+
+A URL carries an AES-SIV ciphertext of (session id, image id, a hash of the trial and position); decoded it is
+random bytes of one fixed length. The server decrypts it, checks that the session is still active and serves
+the image re-encoded as an uncompressed PNG, whose length depends only on its pixel size: two options of one
+screen cannot be told apart by their file length.
+"""
+import base64
+import binascii
+import functools
+import hashlib
+import io
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from django.conf import settings
 from django.urls import reverse
+from PIL import Image
 
 from iri_worker.models import StoredImage
 
-_SALT = "surveys.image"
+_CONTEXT = b"surveys.image-url.v2"
+_PLAIN = struct.Struct(">QQ8s")  # session id, image id, 8 bytes of sha256(trial / screen + position)
 
 
-def image_url(*, image: StoredImage, nonce: str) -> str:
-    token = signing.dumps({"h": image.sha256, "n": nonce}, salt=_SALT, compress=False)
-    return reverse("participant-image", kwargs={"token": token})
+@functools.lru_cache(maxsize=4)
+def _cipher(secret_key: str) -> AESSIV:
+    return AESSIV(hashlib.sha512(_CONTEXT + secret_key.encode()).digest())  # AES-256-SIV: 64-byte key
 
 
-def image_from_token(token: str) -> StoredImage | None:
+def image_url(*, participant_id: int, image_id: int, place: str) -> str:
+    """The URL of one image at one place (`place` names the trial or screen and the position on it).
+
+    AES-SIV is deterministic, so a reload gets the same URLs (the browser's cache still works), while the same
+    image at two places, or for two sessions, gets unrelated URLs."""
+    where = hashlib.sha256(place.encode()).digest()[:8]
+    token = _cipher(settings.SECRET_KEY).encrypt(_PLAIN.pack(participant_id, image_id, where), None)
+    return reverse("participant-image", kwargs={"token": base64.urlsafe_b64encode(token).rstrip(b"=").decode()})
+
+
+def image_ids_from_token(token: str) -> tuple[int, int] | None:
+    """(session id, image id) of a URL token, or None for anything this server did not make."""
     try:
-        sha256 = signing.loads(token, salt=_SALT)["h"]
-    except (signing.BadSignature, KeyError, TypeError):
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        participant_id, image_id, _ = _PLAIN.unpack(_cipher(settings.SECRET_KEY).decrypt(raw, None))
+    except (InvalidTag, ValueError, binascii.Error, struct.error):
         return None
-    return StoredImage.objects.filter(sha256=sha256).first()
+    return participant_id, image_id
+
+
+@functools.lru_cache(maxsize=256)
+def _uncompressed_png(image_id: int, sha256: str) -> bytes:
+    stored = StoredImage.objects.get(pk=image_id)
+    with stored.file.open("rb") as fh:
+        picture = Image.open(io.BytesIO(fh.read())).convert("RGB")
+    out = io.BytesIO()
+    picture.save(out, format="PNG", compress_level=0)  # stored zlib blocks: length = f(width, height) only
+    return out.getvalue()
+
+
+def image_bytes_for_participant(*, image: StoredImage) -> bytes:
+    return _uncompressed_png(image.pk, image.sha256)

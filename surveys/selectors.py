@@ -5,7 +5,9 @@ import markdown
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .images import image_url
+from iri_worker.models import StoredImage
+
+from .images import image_ids_from_token, image_url
 from .models import Assignment, Participant, Response, Slot, Survey, Trial, TrialList
 
 
@@ -35,32 +37,42 @@ def participant_trials(*, participant: Participant) -> dict:
     """The participant's trials in order, as the browser sees them: ids and opaque image URLs only.
 
     Returns {"practice": [...], "trials": [...], "screens": [...], "practice_screens": [...]}. 2AFC entries are
-    exactly {"id", "query", "options"}; clustering rows add "screen", and the references of one screen share
-    their URLs (signed with the screen as nonce)."""
-    assignments = (
-        Assignment.objects.filter(participant=participant)
-        .select_related("trial__query", "trial__option_0", "trial__option_1", "trial__option_2")
-        .order_by("position")
-    )
+    exactly {"id", "query", "options"}, the options in this participant's screen order; clustering rows add
+    "screen", and the references of one screen share their URLs."""
+    assignments = Assignment.objects.filter(participant=participant).select_related("trial").order_by("position")
     out = {"practice": [], "trials": [], "screens": [], "practice_screens": []}
     screens: dict[str, dict] = {}
+
+    def url(image_id: int, place: str) -> str:
+        return image_url(participant_id=participant.pk, image_id=image_id, place=place)
+
     for a in assignments:
         t = a.trial
-        nonce = f"{participant.pk}.{t.public_id}"
-        entry = {"id": t.public_id, "query": image_url(image=t.query, nonce=nonce + ".q")}
+        shown = [t.option_ids[int(k)] for k in a.option_order]
+        entry = {"id": t.public_id, "query": url(t.query_id, f"{t.public_id}.q")}
         practice = t.kind == Trial.Kind.PRACTICE
         if t.task_type == Survey.TaskType.CLUSTER:
-            screen_nonce = f"{participant.pk}.{t.screen}"
-            entry["options"] = [image_url(image=img, nonce=f"{screen_nonce}.{k}") for k, img in enumerate(t.options)]
+            entry["options"] = [url(image_id, f"{t.screen}.{k}") for k, image_id in enumerate(shown)]
             entry["screen"] = t.screen
             if t.screen not in screens:
                 screens[t.screen] = {"id": t.screen, "references": entry["options"], "items": []}
                 out["practice_screens" if practice else "screens"].append(screens[t.screen])
             screens[t.screen]["items"].append(t.public_id)
         else:
-            entry["options"] = [image_url(image=img, nonce=f"{nonce}.{k}") for k, img in enumerate(t.options)]
+            entry["options"] = [url(image_id, f"{t.public_id}.{k}") for k, image_id in enumerate(shown)]
         out["practice" if practice else "trials"].append(entry)
     return out
+
+
+def participant_image_get(*, token: str) -> StoredImage | None:
+    """The image behind a participant's image URL, while that session is active; None otherwise."""
+    ids = image_ids_from_token(token)
+    if ids is None:
+        return None
+    participant_id, image_id = ids
+    if not Participant.objects.filter(pk=participant_id, status=Participant.Status.ACTIVE).exists():
+        return None
+    return StoredImage.objects.filter(pk=image_id).first()
 
 
 def participant_answered_ids(*, participant: Participant) -> list[str]:

@@ -19,6 +19,7 @@ from rest_framework import status
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 
+from .layouts import TrialShape, option_orders
 from .models import (
     DEFAULT_CLUSTER_INSTRUCTIONS,
     Assignment,
@@ -30,6 +31,7 @@ from .models import (
     Trial,
     TrialList,
 )
+from .stimuli import PhotoPool, image_size
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 UNFINISHED_SETS = "These IRI sets are not finished: {names}."
@@ -61,6 +63,21 @@ SESSION_ENDED = "This session has ended ({status}); no more answers are taken."
 UNKNOWN_SESSION = "Unknown session."
 BAD_CHOICE = "choice: this trial has {n} options."
 BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
+BAD_SIZE_POLICY = "size_policy must be 'resize' or 'refuse', not '{value}'."
+ALL_LEFT_OUT = "The validity filter leaves no IRI in the chosen sets ({reasons}); loosen it or choose other sets."
+MIXED_SIZES_REFUSED = (
+    "The chosen IRI sets have different image sizes ({sets}) and size_policy is 'refuse': choose sets of one size, "
+    "or size_policy 'resize' to show every option at its query's size."
+)
+MIXED_SIZES_CLUSTER = "A clustering screen shows six IRIs at once, so its sets must share one image size; these differ: {sets}."
+POOL_TOO_SMALL = (
+    "The {what} trials need {n} natural photos outside the participants' main trials that are never shown together "
+    "in a main trial; {found} are available. Add target photos, or ask for fewer {what} trials."
+)
+DUPLICATE_ENROLL = (
+    "This ID has already started this study in another browser or device. Please continue there; if you cannot, "
+    "contact the researchers through the platform you came from."
+)
 
 # A heartbeat (every 30 s from the browser; at least once a minute in a background tab) keeps the reservation
 # this far ahead, up to HOLD_MAX_FACTOR × the survey's time limit after enrollment.
@@ -91,16 +108,25 @@ def survey_create(
     catch_trials: int = 0,
     practice_trials: int = 0,
     rng_seed: int = 0,
+    size_policy: str = Survey.SizePolicy.RESIZE,
+    iri_max_percentile: float | None = None,
+    iri_require_label_match: bool = False,
     **settings,
 ) -> Survey:
     """A DRAFT survey: trials from the IRI sets, split into trial lists, each with N slots per mode (live, pilot).
 
-    2AFC: one main trial per IRI (query = the IRI; options = its target and a foil by `foil_rule`, side random).
-    Clustering: screens of 3 references × 2 IRIs each (one Trial row per IRI). `settings` are further Survey
-    fields (texts, codes, thresholds, time limit, resume policy, quota).
+    2AFC: one main trial per IRI (query = the IRI; options = its target and a foil by `foil_rule`).
+    Clustering: screens of 3 references × 2 IRIs each (one Trial row per IRI). Which side an option is shown on
+    is decided per participant (surveys.layouts). Catch and practice trials are made of natural photos outside
+    the main trials (surveys.stimuli). `settings` are further Survey fields (texts, codes, thresholds, time
+    limit, resume policy, quota). What the builder did (resizing, IRIs left out) is in `survey.build_report`.
     """
-    iris = survey_check(slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type)
-    _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials, **settings)
+    _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials,
+                   iri_max_percentile=iri_max_percentile, **settings)
+    iris, report = survey_check(
+        slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type, size_policy=size_policy,
+        iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
+    )
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
     rng = random.Random(rng_seed)
@@ -116,27 +142,45 @@ def survey_create(
             catch_trials=catch_trials,
             practice_trials=practice_trials,
             rng_seed=rng_seed,
+            size_policy=size_policy,
+            iri_max_percentile=iri_max_percentile,
+            iri_require_label_match=iri_require_label_match,
             **settings,
         )
         survey.iri_jobs.set(iri_jobs)
+        pool = PhotoPool(targets=list({i.target_id: i.target for i in iris}.values()), rng=random.Random(f"{rng_seed}:pool"))
         if task_type == Survey.TaskType.CLUSTER:
             units = _cluster_screens(survey=survey, iris=iris, rng=rng)
         else:
-            units = [[t] for t in _afc_trials(survey=survey, iris=iris, rng=rng)]
+            units = [[t] for t in _afc_trials(survey=survey, iris=iris, rng=rng, pool=pool, report=report)]
+        main = [t for unit in units for t in unit]
+        shown_together = _shown_together(main)
         lists = _lists_build(survey=survey, units=units)
         for trial_list, list_units in lists:
             rows = [t for unit in list_units for t in unit]
             for t in rows:
                 t.trial_list = trial_list
-            rows += _catch_trials(survey=survey, trial_list=trial_list, units=list_units, rng=rng)
+            rows += _catch_trials(survey=survey, trial_list=trial_list, main=rows, pool=pool, shown_together=shown_together)
             Trial.objects.bulk_create(rows)
-        Trial.objects.bulk_create(_practice_trials(survey=survey, iris=iris, rng=rng))
+        Trial.objects.bulk_create(_practice_trials(survey=survey, main=main, pool=pool, shown_together=shown_together))
         _slots_create(survey=survey, lists=[tl for tl, _ in lists])
+        Survey.objects.filter(pk=survey.pk).update(build_report=report)
+        survey.build_report = report
     return survey
 
 
-def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type: str = Survey.TaskType.TWO_AFC) -> list[IriImage]:
-    """Everything that must hold before a survey is created; returns the IRIs its trials will use."""
+def survey_check(
+    *,
+    slug: str,
+    iri_jobs: list[IriJob],
+    foil_rule: str,
+    task_type: str = Survey.TaskType.TWO_AFC,
+    size_policy: str = Survey.SizePolicy.RESIZE,
+    iri_max_percentile: float | None = None,
+    iri_require_label_match: bool = False,
+) -> tuple[list[IriImage], dict]:
+    """Everything that must hold before a survey is created. Returns the IRIs its trials will use (those that
+    pass the validity filter) and the start of its build report."""
     if slugify(slug) != slug or not slug:
         raise ApplicationError(BAD_SLUG)
     if Survey.objects.filter(slug=slug).exists():
@@ -146,11 +190,25 @@ def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type
     unfinished = [str(j) for j in iri_jobs if j.status != IriJob.Status.DONE]
     if unfinished:
         raise ApplicationError(UNFINISHED_SETS.format(names=", ".join(unfinished)))
+    if size_policy not in Survey.SizePolicy.values:
+        raise ApplicationError(BAD_SIZE_POLICY.format(value=size_policy), extra={"field": "size_policy"})
+    _numbers_check(iri_max_percentile=iri_max_percentile)
     iris = list(
-        IriImage.objects.filter(job__in=iri_jobs).select_related("target", "target_image", "image", "seed").order_by("job_id", "id")
+        IriImage.objects.filter(job__in=iri_jobs)
+        .select_related("job", "target__image", "target_image", "image", "seed").order_by("job_id", "id")
     )
     if not iris:
         raise ApplicationError(NO_FINISHED_SET)
+    iris, left_out = _validity_filter(iris=iris, max_percentile=iri_max_percentile, require_label_match=iri_require_label_match)
+    report = {
+        "size_policy": size_policy,
+        "resized": [],
+        "validity_filter": {"max_percentile": iri_max_percentile, "require_label_match": iri_require_label_match},
+        "left_out": left_out,
+    }
+    if not iris:
+        raise ApplicationError(ALL_LEFT_OUT.format(reasons=_reasons_text(left_out)), extra={"left_out": left_out})
+    _sizes_check(iris=iris, task_type=task_type, foil_rule=foil_rule, size_policy=size_policy)
     if task_type == Survey.TaskType.CLUSTER:
         per_target = {}
         for iri in iris:
@@ -173,7 +231,59 @@ def survey_check(*, slug: str, iri_jobs: list[IriJob], foil_rule: str, task_type
         lonely = sorted(label for label, targets in per_class.items() if len(targets) < 2)
         if lonely:
             raise ApplicationError(NEEDS_TWO_PER_CLASS.format(labels=", ".join(f"'{label}'" for label in lonely)))
-    return iris
+    return iris, report
+
+
+def build_summary(report: dict) -> str:
+    """The build report in one sentence, for the admin."""
+    resized = report.get("resized") or []
+    if resized:
+        sizes = "; ".join(f"{r['images']} from set {r['set']} ({r['from'][0]}→{r['to'][0]} px)" for r in resized)
+        parts = [f"resized options to their query's size: {sizes}"]
+    else:
+        parts = ["no image needed resizing (every screen shows one size)"]
+    left_out = report.get("left_out") or {}
+    parts.append(f"IRIs left out: {_reasons_text(left_out)}" if any(left_out.values()) else "no IRI left out")
+    return "; ".join(parts) + "."
+
+
+def _validity_filter(*, iris: list[IriImage], max_percentile: float | None, require_label_match: bool):
+    """Leave out the IRIs whose validity record fails the survey's filter; count them by reason."""
+    if max_percentile is None and not require_label_match:
+        return iris, {}
+    from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
+
+    left_out = {reason: 0 for reason in VALIDITY_REASONS}
+    kept = []
+    for iri in iris:
+        reason = iri_validity_failure(iri=iri, max_percentile=max_percentile, require_label_match=require_label_match)
+        if reason is None:
+            kept.append(iri)
+        else:
+            left_out[reason] += 1
+    return kept, left_out
+
+
+def _reasons_text(left_out: dict) -> str:
+    return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in left_out.items() if n)
+
+
+def _sizes_check(*, iris: list[IriImage], task_type: str, foil_rule: str, size_policy: str) -> None:
+    """Every image on one screen must have one pixel size. A 2AFC trial shows its IRI, its target and the
+    foil: with the seed as foil all three come from one set; a target of another set is resized to the
+    query's size (policy 'resize') or the survey is refused ('refuse'). A clustering screen shows six IRIs at
+    once, so its sets must share one size."""
+    sizes: dict[tuple, list[str]] = {}
+    for job in {i.job_id: i.job for i in iris}.values():
+        iri = next(i for i in iris if i.job_id == job.pk)
+        sizes.setdefault(image_size(iri.image), []).append(f"set {job.pk} '{job}'")
+    if len(sizes) < 2 or (task_type == Survey.TaskType.TWO_AFC and foil_rule == Survey.FoilRule.SEED):
+        return
+    names = "; ".join(f"{', '.join(sets)}: {w}×{h} px" for (w, h), sets in sorted(sizes.items()))
+    if task_type == Survey.TaskType.CLUSTER:
+        raise ApplicationError(MIXED_SIZES_CLUSTER.format(sets=names), extra={"field": "iri_jobs"})
+    if size_policy == Survey.SizePolicy.REFUSE:
+        raise ApplicationError(MIXED_SIZES_REFUSED.format(sets=names), extra={"field": "iri_jobs"})
 
 
 def _class_of(iri: IriImage) -> str:
@@ -191,43 +301,64 @@ def _numbers_check(**fields) -> None:
         "catch_min_accuracy": (lambda v: 0 <= v <= 1, "between 0 and 1"),
         "rt_floor_max_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
         "max_participants": (lambda v: v is None or v >= 1, "empty or at least 1"),
+        "iri_max_percentile": (lambda v: 0 <= v <= 100, "empty or between 0 and 100"),
+        "one_side_max_fraction": (lambda v: 0.5 < v <= 1, "empty or above 0.5 and at most 1"),
+        "one_side_min_trials": (lambda v: v >= 1, "at least 1"),
     }
     for field, value in fields.items():
         if field in rules and value is not None and not rules[field][0](value):
-            raise ApplicationError(BAD_NUMBER.format(field=field, rule=rules[field][1]))
+            raise ApplicationError(BAD_NUMBER.format(field=field, rule=rules[field][1]), extra={"field": field})
 
 
-def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
+def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random, pool: PhotoPool, report: dict) -> list[Trial]:
     """One 2AFC trial per IRI. Foil rules: the seed; a random other target (any set); another target of the
     same IRI set; another target of the same class (TargetPhoto.label, checked by survey_check). A target foil
-    is shown as the engine saw it (`target_image`), like the target itself."""
+    is shown as the engine saw it, at the query's size: another set's target image of that size, or the photo
+    fitted to it (recorded in the report). `target_option` is 0; the screen side is chosen per participant."""
     trials = []
+    resized: dict[tuple, int] = {}
     for iri in iris:
+        size = image_size(iri.image)
         if survey.foil_rule == Survey.FoilRule.SEED:
             foil = iri.seed
         else:
             if survey.foil_rule == Survey.FoilRule.OTHER_TARGET:
-                pool = iris
+                candidates = iris
             elif survey.foil_rule == Survey.FoilRule.SAME_CLASS:
-                pool = [i for i in iris if _class_of(i) == _class_of(iri)]
+                candidates = [i for i in iris if _class_of(i) == _class_of(iri)]
             else:
-                pool = [i for i in iris if i.job_id == iri.job_id]
-            others = {o.target_id: o.target_image for o in pool if o.target_id != iri.target_id}
-            foil = others[rng.choice(sorted(others))]
-        target_option = rng.randrange(2)
-        options = (iri.target_image, foil) if target_option == 0 else (foil, iri.target_image)
+                candidates = [i for i in iris if i.job_id == iri.job_id]
+            others: dict[int, list[IriImage]] = {}
+            for other in candidates:
+                if other.target_id != iri.target_id:
+                    others.setdefault(other.target_id, []).append(other)
+            chosen = others[rng.choice(sorted(others))]
+            same_size = [o.target_image for o in chosen if image_size(o.target_image) == size]
+            if same_size:
+                foil = same_size[0]
+            else:
+                foil = pool.fitted(f"target {chosen[0].target_id}", chosen[0].target.image, size)
+                key = (chosen[0].job_id, str(chosen[0].job), image_size(chosen[0].target_image), size)
+                resized[key] = resized.get(key, 0) + 1
         trials.append(
-            Trial(
-                survey=survey,
-                iri=iri,
-                query=iri.image,
-                option_0=options[0],
-                option_1=options[1],
-                target_option=target_option,
-                foil_kind=survey.foil_rule,
-            )
+            Trial(survey=survey, iri=iri, query=iri.image, option_0=iri.target_image, option_1=foil, target_option=0,
+                  foil_kind=survey.foil_rule)
         )
+    report["resized"] = [
+        {"set": job_id, "name": name, "from": list(old), "to": list(new), "images": n}
+        for (job_id, name, old, new), n in sorted(resized.items())
+    ]
     return trials
+
+
+def _shown_together(main: list[Trial]) -> set[tuple[int, int]]:
+    """Every (image, image) pair that a main trial shows on one screen: its options with each other and the
+    query with each option (both orders)."""
+    pairs = set()
+    for t in main:
+        ids = [t.query_id, *t.option_ids]
+        pairs.update((a, b) for a in ids for b in ids if a != b)
+    return pairs
 
 
 def colour_histogram(image: StoredImage, bins: int = 8) -> np.ndarray:
@@ -258,6 +389,7 @@ def cluster_triples(*, targets: list, variant: str, rng: random.Random, histogra
 
 
 def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[list[Trial]]:
+    """Screens of three references (each target as the engine saw it, at the IRIs' size) and two IRIs of each."""
     per_target: dict[int, list[IriImage]] = {}
     for iri in iris:
         per_target.setdefault(iri.target_id, []).append(iri)
@@ -266,33 +398,19 @@ def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random
     for triple in cluster_triples(targets=usable, variant=survey.cluster_variant, rng=rng):
         refs = list(triple)
         rng.shuffle(refs)
+        images = [per_target[ref.pk][0].target_image for ref in refs]
         rounds = min(len(per_target[t.pk]) for t in refs) // CLUSTER_IRIS_PER_REFERENCE
         for r in range(rounds):
             screen = secrets.token_urlsafe(12)
             rows = []
             for k, ref in enumerate(refs):
                 for iri in per_target[ref.pk][r * 2 : r * 2 + 2]:
-                    rows.append(_cluster_row(survey=survey, screen=screen, refs=refs, query=iri.image, target_option=k, iri=iri))
+                    rows.append(
+                        Trial(survey=survey, task_type=Survey.TaskType.CLUSTER, screen=screen, iri=iri, query=iri.image,
+                              option_0=images[0], option_1=images[1], option_2=images[2], n_options=3, target_option=k)
+                    )
             screens.append(rows)
     return screens
-
-
-def _cluster_row(*, survey, screen, refs, query, target_option, iri=None, kind=Trial.Kind.MAIN, trial_list=None) -> Trial:
-    images = [ref.image for ref in refs]
-    return Trial(
-        survey=survey,
-        trial_list=trial_list,
-        kind=kind,
-        task_type=Survey.TaskType.CLUSTER,
-        screen=screen,
-        iri=iri,
-        query=query,
-        option_0=images[0],
-        option_1=images[1],
-        option_2=images[2],
-        n_options=3,
-        target_option=target_option,
-    )
 
 
 def _lists_build(*, survey: Survey, units: list[list[Trial]]) -> list[tuple[TrialList, list[list[Trial]]]]:
@@ -305,58 +423,66 @@ def _lists_build(*, survey: Survey, units: list[list[Trial]]) -> list[tuple[Tria
     return [(tl, units[i::n_lists]) for i, tl in enumerate(lists)]
 
 
-def _catch_trials(*, survey: Survey, trial_list: TrialList, units: list[list[Trial]], rng: random.Random) -> list[Trial]:
-    """Catch trials: the query is one of the options. 2AFC: the target photo of one of the list's trials, with
-    that trial's options. Clustering: one of the screen's references, as an extra row on that screen."""
-    catches = []
-    for k in range(survey.catch_trials):
-        unit = units[k % len(units)]
-        if survey.task_type == Survey.TaskType.CLUSTER:
-            base = unit[0]
-            refs = [base.option_0, base.option_1, base.option_2]
-            j = rng.randrange(3)
-            catches.append(
-                Trial(
-                    survey=survey, trial_list=trial_list, kind=Trial.Kind.CATCH, task_type=Survey.TaskType.CLUSTER,
-                    screen=base.screen, query=refs[j], option_0=refs[0], option_1=refs[1], option_2=refs[2],
-                    n_options=3, target_option=j,
-                )
-            )
-        else:
-            base = unit[0]
-            options = [base.option_0, base.option_1]
-            catches.append(
-                Trial(
-                    survey=survey, trial_list=trial_list, kind=Trial.Kind.CATCH, query=options[base.target_option],
-                    option_0=options[0], option_1=options[1], target_option=base.target_option, foil_kind=base.foil_kind,
-                )
-            )
-    return catches
+def _catch_trials(*, survey: Survey, trial_list: TrialList, main: list[Trial], pool: PhotoPool, shown_together: set) -> list[Trial]:
+    """Catch trials: a natural photo as the query and the same photo among the options, beside other photos,
+    all at the size of the list's queries. The photos are outside this list's main trials and no two of them
+    are ever shown together in a main trial, so a catch trial gives nothing of a main trial away.
+    2AFC: one screen each; clustering: one catch screen of three references with a row per catch trial."""
+    if not survey.catch_trials:
+        return []
+    avoid = {i for t in main for i in (t.query_id, *t.option_ids)}
+    size = _common_size([t.query for t in main])
+    return _obvious_trials(survey=survey, count=survey.catch_trials, kind=Trial.Kind.CATCH, trial_list=trial_list,
+                           size=size, photos=_photos_for(pool=pool, size=size, avoid=avoid, survey=survey, what="catch"),
+                           shown_together=shown_together)
 
 
-def _practice_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random) -> list[Trial]:
-    """Practice with an obvious answer: a target photo as the query, itself among the options. 2AFC: against a
-    seed image; clustering: rows of one practice screen whose references are three target photos."""
+def _practice_trials(*, survey: Survey, main: list[Trial], pool: PhotoPool, shown_together: set) -> list[Trial]:
+    """Practice with an obvious answer, made like catch trials of photos outside every main trial."""
     if not survey.practice_trials:
         return []
-    targets = list({i.target_id: i for i in iris}.values())
-    rows = []
+    avoid = {i for t in main for i in (t.query_id, *t.option_ids)}
+    size = _common_size([t.query for t in main])
+    return _obvious_trials(survey=survey, count=survey.practice_trials, kind=Trial.Kind.PRACTICE, trial_list=None,
+                           size=size, photos=_photos_for(pool=pool, size=size, avoid=avoid, survey=survey, what="practice"),
+                           shown_together=shown_together)
+
+
+def _common_size(images: list[StoredImage]) -> tuple[int, int]:
+    sizes = [image_size(i) for i in images]
+    return max(set(sizes), key=lambda s: (sizes.count(s), s))
+
+
+def _photos_for(*, pool: PhotoPool, size, avoid: set[int], survey: Survey, what: str) -> list[StoredImage]:
+    needed = survey.n_options
+    photos = pool.pick(size=size, n=max(needed + 1, 6), avoid=avoid)
+    if len(photos) < needed:
+        raise ApplicationError(POOL_TOO_SMALL.format(what=what, n=needed, found=len(photos)))
+    return photos
+
+
+def _obvious_trials(*, survey, count, kind, trial_list, size, photos, shown_together) -> list[Trial]:
+    apart = lambda a, b: a.pk != b.pk and (a.pk, b.pk) not in shown_together  # noqa: E731
     if survey.task_type == Survey.TaskType.CLUSTER:
-        refs = [i.target for i in targets[:3]]
+        refs = next((c for c in itertools.combinations(photos, 3) if all(apart(a, b) for a, b in itertools.combinations(c, 2))), None)
+        if refs is None:
+            raise ApplicationError(POOL_TOO_SMALL.format(what=kind, n=3, found=0))
         screen = secrets.token_urlsafe(12)
-        for k in range(survey.practice_trials):
-            j = k % 3
-            rows.append(_cluster_row(survey=survey, screen=screen, refs=refs, query=refs[j].image, target_option=j, kind=Trial.Kind.PRACTICE))
-        return rows
-    for k in range(survey.practice_trials):
-        iri = targets[k % len(targets)]
-        side = rng.randrange(2)
-        options = (iri.target_image, iri.seed) if side == 0 else (iri.seed, iri.target_image)
-        rows.append(
-            Trial(survey=survey, kind=Trial.Kind.PRACTICE, query=iri.target_image, option_0=options[0], option_1=options[1],
-                  target_option=side, foil_kind=Survey.FoilRule.SEED)
-        )
-    return rows
+        return [
+            Trial(survey=survey, trial_list=trial_list, kind=kind, task_type=Survey.TaskType.CLUSTER, screen=screen,
+                  query=refs[k % 3], option_0=refs[0], option_1=refs[1], option_2=refs[2], n_options=3,
+                  target_option=k % 3)
+            for k in range(count)
+        ]
+    n = len(photos)
+    pairs = [(photos[i], photos[(i + j) % n]) for j in range(1, n) for i in range(n) if apart(photos[i], photos[(i + j) % n])]
+    if not pairs:
+        raise ApplicationError(POOL_TOO_SMALL.format(what=kind, n=2, found=0))
+    return [
+        Trial(survey=survey, trial_list=trial_list, kind=kind, query=query, option_0=query, option_1=other,
+              target_option=0, foil_kind="photo")
+        for query, other in (pairs[k % len(pairs)] for k in range(count))
+    ]
 
 
 def _slots_create(*, survey: Survey, lists: list[TrialList]) -> None:
@@ -424,7 +550,7 @@ def participant_enroll(
         raise ApplicationError(BAD_SUBMIT_TO)
     existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token=token)
     if existing is not None:
-        return _participant_return(participant=existing), False
+        return _participant_return(participant=_holder_check(participant=existing, token=token, client=client)), False
     try:
         with transaction.atomic():
             participant = Participant.objects.create(
@@ -449,7 +575,7 @@ def participant_enroll(
         existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token="")
         if existing is None:
             raise
-        return _participant_return(participant=existing), False
+        return _participant_return(participant=_holder_check(participant=existing, token=token, client=client)), False
     participant.restarted = False
     return participant, True
 
@@ -462,6 +588,19 @@ def _participant_find(*, survey: Survey, prolific_pid: str, worker_id: str, toke
     if token:
         return Participant.objects.filter(survey=survey, token=token).first()
     return None
+
+
+def _holder_check(*, participant: Participant, token: str, client: dict | None) -> Participant:
+    """A platform ID (Prolific PID, MTurk worker ID) is typed into a URL, so anyone can present someone else's.
+    Only the browser that holds the session's token gets the session back; any other attempt is refused and
+    recorded on the session it tried to reach."""
+    if token == participant.token:
+        return participant
+    ParticipantEvent.objects.create(
+        participant=participant, client_id=uuid.uuid4(), type=ParticipantEvent.Type.DUPLICATE_ENROLL,
+        data={"client": client or {}, "presented_token": bool(token)},
+    )
+    raise ApplicationError(DUPLICATE_ENROLL, extra={"reason": "duplicate"}, status_code=status.HTTP_409_CONFLICT)
 
 
 def _participant_return(*, participant: Participant) -> Participant:
@@ -537,25 +676,33 @@ def reservations_release_expired(*, now=None) -> int:
 
 def _assignments_create(*, participant: Participant) -> None:
     """Practice first, then the list's main and catch trials in a fresh random order (clustering: screens in
-    random order, rows within a screen shuffled)."""
+    random order, rows within a screen shuffled), each with this participant's option layout: the target's
+    side is counterbalanced by the participant's slot in the list (surveys.layouts)."""
     rng = random.Random()
-    practice = list(Trial.objects.filter(survey_id=participant.survey_id, kind=Trial.Kind.PRACTICE).values_list("id", "screen"))
-    rows = list(Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list("id", "screen"))
-    order = [t for t, _ in practice]
-    if participant.survey.task_type == Survey.TaskType.CLUSTER:
+    survey = participant.survey
+    fields = ("id", "kind", "n_options", "target_option", "screen")
+    practice = [TrialShape(*row) for row in Trial.objects.filter(survey_id=survey.pk, kind=Trial.Kind.PRACTICE).values_list(*fields)]
+    rows = [TrialShape(*row) for row in Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list(*fields)]
+    rater = Slot.objects.filter(participant=participant).values_list("ordinal", flat=True).first() or 0
+    orders = option_orders(trials=rows, rater=rater, seed=f"{survey.rng_seed}:{participant.trial_list_id}")
+    orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
+    order = [t.id for t in practice]
+    if survey.task_type == Survey.TaskType.CLUSTER:
         screens: dict[str, list[int]] = {}
-        for t, s in rows:
-            screens.setdefault(s, []).append(t)
+        for t in rows:
+            screens.setdefault(t.screen, []).append(t.id)
         keys = list(screens)
         rng.shuffle(keys)
         for key in keys:
             rng.shuffle(screens[key])
             order += screens[key]
     else:
-        ids = [t for t, _ in rows]
+        ids = [t.id for t in rows]
         rng.shuffle(ids)
         order += ids
-    Assignment.objects.bulk_create(Assignment(participant=participant, trial_id=t, position=i) for i, t in enumerate(order))
+    Assignment.objects.bulk_create(
+        Assignment(participant=participant, trial_id=t, position=i, option_order=orders[t]) for i, t in enumerate(order)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -619,40 +766,42 @@ def participant_events_record(*, participant: Participant, events: list[dict], c
 # The answer hot path: one statement checks the session (token, active, consented), that it still holds its
 # reservation (an unfilled slot), that the trial is assigned to it and that the choice is in range, and inserts;
 # a replay or a second answer inserts nothing (unique idempotency key, unique (participant, trial)).
+# The browser sends the screen position it chose; the stored choice is the option shown there.
 _ANSWER_SQL = """
-INSERT INTO surveys_response (participant_id, trial_id, choice, rt_ms, idempotency_key, created_at)
-SELECT p.id, t.id, %s, %s, %s, %s
+INSERT INTO surveys_response (participant_id, trial_id, choice, shown_position, rt_ms, idempotency_key, created_at)
+SELECT p.id, t.id, CAST(substr(a.option_order, %s + 1, 1) AS INTEGER), %s, %s, %s, %s
 FROM surveys_participant p
 JOIN surveys_slot s ON s.participant_id = p.id AND s.filled_at IS NULL
 JOIN surveys_trial t ON t.public_id = %s
 JOIN surveys_assignment a ON a.participant_id = p.id AND a.trial_id = t.id
 WHERE p.token = %s AND p.status = 'active' AND p.consented_at IS NOT NULL AND t.n_options > %s
 ON CONFLICT DO NOTHING
-RETURNING id, (SELECT kind FROM surveys_trial WHERE surveys_trial.id = surveys_response.trial_id)
+RETURNING id, (SELECT kind FROM surveys_trial WHERE surveys_trial.id = surveys_response.trial_id), choice
 """
 
 
 def response_record(
     *, token: str, trial_public_id: str, choice: int, rt_ms: float, idempotency_key: uuid.UUID
 ) -> tuple[bool, dict]:
-    """Store one answer exactly once. Returns (created, extra) where extra holds practice feedback.
+    """Store one answer exactly once. `choice` is the screen position (0 = left). Returns (created, extra)
+    where extra holds practice feedback.
 
     The common case is one SQL statement (prepared on PostgreSQL). When it inserts nothing, the slow path
     says why: a replayed key (not created, no error), or 404 / 409 with a reason.
     """
     now = timezone.now()
-    params = [choice, rt_ms, idempotency_key, now, trial_public_id, token, choice]
+    params = [choice, choice, rt_ms, idempotency_key, now, trial_public_id, token, choice]
     if connection.vendor == "postgresql":
         row = _answer_insert_postgres(params)
     else:
-        params[2] = idempotency_key.hex
-        params[3] = connection.ops.adapt_datetimefield_value(now)
+        params[3] = idempotency_key.hex
+        params[4] = connection.ops.adapt_datetimefield_value(now)
         with connection.cursor() as cur:
             cur.execute(_ANSWER_SQL.replace("ON CONFLICT", "AND 1 ON CONFLICT"), params)
             row = cur.fetchone()
     if row is not None:
         if row[1] == Trial.Kind.PRACTICE:
-            return True, _practice_feedback(token=token, trial_public_id=trial_public_id, choice=choice)
+            return True, _practice_feedback(token=token, trial_public_id=trial_public_id, choice=row[2])
         return True, {}
     return False, _response_refused(
         token=token, trial_public_id=trial_public_id, choice=choice, idempotency_key=idempotency_key
@@ -747,20 +896,29 @@ def participant_complete(*, participant: Participant) -> Participant:
     rows = list(
         Response.objects.filter(participant=participant)
         .exclude(trial__kind=Trial.Kind.PRACTICE)
-        .values_list("trial__kind", "choice", "trial__target_option", "rt_ms")
+        .values_list("trial__kind", "choice", "trial__target_option", "rt_ms", "shown_position")
     )
-    catch = [c == t for kind, c, t, _ in rows if kind == Trial.Kind.CATCH]
+    catch = [c == t for kind, c, t, *_ in rows if kind == Trial.Kind.CATCH]
     catch_accuracy = sum(catch) / len(catch) if catch else None
-    fast = sum(rt < survey.rt_floor_ms for *_, rt in rows) / len(rows) if rows else 0.0
+    fast = sum(rt < survey.rt_floor_ms for *_, rt, _ in rows) / len(rows) if rows else 0.0
     reasons = []
     if catch_accuracy is not None and catch_accuracy < survey.catch_min_accuracy:
         reasons.append("catch_accuracy")
     if fast > survey.rt_floor_max_fraction:
         reasons.append("rt_floor")
+    if _one_sided(positions=[row[-1] for row in rows if row[-1] is not None], survey=survey):
+        reasons.append("one_sided")
     Participant.objects.filter(pk=participant.pk).update(catch_accuracy=catch_accuracy, fast_rt_fraction=fast)
     status_to = Participant.Status.FAILED_ATTENTION if "catch_accuracy" in reasons else Participant.Status.COMPLETED
     fill = not (reasons and survey.refill_excluded)
     return _session_end(participant=participant, status_to=status_to, reasons=reasons, fill=fill)
+
+
+def _one_sided(*, positions: list[int], survey: Survey) -> bool:
+    """The survey's one-sided rule: enough answers, and at least the set share of them at one screen position."""
+    if survey.one_side_max_fraction is None or len(positions) < max(1, survey.one_side_min_trials):
+        return False
+    return max(positions.count(p) for p in set(positions)) / len(positions) >= survey.one_side_max_fraction
 
 
 def participant_leave(*, participant: Participant, status_to: str, detail: str = "") -> Participant:

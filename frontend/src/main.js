@@ -13,7 +13,9 @@ import { QualityLog, environmentSnapshot } from "./quality.js";
 
 export { readParams };
 
-export const tokenKey = (slug) => `iri-survey:${slug}:token`;
+/** One stored token per study and platform ID (anonymous visitors have none). */
+export const tokenKey = (slug, fields = {}) =>
+  `iri-survey:${slug}:token${fields.prolific_pid || fields.worker_id ? `:${fields.prolific_pid || fields.worker_id}` : ""}`;
 export const outboxKey = (slug) => `iri-survey:${slug}:outbox`;
 export const eventsKey = (slug) => `iri-survey:${slug}:events`;
 const STAGES = new Set(["consent", "instructions", "practice", "trials", "debrief"]);
@@ -66,11 +68,14 @@ function storageRemove(storage, key) {
 }
 
 /**
- * Enroll, resuming with the stored token for anonymous participants. If the
- * server rejects a stored token, forget it and enroll afresh once.
+ * Enroll, resuming with the token this browser stored for the study. The
+ * server gives a session back only to the browser holding its token, also
+ * when a Prolific or MTurk ID names it (an ID typed into another browser is
+ * refused). If the server rejects a stored token, forget it and enroll afresh once.
  */
-async function enroll({ api, fields, anonymous, storage, slug, onFailing, sleep }) {
-  const stored = anonymous ? storageGet(storage, tokenKey(slug)) : null;
+async function enroll({ api, fields, storage, slug, onFailing, sleep }) {
+  const key = tokenKey(slug, fields);
+  const stored = storageGet(storage, key);
   const attempt = (token) => withRetry(() => api.enroll({ ...fields, token }), { onFailing, sleep });
   let enrollment;
   if (stored) {
@@ -78,13 +83,13 @@ async function enroll({ api, fields, anonymous, storage, slug, onFailing, sleep 
       enrollment = await attempt(stored);
     } catch (err) {
       if (err.retryable !== false || err.status === 409) throw err;
-      storageRemove(storage, tokenKey(slug));
+      storageRemove(storage, key);
       enrollment = await attempt(undefined);
     }
   } else {
     enrollment = await attempt(undefined);
   }
-  if (anonymous && enrollment && enrollment.token) storageSet(storage, tokenKey(slug), enrollment.token);
+  if (enrollment && enrollment.token) storageSet(storage, key, enrollment.token);
   return enrollment;
 }
 
@@ -168,7 +173,6 @@ export async function runSurvey({
     enrollment = await enroll({
       api,
       fields,
-      anonymous: platform === "anonymous",
       storage,
       slug,
       onFailing: banner.source("enroll"),

@@ -29,9 +29,11 @@ def live(iri_set, **fields):
 
 
 def answer_all(participant, choose=lambda t: t.target_option):
+    """Answer every trial with the option `choose` names, at the screen position this participant sees it."""
     participant_consent(participant=participant)
     for a in participant.assignments.select_related("trial"):
-        response_record(token=participant.token, trial_public_id=a.trial.public_id, choice=choose(a.trial), rt_ms=700, idempotency_key=new_key())
+        position = a.option_order.index(str(choose(a.trial)))
+        response_record(token=participant.token, trial_public_id=a.trial.public_id, choice=position, rt_ms=700, idempotency_key=new_key())
     return participant_complete(participant=participant)
 
 
@@ -106,10 +108,10 @@ def test_a_returning_prolific_id_meets_the_resume_policy(iri_set, policy):
 
     if policy == "block":
         with pytest.raises(ApplicationError) as blocked:
-            participant_enroll(survey=survey, prolific_pid="again")
+            participant_enroll(survey=survey, prolific_pid="again", token=first.token)
         assert blocked.value.extra == {"reason": "blocked"}
         return
-    back, created = participant_enroll(survey=survey, prolific_pid="again")
+    back, created = participant_enroll(survey=survey, prolific_pid="again", token=first.token)
 
     assert not created and back.pk == first.pk and Participant.objects.count() == 1
     assert Slot.objects.filter(participant=back).count() == 1
@@ -119,6 +121,23 @@ def test_a_returning_prolific_id_meets_the_resume_policy(iri_set, policy):
         assert back.restarted and back.responses.count() == 0 and back.consented_at is None and back.restarts == 1
 
 
+def test_a_prolific_id_typed_into_another_browser_does_not_get_the_session(iri_set):
+    survey = live(iri_set)
+    first, _ = participant_enroll(survey=survey, prolific_pid="P1")
+    client = APIClient()
+
+    other = client.post(f"/api/p/surveys/{survey.slug}/enroll", {"prolific_pid": "P1"}, format="json")
+    guessed = client.post(f"/api/p/surveys/{survey.slug}/enroll", {"prolific_pid": "P1", "token": "not-it"}, format="json")
+    holder = client.post(f"/api/p/surveys/{survey.slug}/enroll", {"prolific_pid": "P1", "token": first.token}, format="json")
+
+    for refused in (other, guessed):
+        assert refused.status_code == 409 and refused.json()["extra"] == {"reason": "duplicate"}
+        assert first.token not in refused.content.decode() and "another browser" in refused.json()["message"]
+    assert holder.status_code == 200 and holder.json()["token"] == first.token
+    attempts = first.events.filter(type="duplicate_enroll")
+    assert attempts.count() == 2 and Participant.objects.count() == 1
+
+
 def test_a_finished_worker_cannot_take_the_study_twice(iri_set):
     survey = live(iri_set)
     client = APIClient()
@@ -126,7 +145,7 @@ def test_a_finished_worker_cannot_take_the_study_twice(iri_set):
     token = client.post(f"/api/p/surveys/{survey.slug}/enroll", body, format="json").json()["token"]
     answer_all(Participant.objects.get(token=token))
 
-    again = client.post(f"/api/p/surveys/{survey.slug}/enroll", {**body, "assignment_id": "A2"}, format="json")
+    again = client.post(f"/api/p/surveys/{survey.slug}/enroll", {**body, "assignment_id": "A2", "token": token}, format="json")
 
     assert again.status_code == 200 and again.json()["token"] == token and again.json()["status"] == "completed"
     assert again.json()["mturk_submit"] == {
@@ -187,8 +206,9 @@ def test_practice_gives_feedback_and_a_failed_practice_ends_the_session(iri_set)
     assert len(session["practice"]) == 2 and session["total"] == 3
     answers = []
     for trial in session["practice"]:
-        t = Trial.objects.get(public_id=trial["id"])
-        body = {"trial": trial["id"], "choice": 1 - t.target_option, "rt_ms": 600, "idempotency_key": new_key()}
+        a = Participant.objects.get(token=token).assignments.select_related("trial").get(trial__public_id=trial["id"])
+        wrong = a.option_order.index(str(1 - a.trial.target_option))
+        body = {"trial": trial["id"], "choice": wrong, "rt_ms": 600, "idempotency_key": new_key()}
         answers.append(client.post(f"/api/p/sessions/{token}/responses", body, format="json").json())
 
     assert answers[0]["feedback"] == {"correct": False} and answers[0]["practice"]["passed"] is None
@@ -223,16 +243,18 @@ def test_clustering_screens_have_three_references_and_two_iris_each(photos):
     main = survey.trials.filter(kind="main")
     assert main.count() == 6 and {t.n_options for t in survey.trials.all()} == {3}
     for t in main.select_related("iri"):
-        assert t.option_ids[t.target_option] == t.iri.target.image_id
+        assert t.option_ids[t.target_option] == t.iri.target_image_id
     client = APIClient()
     token = client.post(f"/api/p/surveys/c/enroll", {}, format="json").json()["token"]
     session = client.get(f"/api/p/sessions/{token}/trials").json()
-    assert session["task_type"] == "cluster" and len(session["screens"]) == 1 and len(session["screens"][0]["items"]) == 7
-    assert len(session["practice_screens"]) == 1 and len(session["screens"][0]["references"]) == 3
+    # One main screen of six IRIs and one catch screen of its own (three natural photos, one row).
+    assert session["task_type"] == "cluster" and sorted(len(s["items"]) for s in session["screens"]) == [1, 6]
+    assert len(session["practice_screens"]) == 1 and all(len(s["references"]) == 3 for s in session["screens"])
     client.post(f"/api/p/sessions/{token}/consent")
     row = session["trials"][0]
     ok = client.post(f"/api/p/sessions/{token}/responses", {"trial": row["id"], "choice": 2, "rt_ms": 900, "idempotency_key": new_key()}, format="json")
-    assert ok.status_code == 201 and Response.objects.get().choice == 2
+    shown = Participant.objects.get(token=token).assignments.get(trial__public_id=row["id"]).option_order
+    assert ok.status_code == 201 and Response.objects.get().choice == int(shown[2]) and Response.objects.get().shown_position == 2
 
 
 def test_the_same_set_foil_is_another_target_of_that_set(iri_set):
