@@ -4,21 +4,27 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from results.alignment import (
+    KAPPA_CATEGORIES,
     KIND_CATCH,
     KIND_MAIN,
     KIND_PRACTICE,
     ExclusionRules,
+    agreement_kappa,
     alignment_estimate,
     bootstrap_shares,
     condition_alignment,
+    correctness_counts,
     difference_interval,
     error_consistency,
     error_consistency_from_rates,
     exclusions_apply,
     fleiss_kappa,
     multinomial_counts,
+    one_sided,
     plurality_correct,
+    position_counts,
     rating_counts,
+    side_summary,
     spearman_brown,
     split_half_ceiling,
     split_half_ceilings,
@@ -162,6 +168,77 @@ def test_fleiss_kappa_uses_only_items_with_two_ratings():
     assert fleiss_kappa(np.array([[3, 0], [2, 0]])) is None  # one category only: kappa undefined
 
 
+def test_fleiss_kappa_on_four_items_by_hand():
+    # Columns: chose the target, chose the foil. Raters per item 3, 3, 4, 4.
+    #   P_A = (9 - 3) / (3 * 2) = 1;  P_B = (4 + 1 - 3) / 6 = 1/3;  P_C = (1 + 9 - 4) / 12 = 1/2;  P_D = (4 + 4 - 4) / 12 = 1/3
+    #   P_bar = (1 + 1/3 + 1/2 + 1/3) / 4 = 13/24
+    #   p_target = 8/14 = 4/7, p_foil = 3/7, P_e = 16/49 + 9/49 = 25/49
+    #   kappa = (13/24 - 25/49) / (1 - 25/49) = 37/576 = 0.0642361...
+    counts = np.array([[3, 0], [2, 1], [1, 3], [2, 2]])
+
+    kappa = agreement_kappa(counts, categories=KAPPA_CATEGORIES["2afc"])
+
+    assert kappa.value == pytest.approx(0.0642361, abs=1e-7) and kappa.value == pytest.approx(37 / 576)
+    assert kappa.categories == ("chose_target", "chose_foil") and kappa.items == 4
+    assert kappa.raters_per_item == {"min": 3, "median": 3.5, "max": 4}
+    assert kappa.as_dict()["categories"] == ["chose_target", "chose_foil"] and kappa.note == ""
+
+
+def _simulated_raters(*, n_items: int, n_raters: int, right: np.ndarray, seed: int):
+    """Every rater answers every item; `right` (items x raters, bool) says who chose the target. Each item's target
+    is on a random side, so a rater's option index is the target's side when right and the other side when not."""
+    rng = np.random.default_rng(seed)
+    target_side = rng.integers(0, 2, n_items)
+    items = np.repeat(np.arange(n_items), n_raters)
+    correct = right.ravel()
+    choice = np.where(correct, target_side[items], 1 - target_side[items])
+    return items, correct, choice
+
+
+def test_independent_raters_who_are_each_right_nine_times_in_ten_do_not_agree_beyond_chance():
+    # 300 items x 10 raters, each answer right with p = 0.9 independently of the item and of the other raters.
+    # Being right is what they share with each other only by chance, so kappa over chose-target / chose-foil is ~0.
+    n_items, n_raters = 300, 10
+    right = np.random.default_rng(11).random((n_items, n_raters)) < 0.9
+    items, correct, choice = _simulated_raters(n_items=n_items, n_raters=n_raters, right=right, seed=12)
+
+    kappa = agreement_kappa(correctness_counts(items, correct, n_items), categories=KAPPA_CATEGORIES["2afc"])
+
+    assert abs(kappa.value) < 0.05
+    assert kappa.items == n_items and kappa.raters_per_item == {"min": 10, "median": 10.0, "max": 10}
+    # Over option indices (what the report used to do) the same raters look as if they agreed: P_i = 0.82, P_e = 0.5,
+    # kappa = (0.82 - 0.5) / 0.5 = 0.64. That figure is the alignment rate in disguise, not agreement between people.
+    by_option = fleiss_kappa(rating_counts(items, choice, n_items, 2))
+    assert by_option == pytest.approx(0.64, abs=0.05)
+
+
+def test_raters_who_agree_item_by_item_have_kappa_one():
+    # 200 items x 10 raters: a third of the items everybody gets wrong, the rest everybody gets right.
+    n_items, n_raters = 200, 10
+    easy = np.arange(n_items) % 3 != 0
+    right = np.repeat(easy[:, None], n_raters, axis=1)
+    items, correct, _ = _simulated_raters(n_items=n_items, n_raters=n_raters, right=right, seed=3)
+
+    kappa = agreement_kappa(correctness_counts(items, correct, n_items), categories=KAPPA_CATEGORIES["2afc"])
+
+    assert kappa.value == pytest.approx(1.0)
+
+
+def test_kappa_says_why_it_is_missing_and_names_the_clustering_categories():
+    everyone_right = agreement_kappa(np.array([[3, 0], [2, 0]]), categories=KAPPA_CATEGORIES["cluster"])
+    assert everyone_right.value is None and everyone_right.categories == ("chose_right_reference", "chose_other_reference")
+    assert "chose_right_reference" in everyone_right.note
+    lonely = agreement_kappa(np.array([[1, 0], [0, 1], [0, 0]]), categories=KAPPA_CATEGORIES["2afc"])
+    assert lonely.value is None and lonely.items == 0 and lonely.raters_per_item is None and lonely.note.startswith("Not enough data")
+    with pytest.raises(ValueError):
+        agreement_kappa(np.array([[1, 1, 1]]), categories=KAPPA_CATEGORIES["2afc"])
+
+
+def test_correctness_counts_put_the_target_first():
+    counts = correctness_counts(np.array([0, 0, 0, 1, 2]), np.array([1, 1, 0, 0, 1], dtype=bool), 4)
+    assert counts.tolist() == [[2, 1], [0, 1], [1, 0], [0, 0]]
+
+
 def test_error_consistency_of_the_worked_example():
     # p_model 0.8, p_human 0.7, c_obs 0.7 -> c_exp = 0.56 + 0.06 = 0.62, kappa = 0.08 / 0.38 = 0.2105.
     kappa, c_exp = error_consistency_from_rates(p_1=0.8, p_2=0.7, c_obs=0.7)
@@ -183,6 +260,14 @@ def test_error_consistency_is_one_when_both_are_always_right_and_none_without_tr
 def test_the_human_majority_per_item_is_the_plurality_choice_and_ties_are_left_out():
     counts = np.array([[3, 1], [1, 3], [2, 2], [0, 0]])
     assert plurality_correct(counts, np.array([0, 0, 0, 1])).tolist() == [1, 0, -1, -1]
+
+
+def test_with_three_options_the_majority_is_the_most_chosen_option_even_under_half():
+    # Clustering, 10 raters: 4 chose the right reference (option 0), 3 and 3 the two others. The most chosen option is
+    # the right one, so the human answer to this item is right, although 6 of 10 raters were wrong. Counting over
+    # right / wrong instead would call the item wrong: the majority is over options (option indices, not sides).
+    counts = np.array([[4, 3, 3], [3, 4, 3], [2, 4, 4]])
+    assert plurality_correct(counts, np.array([0, 0, 0])).tolist() == [1, 0, -1]
 
 
 def test_the_split_half_ceiling_of_two_raters():
@@ -249,6 +334,80 @@ def test_exclusions_count_every_rule_and_keep_only_main_answers():
     assert (by_rule["incomplete"]["participants"], by_rule["incomplete"]["answers"]) == (1, 1)
     assert (by_rule["rt_floor"]["participants"], by_rule["rt_floor"]["answers"]) == (1, 1)
     assert by_rule["bot"]["applies"] is False
+
+
+def _one_sided_table():
+    """Six participants, main and catch answers (and some practice) with the screen position they clicked (0 = left):
+    p0: 20 answers, 19 left (0.95)                      -> one-sided at 0.9
+    p1: 19 answers, all left                             -> too few answers to judge (fewer than 20)
+    p2: 20 answers, 10 left and 10 right                 -> fine
+    p3: 20 answers (12 main, 8 catch), 18 right (0.9)    -> one-sided (at the threshold counts)
+    p4: 22 answers, 3 of them without a position, 18 of the 19 others left -> 19 known answers: not judged
+    p5: 18 main answers left + 5 practice answers left   -> practice does not count: 18 answers, not judged
+    """
+    rows = []  # (participant, kind, position)
+    rows += [(0, KIND_MAIN, 0)] * 19 + [(0, KIND_MAIN, 1)]
+    rows += [(1, KIND_MAIN, 0)] * 19
+    rows += [(2, KIND_MAIN, 0)] * 10 + [(2, KIND_CATCH, 1)] * 10
+    rows += [(3, KIND_MAIN, 1)] * 12 + [(3, KIND_CATCH, 1)] * 6 + [(3, KIND_CATCH, 0)] * 2
+    rows += [(4, KIND_MAIN, 0)] * 18 + [(4, KIND_MAIN, 1)] + [(4, KIND_MAIN, -1)] * 3
+    rows += [(5, KIND_MAIN, 0)] * 18 + [(5, KIND_PRACTICE, 0)] * 5
+    participant, kind, position = (np.array([r[k] for r in rows]) for k in range(3))
+    return participant, kind, position
+
+
+def test_one_sided_responders_are_excluded_by_their_largest_share_on_one_screen_position():
+    participant, kind, position = _one_sided_table()
+    correct = np.ones(participant.size, dtype=bool)
+    flags = {"completed": np.ones(6, dtype=bool)}
+    rules = ExclusionRules(one_side_max_fraction=0.9, one_side_min_trials=20)
+
+    included, counts = exclusions_apply(
+        participant=participant, kind=kind, correct=correct, rt_ms=np.full(participant.size, 900.0),
+        participant_flags=flags, rules=rules, shown_position=position, n_positions=2,
+    )
+
+    by_rule = {c["rule"]: c for c in counts}
+    assert by_rule["one_sided"]["participants"] == 2  # p0 and p3
+    assert by_rule["one_sided"]["answers"] == 20 + 12  # their main-trial answers
+    assert not included[participant == 0].any() and not included[participant == 3].any()
+    assert included[(participant == 2) & (kind == KIND_MAIN)].all()
+    assert list(by_rule) == ["pilot", "bot", "flagged", "incomplete", "catch_accuracy", "one_sided", "rt_floor"]
+    counted = kind != KIND_PRACTICE
+    table = position_counts(participant[counted], position[counted], 6, 2)
+    assert table.tolist() == [[19, 1], [19, 0], [10, 10], [2, 18], [18, 1], [18, 0]]
+    assert one_sided(table, max_fraction=0.9, min_trials=20).tolist() == [True, False, False, True, False, False]
+    assert one_sided(table, max_fraction=0.9, min_trials=19).tolist() == [True, True, False, True, True, False]
+
+
+def test_the_one_sided_rule_is_off_by_default_and_then_does_not_apply():
+    participant, kind, position = _one_sided_table()
+
+    _, counts = exclusions_apply(
+        participant=participant, kind=kind, correct=np.ones(participant.size, bool), rt_ms=np.full(participant.size, 900.0),
+        participant_flags={"completed": np.ones(6, bool)}, rules=ExclusionRules(), shown_position=position,
+    )
+
+    rule = next(c for c in counts if c["rule"] == "one_sided")
+    assert ExclusionRules().one_side_max_fraction is None and rule["applies"] is False and rule["participants"] == 0
+
+
+def test_the_side_summary_of_the_hand_made_table():
+    participant, kind, position = _one_sided_table()
+    counted = kind != KIND_PRACTICE
+    table = position_counts(participant[counted], position[counted], 7, 2)  # a seventh participant never answered
+
+    summary = side_summary(table, max_fraction=0.9, min_trials=20)
+
+    # Left: 19 + 19 + 10 + 2 + 18 + 18 = 86 of 116 answers with a known position.
+    assert summary["answers"] == 116 and summary["shares"] == pytest.approx([86 / 116, 30 / 116])
+    assert summary["largest_share"] == pytest.approx(86 / 116) and summary["participants"] == 6
+    assert summary["participant_position_0_share"] == pytest.approx({"min": 0.1, "median": (0.95 + 18 / 19) / 2, "max": 1.0})
+    assert summary["participant_largest_share"] == pytest.approx({"min": 0.5, "median": (0.95 + 18 / 19) / 2, "max": 1.0})
+    assert summary["participants_judged"] == 3 and summary["one_sided"] == 2
+    assert side_summary(table, max_fraction=None, min_trials=20)["one_sided"] is None
+    empty = side_summary(np.zeros((2, 3), dtype=int), max_fraction=None, min_trials=20)
+    assert empty["shares"] == [None, None, None] and empty["largest_share"] is None and empty["participant_largest_share"] is None
 
 
 @settings(max_examples=60, deadline=None)
