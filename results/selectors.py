@@ -46,10 +46,12 @@ def _answers_from(survey_id: int) -> str:
 
 
 # The answer columns, each as one bytea of the values' binary send form (parsed with np.frombuffer).
+# shown_position: the screen position of the chosen option (0 = left); -1 where it was not recorded.
 _ANSWER_COLUMNS = (
     ("participant", "int8send(r.{participant}::int8)", ">i8"),
     ("trial", "int8send(r.{trial}::int8)", ">i8"),
     ("choice", "int2send(COALESCE(r.{choice}, -1)::int2)", ">i2"),
+    ("shown_position", "int2send(COALESCE({shown_position}, -1)::int2)", ">i2"),
     ("rt_ms", "float8send(COALESCE(r.{rt_ms}, 'NaN')::float8)", ">f8"),
 )
 _MAX_BRANCHES = 8
@@ -83,7 +85,8 @@ def _answer_branches(cursor, table: str) -> list[str]:
 
 
 def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
-    """Every answer of the survey as columns: participant id, trial id, choice (-1 = none), rt_ms (NaN = none).
+    """Every answer of the survey as columns: participant id, trial id, choice (-1 = none), shown_position (the
+    chosen option's screen position, 0 = left; -1 = not recorded), rt_ms (NaN = none).
 
     On PostgreSQL each column comes back as binary strings (string_agg of the values' binary send form, one per
     block range, see _answer_branches) parsed with np.frombuffer: the rows never become Python objects, and the
@@ -91,6 +94,7 @@ def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
     branch see its rows in the same order, so the columns stay aligned. Answers come in no particular order.
     """
     names = {name: _column(Response, name) for name in ("participant", "trial", "choice", "rt_ms")}
+    names["shown_position"] = f"r.{_column(Response, 'shown_position')}" if _has(Response, "shown_position") else "NULL"
     if connection.vendor == "postgresql":
         aggregates = ", ".join(f"string_agg({expr.format(**names)}, ''::bytea)" for _, expr, _ in _ANSWER_COLUMNS)
         connection.ensure_connection()
@@ -107,14 +111,18 @@ def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
             column = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
             out[key] = column.astype(np.float64 if key == "rt_ms" else np.int64)
         return out
-    sql = f"SELECT r.{names['participant']}, r.{names['trial']}, r.{names['choice']}, r.{names['rt_ms']} {_answers_from(survey.pk)}"
+    sql = (
+        f"SELECT r.{names['participant']}, r.{names['trial']}, r.{names['choice']}, r.{names['rt_ms']}, {names['shown_position']} "
+        f"{_answers_from(survey.pk)}"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 4)
+        data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 5)  # NULL -> NaN
     return {
         "participant": data[:, 0].astype(np.int64),
         "trial": data[:, 1].astype(np.int64),
         "choice": np.nan_to_num(data[:, 2], nan=-1).astype(np.int64),
+        "shown_position": np.nan_to_num(data[:, 4], nan=-1).astype(np.int64),
         "rt_ms": data[:, 3],
     }
 
