@@ -16,14 +16,17 @@ pytestmark = pytest.mark.django_db
 
 def test_the_answer_columns_are_the_answers_in_the_database(live_survey):
     session_answer(live_survey, pid="A", choose=target, rt_ms=812.5)
-    session_answer(live_survey, pid="B", choose=lambda t: 1 - t.target_option, rt_ms=90.0)
+    b = session_answer(live_survey, pid="B", choose=lambda t: 1 - t.target_option, rt_ms=90.0)
+    Response.objects.filter(participant=b, trial__in=Response.objects.filter(participant=b).values("trial")[:1]).update(shown_position=None)
 
     arrays = survey_answer_arrays(survey=live_survey)
 
-    expected = sorted(Response.objects.filter(trial__survey=live_survey).values_list("participant_id", "trial_id", "choice", "rt_ms"))
-    got = sorted(zip(arrays["participant"].tolist(), arrays["trial"].tolist(), arrays["choice"].tolist(), arrays["rt_ms"].tolist()))
-    assert got == expected
-    assert arrays["participant"].dtype == np.int64 and arrays["rt_ms"].dtype == np.float64
+    rows = Response.objects.filter(trial__survey=live_survey).values_list("participant_id", "trial_id", "choice", "rt_ms", "shown_position")
+    expected = sorted((*row[:4], -1 if row[4] is None else row[4]) for row in rows)
+    columns = ("participant", "trial", "choice", "rt_ms", "shown_position")
+    got = sorted(zip(*(arrays[c].tolist() for c in columns)))
+    assert got == expected and sum(position == -1 for *_, position in got) == 1  # NULL: not recorded
+    assert arrays["participant"].dtype == np.int64 and arrays["rt_ms"].dtype == np.float64 and arrays["shown_position"].dtype == np.int64
 
 
 def test_answers_spread_over_many_table_blocks_come_back_once_each(live_survey):
