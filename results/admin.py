@@ -20,6 +20,7 @@ EXPORTS = {
     "answers.csv": ("text/csv", lambda survey: exports.answers_csv(survey=survey)),
     "answers.json": ("application/json", lambda survey: exports.answers_json(survey=survey)),
     "model-vs-human.csv": ("text/csv", lambda survey: exports.mvh_csv(survey=survey)),
+    "participants.csv": ("text/csv", lambda survey: exports.participants_csv(survey=survey)),
 }
 
 

@@ -13,7 +13,7 @@ from backend.exceptions import ApplicationError
 from surveys.models import Survey
 
 from . import exports
-from .services import alignment_report, survey_data_load
+from .services import alignment_report, exclusion_rules_for, survey_data_load
 
 
 class ProxyScoreSerializer(serializers.Serializer):
@@ -28,6 +28,17 @@ class CeilingSerializer(serializers.Serializer):
     n_items = serializers.IntegerField()
     n_splits = serializers.IntegerField()
     note = serializers.CharField(allow_blank=True, help_text="why there is no ceiling (not enough data)")
+
+
+class KappaSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True, help_text="Fleiss' kappa over the categories below")
+    categories = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="what a rating is: chose_target / chose_foil (2AFC), chose_right_reference / chose_other_reference (clustering)",
+    )
+    items = serializers.IntegerField(help_text="items with at least two ratings (the ones kappa uses)")
+    raters_per_item = serializers.DictField(allow_null=True, help_text="min, median, max over those items")
+    note = serializers.CharField(allow_blank=True, help_text="why kappa is missing")
 
 
 class ConditionSerializer(serializers.Serializer):
@@ -52,7 +63,7 @@ class ConditionSerializer(serializers.Serializer):
     n_participants = serializers.IntegerField()
     n_items = serializers.IntegerField()
     n_answers_before_exclusion = serializers.IntegerField()
-    fleiss_kappa = serializers.FloatField(allow_null=True)
+    fleiss_kappa = KappaSerializer(help_text="agreement between raters about being right, this condition's items")
     ceiling = CeilingSerializer(help_text="this condition's split-half human ceiling")
     proxy = serializers.DictField(child=ProxyScoreSerializer())
     note = serializers.CharField(allow_blank=True)
@@ -63,6 +74,13 @@ class AlignmentReportApi(APIView):
     class FilterSerializer(serializers.Serializer):
         n_boot = serializers.IntegerField(min_value=1, max_value=20000, default=1000)
         seed = serializers.IntegerField(default=0)
+        catch_min_accuracy = serializers.FloatField(required=False, help_text="default: the survey's threshold")
+        rt_floor_ms = serializers.FloatField(required=False, help_text="default: the survey's RT floor")
+        include_incomplete = serializers.BooleanField(required=False, default=False, help_text="keep sessions that never completed")
+        one_side_max_fraction = serializers.CharField(
+            required=False, help_text="a share in (1/k, 1] for k screen positions (2AFC: (0.5, 1]), or 'off'; default: the survey's"
+        )
+        one_side_min_trials = serializers.IntegerField(required=False, help_text="at least 1; default: the survey's")
 
     @extend_schema_serializer(component_name="AlignmentReport")
     class OutputSerializer(serializers.Serializer):
@@ -80,7 +98,15 @@ class AlignmentReportApi(APIView):
         n_participants = serializers.IntegerField()
         n_items = serializers.IntegerField()
         exclusions = serializers.DictField(help_text="rules, counts per rule, answers/participants excluded")
-        agreement = serializers.DictField(help_text="fleiss_kappa, items_rated_twice, ceiling (split-half, Spearman-Brown)")
+        agreement = serializers.DictField(
+            help_text="fleiss_kappa {value, categories (chose_target / chose_foil), items, raters_per_item, note}, "
+                      "items_rated_twice, ceiling (split-half, Spearman-Brown)"
+        )
+        sides = serializers.DictField(
+            help_text="share of main and catch answers per screen position (0 = left) survey-wide, its spread per participant, "
+                      "and how many participants the one-sided rule flags"
+        )
+        design = serializers.DictField(help_text="what the survey builder left out and why, the validity filter, images resized")
         ratings_per_item = serializers.ListField(child=serializers.DictField())
         proxy = serializers.DictField()
         conditions = ConditionSerializer(many=True)
@@ -91,8 +117,17 @@ class AlignmentReportApi(APIView):
     def get(self, request, slug: str):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        report = alignment_report(survey=get_object_or_404(Survey, slug=slug), **filters.validated_data)
-        return Response(report)
+        params = dict(filters.validated_data)
+        survey = get_object_or_404(Survey, slug=slug)
+        rules = exclusion_rules_for(
+            survey=survey,
+            catch_min_accuracy=params.pop("catch_min_accuracy", None),
+            rt_floor_ms=params.pop("rt_floor_ms", None),
+            require_complete=False if params.pop("include_incomplete", False) else None,
+            one_side_max_fraction=params.pop("one_side_max_fraction", None),
+            one_side_min_trials=params.pop("one_side_min_trials", None),
+        )
+        return Response(alignment_report(survey=survey, rules=rules, **params))
 
 
 class AnswerListApi(APIView):
@@ -131,9 +166,12 @@ class AnswerListApi(APIView):
 
 
 class AnswerExportApi(APIView):
-    """The long-format CSV of every answer, or model-vs-human's raw-data CSV, streamed."""
+    """The long-format CSV (or JSON) of every answer, model-vs-human's raw-data CSV, or one row per participant, streamed."""
 
-    KINDS = {"answers.csv": exports.answers_csv, "answers.json": exports.answers_json, "model-vs-human.csv": exports.mvh_csv}
+    KINDS = {
+        "answers.csv": exports.answers_csv, "answers.json": exports.answers_json, "model-vs-human.csv": exports.mvh_csv,
+        "participants.csv": exports.participants_csv,
+    }
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, slug: str, name: str):

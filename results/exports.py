@@ -1,7 +1,9 @@
-"""Per-answer exports: long-format rows (CSV / JSON) and a CSV in model-vs-human's raw-data layout.
+"""Per-answer exports: long-format rows (CSV / JSON) and a CSV in model-vs-human's raw-data layout; one row per
+participant (participants.csv: answers, share correct, share per screen position, exclusion rules).
 
 Rows are produced lazily from the arrays of results.services.survey_data_load, so a large survey streams.
-Option k is shown in position k (left to right); roles say which option was the target, the IRI's seed or
+Option k is the trial's option k (its canonical order), `shown_position` where the participant saw the chosen
+option (0 = left; empty if not recorded); roles say which option was the target, the IRI's seed or
 another foil.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from surveys.models import Survey
 
-from .alignment import KIND_MAIN
+from .alignment import KIND_CATCH, KIND_MAIN, one_sided, position_counts
 from .selectors import stored_image_table, target_photo_names
 from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 
@@ -24,7 +26,7 @@ ANSWER_COLUMNS = [
     "survey", "participant", "external_id", "trial", "trial_list", "kind", "task_type",
     "condition", "iri_set", *CONDITION_FIELDS, "target_photo", "query_image",
     "option_0", "option_1", "option_2", "option_0_role", "option_1_role", "option_2_role",
-    "target_option", "choice", "chosen_image", "correct", "rt_ms", "included", "exclusion_rules",
+    "target_option", "choice", "shown_position", "chosen_image", "correct", "rt_ms", "included", "exclusion_rules",
 ]
 MVH_COLUMNS = ["subj", "Session", "trial", "rt", "object_response", "category", "condition", "imagename"]
 
@@ -87,6 +89,7 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
             **{f"option_{k}_role": roles[k] for k in range(3)},
             "target_option": target_option,
             "choice": choice if choice >= 0 else None,
+            "shown_position": int(answers["shown_position"][i]) if answers["shown_position"][i] >= 0 else None,
             "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
             "correct": bool(data.correct[i]),
             "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
@@ -162,16 +165,80 @@ def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
 def conditions_csv(*, report: dict) -> str:
     """The report's condition table as CSV (one row per condition, like the paper's tables)."""
     columns = ["condition", "name", *CONDITION_FIELDS, "alignment", "ci_low", "ci_high", "wilson_low", "wilson_high",
-               "n_answers", "n_participants", "n_items", "chance", "fleiss_kappa", "ceiling", "note"]
+               "n_answers", "n_participants", "n_items", "chance", "fleiss_kappa", "fleiss_kappa_categories",
+               "fleiss_kappa_items", "ceiling", "note"]
     metrics = report["proxy"]["metrics"]
     columns += [f"proxy_{m}" for m in metrics] + [f"error_consistency_{m}" for m in metrics]
+    nested = {  # columns read from a nested dict of the condition
+        "fleiss_kappa": lambda c: c["fleiss_kappa"]["value"],
+        "fleiss_kappa_categories": lambda c: "|".join(c["fleiss_kappa"]["categories"]),  # e.g. chose_target|chose_foil
+        "fleiss_kappa_items": lambda c: c["fleiss_kappa"]["items"],
+        "ceiling": lambda c: (c.get("ceiling") or {}).get("ceiling"),
+    }
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for c in report["conditions"]:
         proxy = c.get("proxy", {})
-        values = [c.get(k) if k != "ceiling" else (c.get("ceiling") or {}).get("ceiling") for k in columns[: -2 * len(metrics) or None]]
+        values = [nested[k](c) if k in nested else c.get(k) for k in columns[: -2 * len(metrics) or None]]
         values += [proxy.get(m, {}).get("alignment") for m in metrics]
         values += [proxy.get(m, {}).get("error_consistency", {}).get("kappa") for m in metrics]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()
+
+
+PARTICIPANT_COLUMNS = [
+    "survey", "participant", "external_id", "status", "completed", "main_answers", "included_answers", "correct_share",
+    "positioned_answers", "position_0_share", "position_1_share", "position_2_share", "largest_share", "one_sided",
+    "exclusion_rules",
+]
+
+
+def participant_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[dict]:
+    """One row per participant: answers, share correct (main trials), where they clicked (share of main and catch
+    answers per screen position, 0 = left, over answers with a recorded position) and the rules that exclude them."""
+    data = data or survey_data_load(survey=survey)
+    people, kind = data.people, data.trials["kind"][data.t_row]
+    n_people, k = people["id"].size, data.n_positions
+    main = kind == KIND_MAIN
+    counted = main | (kind == KIND_CATCH)
+    sides = position_counts(data.p_row[counted], data.answers["shown_position"][counted], n_people, k)
+    n_main = np.bincount(data.p_row[main], minlength=n_people)
+    n_right = np.bincount(data.p_row[main], weights=data.correct[main], minlength=n_people)
+    n_in = np.bincount(data.p_row[data.included], minlength=n_people)
+    rules = data.rules
+    flagged = one_sided(sides, max_fraction=rules.one_side_max_fraction, min_trials=rules.one_side_min_trials)
+    too_fast = np.bincount(data.p_row[main & data.excluded_flags["rt_floor"]], minlength=n_people) > 0
+    for p in range(n_people):
+        n_pos = int(sides[p].sum())
+        shares = [float(sides[p, j] / n_pos) if n_pos and j < k else None for j in range(3)]
+        excluded_by = [rule for rule, mask in data.participant_rules.items() if mask[p]] + ["rt_floor"] * bool(too_fast[p])
+        yield {
+            "survey": survey.slug,
+            "participant": int(people["id"][p]),
+            "external_id": people["external_id"][p],
+            "status": people["status"][p],
+            "completed": bool(people["completed"][p]),
+            "main_answers": int(n_main[p]),
+            "included_answers": int(n_in[p]),
+            "correct_share": float(n_right[p] / n_main[p]) if n_main[p] else None,
+            "positioned_answers": n_pos,
+            **{f"position_{j}_share": shares[j] for j in range(3)},
+            "largest_share": max(v for v in shares if v is not None) if n_pos else None,
+            "one_sided": bool(flagged[p]) if rules.one_side_max_fraction is not None else None,
+            "exclusion_rules": ";".join(excluded_by),
+        }
+
+
+def participants_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
+    """participant_rows as CSV (header first)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PARTICIPANT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in participant_rows(survey=survey, data=data):
+        writer.writerow({key: ("" if v is None else v) for key, v in row.items()})
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -5,7 +5,7 @@ trial_proxy_choices_compute() is the only code here that touches torch (imported
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -16,17 +16,24 @@ from backend.exceptions import ApplicationError
 from surveys.models import Survey, Trial
 
 from .alignment import (
+    KAPPA_CATEGORIES,
+    KIND_CATCH,
     KIND_MAIN,
+    KIND_PRACTICE,
     ExclusionRules,
+    agreement_kappa,
     condition_alignment,
+    correctness_counts,
     dense_codes,
     difference_interval,
     error_consistency,
     exclusions_apply,
     finite_or_none,
-    fleiss_kappa,
+    participant_rules_apply,
     plurality_correct,
+    position_counts,
     rating_counts,
+    side_summary,
     split_half_ceilings,
 )
 from .models import TrialProxyChoice
@@ -47,14 +54,51 @@ UNKNOWN_METRIC = "Unknown proxy metric '{metric}'; choose one of: {choices}."
 CONDITION_FIELDS = ("backbone", "checkpoint", "training", "recipe", "seed_kind", "layer")
 
 
+ONE_SIDE_OFF = "off"
+ONE_SIDE_FRACTION_RANGE = (
+    "one_side_max_fraction must be a share above 1/{k} and at most 1 on a survey with {k} screen positions "
+    "(at or below 1/{k} every participant would be one-sided), or 'off'; got {value!r}."
+)
+ONE_SIDE_MIN_TRIALS_RANGE = "one_side_min_trials must be a whole number of at least 1; got {value!r}."
+CATCH_ACCURACY_RANGE = "catch_min_accuracy must be a share between 0 and 1; got {value!r}."
+RT_FLOOR_RANGE = "rt_floor_ms must be a number of milliseconds, 0 or more; got {value!r}."
+
+
+def _one_side_fraction(value, *, n_positions: int) -> float | None:
+    """A share in (1/n_positions, 1], or None for 'off'; anything else is an ApplicationError (a 400, a command error)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in (ONE_SIDE_OFF, "none", "")):
+        return None
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        raise ApplicationError(ONE_SIDE_FRACTION_RANGE.format(k=n_positions, value=value), extra={"field": "one_side_max_fraction"}) from None
+    if not (1 / n_positions < fraction <= 1):  # NaN fails too
+        raise ApplicationError(ONE_SIDE_FRACTION_RANGE.format(k=n_positions, value=value), extra={"field": "one_side_max_fraction"})
+    return fraction
+
+
 def exclusion_rules_for(*, survey: Survey, **overrides) -> ExclusionRules:
-    """The survey's own thresholds (where it has them), overridable per report."""
+    """The survey's own thresholds (where it has them), overridable per report; out-of-range values are refused.
+
+    An override of None keeps the survey's value; one_side_max_fraction="off" switches the one-sided rule off.
+    The one-sided share must lie in (1/k, 1] for k screen positions: (0.5, 1] on 2AFC, (1/3, 1] on clustering.
+    """
     base = {
         "catch_min_accuracy": float(getattr(survey, "catch_min_accuracy", ExclusionRules.catch_min_accuracy)),
         "rt_floor_ms": float(getattr(survey, "rt_floor_ms", ExclusionRules.rt_floor_ms)),
+        "one_side_max_fraction": getattr(survey, "one_side_max_fraction", None),
+        "one_side_min_trials": getattr(survey, "one_side_min_trials", ExclusionRules.one_side_min_trials),
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
-    return ExclusionRules(**base)
+    base["one_side_max_fraction"] = _one_side_fraction(base["one_side_max_fraction"], n_positions=survey.n_options)
+    min_trials = base["one_side_min_trials"]
+    if isinstance(min_trials, bool) or not isinstance(min_trials, (int, np.integer)) or min_trials < 1:
+        raise ApplicationError(ONE_SIDE_MIN_TRIALS_RANGE.format(value=min_trials), extra={"field": "one_side_min_trials"})
+    if not 0 <= base["catch_min_accuracy"] <= 1:
+        raise ApplicationError(CATCH_ACCURACY_RANGE.format(value=base["catch_min_accuracy"]), extra={"field": "catch_min_accuracy"})
+    if not base["rt_floor_ms"] >= 0:
+        raise ApplicationError(RT_FLOOR_RANGE.format(value=base["rt_floor_ms"]), extra={"field": "rt_floor_ms"})
+    return ExclusionRules(**{**base, "one_side_min_trials": int(min_trials)})
 
 
 @dataclass
@@ -74,6 +118,8 @@ class SurveyData:
     conditions: list[dict]
     trial_condition: np.ndarray  # trial row -> condition index (-1: no IRI)
     rules: ExclusionRules
+    n_positions: int = 2  # screen positions of the survey's main and catch trials (2AFC 2, clustering 3)
+    participant_rules: dict = field(default_factory=dict)  # rule -> bool per participant row (participant-level rules)
 
 
 def _rows_of(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -109,43 +155,32 @@ def _conditions(*, survey: Survey, trials: dict) -> tuple[list[dict], np.ndarray
 def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None) -> SurveyData:
     rules = rules or exclusion_rules_for(survey=survey)
     answers = survey_answer_arrays(survey=survey)
+    answers.setdefault("shown_position", np.full(answers["trial"].size, -1, dtype=np.int64))
     trials = survey_trial_table(survey=survey)
     people = survey_participant_table(survey=survey)
     t_row = _rows_of(trials["id"], answers["trial"])
     p_row = _rows_of(people["id"], answers["participant"])
     correct = answers["choice"] == trials["target_option"][t_row]
     kind = trials["kind"][t_row]
+    n_positions = int(trials["n_options"][trials["kind"] != KIND_PRACTICE].max(initial=survey.n_options))
     flags = {k: people[k] for k in ("pilot", "bot", "flagged") if k in people}
     flags["completed"] = people["completed"]
+    position = answers["shown_position"]
     included, counts = exclusions_apply(
-        participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules
+        participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules,
+        shown_position=position, n_positions=n_positions,
     )
-    excluded_flags = _answer_flags(p_row=p_row, answers=answers, flags=flags, counts=counts, kind=kind, correct=correct, rules=rules)
+    people_rules = participant_rules_apply(
+        participant=p_row, kind=kind, correct=correct, participant_flags=flags, rules=rules, n_people=people["id"].size,
+        shown_position=position, n_positions=n_positions,
+    )
+    excluded_flags = {rule: mask[p_row] for rule, mask in people_rules.items()}
+    excluded_flags["rt_floor"] = answers["rt_ms"] < rules.rt_floor_ms  # for the exports: which rule would exclude an answer
     conditions, trial_condition = _conditions(survey=survey, trials=trials)
-    return SurveyData(survey, answers, trials, people, t_row, p_row, correct, included, counts, excluded_flags, conditions, trial_condition, rules)
-
-
-def _answer_flags(*, p_row, answers, flags, counts, kind, correct, rules) -> dict[str, np.ndarray]:
-    """Per answer, which rule would exclude it (for the long-format exports)."""
-    out = {}
-    applies = {c["rule"]: c.get("applies", True) for c in counts}
-    if rules.exclude_pilot and "pilot" in flags:
-        out["pilot"] = flags["pilot"][p_row]
-    if rules.exclude_bots and "bot" in flags:
-        out["bot"] = flags["bot"][p_row]
-    if "flagged" in flags:
-        out["flagged"] = flags["flagged"][p_row]
-    if rules.require_complete:
-        out["incomplete"] = ~flags["completed"][p_row]
-    if applies.get("catch_accuracy"):
-        n_people = flags["completed"].size
-        catch = kind == 1
-        n_catch = np.bincount(p_row[catch], minlength=n_people)
-        k_catch = np.bincount(p_row[catch], weights=correct[catch], minlength=n_people)
-        failed = (n_catch > 0) & (k_catch < rules.catch_min_accuracy * np.maximum(n_catch, 1))
-        out["catch_accuracy"] = failed[p_row]
-    out["rt_floor"] = answers["rt_ms"] < rules.rt_floor_ms
-    return out
+    return SurveyData(
+        survey, answers, trials, people, t_row, p_row, correct, included, counts, excluded_flags, conditions, trial_condition, rules,
+        n_positions, people_rules,
+    )
 
 
 def _proxy_correct(*, data: SurveyData, metrics: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -198,8 +233,14 @@ def alignment_report(
 
     n_trials = trials["id"].size
     n_categories = int(max(3, trials["n_options"].max(initial=2)))
+    # The human majority per item: the option most raters chose (option indices, not screen positions).
     counts = rating_counts(data.t_row[use], np.clip(a["choice"][use], 0, n_categories - 1), n_trials, n_categories)
     majority = plurality_correct(counts, trials["target_option"]) if n_trials else np.zeros(0, dtype=np.int64)
+    # Agreement between people: Fleiss' kappa over chose-target / chose-foil per item, never over options or sides.
+    task_types = sorted(set(trials["task_type"])) or [survey.task_type]
+    task_type = survey.task_type if len(task_types) != 1 else task_types[0]
+    categories = KAPPA_CATEGORIES.get(task_type, KAPPA_CATEGORIES["2afc"])
+    right_wrong = correctness_counts(data.t_row[use], data.correct[use], n_trials)
     proxy = _proxy_correct(data=data, metrics=PROXY_METRICS)
     main_trial = trials["kind"] == KIND_MAIN
 
@@ -243,7 +284,7 @@ def alignment_report(
                 "chance": finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
                 **est.as_dict(),
                 "n_answers_before_exclusion": n_before,
-                "fleiss_kappa": fleiss_kappa(counts[in_cond]),
+                "fleiss_kappa": agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
                 "ceiling": condition_ceilings[c].as_dict(),
                 "proxy": proxy_rows,
                 "note": note,
@@ -300,12 +341,11 @@ def alignment_report(
         notes.append(NO_ANSWERS)
     elif not use.any():
         notes.append(f"All {int(main.sum())} main-trial answers were excluded; no alignment can be given.")
-    task_types = sorted(set(trials["task_type"])) or [survey.task_type]
     return {
         "survey": survey.slug,
         "title": survey.title,
         "admin_url": reverse("admin:results_surveyreport_report", args=[survey.pk]),
-        "task_type": survey.task_type if len(task_types) != 1 else task_types[0],
+        "task_type": task_type,
         "foil_rule": survey.foil_rule,
         "chance": finite_or_none(np.mean(1.0 / trials["n_options"][main_trial])) if main_trial.any() else 0.5,
         "ci": f"{round(level * 100)} % percentile bootstrap, participants and target photos each drawn with replacement (two-way), {n_boot} resamples, seed {seed}; Wilson interval beside it",
@@ -326,16 +366,95 @@ def alignment_report(
             "note": "Each rule is counted on its own; a participant can be caught by several rules.",
         },
         "agreement": {
-            "fleiss_kappa": fleiss_kappa(counts[main_trial]),
+            "fleiss_kappa": agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
             "items_rated_twice": int((ratings >= 2).sum()),
             "ceiling": ceiling.as_dict(),
         },
+        "sides": _sides(data=data),
+        "design": survey_design(survey=survey),
         "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
         "ratings_target": getattr(survey, "ratings_per_list", None),
         "proxy": {"metrics": sorted(proxy), "overall": overall_proxy},
         "conditions": rows,
         "comparisons": comparisons,
         "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Where people clicked, and what the survey builder left out
+
+
+SIDES_NOTE = (
+    "Main and catch answers by the screen position of the chosen option (0 = left), before exclusions; "
+    "answers without a recorded position are left out. `choice` (and so alignment) is the option, not the side."
+)
+
+
+def _sides(*, data: SurveyData) -> dict:
+    """Share of answers per screen position, survey-wide and per participant, and the one-sided rule's count."""
+    kind = data.trials["kind"][data.t_row] if data.t_row.size else np.zeros(0, dtype=np.int64)
+    counted = (kind == KIND_MAIN) | (kind == KIND_CATCH)
+    position = data.answers["shown_position"][counted]
+    counts = position_counts(data.p_row[counted], position, data.people["id"].size, data.n_positions)
+    rules = data.rules
+    summary = side_summary(counts, max_fraction=rules.one_side_max_fraction, min_trials=rules.one_side_min_trials)
+    two_afc = data.n_positions == 2
+    return {
+        **summary,
+        "answers_unknown_position": int(counted.sum()) - summary["answers"],
+        "left_share": summary["shares"][0] if two_afc else None,
+        "rule": {"one_side_max_fraction": rules.one_side_max_fraction, "one_side_min_trials": rules.one_side_min_trials},
+        "note": SIDES_NOTE,
+    }
+
+
+BUILD_REASONS = {
+    "percentile_above_threshold": "distance to its target above the validity filter's percentile of the null distribution (unrelated image pairs)",
+    "label_mismatch": "the model labels it differently from its target",
+    "no_validity_record": "no validity record to check the filter against",
+}
+NO_BUILD_REPORT = "No build report: the survey was built before the builder recorded what it left out and resized."
+
+
+def _number(value) -> int | None:
+    """A finite JSON number as an int; None for anything else (a bool, a string, null)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return None
+    return int(value)
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def survey_design(*, survey: Survey) -> dict:
+    """What the survey builder did (Survey.build_report): IRIs left out and why, the validity filter, resized images.
+
+    Missing keys (older surveys) read as empty; counts that are not numbers are left out rather than guessed.
+    """
+    build = _mapping(getattr(survey, "build_report", None))
+    left_out = _mapping(build.get("left_out"))
+    order = list(BUILD_REASONS)  # known reasons first, in this order (jsonb does not keep the builder's key order)
+    reasons = [
+        {"reason": str(reason), "count": _number(left_out[reason]), "description": BUILD_REASONS.get(str(reason), str(reason).replace("_", " "))}
+        for reason in sorted(left_out, key=lambda r: (order.index(r) if r in order else len(order), str(r)))
+        if _number(left_out[reason]) is not None
+    ]
+    resized = [entry for entry in build.get("resized") or [] if isinstance(entry, dict)] if isinstance(build.get("resized"), list) else []
+    validity = _mapping(build.get("validity_filter"))
+    return {
+        "recorded": bool(build),
+        "left_out": {"total": sum(r["count"] for r in reasons), "reasons": reasons},
+        "validity_filter": {
+            "max_percentile": validity.get("max_percentile"),
+            "require_label_match": validity.get("require_label_match"),
+            "on": validity.get("max_percentile") is not None or bool(validity.get("require_label_match")),
+        },
+        "size_policy": build.get("size_policy") or "",
+        "resized": resized,
+        "images_resized": sum(_number(e.get("images")) or 0 for e in resized),
+        "note": "" if build else NO_BUILD_REPORT,
     }
 
 

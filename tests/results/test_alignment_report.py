@@ -36,9 +36,30 @@ def test_the_report_gives_alignment_with_n_and_ci_per_condition(live_survey, res
     assert condition["wilson_low"] < 0.5 < condition["wilson_high"]
     assert condition["backbone"] == "tiny_cnn" and condition["recipe"] == "reg_free"
     assert report["chance"] == 0.5 and report["task_type"] == "2afc"
-    # Two raters who disagree on every item: Fleiss' kappa is -1; the split-half r is undefined (no variance).
-    assert report["agreement"]["fleiss_kappa"] == pytest.approx(-1.0)
+    # Two raters who disagree on every item (one always right, one always wrong): Fleiss' kappa over
+    # chose-target / chose-foil is -1; the split-half r is undefined (no variance).
+    kappa = report["agreement"]["fleiss_kappa"]
+    assert kappa["value"] == pytest.approx(-1.0) and kappa["categories"] == ["chose_target", "chose_foil"]
+    assert kappa["items"] == 3 and kappa["raters_per_item"] == {"min": 2, "median": 2.0, "max": 2}
+    assert condition["fleiss_kappa"]["value"] == pytest.approx(-1.0)
     assert {c["rule"] for c in report["exclusions"]["counts"]} >= {"pilot", "bot", "incomplete", "catch_accuracy", "rt_floor"}
+
+
+def test_raters_who_both_always_choose_the_target_agree_trivially_so_kappa_is_undefined_not_one(live_survey, capsys):
+    # Over option indices these two would agree on every item (kappa 1 wherever the target's option varies); over
+    # chose-target / chose-foil every rating is in one category and kappa is undefined, which the report says.
+    answer_all(live_survey, pick_target=True, pid="A")
+    answer_all(live_survey, pick_target=True, pid="B")
+
+    report = alignment_report(survey=live_survey)
+
+    kappa = report["agreement"]["fleiss_kappa"]
+    assert kappa["value"] is None and "chose_target" in kappa["note"] and kappa["items"] == 3
+    call_command("alignment_report", live_survey.slug)
+    assert "Fleiss' kappa (chose_target vs chose_foil) — over 3 items, 2 raters per item" in capsys.readouterr().out
+    call_command("alignment_report", live_survey.slug, "--format", "csv")
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["fleiss_kappa"] == "" and row["fleiss_kappa_categories"] == "chose_target|chose_foil" and row["fleiss_kappa_items"] == "3"
 
 
 def test_a_survey_without_answers_says_so(live_survey, capsys):
@@ -49,7 +70,8 @@ def test_a_survey_without_answers_says_so(live_survey, capsys):
     assert report["conditions"][0]["alignment"] is None
     assert report["conditions"][0]["note"] == "No answers yet."
     assert report["notes"] == ["No answers yet."]
-    assert report["agreement"]["fleiss_kappa"] is None and report["agreement"]["ceiling"]["ceiling"] is None
+    assert report["agreement"]["fleiss_kappa"]["value"] is None and report["agreement"]["ceiling"]["ceiling"] is None
+    assert report["agreement"]["fleiss_kappa"]["note"].startswith("Not enough data")
     assert report["conditions"][0]["ceiling"]["note"].startswith("Not enough data")
     call_command("alignment_report", live_survey.slug)
     table = capsys.readouterr().out
@@ -292,6 +314,9 @@ def test_a_clustering_survey_counts_the_right_reference_with_chance_one_third(ph
     report = alignment_report(survey=survey)
 
     assert report["task_type"] == "cluster" and report["chance"] == pytest.approx(1 / 3)
+    assert report["agreement"]["fleiss_kappa"]["categories"] == ["chose_right_reference", "chose_other_reference"]
+    assert report["sides"]["positions"] == 3 and report["sides"]["left_share"] is None
+    assert sum(report["sides"]["shares"]) == pytest.approx(1.0)
     (condition,) = report["conditions"]
     assert condition["alignment"] == pytest.approx(0.5) and condition["chance"] == pytest.approx(1 / 3)
     trial_proxy_choices_compute(survey=survey, metric="ssim")

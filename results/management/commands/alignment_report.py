@@ -8,7 +8,7 @@ from results import exports
 from results.services import PROXY_METRICS, alignment_report, exclusion_rules_for, trial_proxy_choices_compute
 from surveys.models import Survey
 
-ANSWER_EXPORTS = {"csv": exports.answers_csv, "json": exports.answers_json, "mvh": exports.mvh_csv}
+ANSWER_EXPORTS = {"csv": exports.answers_csv, "json": exports.answers_json, "mvh": exports.mvh_csv, "participants": exports.participants_csv}
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -18,8 +18,11 @@ def _fmt(value, digits: int = 3) -> str:
 class Command(BaseCommand):
     help = (
         "The alignment report of a survey: alignment per condition with a two-way bootstrap CI and a Wilson interval, "
-        "exclusions per rule, Fleiss' kappa, the split-half ceiling, the proxy beside the humans and paired comparisons. "
-        "--answers exports every answer instead (long-format csv/json, or mvh = model-vs-human's raw-data CSV)."
+        "exclusions per rule (one-sided responders among them), Fleiss' kappa over chose-target / chose-foil, the split-half "
+        "ceiling, the proxy beside the humans, paired comparisons, the share of answers per screen position, and what the "
+        "survey builder left out. "
+        "--answers exports every answer instead (long-format csv/json, or mvh = model-vs-human's raw-data CSV), "
+        "or participants: one CSV row per participant (share correct, share per screen position, exclusion rules)."
     )
 
     def add_arguments(self, parser):
@@ -32,16 +35,28 @@ class Command(BaseCommand):
         parser.add_argument("--catch-min-accuracy", type=float, help="default: the survey's threshold")
         parser.add_argument("--rt-floor-ms", type=float, help="default: the survey's RT floor")
         parser.add_argument("--include-incomplete", action="store_true", help="keep sessions that never completed")
+        parser.add_argument("--one-side-max-fraction", metavar="SHARE|off",
+                            help="exclude participants with at least this share of answers on one screen position "
+                                 "(2AFC: above 0.5 and at most 1; clustering: above 1/3), or 'off'; default: the survey's")
+        parser.add_argument("--one-side-min-trials", type=int, help="the one-sided rule judges participants from this many answers on")
         parser.add_argument("--compute-proxy", choices=PROXY_METRICS, action="append", default=[],
                             help="first compute the proxy's choice for every trial with this metric (repeatable)")
 
     def handle(self, *args, slug, format, answers, output, n_boot, seed, catch_min_accuracy, rt_floor_ms,
-               include_incomplete, compute_proxy, **options):
+               include_incomplete, one_side_max_fraction, one_side_min_trials, compute_proxy, **options):
         survey = Survey.objects.filter(slug=slug).first()
         if survey is None:
             raise CommandError(f"There is no survey with the slug '{slug}'.")
         if n_boot < 1:
             raise CommandError("--n-boot must be at least 1.")
+        try:
+            rules = exclusion_rules_for(
+                survey=survey, catch_min_accuracy=catch_min_accuracy, rt_floor_ms=rt_floor_ms,
+                require_complete=False if include_incomplete else None,
+                one_side_max_fraction=one_side_max_fraction, one_side_min_trials=one_side_min_trials,
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         for metric in compute_proxy:
             try:
                 n = trial_proxy_choices_compute(survey=survey, metric=metric)
@@ -54,10 +69,6 @@ class Command(BaseCommand):
                 for chunk in ANSWER_EXPORTS[answers](survey=survey):
                     out.write(chunk) if output else out.write(chunk, ending="")
                 return
-            rules = exclusion_rules_for(
-                survey=survey, catch_min_accuracy=catch_min_accuracy, rt_floor_ms=rt_floor_ms,
-                require_complete=False if include_incomplete else None,
-            )
             report = alignment_report(survey=survey, n_boot=n_boot, seed=seed, rules=rules)
             if format == "json":
                 text = json.dumps(report)
@@ -81,6 +92,7 @@ class Command(BaseCommand):
             wilson = f"{_fmt(c['wilson_low'])}–{_fmt(c['wilson_high'])}"
             label = (c["condition"] or c["name"])[:56]
             yield f"{label:<56} {_fmt(c['alignment']):>9} {ci:>13} {wilson:>13} {c['n_answers']:>6} {c['n_participants']:>6} {c['n_items']:>5}  {c['note']}"
+            yield f"    {_kappa(c['fleiss_kappa'])}"
             ceiling = c["ceiling"]
             if ceiling["ceiling"] is not None:
                 yield f"    split-half ceiling {_fmt(ceiling['ceiling'])} (r {_fmt(ceiling['split_half_r'])}, {ceiling['n_items']} items)"
@@ -95,6 +107,55 @@ class Command(BaseCommand):
             state = " (not applicable)" if r.get("applies") is False else ""
             yield f"    {r['rule']:<15} {r['participants']:>6} participants {r['answers']:>8} answers  {r['description']}{state}"
         ag = report["agreement"]
-        yield f"Fleiss' kappa {_fmt(ag['fleiss_kappa'])} over {ag['items_rated_twice']} items rated twice; split-half ceiling {_fmt(ag['ceiling']['ceiling'])} {ag['ceiling']['note']}"
+        yield f"agreement: {_kappa(ag['fleiss_kappa'])}; split-half ceiling {_fmt(ag['ceiling']['ceiling'])} {ag['ceiling']['note']}"
+        yield from _sides(report["sides"])
+        yield from _design(report["design"])
         for d in report["comparisons"]:
             yield f"    {d['a']} − {d['b']}: {_fmt(d['difference'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]{' paired' if d['paired'] else ''}"
+
+
+def _kappa(k: dict) -> str:
+    """Fleiss' kappa with its categories: 'Fleiss' kappa (chose_target vs chose_foil) 0.012 over 30 items, 10 raters per item'."""
+    text = f"Fleiss' kappa ({' vs '.join(k['categories'])}) {_fmt(k['value'])} over {k['items']} items"
+    raters = k.get("raters_per_item")
+    if raters:
+        spread = f"{raters['min']}" if raters["min"] == raters["max"] else f"{raters['min']}–{raters['max']}, median {raters['median']:g}"
+        text += f", {spread} raters per item"
+    return text + (f" ({k['note']})" if k.get("note") else "")
+
+
+def _spread(s: dict | None) -> str:
+    return "—" if not s else f"min {_fmt(s['min'])}, median {_fmt(s['median'])}, max {_fmt(s['max'])}"
+
+
+def _sides(sides: dict):
+    shares = ", ".join(f"{k} {_fmt(v)}" for k, v in enumerate(sides["shares"]))
+    yield (f"screen positions (share of main and catch answers per position, 0 = left): {shares}; largest {_fmt(sides['largest_share'])} "
+           f"over {sides['answers']} answers ({sides['answers_unknown_position']} without a recorded position)")
+    if sides["positions"] == 2:
+        yield f"    per participant, share on the left: {_spread(sides['participant_position_0_share'])}"
+    yield f"    per participant, largest share on one position: {_spread(sides['participant_largest_share'])} ({sides['participants']} participants)"
+    rule = sides["rule"]
+    if rule["one_side_max_fraction"] is None:
+        yield f"    one-sided rule off; {sides['participants_judged']} participants have at least {rule['one_side_min_trials']} answers"
+    else:
+        yield (f"    one-sided (largest share >= {rule['one_side_max_fraction']:g} of at least {rule['one_side_min_trials']} answers): "
+               f"{sides['one_sided']} of {sides['participants_judged']} participants judged")
+
+
+def _design(design: dict):
+    if not design["recorded"]:
+        yield f"design: {design['note']}"
+        return
+    vf = design["validity_filter"]
+    filt = "off" if not vf["on"] else f"max percentile {vf['max_percentile']}, label match {'required' if vf['require_label_match'] else 'not required'}"
+    yield f"design: validity filter {filt}; {design['left_out']['total']} IRIs left out; size policy {design['size_policy'] or '—'}"
+    for r in design["left_out"]["reasons"]:
+        yield f"    left out {r['count']:>5}  {r['reason']}: {r['description']}"
+    for e in design["resized"]:
+        yield f"    resized set {e.get('set')} {e.get('name', '')}: {e.get('images')} images from {_size(e.get('from'))} to {_size(e.get('to'))}"
+
+
+def _size(value) -> str:
+    """[w, h] as 'w×h' (anything else as it is)."""
+    return "×".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
