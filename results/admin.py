@@ -80,7 +80,10 @@ class SurveyReportAdmin(admin.ModelAdmin):
 
     def report_view(self, request, pk):
         survey = self._survey(request, pk)
-        report = report_cached(survey=survey)
+        try:
+            report = report_cached(survey=survey)
+        except ApplicationError as exc:  # e.g. a stored threshold out of range: say which, rather than a 500
+            return HttpResponse(exc.message, status=400, content_type="text/plain")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -191,3 +191,13 @@ def test_an_older_survey_without_a_build_report_says_so_and_odd_entries_are_skip
     design = alignment_report(survey=live_survey)["design"]
     assert design["left_out"] == {"total": 2, "reasons": [{"reason": "new_reason", "count": 2, "description": "new reason"}]}
     assert design["resized"] == [] and design["size_policy"] == ""
+
+
+def test_a_stored_threshold_out_of_range_is_named_on_the_report_page_not_a_server_error(live_survey, researcher):
+    Survey.objects.filter(pk=live_survey.pk).update(one_side_max_fraction=0.2)
+    client = Client()
+    client.force_login(researcher)
+
+    page = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/")
+
+    assert page.status_code == 400 and "one_side_max_fraction must be a share above 1/2" in page.content.decode()
