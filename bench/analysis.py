@@ -92,6 +92,8 @@ def survey_build(*, n_items: int, n_conditions: int):
                              target_image=photos[t].image, initial_loss=1.0, final_loss=0.1, best_step=1))
     IriImage.objects.bulk_create(iris, batch_size=2000)
     survey = survey_create(slug="bench", title="bench", iri_jobs=jobs, rng_seed=0)
+    survey.one_side_max_fraction = 0.9  # the one-sided rule on, so the report runs every exclusion rule
+    survey.save(update_fields=["one_side_max_fraction"])
     return survey_publish(survey=survey)
 
 
@@ -131,8 +133,9 @@ def answers_load(*, survey, people: list[int], per_participant: int, n_condition
     hit = rng.random(p.size) < rate
     choice = np.where(hit, target[item], 1 - target[item])
     rt = np.round(rng.lognormal(np.log(900), 0.4, p.size), 1)
+    shown = choice ^ rng.integers(0, 2, p.size)  # each participant's own layout: the chosen option on either side
     participant_ids = np.asarray(people)[p]
-    columns = {"participant": participant_ids, "trial": trial_id[item], "choice": choice, "rt_ms": rt}
+    columns = {"participant": participant_ids, "trial": trial_id[item], "choice": choice, "rt_ms": rt, "shown_position": shown}
     fields = [f for f in Response._meta.concrete_fields if not f.primary_key]
     names, constants = [], {}
     for f in fields:
@@ -264,6 +267,9 @@ def main() -> int:
             "rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
             "setup_s": round(setup_s, 1),
             "alignment_first_last": [report["conditions"][0]["alignment"], report["conditions"][-1]["alignment"]],
+            "kappa": report["agreement"]["fleiss_kappa"]["value"],
+            "left_share": report["sides"]["left_share"],
+            "one_sided": report["sides"]["one_sided"],
         }
     finally:
         connection.close()
