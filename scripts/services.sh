@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure what the test suite talks to is installed and running: PostgreSQL, Redis, Chromium.
+# Make sure what the test suite talks to is installed and running: PostgreSQL, Redis, Chromium, Fashion-MNIST,
+# and the tools the checks use (docker-compose to validate the compose file, wrk for the load benchmark).
 # Installs Debian packages only when missing (needs root or sudo), starts services only when down.
 set -euo pipefail
 
@@ -10,6 +11,8 @@ command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # checks docker-compose.yml (no daemon)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # bench/survey_load.py
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} from Debian…"
   $SUDO apt-get update -q

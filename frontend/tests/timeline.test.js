@@ -130,6 +130,27 @@ describe("full timeline in jsPsych simulation mode", () => {
     expect(server.sessions.size).toBe(1);
   });
 
+  it("a Prolific participant's reload sends the token this browser stored for that ID", async () => {
+    const server = createFakeServer({ n: 3 });
+    const storage = memoryStorage();
+    let block = true;
+    const first = await run(server, {
+      storage,
+      fetch: (url, init) =>
+        block && url.endsWith("/trials") ? Promise.resolve(server.json(403, { message: "stop" })) : server.fetch(url, init),
+    });
+    expect(first.state).toBe("error");
+    const token = storage.getItem(tokenKey("demo", { prolific_pid: "PID1" }));
+    expect(token).toBeTruthy();
+    expect(storage.getItem(tokenKey("demo"))).toBeNull(); // another ID in this browser keeps its own session
+
+    block = false;
+    const second = await run(server, { storage });
+    expect(second.state).toBe("completed");
+    const enrolls = server.requests.filter((r) => r.path.endsWith("/enroll"));
+    expect(enrolls[1].body).toMatchObject({ prolific_pid: "PID1", token });
+  });
+
   it("answers left in the outbox from a previous page are sent, not asked again", async () => {
     const server = createFakeServer({ n: 3, consented: true });
     const storage = memoryStorage();

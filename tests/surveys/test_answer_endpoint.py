@@ -99,7 +99,7 @@ def test_a_form_encoded_answer_is_read_like_json(session):
     response = client.post(f"/api/p/sessions/{token}/responses", form)
 
     assert response.status_code == 201
-    assert Response.objects.get().choice == 1
+    assert Response.objects.get().shown_position == 1
 
 
 def test_the_session_rate_limit_applies_with_retry_after(session, monkeypatch):

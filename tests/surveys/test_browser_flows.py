@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from surveys.models import Assignment, Participant, Response, Trial
+from surveys.models import Assignment, Participant, Response
 from surveys.services import survey_create, survey_publish
 from tests.conftest import finished_iri_set
 from tests.surveys.test_browser import CHROMIUM, CHROMIUM_ARGS, page  # noqa: F401  (the page fixture)
@@ -23,13 +23,16 @@ class Worker:
 
     def _on_response(self, response):
         if response.url.endswith("/trials") and response.ok:
+            self.token = response.url.rsplit("/", 2)[1]
             body = json.loads(response.text())
             for entry in body["practice"] + body["trials"]:
                 self.trial_of_url[entry["query"]] = entry["id"]
 
     def target_of(self, img_selector: str) -> int:
+        """The screen position of the target in this session's layout."""
         src = self.page.get_attribute(img_selector, "src")
-        return Trial.objects.get(public_id=self.trial_of_url[src]).target_option
+        a = Assignment.objects.select_related("trial").get(participant__token=self.token, trial__public_id=self.trial_of_url[src])
+        return a.option_order.index(str(a.trial.target_option))
 
     def start(self):
         self.page.click("button#instructions-start")

@@ -56,7 +56,7 @@ def test_everything_the_participant_receives_is_silent_about_roles(live_survey):
     for url in urls:
         image = client.get(url)
         assert image.status_code == 200 and image["Content-Type"] == "image/png"
-        data = b"".join(image.streaming_content)
+        data = image.content
         assert set(png_chunk_types(data)) <= {"IHDR", "IDAT", "IEND"}, "no text or other metadata chunks"
         received.append((f"headers of {url}", json.dumps(dict(image.headers))))
         received.append(("image URL", url))
