@@ -50,5 +50,5 @@ def test_a_prolific_participant_completes_the_survey_and_every_answer_is_stored(
     participant = Participant.objects.get(prolific_pid="pw1")
     assert participant.completed_at is not None and participant.study_id == "st"
     answers = list(Response.objects.filter(participant=participant).order_by("id"))
-    assert [a.choice for a in answers] == [0, 1, 0]
+    assert [a.shown_position for a in answers] == [0, 1, 0]  # left, J (right), left
     assert all(a.rt_ms > 0 for a in answers)

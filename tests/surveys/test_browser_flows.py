@@ -154,18 +154,21 @@ def test_a_clustering_participant_on_a_phone_reloads_and_loses_the_network_and_e
     page.click("#practice-done-start")
 
     page.wait_for_selector('input[data-row="0"][data-choice="0"]:not([disabled])')
-    assert page.inner_text("#cluster-progress-text") == "Set 1 of 2"
+    assert page.inner_text("#cluster-progress-text") == "Set 1 of 3"  # two main screens and a catch screen
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # the grid fits a phone
     worker.answer_cluster(keyboard_rows=2)
     page.reload()
     worker.start()
 
     page.wait_for_selector('input[data-row="0"][data-choice="0"]:not([disabled])')
-    assert page.inner_text("#cluster-progress-text") == "Set 2 of 2"
+    assert page.inner_text("#cluster-progress-text") == "Set 2 of 3"
     worker.cut_network()
     worker.answer_cluster()
     page.wait_for_selector("#connection-status .connection-banner")
     worker.restore_network()
+    page.wait_for_selector("#connection-status .connection-banner", state="detached")
+    assert page.inner_text("#cluster-progress-text") == "Set 3 of 3"
+    worker.answer_cluster()
 
     code = page.wait_for_selector("#completion-code").inner_text()
     participant = Participant.objects.get(prolific_pid="pc1")
