@@ -6,6 +6,10 @@ every network look unaligned. This module trains the two networks (a small ResNe
 L2-PGD adversarially trained), wraps them as engine backbones and measures the perceptual proxy
 (share of IRIs closer to their target than to their seed) for each (model x loss).
 
+The steps are small functions that ``run_experiment`` puts together and that tests call with small
+sizes: ``experiment_data`` (training subset, evaluation images, targets and their photo seeds),
+``model_get`` (train, or load from the weights cache), ``iri_set_make`` (one IRI per target with the
+engine), ``iri_set_measure`` (the report's numbers) and ``comparison_figure`` (a picture for people).
 Only this file's callers (the ``reproduce`` command) touch files other than the dataset and the
 weights cache given to ``run_experiment``.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -27,6 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# The engine backbone name of the architecture (both models; their weights' hashes tell them apart).
+BACKBONE = "fmnist_resnet"
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -252,104 +260,227 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float =
     return correct / len(x)
 
 
-# --------------------------------------------------------------------------- IRIs and the proxy
+# --------------------------------------------------------------------------- one run: data, models, IRI sets
 
 
-def as_backbone(model: nn.Module, name: str, image_size: int = 32):
-    """The trained classifier as an engine backbone (representation: the pooled penultimate layer)."""
-    from iri_worker.engine import Backbone
+@dataclass(frozen=True)
+class ExperimentData:
+    """The tensors of one run, on its device. ``targets`` (one class after another, un-augmented test images
+    not used for evaluation, as the paper advises) with their classes and test-set indices; ``seeds``: per target
+    the test image of the next class (``seed_kind`` "photo": the 2AFC foil is the seed), or None for a noise kind."""
 
-    model.eval().requires_grad_(False)
-    return Backbone(name, model, image_size, MEAN, STD, default_layer="avgpool")
-
-
-def iri_proxy(backbone, targets: torch.Tensor, *, recipe, config: ReproductionConfig,
-              metrics: tuple[str, ...], seeds: torch.Tensor | None = None) -> dict:
-    """Generate one IRI per target with the engine and return the proxy alignment per metric:
-    share of IRIs with d(IRI, target) <= d(IRI, seed), d = 1 - similarity."""
-    from iri_worker import engine
-
-    spec = engine.InversionSpec(
-        backbone=backbone.name, layer=backbone.default_layer, recipe=recipe,
-        seed_kind="super-noise" if seeds is not None else config.seed_kind,
-        steps=config.iri_steps, step_size=config.iri_step_size, image_size=config.image_size,
-        rng_seed=config.rng_seed,
-    )
-    started = time.monotonic()
-    result = engine.invert(spec, targets, backbone=backbone, seeds=seeds, device=targets.device)
-    # Judge the images as people would see them: quantised to 8 bits, like the stored PNGs.
-    iris, seeds = (t.mul(255).round().div(255) for t in (result.images, result.seeds.clamp(0, 1)))
-    out = {"final_loss": round(float(result.losses.mean()), 4), "seconds": round(time.monotonic() - started, 1)}
-    if result.adversarial_c is not None:
-        out["adversarial_c"] = round(float(result.adversarial_c), 4)
-    for metric in metrics:
-        try:
-            aligned = engine.proxy_alignment(iris, targets, seeds, metric)["aligned"]
-        except RuntimeError:  # LPIPS without its weights here
-            continue
-        out[metric] = round(float(aligned.float().mean()), 4)
-    return out
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_eval: torch.Tensor
+    y_eval: torch.Tensor
+    targets: torch.Tensor
+    target_labels: torch.Tensor
+    target_indices: torch.Tensor
+    seeds: torch.Tensor | None
 
 
-def _cached_model(config: ReproductionConfig, cache: Path, x, y, *, adversarial: bool, log) -> tuple[SmallResNet, bool]:
-    path = cache / f"fmnist-resnet-{'robust' if adversarial else 'standard'}-{config.key()}.pt"
-    model = SmallResNet(config.width)
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.to(x.device).eval().requires_grad_(False), True
-    model = train_model(config, x, y, adversarial=adversarial, log=log)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a half file under the real name
-    return model, False
-
-
-def run_experiment(config: ReproductionConfig, *, data_dir: str | Path = FASHION_MNIST_DIR,
-                   cache_dir: str | Path, metrics: tuple[str, ...] = ("ssim", "ms_ssim"),
-                   adversarial_recipe=None, device: str = "cpu", log: Callable[[str], None] = lambda _: None) -> dict:
-    """Train (or load from ``cache_dir``) both models, make IRIs under each loss, measure everything.
-
-    Returns a JSON-able dict: the config, per model its clean and robust accuracy, and per
-    (model x loss) the proxy alignment for each metric. ``adversarial_recipe`` (a recipe name or term
-    list for the engine) is skipped when None.
-    """
-    started = time.monotonic()
-    cache = Path(cache_dir)
+def experiment_data(config: ReproductionConfig, *, data_dir: str | Path = FASHION_MNIST_DIR,
+                    device: str = "cpu") -> ExperimentData:
+    """The training subset (drawn with ``config.rng_seed``), the evaluation images and the IRI targets."""
     x_train, y_train = load_fashion_mnist(data_dir, "train")
     x_test, y_test = load_fashion_mnist(data_dir, "test")
     g = torch.Generator().manual_seed(config.rng_seed)
     pick = torch.randperm(len(x_train), generator=g)[:config.train_images]
-    x_train, y_train = to_input(x_train[pick], config.image_size).to(device), y_train[pick].to(device)
-    x_eval = to_input(x_test[:config.eval_images], config.image_size).to(device)
-    y_eval = y_test[:config.eval_images].to(device)
-    # Targets: test images not used for evaluation, one class after another (un-augmented, as the paper advises).
     rest = torch.arange(config.eval_images, len(x_test))
     order = rest[torch.argsort(y_test[rest] * len(x_test) + rest)]
     per_class = -(-config.targets // 10)
     chosen = torch.cat([order[y_test[order] == c][:per_class] for c in range(10)])[:config.targets]
     targets = to_input(x_test[chosen], config.image_size).to(device)
-    # A photo seed: the target `per_class` places further on, i.e. an image of the next class.
-    seeds = targets.roll(per_class, dims=0) if config.seed_kind == "photo" else None
+    return ExperimentData(
+        x_train=to_input(x_train[pick], config.image_size).to(device), y_train=y_train[pick].to(device),
+        x_eval=to_input(x_test[:config.eval_images], config.image_size).to(device),
+        y_eval=y_test[:config.eval_images].to(device),
+        targets=targets, target_labels=y_test[chosen], target_indices=chosen,
+        # A photo seed: the target `per_class` places further on, i.e. an image of the next class.
+        seeds=targets.roll(per_class, dims=0) if config.seed_kind == "photo" else None,
+    )
 
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained classifier with what identifies it: ``label`` "standard" | "robust"; ``training`` "standard" |
+    "adversarial" (what the alignment report shows as its conditions' training) and ``training_details`` (with
+    the attack's settings); ``weights_sha256`` (of its saved state dict); whether it came from the cache."""
+
+    label: str
+    training: str
+    training_details: str
+    model: SmallResNet
+    weights_sha256: str
+    cached: bool
+
+
+def training_details(config: ReproductionConfig, *, adversarial: bool) -> str:
+    """How a model was trained, in full."""
+    if not adversarial:
+        return "standard training"
+    return (f"adversarial training (L2 PGD, eps {config.eps:g}, {config.attack_steps} steps of "
+            f"{config.attack_step_size:g})")
+
+
+def model_get(config: ReproductionConfig, data: ExperimentData, *, adversarial: bool, cache_dir: str | Path | None,
+              log: Callable[[str], None] = lambda _: None) -> TrainedModel:
+    """Load the model from ``cache_dir`` (named by ``config.key()``) or train it (and cache it there)."""
+    label = "robust" if adversarial else "standard"
+    path = Path(cache_dir) / f"fmnist-resnet-{label}-{config.key()}.pt" if cache_dir is not None else None
+    device = data.x_train.device
+    if path is not None and path.exists():
+        blob = path.read_bytes()
+        model = SmallResNet(config.width)
+        model.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+        model = model.to(device).eval().requires_grad_(False)
+        cached = True
+    else:
+        model = train_model(config, data.x_train, data.y_train, adversarial=adversarial, log=log)
+        buffer = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
+        blob = buffer.getvalue()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            tmp.replace(path)  # a crash mid-write never leaves a half file under the real name
+        cached = False
+    return TrainedModel(label, "adversarial" if adversarial else "standard",
+                        training_details(config, adversarial=adversarial), model, hashlib.sha256(blob).hexdigest(), cached)
+
+
+def as_backbone(model: nn.Module, name: str = BACKBONE, image_size: int = 32, weights_sha256: str | None = None):
+    """The trained classifier as an engine backbone (representation: the pooled penultimate layer)."""
+    from iri_worker.engine import Backbone
+
+    model.eval().requires_grad_(False)
+    return Backbone(name, model, image_size, MEAN, STD, default_layer="avgpool", checkpoint_sha256=weights_sha256)
+
+
+def eight_bit(images: torch.Tensor) -> torch.Tensor:
+    """Images as people see them: clipped to [0, 1] and quantised to 8 bits, like the stored PNGs."""
+    return images.clamp(0, 1).mul(255).round().div(255)
+
+
+@dataclass(frozen=True)
+class IriSet:
+    """The IRIs of one (model x loss): ``spec`` as run (JSON-able, resolved), the engine's ``result``, and
+    the IRIs and seeds in 8 bits (what is stored, shown and judged)."""
+
+    model: TrainedModel
+    loss: str
+    spec: dict
+    result: object  # engine.InversionResult
+    iris: torch.Tensor
+    seeds: torch.Tensor
+    seconds: float
+
+
+def iri_set_make(model: TrainedModel, data: ExperimentData, *, loss: str, recipe, config: ReproductionConfig) -> IriSet:
+    """One IRI per target with the engine, from the data's seeds (photos) or ``config.seed_kind`` noise."""
+    from iri_worker import engine
+
+    backbone = as_backbone(model.model, BACKBONE, config.image_size, model.weights_sha256)
+    spec = engine.InversionSpec(
+        backbone=BACKBONE, layer=backbone.default_layer, recipe=recipe, seed_kind=config.seed_kind,
+        steps=config.iri_steps, step_size=config.iri_step_size, image_size=config.image_size,
+        rng_seed=config.rng_seed, checkpoint_sha256=model.weights_sha256,
+    )
+    started = time.monotonic()
+    result = engine.invert(spec, data.targets, backbone=backbone, seeds=data.seeds, device=data.targets.device)
+    return IriSet(model, loss, spec.to_dict(backbone), result, eight_bit(result.images), eight_bit(result.seeds),
+                  round(time.monotonic() - started, 1))
+
+
+def iri_set_measure(iri_set: IriSet, targets: torch.Tensor, *, metrics: tuple[str, ...]) -> dict:
+    """The report's cell for one IRI set: per metric (``ssim``, ``ms_ssim``, ``lpips`` where its weights are
+    here) the proxy alignment (share of IRIs with d(IRI, target) <= d(IRI, seed), d = 1 - similarity) and
+    ``<metric>_to_target``, the mean d(IRI, target). None of these uses the network's own features."""
+    from iri_worker import engine
+
+    result = iri_set.result
+    out = {"final_loss": round(float(result.losses.mean()), 4), "seconds": iri_set.seconds}
+    if result.adversarial_c is not None:
+        out["adversarial_c"] = round(float(result.adversarial_c), 4)
+    targets = eight_bit(targets)
+    for metric in metrics:
+        try:
+            proxy = engine.proxy_alignment(iri_set.iris, targets, iri_set.seeds, metric)
+        except RuntimeError:  # LPIPS without its weights here
+            continue
+        out[metric] = round(float(proxy["aligned"].float().mean()), 4)
+        out[f"{metric}_to_target"] = round(float(proxy["to_target"].mean()), 4)
+    return out
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What ``run_experiment`` made: the JSON-able ``report``, the data, both models and the four IRI sets
+    (standard, robust) x (reg_free[, adversarial]), in that order."""
+
+    report: dict
+    data: ExperimentData
+    models: list[TrainedModel]
+    sets: list[IriSet]
+
+
+def run_experiment(config: ReproductionConfig, *, data_dir: str | Path = FASHION_MNIST_DIR,
+                   cache_dir: str | Path | None, metrics: tuple[str, ...] = ("ssim", "ms_ssim"),
+                   adversarial_recipe=None, device: str = "cpu", log: Callable[[str], None] = lambda _: None,
+                   measure_accuracy: bool = True) -> Reproduction:
+    """Train (or load from ``cache_dir``; None: train, cache nothing) both models, make IRIs under each loss,
+    measure everything.
+
+    The report (JSON-able): the config, per model its clean and robust accuracy (unless ``measure_accuracy`` is
+    False), and per "model/loss" the proxy alignment for each metric (``iri_set_measure``). ``adversarial_recipe``
+    (a recipe name or term list for the engine) is skipped when None.
+    """
+    started = time.monotonic()
+    data = experiment_data(config, data_dir=data_dir, device=device)
     losses = {"reg_free": "reg_free"}
     if adversarial_recipe is not None:
         losses["adversarial"] = adversarial_recipe
     report: dict = {"config": dataclasses.asdict(config), "dataset": "Fashion-MNIST", "device": device,
                     "models": {}, "alignment": {}}
-    for label, adversarial in (("standard", False), ("robust", True)):
+    models, sets = [], []
+    for adversarial in (False, True):
         t0 = time.monotonic()
-        model, cached = _cached_model(config, cache, x_train, y_train, adversarial=adversarial, log=log)
-        log(f"{label}: {'loaded from cache' if cached else 'trained'} in {time.monotonic() - t0:.0f} s")
-        report["models"][label] = {
-            "clean_accuracy": round(accuracy(model, x_eval, y_eval), 4),
-            "robust_accuracy": round(accuracy(model, x_eval, y_eval, eps=config.eps, steps=config.eval_attack_steps), 4),
-            "cached": cached,
-        }
-        backbone = as_backbone(model, f"fmnist_resnet_{label}", config.image_size)
-        for loss_label, recipe in losses.items():
-            outcome = iri_proxy(backbone, targets, recipe=recipe, config=config, metrics=metrics, seeds=seeds)
-            report["alignment"][f"{label}/{loss_label}"] = outcome
-            log(f"{label} x {loss_label}: {outcome}")
+        trained = model_get(config, data, adversarial=adversarial, cache_dir=cache_dir, log=log)
+        models.append(trained)
+        label = trained.label
+        log(f"{label}: {'loaded from cache' if trained.cached else 'trained'} in {time.monotonic() - t0:.0f} s")
+        report["models"][label] = {"training": trained.training_details, "weights_sha256": trained.weights_sha256,
+                                   "cached": trained.cached}
+        if measure_accuracy:
+            report["models"][label]["clean_accuracy"] = round(accuracy(trained.model, data.x_eval, data.y_eval), 4)
+            report["models"][label]["robust_accuracy"] = round(accuracy(
+                trained.model, data.x_eval, data.y_eval, eps=config.eps, steps=config.eval_attack_steps), 4)
+        for loss, recipe in losses.items():
+            iri_set = iri_set_make(trained, data, loss=loss, recipe=recipe, config=config)
+            sets.append(iri_set)
+            report["alignment"][f"{label}/{loss}"] = cell = iri_set_measure(iri_set, data.targets, metrics=metrics)
+            log(f"{label} x {loss}: {cell}")
     report["seconds"] = round(time.monotonic() - started, 1)
-    return report
+    return Reproduction(report, data, models, sets)
+
+
+def comparison_figure(reproduction: Reproduction, *, loss: str = "reg_free", rows: int = 3, scale: int = 4,
+                      gap: int = 4) -> torch.Tensor:
+    """A picture for people, (3, H, W) in [0, 1]: per row a target | the standard model's IRI | the robust
+    model's IRI (both under ``loss``) | the seed both started from, each enlarged ``scale`` times (nearest
+    neighbour, so pixels stay pixels), white gaps between. The rows are targets evenly spaced in the target list
+    (one class after another), not picked by how they look."""
+    sets = {(s.model.label, s.loss): s for s in reproduction.sets}
+    standard, robust = sets[("standard", loss)], sets[("robust", loss)]
+    columns = [eight_bit(reproduction.data.targets).cpu(), standard.iris, robust.iris, standard.seeds]
+    n = columns[0].shape[0]
+    picks = [k * n // rows for k in range(min(rows, n))]
+    size = columns[0].shape[-1] * scale
+    figure = torch.ones(3, len(picks) * size + (len(picks) + 1) * gap, len(columns) * size + (len(columns) + 1) * gap)
+    for r, i in enumerate(picks):
+        for c, images in enumerate(columns):
+            big = F.interpolate(images[i:i + 1].float(), scale_factor=scale, mode="nearest")[0]
+            top, left = gap + r * (size + gap), gap + c * (size + gap)
+            figure[:, top:top + size, left:left + size] = big
+    return figure
