@@ -92,6 +92,10 @@ class Backbone:
     runs fastest in on CPU. ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
     ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
+    ``classifier``: the module's forward ends in a classification head whose weights are the model's
+    own (``classify`` gives its logits); False where the head is missing or was left random because a
+    checkpoint had none (a contrastive backbone). ``label_names``: the class names in logit order
+    where known (ImageNet's 1,000 for ImageNet architectures), else None.
     """
 
     name: str
@@ -105,6 +109,8 @@ class Backbone:
     fixed_size: bool = False
     min_size: int = 8
     checkpoint_sha256: str | None = None
+    classifier: bool = False
+    label_names: tuple[str, ...] | None = None
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
@@ -197,6 +203,12 @@ class Backbone:
                 self.check_layer(layer)
         out = extract(self.module, self._layer_modules[layer], self.normalize(x01))
         return out.flatten(1)
+
+    def classify(self, x01: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits (B, C) as float32 for a [0, 1] batch; ``ValueError`` without a classifier."""
+        if not self.classifier:
+            raise ValueError(f"Backbone '{self.name}' has no classifier of its own.")
+        return self.module(self.normalize(x01)).float()
 
 
 BackboneBuilder = Callable[[str | None], Backbone]
@@ -354,11 +366,12 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
 
 
 def fit_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], *, name: str,
-                   classifier_prefix: str | None = None, layout: str = "state_dict") -> None:
+                   classifier_prefix: str | None = None, layout: str = "state_dict") -> bool:
     """Load ``state`` into ``module``, or raise ``ValueError`` naming the keys that do not fit.
 
     For the ``simclr`` layout, keys under ``classifier_prefix`` may be missing
     or mismatched (see ``unwrap_state_dict``); everything else must match.
+    Returns whether the classifier head came from ``state`` (False when it was left as it was).
     """
     own = module.state_dict()
     lenient = layout == "simclr" and classifier_prefix is not None
@@ -385,11 +398,23 @@ def fit_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], *, name
             parts.append(f"keys with the wrong shape ({len(wrong_shape)}): {listing(wrong_shape)}")
         raise ValueError(f"The checkpoint does not fit backbone '{name}' ({layout} layout): " + "; ".join(parts) + ".")
     module.load_state_dict(state, strict=not lenient)
+    if classifier_prefix is None:
+        return True
+    return all(k in state for k in own if k.startswith(classifier_prefix))
 
 
-def _load_weights(module: nn.Module, path: str, *, name: str, classifier_prefix: str | None) -> None:
+def _load_weights(module: nn.Module, path: str, *, name: str, classifier_prefix: str | None) -> bool:
+    """Load a checkpoint into ``module``; returns whether its classifier head was in the checkpoint."""
     state, layout = unwrap_state_dict(read_checkpoint(path), path=path)
-    fit_state_dict(module, state, name=name, classifier_prefix=classifier_prefix, layout=layout)
+    return fit_state_dict(module, state, name=name, classifier_prefix=classifier_prefix, layout=layout)
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_label_names() -> tuple[str, ...]:
+    """ImageNet-1k class names in the usual index order (from torchvision's metadata; no download)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _seeded_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -469,10 +494,11 @@ class TinyCNN(nn.Module):
 @register_backbone("tiny_cnn")
 def _tiny_cnn(weights_path: str | None) -> Backbone:
     module = _seeded_init(TinyCNN)
+    head = True
     if weights_path is not None:
-        _load_weights(module, weights_path, name="tiny_cnn", classifier_prefix="fc.")
+        head = _load_weights(module, weights_path, name="tiny_cnn", classifier_prefix="fc.")
     return Backbone("tiny_cnn", module, 32, (0.5,) * 3, (0.5,) * 3, default_layer="pool",
-                    fake_relu_modules=(module.relu2,))
+                    fake_relu_modules=(module.relu2,), classifier=head)
 
 
 def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, min_size: int = 32,
@@ -487,12 +513,13 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
 
         constructor = getattr(torchvision.models, name)
         module = _seeded_init(lambda: constructor(weights=None, **kwargs))  # never download weights
+        head = True
         if weights_path is not None:
-            _load_weights(module, weights_path, name=name, classifier_prefix=classifier_prefix)
+            head = _load_weights(module, weights_path, name=name, classifier_prefix=classifier_prefix)
         fakes = tuple(patch(module))
         return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
                         fake_relu_modules=fakes, channels_last=channels_last, fixed_size=fixed_size,
-                        min_size=min_size)
+                        min_size=min_size, classifier=head, label_names=imagenet_label_names())
 
 
 def _replace_relu(path: str) -> Callable[[nn.Module], tuple[SwitchableReLU, ...]]:
@@ -556,4 +583,5 @@ def _efficientnet_lite0(weights_path: str | None) -> Backbone:
     return Backbone(
         "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling",
         channels_last=True, min_size=32,  # measured: 1.3x faster than NCHW on CPU (bench/engine.py)
+        classifier=True, label_names=imagenet_label_names(),
     )
