@@ -14,10 +14,11 @@ Modules: spec (InversionSpec), invert (the loop), losses + recipes (composable
 per-image terms and the paper's recipes as data), transforms (transformation
 robustness), params (pixel / Fourier parametrisation), steps (normalised
 gradient / Adam), seeds, backbones (registry, checkpoints, FakeReLU),
-proxy (the perceptual alignment proxy), images (PIL/PNG <-> tensors).
+proxy (the perceptual alignment proxy), validity (null distribution, percentile,
+label check, loss-curve steps), images (PIL/PNG <-> tensors).
 """
 
-from . import losses, proxy
+from . import losses, proxy, validity
 from .backbones import (
     Backbone,
     checkpoint_sha256,
@@ -27,10 +28,10 @@ from .backbones import (
     register_backbone,
 )
 from .images import png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
-from .invert import InversionResult, invert
+from .invert import InversionResult, invert, measure_adaptive_c
 from .params import PARAMS
 from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
-from .recipes import RECIPES, build_loss, expand_recipe, with_adversarial_c
+from .recipes import RECIPES, build_loss, expand_recipe, recipe_has_adaptive_c, with_adversarial_c
 from .seeds import PHOTO_SEED, SEED_KINDS, make_seed
 from .spec import SPEC_SEED_KINDS, InversionSpec
 from .steps import STEPS
@@ -40,6 +41,8 @@ __all__ = [
     "InversionSpec",
     "InversionResult",
     "invert",
+    "measure_adaptive_c",
+    "recipe_has_adaptive_c",
     "register_backbone",
     "list_backbones",
     "load_backbone",
@@ -62,6 +65,7 @@ __all__ = [
     "png_bytes_to_tensor",
     "losses",
     "proxy",
+    "validity",
     "PROXY_METRICS",
     "perceptual_distance",
     "proxy_alignment",

@@ -19,13 +19,13 @@ import torch
 from .backbones import Backbone, load_backbone
 from .losses import Loss, LossContext
 from .params import Parametrization, build_param
-from .recipes import build_loss
+from .recipes import build_loss, recipe_has_adaptive_c
 from .seeds import PHOTO_SEED
 from .spec import InversionSpec
 from .steps import build_step_rule
 from .transforms import build_transform
 
-__all__ = ["InversionResult", "invert", "STOP_CHECK_EVERY"]
+__all__ = ["InversionResult", "invert", "measure_adaptive_c", "STOP_CHECK_EVERY"]
 
 OnStep = Callable[[int, torch.Tensor], None]
 STOP_CHECK_EVERY = 16
@@ -156,6 +156,31 @@ def invert(
             return _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
     finally:
         backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
+
+
+def measure_adaptive_c(
+    spec: InversionSpec,
+    targets: torch.Tensor,
+    *,
+    backbone: Backbone | None = None,
+    seeds: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
+) -> float | None:
+    """The adaptive weight c that ``invert(spec, targets, ...)`` measures at its first step, without the loop.
+
+    One evaluation of the loss at the seed, drawing the first step's random transform exactly as step 0
+    of the run does (no update, no gradient), so the value equals that run's ``adversarial_c``. None
+    when the recipe has no adaptive c. A job split into chunks measures c once, on its first batch, and
+    runs every chunk with ``with_adversarial_c(recipe, c)`` (the paper: "measured on the first batch at
+    the first step, then frozen for all later batches").
+    """
+    recipe = spec.recipe_terms if spec.recipe_terms is not None else spec.recipe
+    if not recipe_has_adaptive_c(recipe):
+        return None
+    # steps=0: the loop does not run; the one evaluation of the final iterate is the seed's, with the
+    # generator's first transform draw, which is what step 0 of a full run evaluates.
+    probe = dataclasses.replace(spec, steps=0, stop_loss=None)
+    return invert(probe, targets, backbone=backbone, seeds=seeds, device=device).adversarial_c
 
 
 def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,

@@ -32,7 +32,9 @@ from typing import Any
 
 from .losses import TERMS, Loss
 
-__all__ = ["RECIPES", "build_loss", "expand_recipe", "recipe_uses_metric", "with_adversarial_c"]
+__all__ = [
+    "RECIPES", "build_loss", "expand_recipe", "recipe_uses_metric", "recipe_has_adaptive_c", "with_adversarial_c",
+]
 
 
 def _rep(weight: float) -> dict[str, Any]:
@@ -133,6 +135,11 @@ def build_loss(recipe: str | Sequence[Mapping[str, Any]]) -> Loss:
 def recipe_uses_metric(recipe: str | Sequence[Mapping[str, Any]], metric: str) -> bool:
     """Whether any term of the recipe compares images with ``metric`` (e.g. "lpips")."""
     return any(t["params"].get("metric") == metric for t in expand_recipe(recipe))
+
+
+def recipe_has_adaptive_c(recipe: str | Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any term of the recipe measures its weight c adaptively (``"c": "adaptive"``)."""
+    return any(t["params"].get("c") == "adaptive" for t in expand_recipe(recipe))
 
 
 def with_adversarial_c(recipe: str | Sequence[Mapping[str, Any]], c: float) -> list[dict[str, Any]]:
