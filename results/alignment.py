@@ -440,13 +440,15 @@ def exclusions_apply(
     rules: ExclusionRules,
     shown_position: np.ndarray | None = None,
     n_positions: int = 2,
+    participant_rules: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Which main-trial answers stay in, and how many each rule removed.
 
     participant: dense index (0..P-1) per answer; kind: KIND_* per answer; participant_flags: bool arrays of
     length P for "pilot", "bot", "flagged", "completed" (missing keys: the rule does not apply);
     shown_position: the screen position of the chosen option per answer (0 = left, -1 = not recorded), for the
-    one-sided rule over n_positions positions.
+    one-sided rule over n_positions positions; participant_rules: participant_rules_apply's result, when the caller
+    already has it (else computed here).
     Returns (included mask over answers: main, not excluded) and one count row per rule:
     {rule, description, participants, answers} where answers are main-trial answers the rule removes on its
     own (a participant can be caught by several rules; the total is reported separately by the caller).
@@ -454,7 +456,7 @@ def exclusions_apply(
     participant = np.asarray(participant, dtype=np.int64)
     n_people = next((len(v) for v in participant_flags.values()), int(participant.max(initial=-1)) + 1)
     main = np.asarray(kind) == KIND_MAIN
-    flagged_people = participant_rules_apply(
+    flagged_people = participant_rules if participant_rules is not None else participant_rules_apply(
         participant=participant, kind=kind, correct=correct, participant_flags=participant_flags, rules=rules,
         n_people=n_people, shown_position=shown_position, n_positions=n_positions,
     )

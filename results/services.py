@@ -165,14 +165,13 @@ def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None) -> 
     n_positions = int(trials["n_options"][trials["kind"] != KIND_PRACTICE].max(initial=survey.n_options))
     flags = {k: people[k] for k in ("pilot", "bot", "flagged") if k in people}
     flags["completed"] = people["completed"]
-    position = answers["shown_position"]
-    included, counts = exclusions_apply(
-        participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules,
-        shown_position=position, n_positions=n_positions,
-    )
     people_rules = participant_rules_apply(
         participant=p_row, kind=kind, correct=correct, participant_flags=flags, rules=rules, n_people=people["id"].size,
-        shown_position=position, n_positions=n_positions,
+        shown_position=answers["shown_position"], n_positions=n_positions,
+    )
+    included, counts = exclusions_apply(
+        participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules,
+        participant_rules=people_rules,
     )
     excluded_flags = {rule: mask[p_row] for rule, mask in people_rules.items()}
     excluded_flags["rt_floor"] = answers["rt_ms"] < rules.rt_floor_ms  # for the exports: which rule would exclude an answer
