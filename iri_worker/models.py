@@ -70,6 +70,9 @@ class IriJob(models.Model):
     seed_photo = models.ForeignKey(TargetPhoto, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Targets per task (one batch on one worker). Device options (amp, channels_last) live in the spec.
     chunk_size = models.PositiveIntegerField(default=8, help_text="Targets per task (one GPU batch).")
+    # The adversarial regulariser's adaptive weight c: measured once, on the first chunk's targets (the job's
+    # first batch) at the first step, then used by every chunk. Null: no adaptive c in the recipe, or not yet.
+    adaptive_c = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)

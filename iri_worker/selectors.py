@@ -51,6 +51,8 @@ def iri_job_record(*, job: IriJob) -> dict:
             {"id": job.seed_photo_id, "sha256": job.seed_photo.image.sha256} if job.seed_photo_id else None
         ),
         "chunk_size": job.chunk_size,
+        # measured once for the job, on its first batch at the first step; every chunk used it
+        "adaptive_c": job.adaptive_c,
         "versions": job.versions,
         "chunks": [
             {"index": c.index, "targets": c.target_ids, "status": c.status, **c.details}

@@ -572,21 +572,63 @@ def iri_job_backbone(*, spec, device: str):
     return engine.load_backbone(spec.backbone, weights_path=spec.weights_path, device=device)
 
 
-def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
+def _chunk_batch(*, target_ids: list[int], size: int):
+    """The chunk's target photos (in order; any deleted since are skipped) and their (B, 3, S, S) tensor,
+    preprocessed as every target is (photo_to_tensor: resize the shorter side, centre crop)."""
     import torch
+
+    from iri_worker import engine
+
+    photos = TargetPhoto.objects.select_related("image").in_bulk(target_ids)
+    targets = [photos[i] for i in target_ids if i in photos]
+    return targets, torch.stack([engine.photo_to_tensor(_read_rgb(t.image), size) for t in targets])
+
+
+def iri_job_adaptive_c(*, job_id: int, spec, backbone, device: str, seeds=None, first_batch=None) -> float | None:
+    """The job's adaptive adversarial weight c, measured once for the whole job; None without one.
+
+    The paper measures c "on the first batch at the first step, then frozen for all later batches". Chunks
+    run in parallel on several workers, so whichever starts first locks the job row; if c is not stored yet
+    it measures c on chunk 0's targets (the job's first batch; ``first_batch`` when the caller holds it) with
+    the job's seed, and stores it. The others wait on the lock and then read it."""
+    from iri_worker import engine
+
+    recipe = spec.recipe_terms if spec.recipe_terms is not None else spec.recipe
+    if not engine.recipe_has_adaptive_c(recipe):
+        return None
+    stored = IriJob.objects.filter(pk=job_id).values_list("adaptive_c", flat=True).first()
+    if stored is not None:
+        return stored
+    with transaction.atomic():
+        job = IriJob.objects.select_for_update().get(pk=job_id)
+        if job.adaptive_c is None:
+            if first_batch is None:
+                first = IriChunk.objects.filter(job_id=job_id).order_by("index").first()
+                _, first_batch = _chunk_batch(target_ids=first.target_ids, size=spec.image_size)
+            job.adaptive_c = engine.measure_adaptive_c(spec, first_batch, backbone=backbone, seeds=seeds, device=device)
+            IriJob.objects.filter(pk=job_id).update(adaptive_c=job.adaptive_c)
+            logger.info("IRI job %s: adaptive c = %s, measured on its first batch", job_id, job.adaptive_c)
+    return job.adaptive_c
+
+
+def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
+    import dataclasses
 
     from iri_worker import engine
 
     chunk = IriChunk.objects.select_related("job", "job__checkpoint", "job__seed_photo__image").get(pk=chunk_id)
     job = chunk.job
     spec = iri_job_engine_spec(job=job)
-    photos = TargetPhoto.objects.select_related("image").in_bulk(chunk.target_ids)
-    targets = [photos[i] for i in chunk.target_ids if i in photos]
-    batch = torch.stack([engine.photo_to_tensor(_read_rgb(t.image), spec.image_size) for t in targets])
+    targets, batch = _chunk_batch(target_ids=chunk.target_ids, size=spec.image_size)
     seeds = None
     if job.seed_photo_id:
         seeds = engine.photo_to_tensor(_read_rgb(job.seed_photo.image), spec.image_size)
     backbone = iri_job_backbone(spec=spec, device=device)
+    c = iri_job_adaptive_c(job_id=job.pk, spec=spec, backbone=backbone, device=device, seeds=seeds,
+                           first_batch=batch if chunk.index == 0 else None)
+    if c is not None:  # every chunk runs with the job's one c
+        recipe = spec.recipe_terms if spec.recipe_terms is not None else spec.recipe
+        spec = dataclasses.replace(spec, recipe_terms=engine.with_adversarial_c(recipe, c))
 
     last = [time.monotonic()]
 

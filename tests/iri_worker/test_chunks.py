@@ -234,3 +234,79 @@ def test_the_job_records_what_reproduces_its_images(photos):
     # every IRI of the job started from the seed photo
     seeds = set(job.images.values_list("seed__sha256", flat=True))
     assert len(seeds) == 1
+
+
+def test_the_adaptive_weight_is_measured_once_on_the_first_batch_whichever_chunk_starts_first(photos, monkeypatch):
+    measured = []
+    real = engine.measure_adaptive_c
+
+    def counting(spec, targets, **kwargs):
+        measured.append(targets.shape[0])
+        return real(spec, targets, **kwargs)
+
+    monkeypatch.setattr(engine, "measure_adaptive_c", counting)
+    job = make_job(photos[:2], chunk_size=1, recipe="adv_ssim", steps=3)
+    first, second = job.chunks.order_by("index")
+
+    assert iri_chunk_run(chunk_id=second.pk) == "done"  # the second chunk happens to start first
+    assert iri_chunk_run(chunk_id=first.pk) == "done"
+
+    job.refresh_from_db()
+    assert measured == [1]  # once, for the whole job
+    # ... on the first batch (chunk 0's target), as the paper does: the value a run on it alone measures
+    alone = engine.invert(services.iri_job_engine_spec(job=job), services._chunk_batch(
+        target_ids=first.target_ids, size=32)[1], backbone=engine.load_backbone("tiny_cnn"))
+    assert job.adaptive_c == alone.adversarial_c
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.details["adversarial_c"] == second.details["adversarial_c"] == job.adaptive_c
+    assert iri_job_record(job=job)["adaptive_c"] == job.adaptive_c
+
+
+def test_a_recipe_without_an_adaptive_weight_measures_nothing(photos, monkeypatch):
+    monkeypatch.setattr(engine, "measure_adaptive_c", lambda *a, **k: pytest.fail("measured"))
+    job = make_job(photos[:2], chunk_size=1)
+
+    iri_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == IriJob.Status.DONE and job.adaptive_c is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_starting_at_once_on_two_workers_wait_for_the_one_measurement(photos, monkeypatch):
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    measured = []
+
+    def slow(spec, targets, **kwargs):
+        measured.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the other worker to arrive while the job row is locked
+        return 0.25
+
+    monkeypatch.setattr(engine, "measure_adaptive_c", slow)
+    job = make_job(photos[:2], chunk_size=1, recipe="adv_ssim")
+    spec = services.iri_job_engine_spec(job=job)
+    backbone = engine.load_backbone("tiny_cnn")
+    seen = []
+
+    def worker():
+        try:
+            seen.append(services.iri_job_adaptive_c(job_id=job.pk, spec=spec, backbone=backbone, device="cpu"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(measured) == 1 and seen == [0.25, 0.25]
+    job.refresh_from_db()
+    assert job.adaptive_c == 0.25
