@@ -7,7 +7,7 @@ from django.utils.html import format_html, format_html_join
 from backend.exceptions import ApplicationError
 
 from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
-from .selectors import iri_job_proxy_summary, iri_job_record
+from .selectors import iri_job_proxy_summary, iri_job_record, iri_job_validity_summary
 from .services import (
     checkpoint_create,
     iri_broker_check,
@@ -259,11 +259,56 @@ def _proxy_text(proxy: dict) -> str:
     return "; ".join(parts) or "–"
 
 
+def _sparkline(curve: list, width: int = 120, height: int = 28):
+    """The loss curve as a tiny inline SVG polyline (no script, no external file)."""
+    points = [(s, v) for s, v in curve if v is not None]
+    if len(points) < 2:
+        return ""
+    steps, values = [p[0] for p in points], [p[1] for p in points]
+    s0, s1, lo, hi = steps[0], steps[-1], min(values), max(values)
+    span_s, span_v = (s1 - s0) or 1, (hi - lo) or 1
+    xy = " ".join(f"{(s - s0) / span_s * (width - 2) + 1:.1f},{(hi - v) / span_v * (height - 2) + 1:.1f}" for s, v in points)
+    return format_html(
+        '<svg width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="loss curve">'
+        '<polyline points="{}" fill="none" stroke="#417690" stroke-width="1.5"/></svg>',
+        width, height, width, height, xy,
+    )
+
+
+def _validity_text(validity: dict):
+    """Percentile in the null, label check and the loss curve (first → last) of one IRI."""
+    if not validity:
+        return "–"
+    if "error" in validity:
+        return f"no record: {validity['error']}"
+    null = validity.get("null") or {}
+    percentile = validity.get("percentile")
+    parts = [
+        f"percentile {percentile:.1f} % of {null.get('pairs', 0)} null pairs" if percentile is not None
+        else "no null distribution (fewer than two photos)",
+        f"distance {validity['distance']:.4g} (null median {null['median']:.4g})"
+        if validity.get("distance") is not None and null.get("median") is not None else "",
+    ]
+    match = validity.get("label_match")
+    if match is None:
+        parts.append("no classifier")
+    else:
+        iri = validity.get("iri_label_name") or validity.get("iri_label")
+        target = validity.get("target_label_name") or validity.get("target_label")
+        parts.append(f"label {'match' if match else 'MISMATCH'} ({iri} / {target})")
+    curve = validity.get("loss_curve") or []
+    if curve:
+        first, last = curve[0], curve[-1]
+        parts.append(f"loss {first[1]} (step {first[0]}) → {last[1]} (step {last[0]})")
+    return format_html("{}<br>{}", "; ".join(p for p in parts if p), _sparkline(curve))
+
+
 class IriImageInline(admin.TabularInline):
     model = IriImage
     extra = 0
     can_delete = False
-    fields = ["target", "target_preview", "seed_preview", "iri_preview", "initial_loss", "final_loss", "best_step", "proxy_text"]
+    fields = ["target", "target_preview", "seed_preview", "iri_preview", "initial_loss", "final_loss", "best_step", "proxy_text",
+              "validity_text"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -285,6 +330,10 @@ class IriImageInline(admin.TabularInline):
     def proxy_text(self, obj):
         return _proxy_text(obj.proxy)
 
+    @admin.display(description="validity (null percentile, label, loss curve)")
+    def validity_text(self, obj):
+        return _validity_text(obj.validity)
+
 
 class IriChunkInline(admin.TabularInline):
     model = IriChunk
@@ -305,7 +354,7 @@ class IriChunkInline(admin.TabularInline):
 class IriJobAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "backbone", "recipe", "seed_kind", "status", "progress_percent", "created_at"]
     list_filter = ["status"]
-    readonly_fields = ["name", "status", "progress_percent", "error", "proxy_summary", "spec", "record_json",
+    readonly_fields = ["name", "status", "progress_percent", "error", "proxy_summary", "validity_summary", "spec", "record_json",
                        "targets_list", "created_at", "started_at", "finished_at"]
     inlines = [IriChunkInline, IriImageInline]
     actions = ["cancel_jobs", "retry_failed_chunks"]
@@ -362,6 +411,18 @@ class IriJobAdmin(admin.ModelAdmin):
     def proxy_summary(self, obj):
         summary = iri_job_proxy_summary(job=obj)
         return "; ".join(f"{m}: {v['aligned']}/{v['n']} = {v['share']:.0%}" for m, v in summary.items()) or "–"
+
+    @admin.display(description="validity (IRIs within the null distribution, label matches)")
+    def validity_summary(self, obj):
+        v = iri_job_validity_summary(job=obj)
+        if not v["with_record"]:
+            return "–"
+        text = f"{v['with_record']}/{v['n']} IRIs with a record"
+        if v["median_percentile"] is not None:
+            text += f"; null percentile median {v['median_percentile']:.1f} %, worst {v['max_percentile']:.1f} %"
+        if v["label_checked"]:
+            text += f"; labels match {v['label_matches']}/{v['label_checked']}"
+        return text
 
     @admin.display(description="reproducibility record")
     def record_json(self, obj):

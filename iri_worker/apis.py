@@ -14,6 +14,7 @@ from .selectors import (
     iri_image_list,
     iri_job_proxy_summary,
     iri_job_record,
+    iri_job_validity_summary,
     target_photo_list,
 )
 from .services import checkpoint_create, iri_job_cancel, iri_job_create, iri_job_retry, target_photo_create
@@ -81,6 +82,8 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
         final_loss = serializers.FloatField()
         best_step = serializers.IntegerField()
         proxy = serializers.JSONField()
+        # percentile in the null distribution, label check, loss curve (see IriImage.validity)
+        validity = serializers.JSONField()
 
     class ChunkSerializer(serializers.Serializer):
         index = serializers.IntegerField()
@@ -94,13 +97,14 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
     images = serializers.SerializerMethodField()
     chunks = serializers.SerializerMethodField()
     proxy = serializers.SerializerMethodField()
+    validity = serializers.SerializerMethodField()
     record = serializers.SerializerMethodField()
 
     class Meta:
         model = IriJob
         fields = ["id", "name", "status", "progress", "error", "spec", "versions", "checkpoint", "seed_photo",
                   "chunk_size", "created_at", "started_at", "finished_at",
-                  "chunks", "proxy", "record", "images"]
+                  "chunks", "proxy", "validity", "record", "images"]
 
     def get_images(self, job):
         return self.ImageSerializer(iri_image_list(job=job), many=True).data
@@ -110,6 +114,9 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
 
     def get_proxy(self, job):
         return iri_job_proxy_summary(job=job)
+
+    def get_validity(self, job):
+        return iri_job_validity_summary(job=job)
 
     def get_record(self, job):
         return iri_job_record(job=job)

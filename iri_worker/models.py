@@ -166,7 +166,33 @@ class IriImage(models.Model):
     proxy = models.JSONField(default=dict, blank=True)
     # The loss became NaN/inf: the engine stopped this image and kept its best finite iterate.
     nan_loss = models.BooleanField(default=False)
+    # Proof that it is an IRI (iri_worker.validity; empty for images made before it existed):
+    # {"distance", "percentile", "null": {...}, "label_match", "iri_label", "target_label", ..., "loss_curve"}.
+    validity = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["job", "target"], name="iri_image_one_per_job_target")]
+
+
+class NullDistribution(models.Model):
+    """Representation distances between unrelated photos (the null an IRI's distance is judged against).
+
+    One row per (backbone, checkpoint, layer, image size, photo pool, pairing rule), found by ``key`` (a
+    SHA-256 of all of them), so every worker and every later job with the same settings reuses it."""
+
+    key = models.CharField(max_length=64, unique=True)
+    backbone = models.CharField(max_length=100)
+    checkpoint_sha256 = models.CharField(max_length=64, blank=True)
+    layer = models.CharField(max_length=200)
+    image_size = models.PositiveIntegerField()
+    pool = models.JSONField(help_text="sha256 of the pool's photos, sorted.")
+    distances = models.JSONField(help_text="The null distances, ascending.")
+    seconds = models.FloatField(default=0.0, help_text="What computing it took (forward passes included).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"null of {self.backbone}/{self.layer}@{self.image_size}px: {len(self.distances)} pairs of {len(self.pool)} photos"

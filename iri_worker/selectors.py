@@ -1,4 +1,26 @@
+import decimal
+import math
+import numbers
+
+from backend.exceptions import ApplicationError
+
 from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
+
+# Why an IRI fails the validity filter a survey may set (iri_validity_failure); the record itself is
+# IriImage.validity, written by the worker with the image.
+VALIDITY_REASONS = {
+    "percentile_above_threshold": (
+        "The IRI's representation distance to its target lies above the chosen percentile of the null "
+        "distribution (distances between unrelated photos): the network does not see it as its target."
+    ),
+    "label_mismatch": "The network's classifier gives the IRI another top-1 label than its target.",
+    "no_validity_record": (
+        "The IRI has no validity record (made before records existed, or the record failed), or the record "
+        "lacks what the filter needs: no null distribution (fewer than two photos) for a percentile "
+        "threshold, no classifier in the network for the label check."
+    ),
+}
+MAX_PERCENTILE_RANGE = "max_percentile must be a number from 0 to 100 (a percentile of the null distribution), got {value!r}."
 
 
 def target_photo_list(*, ids: list[int] | None = None):
@@ -34,6 +56,59 @@ def iri_job_proxy_summary(*, job: IriJob) -> dict:
     for entry in summary.values():
         entry["share"] = round(entry["aligned"] / entry["n"], 4) if entry["n"] else None
     return summary
+
+
+def validity_threshold_check(value) -> float | None:
+    """A survey's ``max_percentile`` as a float in [0, 100] (None: no threshold); ApplicationError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)) or not 0 <= value <= 100:
+        raise ApplicationError(MAX_PERCENTILE_RANGE.format(value=value), extra={"field": "max_percentile"})
+    return float(value)
+
+
+def iri_validity_failure(*, iri: IriImage, max_percentile: float | None, require_label_match: bool) -> str | None:
+    """None when the IRI passes the survey's validity filter, else the first reason (a key of VALIDITY_REASONS).
+
+    ``max_percentile``: keep IRIs whose percentile in the null distribution is <= it (None: no threshold);
+    ``require_label_match``: keep IRIs the network labels like their target."""
+    max_percentile = validity_threshold_check(max_percentile)
+    if max_percentile is None and not require_label_match:
+        return None
+    record = iri.validity or {}
+    if max_percentile is not None:
+        percentile = record.get("percentile")
+        if percentile is None:
+            return "no_validity_record"
+        if percentile > max_percentile:
+            return "percentile_above_threshold"
+    if require_label_match:
+        match = record.get("label_match")
+        if match is None:
+            return "no_validity_record"
+        if not match:
+            return "label_mismatch"
+    return None
+
+
+def iri_job_validity_summary(*, job: IriJob) -> dict:
+    """The set's validity at a glance: {"n", "with_record", "median_percentile", "max_percentile",
+    "label_matches", "label_checked"} (None where nothing to summarise)."""
+    records = [v or {} for v in IriImage.objects.filter(job=job).values_list("validity", flat=True)]
+    percentiles = sorted(r["percentile"] for r in records if r.get("percentile") is not None)
+    checked = [r["label_match"] for r in records if r.get("label_match") is not None]
+    mid = len(percentiles) // 2
+    median = None
+    if percentiles:
+        median = percentiles[mid] if len(percentiles) % 2 else (percentiles[mid - 1] + percentiles[mid]) / 2
+    return {
+        "n": len(records),
+        "with_record": sum(1 for r in records if "distance" in r),
+        "median_percentile": median,
+        "max_percentile": percentiles[-1] if percentiles else None,
+        "label_matches": sum(checked) if checked else None,
+        "label_checked": len(checked),
+    }
 
 
 def iri_job_record(*, job: IriJob) -> dict:

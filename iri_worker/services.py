@@ -1,6 +1,7 @@
 """Writes for IRI jobs. The engine is imported lazily so the web process needs torch only to validate."""
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from backend.exceptions import ApplicationError
 
-from .models import Checkpoint, IriChunk, IriImage, IriJob, StoredImage, TargetPhoto
+from .models import Checkpoint, IriChunk, IriImage, IriJob, NullDistribution, StoredImage, TargetPhoto
 
 logger = logging.getLogger(__name__)
 
@@ -631,8 +632,12 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
         spec = dataclasses.replace(spec, recipe_terms=engine.with_adversarial_c(recipe, c))
 
     last = [time.monotonic()]
+    curve_at = frozenset(engine.validity.loss_curve_steps(spec.steps))
+    curve: list[tuple[int, object]] = []  # (step, the (B,) loss tensor the loop passed): no host read per step
 
     def on_step(step: int, losses) -> None:
+        if step in curve_at:
+            curve.append((step, losses))
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S:
             last[0] = now
@@ -642,9 +647,20 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
     result = engine.invert(spec, batch, backbone=backbone, seeds=seeds, device=device, on_step=on_step)
     iri_chunk_heartbeat(chunk_id=chunk_id, worker=worker, progress=1.0)
     proxies = iri_proxy_compute(iris=result.images, targets=batch, seeds=result.seeds.clamp(0, 1))
-    details = {"device": device, "device_name": _device_name(device), "seconds": round(time.monotonic() - started, 2),
+    seconds = time.monotonic() - started
+    checked = time.monotonic()
+    try:
+        validity, null_cached = iri_validity_compute(job=job, spec=spec, backbone=backbone, device=device,
+                                                     iris=result.images, targets=batch, curve=curve)
+    except Exception as exc:  # the IRIs stand without their proof: say why instead of losing the run
+        if _is_out_of_memory(exc):
+            _free_device_memory()
+        logger.exception("IRI chunk %s: validity record failed", chunk_id)
+        validity, null_cached = [{"error": f"{type(exc).__name__}: {exc}"[:500]} for _ in targets], None
+    details = {"device": device, "device_name": _device_name(device), "seconds": round(seconds, 2),
                "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
-               "adversarial_c": getattr(result, "adversarial_c", None)}
+               "adversarial_c": getattr(result, "adversarial_c", None),
+               "validity_seconds": round(time.monotonic() - checked, 3), "null_cached": null_cached}
     nan_mask = getattr(result, "nan_mask", None)
     # Files first, then rows, in one transaction: if a file cannot be written, no row of this run is kept. Whole
     # files already written stay (named by their hash, the retry finds and reuses them).
@@ -664,6 +680,7 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
                     best_step=int(result.best_step[i]),
                     proxy=proxies[i],
                     nan_loss=bool(nan_mask[i]) if nan_mask is not None else False,
+                    validity=validity[i],
                 ),
             )
         finished = IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.RUNNING, worker=worker[:255]).update(
@@ -673,6 +690,126 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
             transaction.set_rollback(True)
             raise ChunkStopped(f"chunk {chunk_id} was cancelled or taken over")
     iri_job_refresh(job_id=job.pk)
+
+
+# --------------------------------------------------------------------------- validity (run on workers)
+
+NULL_POOL_MAX = 256  # photos in a null distribution's pool: the job's targets first, then others by sha256
+NULL_SEED = 0  # the generator that draws the pairs when the pool has more than engine.validity.NULL_PAIRS
+NULL_VERSION = 1  # bump when the null's definition changes: old cached rows are then never reused
+
+
+def _null_pool(*, job: IriJob) -> list[StoredImage]:
+    """The photos whose pairs make the job's null: its targets and the other target photos that existed when
+    the job was created (fixed per job, whichever worker asks), at most NULL_POOL_MAX, distinct, by sha256."""
+    own = list(StoredImage.objects.filter(pk__in=job.targets.values("image_id")).order_by("sha256")[:NULL_POOL_MAX])
+    room = NULL_POOL_MAX - len(own)
+    others = []
+    if room > 0:
+        earlier = TargetPhoto.objects.filter(created_at__lte=job.created_at).values("image_id")
+        others = list(StoredImage.objects.filter(pk__in=earlier).exclude(pk__in=[i.pk for i in own])
+                      .order_by("sha256")[:room])
+    return sorted(own + others, key=lambda image: image.sha256)
+
+
+def null_distribution_get(*, job: IriJob, spec, backbone, device: str) -> tuple[NullDistribution, bool]:
+    """The job's null distribution and whether it was cached: representation distances between unrelated
+    photos (engine.validity), at the job's backbone, checkpoint, layer and image size, over its photo pool.
+
+    Cached in NullDistribution by a hash of all of those, so workers share it and a later job with the same
+    settings and pool reuses it. Pool photos are preprocessed exactly as targets are (photo_to_tensor)."""
+    import torch
+
+    from iri_worker import engine
+
+    pool = _null_pool(job=job)
+    layer = spec.layer or backbone.default_layer
+    size = spec.image_size or backbone.input_size
+    identity = {
+        "version": NULL_VERSION, "backbone": spec.backbone, "checkpoint_sha256": spec.checkpoint_sha256 or "",
+        "layer": layer, "image_size": size, "pool": [image.sha256 for image in pool],
+        "pairs": engine.validity.NULL_PAIRS, "seed": NULL_SEED,
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    found = NullDistribution.objects.filter(key=key).first()
+    if found is not None:
+        return found, True
+    started = time.monotonic()
+    tensors, used = [], []
+    for image in pool:
+        try:
+            tensors.append(engine.photo_to_tensor(_read_rgb(image), size))
+            used.append(image.sha256)
+        except (OSError, ValueError) as exc:  # a missing or broken file leaves the pool, never fails the job
+            logger.warning("null distribution: photo %s left out (%s)", image.sha256[:12], exc)
+    images = torch.stack(tensors) if tensors else torch.zeros(0, 3, size, size)
+    reps = engine.validity.representations(backbone, images, layer=layer)
+    pairs = engine.validity.null_pairs(len(used), max_pairs=engine.validity.NULL_PAIRS, seed=NULL_SEED)
+    distances = engine.validity.null_distances(reps, pairs)
+    null = NullDistribution(
+        key=key, backbone=spec.backbone, checkpoint_sha256=spec.checkpoint_sha256 or "", layer=layer,
+        image_size=size, pool=used, distances=[float(d) for d in distances.tolist()],
+        seconds=round(time.monotonic() - started, 3),
+    )
+    if len(used) < len(pool):  # not the pool the key names: use it for this chunk, cache nothing
+        return null, False
+    try:
+        with transaction.atomic():
+            null.save()
+    except IntegrityError:  # another worker stored the same one meanwhile
+        return NullDistribution.objects.get(key=key), True
+    return null, False
+
+
+def _signif(value: float, digits: int = 6) -> float | None:
+    value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
+
+
+def iri_validity_compute(*, job: IriJob, spec, backbone, device: str, iris, targets, curve) -> tuple[list[dict], bool]:
+    """Each IRI's validity record (see IriImage.validity) and whether the null came from the cache.
+
+    The IRI is judged as stored (8-bit); its distance to its target is the loss's representation term at the
+    run's layer, in float32 without transform; its percentile is in the job's null distribution. ``curve`` is
+    [(step, (B,) losses)] as collected from on_step: read back to the host here, once."""
+    import torch
+
+    from iri_worker import engine
+
+    v = engine.validity
+    null, cached = null_distribution_get(job=job, spec=spec, backbone=backbone, device=device)
+    layer = spec.layer or backbone.default_layer
+    shown = iris.float().clamp(0, 1).mul(255).round().div(255).cpu()
+    n = shown.shape[0]
+    both = torch.cat([shown, targets.float().cpu()])
+    reps = v.representations(backbone, both, layer=layer)
+    distances = v.relative_distances(reps[:n], reps[n:])
+    null_values = torch.tensor(null.distances, dtype=torch.float64)
+    percentiles = v.null_percentiles(distances, null_values)
+    labels = v.top1_labels(backbone, both)
+    names = backbone.label_names
+    losses = torch.stack([loss.detach().float() for _, loss in curve]).cpu() if curve else torch.zeros(0, n)
+    steps = [step for step, _ in curve]
+    summary = {"key": null.key, "layer": layer, "pairs": len(null.distances), "photos": len(null.pool),
+               "median": _signif(null_values.median()) if null_values.numel() else None,
+               "min": _signif(null_values[0]) if null_values.numel() else None}
+    records = []
+    for i in range(n):
+        record = {
+            "distance": _signif(distances[i]),
+            "percentile": None if math.isnan(percentiles[i]) else round(float(percentiles[i]), 3),
+            "null": summary,
+            "label_match": None, "iri_label": None, "target_label": None,
+            "iri_label_name": None, "target_label_name": None,
+            "loss_curve": [[s, _signif(losses[k, i])] for k, s in enumerate(steps)],
+        }
+        if labels is not None:
+            mine, theirs = int(labels[i]), int(labels[n + i])
+            record.update(label_match=mine == theirs, iri_label=mine, target_label=theirs)
+            if names is not None and max(mine, theirs) < len(names):
+                record.update(iri_label_name=names[mine], target_label_name=names[theirs])
+        records.append(record)
+    return records, cached
 
 
 def _finite(value, fallback=None) -> float:
