@@ -4,7 +4,9 @@ participant (participants.csv: answers, share correct, share per screen position
 Rows are produced lazily from the arrays of results.services.survey_data_load, so a large survey streams.
 Option k is the trial's option k (its canonical order), `shown_position` where the participant saw the chosen
 option (0 = left; empty if not recorded); roles say which option was the target, the IRI's seed or
-another foil.
+another foil. The iri_* columns carry the query IRI's validity record (iri_worker: its percentile in the null
+distribution of distances between unrelated photos, its representation distance to its target, and whether the
+network's top-1 label of the IRI equals its label of the target, with both labels); empty where there is none.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from surveys.models import Survey
 
 from .alignment import KIND_CATCH, KIND_MAIN, one_sided, position_counts
-from .selectors import stored_image_table, target_photo_names
+from .selectors import iri_validity_table, stored_image_table, target_photo_names
 from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 
 KIND_NAMES = {0: "main", 1: "catch", 2: "practice"}
@@ -27,6 +29,7 @@ ANSWER_COLUMNS = [
     "condition", "iri_set", *CONDITION_FIELDS, "target_photo", "query_image",
     "option_0", "option_1", "option_2", "option_0_role", "option_1_role", "option_2_role",
     "target_option", "choice", "shown_position", "chosen_image", "correct", "rt_ms", "included", "exclusion_rules",
+    *("iri_null_percentile", "iri_rep_distance", "iri_label_match", "iri_model_label", "target_model_label"),
 ]
 MVH_COLUMNS = ["subj", "Session", "trial", "rt", "object_response", "category", "condition", "imagename"]
 
@@ -38,6 +41,21 @@ def _context(data: SurveyData) -> dict:
         "sha": stored_image_table(ids=image_ids),
         "photo": target_photo_names(ids=set(trials["target"][trials["target"] >= 0].tolist())),
         "order": np.lexsort((data.answers["trial"], data.p_row)),  # per participant, then by trial
+        "validity": iri_validity_table(ids=set(trials["iri"][trials["iri"] >= 0].tolist()) if "iri" in trials else set()),
+    }
+
+
+def _validity_columns(record: dict) -> dict:
+    def label(which: str):
+        name = record.get(f"{which}_label_name")
+        return name if name is not None else record.get(f"{which}_label")
+
+    return {
+        "iri_null_percentile": record.get("percentile"),
+        "iri_rep_distance": record.get("distance"),
+        "iri_label_match": record.get("label_match"),
+        "iri_model_label": label("iri"),
+        "target_model_label": label("target"),
     }
 
 
@@ -95,6 +113,7 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
             "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
             "included": bool(data.included[i]),
             "exclusion_rules": ";".join(rules),
+            **_validity_columns(ctx["validity"].get(int(trials["iri"][t]), {}) if "iri" in trials else {}),
         }
 
 

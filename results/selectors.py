@@ -260,6 +260,13 @@ def stored_image_table(*, ids: set[int]) -> dict[int, str]:
     return dict(StoredImage.objects.filter(pk__in=ids).values_list("id", "sha256"))
 
 
+def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
+    """IriImage id -> its validity record (percentile in the null distribution, label check, ...; {} where none)."""
+    if not ids or not _has(IriImage, "validity"):
+        return {}
+    return {pk: record or {} for pk, record in IriImage.objects.filter(pk__in=ids).values_list("id", "validity")}
+
+
 def target_photo_names(*, ids: set[int]) -> dict[int, str]:
     from iri_worker.models import TargetPhoto
 
