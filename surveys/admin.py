@@ -47,6 +47,7 @@ class SurveyCreateForm(forms.ModelForm):
                     slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"],
                     task_type=cleaned["task_type"], size_policy=cleaned["size_policy"],
                     iri_max_percentile=cleaned["iri_max_percentile"], iri_require_label_match=cleaned["iri_require_label_match"],
+                    one_side_max_fraction=cleaned["one_side_max_fraction"],
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc

@@ -444,7 +444,7 @@ class SurveyCreateApi(APIView):
         size_policy = serializers.ChoiceField(choices=Survey.SizePolicy.choices, required=False)
         iri_max_percentile = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
         iri_require_label_match = serializers.BooleanField(required=False)
-        one_side_max_fraction = serializers.FloatField(min_value=0.5, max_value=1, required=False, allow_null=True)
+        one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
         one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
 
     def post(self, request):

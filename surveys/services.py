@@ -18,6 +18,7 @@ from rest_framework import status
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
+from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
 
 from .layouts import TrialShape, option_orders
 from .models import (
@@ -126,6 +127,7 @@ def survey_create(
     iris, report = survey_check(
         slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type, size_policy=size_policy,
         iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
+        one_side_max_fraction=settings.get("one_side_max_fraction"),
     )
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
@@ -178,6 +180,7 @@ def survey_check(
     size_policy: str = Survey.SizePolicy.RESIZE,
     iri_max_percentile: float | None = None,
     iri_require_label_match: bool = False,
+    one_side_max_fraction: float | None = None,
 ) -> tuple[list[IriImage], dict]:
     """Everything that must hold before a survey is created. Returns the IRIs its trials will use (those that
     pass the validity filter) and the start of its build report."""
@@ -193,6 +196,10 @@ def survey_check(
     if size_policy not in Survey.SizePolicy.values:
         raise ApplicationError(BAD_SIZE_POLICY.format(value=size_policy), extra={"field": "size_policy"})
     _numbers_check(iri_max_percentile=iri_max_percentile)
+    positions = 3 if task_type == Survey.TaskType.CLUSTER else 2
+    if one_side_max_fraction is not None and not 1 / positions < one_side_max_fraction <= 1:
+        rule = f"empty, or above 1/{positions} (an even spread over the {positions} screen positions) and at most 1"
+        raise ApplicationError(BAD_NUMBER.format(field="one_side_max_fraction", rule=rule), extra={"field": "one_side_max_fraction"})
     iris = list(
         IriImage.objects.filter(job__in=iri_jobs)
         .select_related("job", "target__image", "target_image", "image", "seed").order_by("job_id", "id")
@@ -249,11 +256,9 @@ def build_summary(report: dict) -> str:
 
 def _validity_filter(*, iris: list[IriImage], max_percentile: float | None, require_label_match: bool):
     """Leave out the IRIs whose validity record fails the survey's filter; count them by reason."""
-    if max_percentile is None and not require_label_match:
-        return iris, {}
-    from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
-
     left_out = {reason: 0 for reason in VALIDITY_REASONS}
+    if max_percentile is None and not require_label_match:
+        return iris, left_out
     kept = []
     for iri in iris:
         reason = iri_validity_failure(iri=iri, max_percentile=max_percentile, require_label_match=require_label_match)
@@ -302,7 +307,6 @@ def _numbers_check(**fields) -> None:
         "rt_floor_max_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
         "max_participants": (lambda v: v is None or v >= 1, "empty or at least 1"),
         "iri_max_percentile": (lambda v: 0 <= v <= 100, "empty or between 0 and 100"),
-        "one_side_max_fraction": (lambda v: 0.5 < v <= 1, "empty or above 0.5 and at most 1"),
         "one_side_min_trials": (lambda v: v >= 1, "at least 1"),
     }
     for field, value in fields.items():

@@ -107,3 +107,39 @@ def test_the_same_class_foil_needs_two_targets_in_each_class(researcher_client, 
 
     assert response.status_code == 400
     assert "these classes have one: 'thing'" in response.json()["message"]
+
+
+def test_the_builder_leaves_out_iris_that_fail_their_validity_record_and_says_why(researcher_client, iri_set):
+    records = [{"percentile": 0.0, "label_match": True}, {"percentile": 40.0, "label_match": True}, {"percentile": 0.0, "label_match": False}]
+    for iri, record in zip(iri_set.images.order_by("id"), records):
+        iri.validity = {**iri.validity, **record}
+        iri.save(update_fields=["validity"])
+    body = {"title": "t", "iri_jobs": [iri_set.pk]}
+
+    response = researcher_client.post(
+        "/api/surveys/", {**body, "slug": "valid", "iri_max_percentile": 5, "iri_require_label_match": True}, format="json")
+
+    assert response.status_code == 201, response.json()
+    survey = Survey.objects.get(slug="valid")
+    kept = iri_set.images.order_by("id").first()
+    assert list(survey.trials.filter(kind="main").values_list("iri_id", flat=True)) == [kept.pk]
+    assert survey.build_report["left_out"] == {"percentile_above_threshold": 1, "label_mismatch": 1, "no_validity_record": 0}
+    assert response.json()["build_report"]["validity_filter"] == {"max_percentile": 5.0, "require_label_match": True}
+
+
+@pytest.mark.parametrize("field,value", [("iri_max_percentile", 101), ("iri_max_percentile", -1), ("one_side_max_fraction", 0.4)])
+def test_a_threshold_out_of_range_is_refused_naming_the_field(researcher_client, iri_set, field, value):
+    response = researcher_client.post("/api/surveys/", {"slug": "bad", "title": "t", "iri_jobs": [iri_set.pk], field: value}, format="json")
+
+    assert response.status_code == 400 and field in response.json()["message"]
+    assert not Survey.objects.exists()
+
+
+def test_a_filter_that_leaves_no_iri_is_refused_with_the_reasons(researcher_client, iri_set):
+    iri_set.images.update(validity={"percentile": 90.0})
+
+    response = researcher_client.post(
+        "/api/surveys/", {"slug": "none", "title": "t", "iri_jobs": [iri_set.pk], "iri_max_percentile": 1}, format="json")
+
+    assert response.status_code == 400 and "3 percentile above threshold" in response.json()["message"]
+    assert not Survey.objects.exists()
