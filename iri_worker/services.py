@@ -10,6 +10,7 @@ import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -694,7 +695,10 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
 
 # --------------------------------------------------------------------------- validity (run on workers)
 
-NULL_POOL_MAX = 256  # photos in a null distribution's pool: the job's targets first, then others by sha256
+# Photos in a null distribution's pool (the job's targets first, then others by sha256): 128 photos give 16,256
+# ordered pairs to draw NULL_PAIRS from, and cost a first job on 2 CPU cores under 10 % of the demo's run
+# (decoding the photos and 128 forward passes; bench/validity.py).
+NULL_POOL_MAX = 128
 NULL_SEED = 0  # the generator that draws the pairs when the pool has more than engine.validity.NULL_PAIRS
 NULL_VERSION = 1  # bump when the null's definition changes: old cached rows are then never reused
 
@@ -735,13 +739,19 @@ def null_distribution_get(*, job: IriJob, spec, backbone, device: str) -> tuple[
     if found is not None:
         return found, True
     started = time.monotonic()
-    tensors, used = [], []
-    for image in pool:
+
+    def load(image: StoredImage):
         try:
-            tensors.append(engine.photo_to_tensor(_read_rgb(image), size))
-            used.append(image.sha256)
+            return engine.photo_to_tensor(_read_rgb(image), size)
         except (OSError, ValueError) as exc:  # a missing or broken file leaves the pool, never fails the job
             logger.warning("null distribution: photo %s left out (%s)", image.sha256[:12], exc)
+            return None
+
+    # PIL decodes and resizes outside the GIL: a few threads divide the wall time
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as threads:
+        loaded = list(threads.map(load, pool))
+    tensors = [t for t in loaded if t is not None]
+    used = [image.sha256 for image, t in zip(pool, loaded) if t is not None]
     images = torch.stack(tensors) if tensors else torch.zeros(0, 3, size, size)
     reps = engine.validity.representations(backbone, images, layer=layer)
     pairs = engine.validity.null_pairs(len(used), max_pairs=engine.validity.NULL_PAIRS, seed=NULL_SEED)
