@@ -221,10 +221,8 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
             spec={**iri_set.spec, "training_label": iri_set.model.training},
             versions=versions, chunk_size=len(photos), status=IriJob.Status.DONE, progress=1.0,
             started_at=now, finished_at=now,
+            adaptive_c=None if result.adversarial_c is None else float(result.adversarial_c),
         )
-        # The job's measured c, where the model has the field (it came with the validity records).
-        if result.adversarial_c is not None and any(f.name == "adaptive_c" for f in IriJob._meta.get_fields()):
-            IriJob.objects.filter(pk=job.pk).update(adaptive_c=float(result.adversarial_c))
         job.targets.set(photos)
         IriChunk.objects.create(
             job=job, index=0, target_ids=[p.pk for p in photos], size=len(photos), status=IriChunk.Status.DONE,
