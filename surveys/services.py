@@ -162,9 +162,11 @@ def survey_create(
             rows = [t for unit in list_units for t in unit]
             for t in rows:
                 t.trial_list = trial_list
-            rows += _catch_trials(survey=survey, trial_list=trial_list, main=rows, pool=pool, shown_together=shown_together)
+            rows += _obvious_trials(survey=survey, kind=Trial.Kind.CATCH, count=catch_trials, trial_list=trial_list,
+                                    main=rows, pool=pool, shown_together=shown_together)
             Trial.objects.bulk_create(rows)
-        Trial.objects.bulk_create(_practice_trials(survey=survey, main=main, pool=pool, shown_together=shown_together))
+        Trial.objects.bulk_create(_obvious_trials(survey=survey, kind=Trial.Kind.PRACTICE, count=practice_trials,
+                                                  trial_list=None, main=main, pool=pool, shown_together=shown_together))
         _slots_create(survey=survey, lists=[tl for tl, _ in lists])
         Survey.objects.filter(pk=survey.pk).update(build_report=report)
         survey.build_report = report
@@ -427,45 +429,18 @@ def _lists_build(*, survey: Survey, units: list[list[Trial]]) -> list[tuple[Tria
     return [(tl, units[i::n_lists]) for i, tl in enumerate(lists)]
 
 
-def _catch_trials(*, survey: Survey, trial_list: TrialList, main: list[Trial], pool: PhotoPool, shown_together: set) -> list[Trial]:
-    """Catch trials: a natural photo as the query and the same photo among the options, beside other photos,
-    all at the size of the list's queries. The photos are outside this list's main trials and no two of them
-    are ever shown together in a main trial, so a catch trial gives nothing of a main trial away.
-    2AFC: one screen each; clustering: one catch screen of three references with a row per catch trial."""
-    if not survey.catch_trials:
+def _obvious_trials(*, survey: Survey, kind: str, count: int, trial_list: TrialList | None, main: list[Trial],
+                    pool: PhotoPool, shown_together: set) -> list[Trial]:
+    """Catch trials (per list: `main` = the list's main trials) and practice (`main` = all of them): a natural
+    photo as the query and the same photo among the options, beside other photos, all at the size of `main`'s
+    queries. The photos are outside `main` and no two of them are ever shown together in a main trial, so
+    they give nothing of a main trial away. 2AFC: one screen each; clustering: one screen of three references
+    with a row per trial."""
+    if not count:
         return []
     avoid = {i for t in main for i in (t.query_id, *t.option_ids)}
     size = _common_size([t.query for t in main])
-    return _obvious_trials(survey=survey, count=survey.catch_trials, kind=Trial.Kind.CATCH, trial_list=trial_list,
-                           size=size, photos=_photos_for(pool=pool, size=size, avoid=avoid, survey=survey, what="catch"),
-                           shown_together=shown_together)
-
-
-def _practice_trials(*, survey: Survey, main: list[Trial], pool: PhotoPool, shown_together: set) -> list[Trial]:
-    """Practice with an obvious answer, made like catch trials of photos outside every main trial."""
-    if not survey.practice_trials:
-        return []
-    avoid = {i for t in main for i in (t.query_id, *t.option_ids)}
-    size = _common_size([t.query for t in main])
-    return _obvious_trials(survey=survey, count=survey.practice_trials, kind=Trial.Kind.PRACTICE, trial_list=None,
-                           size=size, photos=_photos_for(pool=pool, size=size, avoid=avoid, survey=survey, what="practice"),
-                           shown_together=shown_together)
-
-
-def _common_size(images: list[StoredImage]) -> tuple[int, int]:
-    sizes = [image_size(i) for i in images]
-    return max(set(sizes), key=lambda s: (sizes.count(s), s))
-
-
-def _photos_for(*, pool: PhotoPool, size, avoid: set[int], survey: Survey, what: str) -> list[StoredImage]:
-    needed = survey.n_options
-    photos = pool.pick(size=size, n=max(needed + 1, 6), avoid=avoid)
-    if len(photos) < needed:
-        raise ApplicationError(POOL_TOO_SMALL.format(what=what, n=needed, found=len(photos)))
-    return photos
-
-
-def _obvious_trials(*, survey, count, kind, trial_list, size, photos, shown_together) -> list[Trial]:
+    photos = _photos_for(pool=pool, size=size, avoid=avoid, survey=survey, what=kind)
     apart = lambda a, b: a.pk != b.pk and (a.pk, b.pk) not in shown_together  # noqa: E731
     if survey.task_type == Survey.TaskType.CLUSTER:
         refs = next((c for c in itertools.combinations(photos, 3) if all(apart(a, b) for a, b in itertools.combinations(c, 2))), None)
@@ -487,6 +462,19 @@ def _obvious_trials(*, survey, count, kind, trial_list, size, photos, shown_toge
               target_option=0, foil_kind="photo")
         for query, other in (pairs[k % len(pairs)] for k in range(count))
     ]
+
+
+def _common_size(images: list[StoredImage]) -> tuple[int, int]:
+    sizes = [image_size(i) for i in images]
+    return max(set(sizes), key=lambda s: (sizes.count(s), s))
+
+
+def _photos_for(*, pool: PhotoPool, size, avoid: set[int], survey: Survey, what: str) -> list[StoredImage]:
+    needed = survey.n_options
+    photos = pool.pick(size=size, n=max(needed + 1, 6), avoid=avoid)
+    if len(photos) < needed:
+        raise ApplicationError(POOL_TOO_SMALL.format(what=what, n=needed, found=len(photos)))
+    return photos
 
 
 def _slots_create(*, survey: Survey, lists: list[TrialList]) -> None:
