@@ -75,9 +75,10 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
     INSERT INTO surveys_survey (slug, title, task_type, foil_rule, cluster_variant, status, consent_md, instructions_md,
       ratings_per_list, catch_trials, practice_trials, practice_pass_fraction, catch_min_accuracy, rt_floor_ms,
       rt_floor_max_fraction, refill_excluded, time_limit_minutes, resume_policy, completion_code, code_failed_attention,
-      code_timed_out, code_technical, pilot_key, rng_seed, created_at)
+      code_timed_out, code_technical, pilot_key, rng_seed, one_side_min_trials, size_policy, iri_require_label_match,
+      build_report, created_at)
       VALUES ('bench', 'bench', '2afc', 'seed', 'random', 'LIVE', '', '', {participants}, 0, 0, 0.5, 0.75, 200, 0.25, true,
-      600, 'resume', 'C', 'F', 'T', 'X', 'k', 0, now());
+      600, 'resume', 'C', 'F', 'T', 'X', 'k', 0, 20, 'resize', false, '{{}}', now());
     INSERT INTO surveys_triallist (survey_id, index) SELECT id, 0 FROM surveys_survey;
     INSERT INTO surveys_trial (survey_id, trial_list_id, public_id, kind, task_type, screen, query_id, option_0_id,
       option_1_id, n_options, target_option, foil_kind)
@@ -88,8 +89,9 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
       excluded, exclusion_reasons, created_at)
       SELECT s.id, l.id, 'p' || g, '', '', '', '', '', '', '', false, true, 'active', 'consented', now(), 0, '{{}}',
       false, '[]', now() FROM surveys_survey s, surveys_triallist l, generate_series(1, {participants}) g;
-    INSERT INTO surveys_assignment (participant_id, trial_id, position)
-      SELECT p.id, t.id, row_number() OVER (PARTITION BY p.id ORDER BY t.id) FROM surveys_participant p, surveys_trial t;
+    INSERT INTO surveys_assignment (participant_id, trial_id, position, option_order)
+      SELECT p.id, t.id, row_number() OVER (PARTITION BY p.id ORDER BY t.id), CASE WHEN (p.id + t.id) % 2 = 0 THEN '01' ELSE '10' END
+      FROM surveys_participant p, surveys_trial t;
     INSERT INTO surveys_slot (survey_id, trial_list_id, is_pilot, ordinal, rank, participant_id, reserved_until)
       SELECT p.survey_id, p.trial_list_id, false, row_number() OVER (ORDER BY p.id) - 1, row_number() OVER (ORDER BY p.id) - 1,
       p.id, now() + interval '10 hours' FROM surveys_participant p;

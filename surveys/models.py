@@ -288,7 +288,8 @@ class Assignment(models.Model):
 
     class Meta:
         ordering = ["participant", "position"]
-        constraints = [models.UniqueConstraint(fields=["participant", "trial"], name="assignment_once")]
+        # The answer statement reads option_order beside the key: covered, it stays an index-only scan.
+        constraints = [models.UniqueConstraint(fields=["participant", "trial"], include=["option_order"], name="assignment_once")]
 
 
 class Response(models.Model):
