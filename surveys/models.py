@@ -288,8 +288,9 @@ class Assignment(models.Model):
 
     class Meta:
         ordering = ["participant", "position"]
-        # The answer statement reads option_order beside the key: covered, it stays an index-only scan.
-        constraints = [models.UniqueConstraint(fields=["participant", "trial"], include=["option_order"], name="assignment_once")]
+        # On PostgreSQL its index also covers option_order (migration 0005), so the answer statement, which reads
+        # it, stays an index-only scan. Declared plain here: SQLite would drop a constraint with INCLUDE.
+        constraints = [models.UniqueConstraint(fields=["participant", "trial"], name="assignment_once")]
 
 
 class Response(models.Model):
