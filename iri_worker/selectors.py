@@ -1,5 +1,4 @@
 import decimal
-import math
 import numbers
 
 from backend.exceptions import ApplicationError

@@ -29,7 +29,6 @@ from .selectors import (
     participant_progress,
     participant_trials,
     survey_get_for_enroll,
-    survey_get_live,
     survey_monitor,
 )
 from .services import (
@@ -379,7 +378,7 @@ def participant_image(request, token: str):
     image = participant_image_get(token=token)
     if image is None:
         raise Http404("No such image.")
-    response = HttpResponse(image_bytes_for_participant(image=image), content_type="image/png")
+    response = HttpResponse(image_bytes_for_participant(image), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

@@ -17,7 +17,6 @@ study. Policies choose the answer:
 """
 import io
 import random
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -209,7 +208,6 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     survey = Survey.objects.get(slug=slug)
     pilot_key = "" if live else survey.pilot_key
     credential = bot_credential(slug=slug) + "." + uuid.uuid4().hex[:8]
-    lock = threading.Lock()
     targets: dict[str, dict[str, int]] = {}
 
     def target_lookup(token: str, public_id: str) -> int:

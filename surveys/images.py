@@ -48,15 +48,10 @@ def image_ids_from_token(token: str) -> tuple[int, int] | None:
     return participant_id, image_id
 
 
-@functools.lru_cache(maxsize=256)
-def _uncompressed_png(image_id: int, sha256: str) -> bytes:
-    stored = StoredImage.objects.get(pk=image_id)
-    with stored.file.open("rb") as fh:
+@functools.lru_cache(maxsize=256)  # stored images never change (named by their hash)
+def image_bytes_for_participant(image: StoredImage) -> bytes:
+    with image.file.open("rb") as fh:
         picture = Image.open(io.BytesIO(fh.read())).convert("RGB")
     out = io.BytesIO()
     picture.save(out, format="PNG", compress_level=0)  # stored zlib blocks: length = f(width, height) only
     return out.getvalue()
-
-
-def image_bytes_for_participant(*, image: StoredImage) -> bytes:
-    return _uncompressed_png(image.pk, image.sha256)

@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from backend.exceptions import ApplicationError
-from surveys.models import Participant, Response, Slot, Survey, Trial
+from surveys.models import Participant, Response, Slot
 from surveys.services import (
     HEARTBEAT_HOLD_S,
     participant_complete,
