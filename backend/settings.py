@@ -123,6 +123,9 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "backend.schema.ApiSchema",
+    # How many proxies in front of the app append to X-Forwarded-For. 0: the header is ignored and the client
+    # is REMOTE_ADDR, so a client cannot pick the IP its per-IP rate limit counts against.
+    "NUM_PROXIES": env.int("DJANGO_TRUSTED_PROXIES", default=0),
     "EXCEPTION_HANDLER": "backend.exceptions.api_exception_handler",
     # Only the open participant endpoints are limited; see backend/throttles.py.
     "DEFAULT_THROTTLE_CLASSES": ["backend.throttles.EnrollRateThrottle", "backend.throttles.ParticipantRateThrottle"],

@@ -30,6 +30,27 @@ def test_enrollment_is_limited_per_ip_with_retry_after(live_survey):
     assert other_ip.status_code == 201
 
 
+def test_a_client_sent_forwarded_for_header_does_not_change_its_ip(live_survey, settings):
+    client = APIClient()
+    statuses = [
+        client.post(f"/api/p/surveys/{live_survey.slug}/enroll", {}, format="json", HTTP_X_FORWARDED_FOR=f"10.1.1.{k}").status_code
+        for k in range(4)
+    ]
+
+    assert statuses == [201, 201, 201, 429]  # no trusted proxy: the limit counts REMOTE_ADDR, whatever the header says
+
+
+def test_behind_one_trusted_proxy_the_forwarded_address_is_the_client(live_survey, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    client = APIClient()
+    statuses = [
+        client.post(f"/api/p/surveys/{live_survey.slug}/enroll", {}, format="json", HTTP_X_FORWARDED_FOR=f"10.1.1.{k}").status_code
+        for k in range(4)
+    ]
+
+    assert statuses == [201, 201, 201, 201]  # four clients behind the proxy, each with its own budget
+
+
 def test_each_session_has_its_own_budget(live_survey):
     client = APIClient()
     one = client.post(f"/api/p/surveys/{live_survey.slug}/enroll", {}, format="json").json()["token"]
