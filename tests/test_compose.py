@@ -1,4 +1,5 @@
 """The docker-compose stack: the services the README promises, from one image, and a valid file."""
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,12 +30,37 @@ def test_web_and_workers_run_from_the_same_image():
     assert images == {"iri-platform:latest"}
 
 
-def test_docker_compose_accepts_the_file():
+SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD")
+
+
+def compose_config(tmp_path, **variables) -> subprocess.CompletedProcess:
+    """`compose config -q` on the file, with only these variables set (an empty .env beside it, none inherited)."""
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        command = ["docker", "compose", "config", "-q"]
+        command = ["docker", "compose"]
     elif shutil.which("docker-compose"):
-        command = ["docker-compose", "config", "-q"]
+        command = ["docker-compose"]
     else:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    (tmp_path / "empty.env").write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS} | variables
+    command += ["-f", str(ROOT / "docker-compose.yml"), "--env-file", str(tmp_path / "empty.env"), "config", "-q"]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+def test_docker_compose_accepts_the_file(tmp_path):
+    run = compose_config(tmp_path, DJANGO_SECRET_KEY="a-long-random-string", POSTGRES_PASSWORD="another")
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("missing", SECRETS)
+def test_the_stack_refuses_to_start_without_its_secrets(tmp_path, missing):
+    given = {name: "set" for name in SECRETS if name != missing}
+
+    run = compose_config(tmp_path, **given)
+
+    assert run.returncode != 0 and f"set {missing} in .env" in run.stderr
+
+
+def test_web_workers_and_beat_have_health_checks():
+    for name in ("db", "redis", "web", "worker-gpu", "worker-cpu", "beat"):
+        assert COMPOSE["services"][name]["healthcheck"]["test"], name
