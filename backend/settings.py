@@ -37,6 +37,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "backend.null_characters.refuse_null_characters_in_url",
+    "backend.static_files.source_maps_only_in_debug",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Participant API (/api/p/…): straight to the view, past sessions, auth, messages and CSRF they never use.
     "surveys.middleware.participant_api_fast_path",

@@ -68,3 +68,24 @@ def test_log_lines_are_json_with_the_ids_of_what_they_are_about():
 
     assert line["message"] == "chunk 3 failed" and line["level"] == "ERROR"
     assert (line["job_id"], line["chunk_id"]) == (7, 3)
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    import re
+
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', (ROOT / "backend" / "settings.py").read_text()))
+    read |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
+    listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+
+    assert len(read) > 20 and not read - listed, f".env.example misses {sorted(read - listed)}"
+
+
+def test_source_maps_are_served_only_in_debug(settings):
+    assert (ROOT / "frontend" / "dist" / "participant.js.map").exists(), "build the front end: make frontend"
+    settings.DEBUG = False
+    hidden = Client().get("/static/participant.js.map")
+    settings.DEBUG = True
+    shown = Client().get("/static/participant.js.map")
+
+    assert hidden.status_code == 404 and shown.status_code == 200
+    assert Client().get("/static/participant.js").status_code == 200
