@@ -25,14 +25,6 @@ from .models import TrialProxyChoice
 KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE}
 
 
-def _has(model, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except Exception:  # FieldDoesNotExist
-        return False
-    return True
-
-
 def _column(model, name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
@@ -94,7 +86,7 @@ def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
     branch see its rows in the same order, so the columns stay aligned. Answers come in no particular order.
     """
     names = {name: _column(Response, name) for name in ("participant", "trial", "choice", "rt_ms")}
-    names["shown_position"] = f"r.{_column(Response, 'shown_position')}" if _has(Response, "shown_position") else "NULL"
+    names["shown_position"] = f"r.{_column(Response, 'shown_position')}"
     if connection.vendor == "postgresql":
         aggregates = ", ".join(f"string_agg({expr.format(**names)}, ''::bytea)" for _, expr, _ in _ANSWER_COLUMNS)
         connection.ensure_connection()
@@ -131,11 +123,9 @@ def survey_trial_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
     """One entry per trial of the survey: ids, kind code, target option, option count, IRI set, target photo,
     IRI, option image ids and (where the IRI has them) the proxy's stored verdicts per metric."""
     fields = ["id", "public_id", "target_option", "iri_id", "iri__job_id", "iri__target_id", "iri__seed_id", "query_id"]
-    optional = [name for name in ("kind", "task_type", "n_options", "trial_list_id", "screen", "foil_kind") if _has(Trial, name.removesuffix("_id"))]
-    option_fields = [f"option_{k}_id" for k in range(3) if _has(Trial, f"option_{k}")]
-    if _has(IriImage, "proxy"):
-        fields.append("iri__proxy")
-    rows = list(Trial.objects.filter(survey=survey).order_by("id").values(*fields, *optional, *option_fields))
+    fields += ["iri__proxy", "kind", "task_type", "n_options", "trial_list_id", "screen", "foil_kind"]
+    option_fields = [f"option_{k}_id" for k in range(3)]
+    rows = list(Trial.objects.filter(survey=survey).order_by("id").values(*fields, *option_fields))
     n = len(rows)
     options = np.full((n, 3), -1, dtype=np.int64)
     for i, row in enumerate(rows):
@@ -168,7 +158,7 @@ def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
     only for the participants who have any: with tens of thousands of participants, decoding a timestamp and an
     empty list per row cost more than the rest of the table.
     """
-    optional = [name for name in ("is_pilot", "is_bot", "excluded", "status", "worker_id") if _has(Participant, name)]
+    optional = ["is_pilot", "is_bot", "excluded", "status", "worker_id"]
     people = Participant.objects.filter(survey=survey)
     done = ExpressionWrapper(Q(completed_at__isnull=False), output_field=BooleanField())  # a bool, not a parsed datetime
     rows = list(people.order_by("id").annotate(done=done).values_list("id", "prolific_pid", "done", *optional))
@@ -176,10 +166,9 @@ def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
     column = {name: [r[3 + k] for r in rows] for k, name in enumerate(optional)}
     external = column.get("worker_id", [""] * len(rows))
     reasons: list[list] = [[] for _ in rows]
-    if _has(Participant, "exclusion_reasons"):
-        with_reasons = people.exclude(Q(exclusion_reasons=[]) | Q(exclusion_reasons__isnull=True)).values_list("id", "exclusion_reasons")
-        for pk, value in with_reasons:
-            reasons[int(np.searchsorted(ids, pk))] = list(value or [])
+    with_reasons = people.exclude(Q(exclusion_reasons=[]) | Q(exclusion_reasons__isnull=True)).values_list("id", "exclusion_reasons")
+    for pk, value in with_reasons:
+        reasons[int(np.searchsorted(ids, pk))] = list(value or [])
     table = {
         "id": ids,
         "external_id": [r[1] or external[i] or "" for i, r in enumerate(rows)],
@@ -194,9 +183,8 @@ def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
 
 
 def _checkpoint_of(job: IriJob) -> str:
-    checkpoint = getattr(job, "checkpoint", None) if _has(IriJob, "checkpoint") else None
-    if checkpoint is not None:
-        return checkpoint.sha256[:12]
+    if job.checkpoint is not None:
+        return job.checkpoint.sha256[:12]
     spec = job.spec or {}
     value = spec.get("checkpoint_sha256") or spec.get("checkpoint") or ""
     return str(value)[:12]
@@ -205,7 +193,7 @@ def _checkpoint_of(job: IriJob) -> str:
 def _training_of(job: IriJob) -> str:
     spec = job.spec or {}
     value = spec.get("training_label") or spec.get("training") or ""
-    if not value and _has(IriJob, "checkpoint") and job.checkpoint_id:
+    if not value and job.checkpoint_id:
         value = job.checkpoint.name
     return str(value)
 
@@ -224,9 +212,7 @@ def _recipe_of(job: IriJob) -> str:
 
 def survey_iri_sets(*, survey: Survey, job_ids: list[int] | None = None) -> list[dict]:
     """The survey's IRI sets with the fields that define a condition."""
-    jobs = IriJob.objects.filter(Q(pk__in=set(job_ids or [])) | Q(surveys=survey))
-    if _has(IriJob, "checkpoint"):
-        jobs = jobs.select_related("checkpoint")
+    jobs = IriJob.objects.filter(Q(pk__in=set(job_ids or [])) | Q(surveys=survey)).select_related("checkpoint")
     out = []
     for job in jobs.distinct().order_by("id"):
         out.append(
@@ -262,7 +248,7 @@ def stored_image_table(*, ids: set[int]) -> dict[int, str]:
 
 def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
     """IriImage id -> its validity record (percentile in the null distribution, label check, ...; {} where none)."""
-    if not ids or not _has(IriImage, "validity"):
+    if not ids:
         return {}
     return {pk: record or {} for pk, record in IriImage.objects.filter(pk__in=ids).values_list("id", "validity")}
 

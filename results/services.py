@@ -84,10 +84,10 @@ def exclusion_rules_for(*, survey: Survey, **overrides) -> ExclusionRules:
     The one-sided share must lie in (1/k, 1] for k screen positions: (0.5, 1] on 2AFC, (1/3, 1] on clustering.
     """
     base = {
-        "catch_min_accuracy": float(getattr(survey, "catch_min_accuracy", ExclusionRules.catch_min_accuracy)),
-        "rt_floor_ms": float(getattr(survey, "rt_floor_ms", ExclusionRules.rt_floor_ms)),
-        "one_side_max_fraction": getattr(survey, "one_side_max_fraction", None),
-        "one_side_min_trials": getattr(survey, "one_side_min_trials", ExclusionRules.one_side_min_trials),
+        "catch_min_accuracy": float(survey.catch_min_accuracy),
+        "rt_floor_ms": float(survey.rt_floor_ms),
+        "one_side_max_fraction": survey.one_side_max_fraction,
+        "one_side_min_trials": survey.one_side_min_trials,
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     base["one_side_max_fraction"] = _one_side_fraction(base["one_side_max_fraction"], n_positions=survey.n_options)
@@ -372,7 +372,7 @@ def alignment_report(
         "sides": _sides(data=data),
         "design": survey_design(survey=survey),
         "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
-        "ratings_target": getattr(survey, "ratings_per_list", None),
+        "ratings_target": survey.ratings_per_list,
         "proxy": {"metrics": sorted(proxy), "overall": overall_proxy},
         "conditions": rows,
         "comparisons": comparisons,
@@ -432,7 +432,7 @@ def survey_design(*, survey: Survey) -> dict:
 
     Missing keys (older surveys) read as empty; counts that are not numbers are left out rather than guessed.
     """
-    build = _mapping(getattr(survey, "build_report", None))
+    build = _mapping(survey.build_report)
     left_out = _mapping(build.get("left_out"))
     order = list(BUILD_REASONS)  # known reasons first, in this order (jsonb does not keep the builder's key order)
     reasons = [
@@ -476,11 +476,10 @@ def trial_proxy_choices_compute(*, survey: Survey, metric: str, batch_size: int 
     from iri_worker.engine import perceptual_distance, png_bytes_to_tensor
 
     done = TrialProxyChoice.objects.filter(trial__survey=survey, metric=metric).values_list("trial_id", flat=True)
-    trials = Trial.objects.filter(survey=survey).exclude(pk__in=done).select_related("query")
-    if hasattr(Trial, "kind"):
-        trials = trials.filter(kind="main")
-    option_names = [f"option_{k}" for k in range(3) if hasattr(Trial, f"option_{k}")]
-    trials = list(trials.select_related(*option_names).order_by("id"))
+    trials = list(
+        Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).exclude(pk__in=done)
+        .select_related("query", "option_0", "option_1", "option_2").order_by("id")
+    )
     images: dict[int, torch.Tensor] = {}
 
     def tensor(stored) -> torch.Tensor:
@@ -495,7 +494,7 @@ def trial_proxy_choices_compute(*, survey: Survey, metric: str, batch_size: int 
         xs, ys, owners = [], [], []
         for trial in batch:
             query = tensor(trial.query)
-            options = [getattr(trial, name) for name in option_names][: getattr(trial, "n_options", 2)]
+            options = trial.options
             for k, option in enumerate(options):
                 y = tensor(option)
                 if y.shape != query.shape:
