@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iri_worker.engine.images import eight_bit  # images as people see them (8 bits, like the stored PNGs)
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # The engine backbone name of the architecture (both models; their weights' hashes tell them apart).
@@ -356,11 +358,6 @@ def as_backbone(model: nn.Module, name: str = BACKBONE, image_size: int = 32, we
 
     model.eval().requires_grad_(False)
     return Backbone(name, model, image_size, MEAN, STD, default_layer="avgpool", checkpoint_sha256=weights_sha256)
-
-
-def eight_bit(images: torch.Tensor) -> torch.Tensor:
-    """Images as people see them: clipped to [0, 1] and quantised to 8 bits, like the stored PNGs."""
-    return images.clamp(0, 1).mul(255).round().div(255)
 
 
 @dataclass(frozen=True)

@@ -374,15 +374,15 @@ def iri_job_refresh(*, job_id: int) -> None:
     ]
     if counts and set(counts) == {IriChunk.Status.DONE}:
         job.update(status=IriJob.Status.DONE, progress=1.0, finished_at=timezone.now(), error="",
-                   versions=_library_versions())
+                   versions=library_versions())
     elif failures and not pending:
         job.update(status=IriJob.Status.FAILED, progress=progress, finished_at=timezone.now(),
-                   error="\n".join(failures)[:5000], versions=_library_versions())
+                   error="\n".join(failures)[:5000], versions=library_versions())
     else:
         job.update(progress=progress, error="\n".join(failures)[:5000])
 
 
-def _library_versions() -> dict:
+def library_versions() -> dict:
     import numpy
     import PIL
     import torch
@@ -676,8 +676,8 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
                     seed=seed,
                     image=_save_tensor(result.images[i]),
                     target_image=_save_tensor(batch[i]),
-                    initial_loss=_finite(result.initial_losses[i]),
-                    final_loss=_finite(result.losses[i], fallback=result.initial_losses[i]),
+                    initial_loss=finite_loss(result.initial_losses[i]),
+                    final_loss=finite_loss(result.losses[i], fallback=result.initial_losses[i]),
                     best_step=int(result.best_step[i]),
                     proxy=proxies[i],
                     nan_loss=bool(nan_mask[i]) if nan_mask is not None else False,
@@ -789,7 +789,7 @@ def iri_validity_compute(*, job: IriJob, spec, backbone, device: str, iris, targ
     v = engine.validity
     null, cached = null_distribution_get(job=job, spec=spec, backbone=backbone, device=device)
     layer = spec.layer or backbone.default_layer
-    shown = iris.float().clamp(0, 1).mul(255).round().div(255).cpu()
+    shown = engine.eight_bit(iris).cpu()
     n = shown.shape[0]
     both = torch.cat([shown, targets.float().cpu()])
     reps = v.representations(backbone, both, layer=layer)
@@ -822,13 +822,13 @@ def iri_validity_compute(*, job: IriJob, spec, backbone, device: str, iris, targ
     return records, cached
 
 
-def _finite(value, fallback=None) -> float:
+def finite_loss(value, fallback=None) -> float:
     """A loss as a float for the database (JSON has no NaN): a NaN/inf loss falls back (then 0.0);
     the image is marked ``nan_loss`` instead."""
     number = float(value)
     if math.isfinite(number):
         return number
-    return _finite(fallback) if fallback is not None else 0.0
+    return finite_loss(fallback) if fallback is not None else 0.0
 
 
 def _device_name(device: str) -> str:
@@ -856,7 +856,7 @@ def iri_proxy_compute(*, iris, targets, seeds) -> list[dict]:
 
     out: list[dict] = [{} for _ in range(iris.shape[0])]
     # Judge the images as stored and shown: 8-bit.
-    iris, targets, seeds = (t.float().clamp(0, 1).mul(255).round().div(255).cpu() for t in (iris, targets, seeds))
+    iris, targets, seeds = (engine.eight_bit(t).cpu() for t in (iris, targets, seeds))
     for metric in [m for m in engine.PROXY_METRICS if m not in _PROXY_UNAVAILABLE]:
         try:
             result = engine.proxy_alignment(iris, targets, seeds, metric)

@@ -19,6 +19,7 @@ from rest_framework import status
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
+from results.alignment import one_sided
 
 from .layouts import TrialShape, option_orders
 from .models import (
@@ -51,6 +52,7 @@ NEEDS_CLUSTER_TARGETS = (
 )
 SLUG_TAKEN = "A survey with the slug '{slug}' exists already."
 BAD_SLUG = "The slug may contain only letters, digits, '-' and '_'."
+SLUG_TOO_LONG = "The slug may be at most {n} characters long."
 BAD_NUMBER = "{field} must be {rule}."
 SURVEY_NOT_LIVE = "This study is not open."
 SURVEY_FULL = "This study is full: every trial list has all its ratings. Thank you for your interest."
@@ -122,8 +124,7 @@ def survey_create(
     the main trials (surveys.stimuli). `settings` are further Survey fields (texts, codes, thresholds, time
     limit, resume policy, quota). What the builder did (resizing, IRIs left out) is in `survey.build_report`.
     """
-    _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials,
-                   iri_max_percentile=iri_max_percentile, **settings)
+    _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials, **settings)
     iris, report = survey_check(
         slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type, size_policy=size_policy,
         iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
@@ -186,10 +187,7 @@ def survey_check(
 ) -> tuple[list[IriImage], dict]:
     """Everything that must hold before a survey is created. Returns the IRIs its trials will use (those that
     pass the validity filter) and the start of its build report."""
-    if slugify(slug) != slug or not slug:
-        raise ApplicationError(BAD_SLUG)
-    if Survey.objects.filter(slug=slug).exists():
-        raise ApplicationError(SLUG_TAKEN.format(slug=slug))
+    survey_slug_check(slug=slug)
     if not iri_jobs:
         raise ApplicationError(NO_FINISHED_SET)
     unfinished = [str(j) for j in iri_jobs if j.status != IriJob.Status.DONE]
@@ -241,6 +239,17 @@ def survey_check(
         if lonely:
             raise ApplicationError(NEEDS_TWO_PER_CLASS.format(labels=", ".join(f"'{label}'" for label in lonely)))
     return iris, report
+
+
+def survey_slug_check(*, slug: str) -> None:
+    """A new survey's slug: letters, digits, '-' and '_', short enough, and not taken."""
+    if slugify(slug) != slug or not slug:
+        raise ApplicationError(BAD_SLUG)
+    limit = Survey._meta.get_field("slug").max_length
+    if len(slug) > limit:
+        raise ApplicationError(SLUG_TOO_LONG.format(n=limit))
+    if Survey.objects.filter(slug=slug).exists():
+        raise ApplicationError(SLUG_TAKEN.format(slug=slug))
 
 
 def build_summary(report: dict) -> str:
@@ -907,10 +916,9 @@ def participant_complete(*, participant: Participant) -> Participant:
 
 
 def _one_sided(*, positions: list[int], survey: Survey) -> bool:
-    """The survey's one-sided rule: enough answers, and at least the set share of them at one screen position."""
-    if survey.one_side_max_fraction is None or len(positions) < max(1, survey.one_side_min_trials):
-        return False
-    return max(positions.count(p) for p in set(positions)) / len(positions) >= survey.one_side_max_fraction
+    """The survey's one-sided rule (results.alignment.one_sided, as the report applies it) for one session."""
+    counts = np.bincount(np.asarray(positions, dtype=np.int64), minlength=survey.n_options)[None]
+    return bool(one_sided(counts, max_fraction=survey.one_side_max_fraction, min_trials=survey.one_side_min_trials)[0])
 
 
 def participant_leave(*, participant: Participant, status_to: str, detail: str = "") -> Participant:

@@ -27,7 +27,7 @@ from .backbones import (
     load_backbone,
     register_backbone,
 )
-from .images import png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
+from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert, measure_adaptive_c
 from .params import PARAMS
 from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
@@ -63,6 +63,7 @@ __all__ = [
     "photo_to_tensor",
     "tensor_to_png_bytes",
     "png_bytes_to_tensor",
+    "eight_bit",
     "losses",
     "proxy",
     "validity",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-__all__ = ["photo_to_tensor", "tensor_to_png_bytes", "png_bytes_to_tensor"]
+__all__ = ["photo_to_tensor", "tensor_to_png_bytes", "png_bytes_to_tensor", "eight_bit"]
 
 
 def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -59,6 +59,12 @@ def photo_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return _pil_to_tensor(image.crop((left, top, left + size, top + size)))
+
+
+def eight_bit(images: torch.Tensor) -> torch.Tensor:
+    """Images as stored and shown: float in [0, 1], clamped and rounded to the nearest of 256 levels (what
+    ``tensor_to_png_bytes`` writes), so proxies and validity judge what people see."""
+    return images.float().clamp(0, 1).mul(255).round().div(255)
 
 
 def tensor_to_png_bytes(image: torch.Tensor) -> bytes:

@@ -5,8 +5,6 @@ finished IRI job and a live 2AFC survey is built on them, so people can judge wh
 """
 import dataclasses
 import json
-import math
-import platform
 import sys
 from pathlib import Path
 
@@ -15,7 +13,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import slugify
 
 from backend.exceptions import ApplicationError
 from iri_worker.reproduction import (
@@ -29,7 +26,6 @@ from iri_worker.reproduction import (
     run_experiment,
 )
 
-SLUG_TOO_LONG = "The slug may be at most {n} characters long."
 SURVEY_NEEDS_ADVERSARIAL = "--survey needs the adversarial loss, but the recipe '{recipe}' is not one the engine knows."
 
 
@@ -135,17 +131,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(report))
 
     def _slug_check(self, slug: str) -> None:
-        """The survey builder's own rules for a slug (surveys.services), checked before any work."""
-        from surveys.models import Survey
-        from surveys.services import BAD_SLUG, SLUG_TAKEN
+        """The survey builder's own rules for a slug, checked before any work."""
+        from surveys.services import survey_slug_check
 
-        limit = Survey._meta.get_field("slug").max_length
-        if not slug or slugify(slug) != slug:
-            raise CommandError(BAD_SLUG)
-        if len(slug) > limit:
-            raise CommandError(SLUG_TOO_LONG.format(n=limit))
-        if Survey.objects.filter(slug=slug).exists():
-            raise CommandError(SLUG_TAKEN.format(slug=slug))
+        try:
+            survey_slug_check(slug=slug)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
 
     def _survey(self, reproduction: Reproduction, *, slug: str, ratings: int, trials_per_participant: int,
                 base_url: str, device: str) -> dict:
@@ -191,12 +183,9 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
     ran, an IriImage per target with its proxy verdicts; target photos and images through the iri_worker
     services. The spec is the engine's resolved spec with ``training_label`` ("standard" / "adversarial"), which
     the alignment report shows as the condition's training beside the weights' hash (its checkpoint)."""
-    import numpy
-    import torch
-
     from iri_worker import engine
     from iri_worker.models import IriChunk, IriImage, IriJob
-    from iri_worker.services import iri_proxy_compute, stored_image_save, target_photo_create
+    from iri_worker.services import finite_loss, iri_proxy_compute, library_versions, stored_image_save, target_photo_create
 
     def stored(tensor):
         return stored_image_save(png_bytes=engine.tensor_to_png_bytes(tensor), width=tensor.shape[-1],
@@ -211,7 +200,7 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
     ]
     target_images = [stored(t) for t in targets]
     now = timezone.now()
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    versions = library_versions()
     jobs = []
     for iri_set in reproduction.sets:
         result = iri_set.result
@@ -235,17 +224,11 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
         IriImage.objects.bulk_create(
             IriImage(
                 job=job, target=photo, seed=stored(iri_set.seeds[i]), image=stored(iri_set.iris[i]),
-                target_image=target_images[i], initial_loss=_finite(result.initial_losses[i]),
-                final_loss=_finite(result.losses[i]), best_step=int(result.best_step[i]), proxy=proxies[i],
+                target_image=target_images[i], initial_loss=finite_loss(result.initial_losses[i]),
+                final_loss=finite_loss(result.losses[i], fallback=result.initial_losses[i]), best_step=int(result.best_step[i]), proxy=proxies[i],
                 nan_loss=bool(nan_mask[i]) if nan_mask is not None else False,
             )
             for i, photo in enumerate(photos)
         )
         jobs.append(job)
     return jobs
-
-
-def _finite(value) -> float:
-    """A loss as a float for the database (JSON has no NaN): NaN/inf as 0.0 (the image is marked nan_loss)."""
-    number = float(value)
-    return number if math.isfinite(number) else 0.0
