@@ -1,5 +1,6 @@
 import decimal
 import numbers
+import statistics
 
 from backend.exceptions import ApplicationError
 
@@ -96,14 +97,10 @@ def iri_job_validity_summary(*, job: IriJob) -> dict:
     records = [v or {} for v in IriImage.objects.filter(job=job).values_list("validity", flat=True)]
     percentiles = sorted(r["percentile"] for r in records if r.get("percentile") is not None)
     checked = [r["label_match"] for r in records if r.get("label_match") is not None]
-    mid = len(percentiles) // 2
-    median = None
-    if percentiles:
-        median = percentiles[mid] if len(percentiles) % 2 else (percentiles[mid - 1] + percentiles[mid]) / 2
     return {
         "n": len(records),
         "with_record": sum(1 for r in records if "distance" in r),
-        "median_percentile": median,
+        "median_percentile": statistics.median(percentiles) if percentiles else None,
         "max_percentile": percentiles[-1] if percentiles else None,
         "label_matches": sum(checked) if checked else None,
         "label_checked": len(checked),

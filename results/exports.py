@@ -19,7 +19,7 @@ import numpy as np
 
 from surveys.models import Survey
 
-from .alignment import KIND_CATCH, KIND_MAIN, one_sided, position_counts
+from .alignment import KIND_CATCH, KIND_MAIN, position_counts
 from .selectors import iri_validity_table, stored_image_table, target_photo_names
 from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 
@@ -41,7 +41,7 @@ def _context(data: SurveyData) -> dict:
         "sha": stored_image_table(ids=image_ids),
         "photo": target_photo_names(ids=set(trials["target"][trials["target"] >= 0].tolist())),
         "order": np.lexsort((data.answers["trial"], data.p_row)),  # per participant, then by trial
-        "validity": iri_validity_table(ids=set(trials["iri"][trials["iri"] >= 0].tolist()) if "iri" in trials else set()),
+        "validity": iri_validity_table(ids=set(trials["iri"][trials["iri"] >= 0].tolist())),
     }
 
 
@@ -113,7 +113,7 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
             "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
             "included": bool(data.included[i]),
             "exclusion_rules": ";".join(rules),
-            **_validity_columns(ctx["validity"].get(int(trials["iri"][t]), {}) if "iri" in trials else {}),
+            **_validity_columns(ctx["validity"].get(int(trials["iri"][t]), {})),
         }
 
 
@@ -225,8 +225,7 @@ def participant_rows(*, survey: Survey, data: SurveyData | None = None) -> Itera
     n_main = np.bincount(data.p_row[main], minlength=n_people)
     n_right = np.bincount(data.p_row[main], weights=data.correct[main], minlength=n_people)
     n_in = np.bincount(data.p_row[data.included], minlength=n_people)
-    rules = data.rules
-    flagged = one_sided(sides, max_fraction=rules.one_side_max_fraction, min_trials=rules.one_side_min_trials)
+    flagged = data.participant_rules.get("one_sided")  # absent while the rule is off
     too_fast = np.bincount(data.p_row[main & data.excluded_flags["rt_floor"]], minlength=n_people) > 0
     for p in range(n_people):
         n_pos = int(sides[p].sum())
@@ -244,7 +243,7 @@ def participant_rows(*, survey: Survey, data: SurveyData | None = None) -> Itera
             "positioned_answers": n_pos,
             **{f"position_{j}_share": shares[j] for j in range(3)},
             "largest_share": max(v for v in shares if v is not None) if n_pos else None,
-            "one_sided": bool(flagged[p]) if rules.one_side_max_fraction is not None else None,
+            "one_sided": bool(flagged[p]) if flagged is not None else None,
             "exclusion_rules": ";".join(excluded_by),
         }
 

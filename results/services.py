@@ -13,6 +13,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from backend.exceptions import ApplicationError
+from iri_worker.selectors import VALIDITY_REASONS
 from surveys.models import Survey, Trial
 
 from .alignment import (
@@ -155,7 +156,6 @@ def _conditions(*, survey: Survey, trials: dict) -> tuple[list[dict], np.ndarray
 def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None) -> SurveyData:
     rules = rules or exclusion_rules_for(survey=survey)
     answers = survey_answer_arrays(survey=survey)
-    answers.setdefault("shown_position", np.full(answers["trial"].size, -1, dtype=np.int64))
     trials = survey_trial_table(survey=survey)
     people = survey_participant_table(survey=survey)
     t_row = _rows_of(trials["id"], answers["trial"])
@@ -408,11 +408,6 @@ def _sides(*, data: SurveyData) -> dict:
     }
 
 
-BUILD_REASONS = {
-    "percentile_above_threshold": "distance to its target above the validity filter's percentile of the null distribution (unrelated image pairs)",
-    "label_mismatch": "the model labels it differently from its target",
-    "no_validity_record": "no validity record to check the filter against",
-}
 NO_BUILD_REPORT = "No build report: the survey was built before the builder recorded what it left out and resized."
 
 
@@ -434,9 +429,9 @@ def survey_design(*, survey: Survey) -> dict:
     """
     build = _mapping(survey.build_report)
     left_out = _mapping(build.get("left_out"))
-    order = list(BUILD_REASONS)  # known reasons first, in this order (jsonb does not keep the builder's key order)
+    order = list(VALIDITY_REASONS)  # known reasons first, in this order (jsonb does not keep the builder's key order)
     reasons = [
-        {"reason": str(reason), "count": _number(left_out[reason]), "description": BUILD_REASONS.get(str(reason), str(reason).replace("_", " "))}
+        {"reason": str(reason), "count": _number(left_out[reason]), "description": VALIDITY_REASONS.get(str(reason), str(reason).replace("_", " "))}
         for reason in sorted(left_out, key=lambda r: (order.index(r) if r in order else len(order), str(r)))
         if _number(left_out[reason]) is not None
     ]
