@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "teams",
     "iri_worker",
     "surveys",
     "results",
@@ -114,10 +115,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an anonymous request gets 401 with WWW-Authenticate (session auth alone would say 403).
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Logged in and a member of a team; what one may do to an object is checked by teams.selectors.
+    "DEFAULT_PERMISSION_CLASSES": ["teams.permissions.TeamMember"],
     "DEFAULT_PARSER_CLASSES": [
         "backend.null_characters.NullRefusingJSONParser",
         "rest_framework.parsers.FormParser",

@@ -1,13 +1,16 @@
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404, JsonResponse
 
 
-@staff_member_required
+@login_required(login_url="admin:login")
 def media_serve(request, path: str):
-    """Stored images for researchers (admin previews); works with any Django storage."""
-    if ".." in path or not default_storage.exists(path):
+    """Stored images for the members of a team that uses them (admin previews); works with any Django storage.
+    Participants reach images only through their survey's per-trial URLs (/i/...)."""
+    from surveys.selectors import stored_image_visible
+
+    if ".." in path or not stored_image_visible(user=request.user, name=path) or not default_storage.exists(path):
         raise Http404("No such file.")
     return FileResponse(default_storage.open(path, "rb"), content_type="image/png")
 

@@ -66,17 +66,20 @@ def survey_build(*, n_items: int, n_conditions: int):
     """12 finished IRI sets sharing target photos (so conditions pair over photos), and a live 2AFC survey."""
     from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
     from surveys.services import survey_create, survey_publish
+    from teams.services import team_create
 
+    team = team_create(name="bench")
     per_condition = -(-n_items // n_conditions)
     images = StoredImage.objects.bulk_create(
         StoredImage(sha256=f"{i:064x}", file=f"img/{i:064x}.png", width=32, height=32)
         for i in range(per_condition + n_conditions + n_items)
     )
-    photos = TargetPhoto.objects.bulk_create(TargetPhoto(name=f"photo {i}", image=images[i]) for i in range(per_condition))
+    photos = TargetPhoto.objects.bulk_create(TargetPhoto(team=team, name=f"photo {i}", image=images[i]) for i in range(per_condition))
     backbones, recipes = ["resnet18", "resnet50", "vgg16"], ["reg_free", "adv_lpips"]
     trainings = ["standard", "robust_l2_3"]
     jobs = IriJob.objects.bulk_create(
         IriJob(
+            team=team,
             name=f"set {c}",
             status=IriJob.Status.DONE,
             progress=1.0,

@@ -93,7 +93,9 @@ def target_photos(count: int) -> list:
 
     from iri_worker.demo_photos import bundled_photos
     from iri_worker.services import target_photo_create
+    from teams.services import team_create
 
+    team = team_create(name="load held")
     rng = random.Random(0)
     sources = [(name, Image.open(io.BytesIO(data)).convert("RGB")) for name, data in bundled_photos().items()]
     photos = []
@@ -103,7 +105,7 @@ def target_photos(count: int) -> list:
         x, y = rng.randrange(img.width - side + 1), rng.randrange(img.height - side + 1)
         out = io.BytesIO()
         img.crop((x, y, x + side, y + side)).resize((64, 64)).save(out, format="PNG")
-        photos.append(target_photo_create(name=f"{name}-{k}", data=out.getvalue()))
+        photos.append(target_photo_create(team=team, name=f"{name}-{k}", data=out.getvalue()))
     return photos
 
 
@@ -113,7 +115,7 @@ def survey_build(*, photos: list, ratings_per_list: int):
     from iri_worker.services import iri_job_run, iri_spec_validate
     from surveys.services import survey_create, survey_publish
 
-    job = IriJob.objects.create(name="survey set", spec=iri_spec_validate(
+    job = IriJob.objects.create(team=photos[0].team, name="survey set", spec=iri_spec_validate(
         {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}))
     job.targets.set(photos)
     iri_job_run(job_id=job.pk)

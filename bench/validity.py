@@ -77,7 +77,7 @@ def run_job(photos, spec: dict, name: str) -> dict:
     from iri_worker.services import iri_job_run, iri_spec_default_chunk_size, iri_spec_validate
 
     full = iri_spec_validate(spec)
-    job = IriJob.objects.create(name=name, spec=full, chunk_size=iri_spec_default_chunk_size(image_size=full["image_size"]))
+    job = IriJob.objects.create(team=photos[0].team, name=name, spec=full, chunk_size=iri_spec_default_chunk_size(image_size=full["image_size"]))
     job.targets.set(photos)
     started = time.perf_counter()
     iri_job_run(job_id=job.pk)
@@ -144,13 +144,15 @@ def main() -> None:
         django_setup(folder)
         from iri_worker.demo_photos import bundled_photos
         from iri_worker.services import NULL_POOL_MAX, target_photo_create
+        from teams.services import team_create
 
-        photos = [target_photo_create(name=name, data=data) for name, data in bundled_photos().items()]
+        team = team_create(name="bench")
+        photos = [target_photo_create(team=team, name=name, data=data) for name, data in bundled_photos().items()]
         extra = args.pool_photos if args.pool_photos is not None else (20 if args.quick else NULL_POOL_MAX - len(photos))
         a = run_job(photos, spec, "A: demo job, null computed")
         b = run_job(photos, {**spec, "rng_seed": 1}, "B: same settings, null cached")
         for i in range(extra):
-            target_photo_create(name=f"extra {i}", data=noise_png(i))
+            target_photo_create(team=team, name=f"extra {i}", data=noise_png(i))
         c = run_job(photos, {**spec, "rng_seed": 2}, f"C: after {extra} more photos, new null")
     curve = loss_curve_sampling(spec)
     report = {

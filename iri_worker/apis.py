@@ -1,11 +1,13 @@
-"""Researcher endpoints for photos, checkpoints and IRI jobs (login or token required)."""
-from django.shortcuts import get_object_or_404
+"""Researcher endpoints for photos, checkpoints and IRI jobs: team members only, scoped by teams.selectors."""
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
+from teams.models import Role
+from teams.selectors import team_for_new_object, team_object_get, team_role_check, team_scoped
+from teams.services import audit_record
 
 from .models import IriJob
 from .selectors import (
@@ -24,16 +26,21 @@ UNKNOWN_CHECKPOINT = "Unknown checkpoint id: {id}."
 UNKNOWN_SEED_PHOTO = "Unknown seed photo id: {id}."
 
 
+TEAM_FIELD_HELP = "The team that owns it (its id); needed only when you may create in several teams."
+
+
 class TargetPhotoCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
+        team = serializers.IntegerField(required=False, allow_null=True, default=None, help_text=TEAM_FIELD_HELP)
         file = serializers.FileField()
         name = serializers.CharField(max_length=200, required=False, default="")
         label = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True, default=None)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
+        team = serializers.IntegerField(source="team_id")
         name = serializers.CharField()
         label = serializers.CharField(allow_null=True)
         url = serializers.CharField(source="image.file.url")
@@ -41,9 +48,11 @@ class TargetPhotoCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        team = team_for_new_object(user=request.user, team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
-        photo = target_photo_create(name=data.validated_data["name"] or upload.name, data=upload.read(),
+        photo = target_photo_create(team=team, name=data.validated_data["name"] or upload.name, data=upload.read(),
                                     label=data.validated_data["label"])
+        audit_record(action="photo.create", request=request, obj=photo)
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 
@@ -51,12 +60,14 @@ class CheckpointCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
+        team = serializers.IntegerField(required=False, allow_null=True, default=None, help_text=TEAM_FIELD_HELP)
         file = serializers.FileField()
         backbone = serializers.CharField(max_length=100)
         name = serializers.CharField(max_length=200, required=False, default="")
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
+        team = serializers.IntegerField(source="team_id")
         name = serializers.CharField()
         backbone = serializers.CharField()
         sha256 = serializers.CharField()
@@ -65,10 +76,13 @@ class CheckpointCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        team = team_for_new_object(user=request.user, team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
         checkpoint = checkpoint_create(
-            name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"], data=upload.read()
+            team=team, name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"],
+            data=upload.read(),
         )
+        audit_record(action="checkpoint.create", request=request, obj=checkpoint)
         return Response(self.OutputSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
 
 
@@ -102,7 +116,7 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = IriJob
-        fields = ["id", "name", "status", "progress", "error", "spec", "versions", "checkpoint", "seed_photo",
+        fields = ["id", "team", "name", "status", "progress", "error", "spec", "versions", "checkpoint", "seed_photo",
                   "chunk_size", "created_at", "started_at", "finished_at",
                   "chunks", "proxy", "validity", "record", "images"]
 
@@ -136,38 +150,46 @@ class IriJobCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         ids = values.pop("targets")
-        targets = list(target_photo_list(ids=ids))
+        # Another team's photos and checkpoints are as unknown as ids that do not exist.
+        photos = team_scoped(user=request.user, queryset=target_photo_list())
+        targets = list(photos.filter(pk__in=ids))
         missing = sorted(set(ids) - {t.pk for t in targets})
         if missing:
             raise ApplicationError(UNKNOWN_TARGETS.format(ids=missing))
+        team_role_check(user=request.user, team_id=targets[0].team_id, min_role=Role.RESEARCHER)
         if values["checkpoint"] is not None:
             checkpoint_id = values["checkpoint"]
-            values["checkpoint"] = checkpoint_get(checkpoint_id=checkpoint_id)
+            values["checkpoint"] = checkpoint_get(checkpoint_id=checkpoint_id, team_id=targets[0].team_id)
             if values["checkpoint"] is None:
                 raise ApplicationError(UNKNOWN_CHECKPOINT.format(id=checkpoint_id))
         if values["seed_photo"] is not None:
             seed_id = values["seed_photo"]
-            values["seed_photo"] = target_photo_list(ids=[seed_id]).first()
+            values["seed_photo"] = photos.filter(pk=seed_id).first()
             if values["seed_photo"] is None:
                 raise ApplicationError(UNKNOWN_SEED_PHOTO.format(id=seed_id))
         job = iri_job_create(targets=targets, **values)
+        audit_record(action="iri_job.create", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class IriJobDetailApi(APIView):
     def get(self, request, job_id: int):
-        return Response(IriJobOutputSerializer(get_object_or_404(IriJob, pk=job_id)).data)
+        return Response(IriJobOutputSerializer(team_object_get(user=request.user, queryset=IriJob.objects, pk=job_id)).data)
 
 
 class IriJobCancelApi(APIView):
     def post(self, request, job_id: int):
-        job = iri_job_cancel(job=get_object_or_404(IriJob, pk=job_id))
+        job = team_object_get(user=request.user, queryset=IriJob.objects, min_role=Role.RESEARCHER, pk=job_id)
+        job = iri_job_cancel(job=job)
+        audit_record(action="iri_job.cancel", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data)
 
 
 class IriJobRetryApi(APIView):
     def post(self, request, job_id: int):
-        job = iri_job_retry(job=get_object_or_404(IriJob, pk=job_id))
+        job = team_object_get(user=request.user, queryset=IriJob.objects, min_role=Role.RESEARCHER, pk=job_id)
+        job = iri_job_retry(job=job)
+        audit_record(action="iri_job.retry", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data)
 
 

@@ -1,5 +1,7 @@
 from django.db import models
 
+from teams.models import Team
+
 
 class StoredImage(models.Model):
     """A PNG in Django storage, named by its content hash so the name says nothing about its role."""
@@ -17,6 +19,7 @@ class StoredImage(models.Model):
 class TargetPhoto(models.Model):
     """A photo a researcher uploaded (or the demo bundled) to be the target x_t of IRIs."""
 
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="photos")
     name = models.CharField(max_length=200)
     # The class of the photo (e.g. an ImageNet class name): the 2AFC foil rule "same class" picks among these.
     label = models.CharField(max_length=100, null=True, blank=True, help_text="Class label, e.g. 'tabby cat'.")
@@ -37,15 +40,18 @@ def checkpoint_upload_to(instance, filename: str) -> str:
 class Checkpoint(models.Model):
     """Weights a researcher uploaded for a registered architecture (loaded with weights_only=True)."""
 
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="checkpoints")
     name = models.CharField(max_length=200)
     backbone = models.CharField(max_length=100, help_text="The registered architecture these weights fit.")
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)
     file = models.FileField(upload_to=checkpoint_upload_to)
     size = models.PositiveBigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        # Per team: a team never learns, from a refusal or a shared row, which weights another team uploaded.
+        constraints = [models.UniqueConstraint(fields=["team", "sha256"], name="checkpoint_once_per_team")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.backbone}, {self.sha256[:12]})"
@@ -59,6 +65,7 @@ class IriJob(models.Model):
         FAILED = "FAILED", "Failed"
         CANCELLED = "CANCELLED", "Cancelled"
 
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="iri_jobs")
     name = models.CharField(max_length=200, blank=True)
     targets = models.ManyToManyField(TargetPhoto, related_name="jobs")
     # The engine's full InversionSpec (defaults resolved), enough to reproduce every image.

@@ -28,8 +28,8 @@ def target_photo_list(*, ids: list[int] | None = None):
     return qs.filter(pk__in=ids) if ids is not None else qs
 
 
-def checkpoint_get(*, checkpoint_id: int) -> Checkpoint | None:
-    return Checkpoint.objects.filter(pk=checkpoint_id).first()
+def checkpoint_get(*, checkpoint_id: int, team_id: int) -> Checkpoint | None:
+    return Checkpoint.objects.filter(pk=checkpoint_id, team_id=team_id).first()
 
 
 def iri_job_get(*, job_id: int) -> IriJob | None:

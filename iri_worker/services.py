@@ -22,6 +22,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from backend.exceptions import ApplicationError
+from teams.models import Team
 
 from .models import Checkpoint, IriChunk, IriImage, IriJob, NullDistribution, StoredImage, TargetPhoto
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 NOT_AN_IMAGE = "The file is not an image we can read (PNG, JPEG, WebP, GIF, BMP or TIFF)."
 IMAGE_TOO_LARGE = "The image is larger than {limit} MB."
 NO_TARGETS = "Choose at least one target photo for the job."
+TEAMS_MIXED = "A job's target photos, seed photo and checkpoint must all belong to one team."
 BROKER_DOWN = "The job queue (broker) is unavailable, so the job was not started: {error}"
 JOB_NOT_CANCELLABLE = "Job {id} is {status}: only queued or running jobs can be cancelled."
 NOTHING_TO_RETRY = "Job {id} has no failed chunks to retry (it is {status})."
@@ -125,11 +127,11 @@ def photo_png_bytes(*, data: bytes) -> tuple[bytes, int, int]:
     return out.getvalue(), rgb.width, rgb.height
 
 
-def target_photo_create(*, name: str, data: bytes, label: str | None = None) -> TargetPhoto:
+def target_photo_create(*, team: Team, name: str, data: bytes, label: str | None = None) -> TargetPhoto:
     png, width, height = photo_png_bytes(data=data)
     with transaction.atomic():
         image = stored_image_save(png_bytes=png, width=width, height=height)
-        return TargetPhoto.objects.create(name=name[:200] or image.sha256[:12], image=image,
+        return TargetPhoto.objects.create(team=team, name=name[:200] or image.sha256[:12], image=image,
                                           label=(label or "").strip() or None)
 
 
@@ -148,7 +150,7 @@ def iri_spec_validate(spec: dict) -> dict:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_create(*, name: str, backbone: str, data: bytes) -> Checkpoint:
+def checkpoint_create(*, team: Team, name: str, backbone: str, data: bytes) -> Checkpoint:
     """Store uploaded weights for a registered architecture after the engine loaded them safely.
 
     The file is read with torch.load(weights_only=True) (through the engine), so a pickle that would run
@@ -159,7 +161,7 @@ def checkpoint_create(*, name: str, backbone: str, data: bytes) -> Checkpoint:
         raise ApplicationError(CHECKPOINT_TOO_LARGE.format(limit=limit // (1024 * 1024)))
     iri_spec_validate({"backbone": backbone})  # an unknown architecture gets the registry's hint
     sha256 = hashlib.sha256(data).hexdigest()
-    existing = Checkpoint.objects.filter(sha256=sha256).first()
+    existing = Checkpoint.objects.filter(team=team, sha256=sha256).first()
     if existing is not None:
         if existing.backbone != backbone:
             raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=existing.backbone, spec=backbone))
@@ -170,7 +172,7 @@ def checkpoint_create(*, name: str, backbone: str, data: bytes) -> Checkpoint:
             fh.write(data)
         checkpoint_check(backbone=backbone, path=path)
     with transaction.atomic():
-        checkpoint = Checkpoint(name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256, size=len(data))
+        checkpoint = Checkpoint(team=team, name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256, size=len(data))
         checkpoint.file.save(f"{sha256}.pt", ContentFile(data), save=False)
         checkpoint.save()
     return checkpoint
@@ -229,6 +231,9 @@ def iri_job_create(
     seed_kind "photo". Device options (amp, channels_last) are spec fields."""
     if not targets:
         raise ApplicationError(NO_TARGETS)
+    team_id = targets[0].team_id
+    if any(obj.team_id != team_id for obj in [*targets, checkpoint, seed_photo] if obj is not None):
+        raise ApplicationError(TEAMS_MIXED)
     if not isinstance(spec, dict):
         raise ApplicationError("The spec must be a JSON object.")
     spec = dict(spec)
@@ -237,7 +242,7 @@ def iri_job_create(
     spec.pop("weights_path", None)
     sha256 = spec.get("checkpoint_sha256")
     if checkpoint is None and sha256:
-        checkpoint = Checkpoint.objects.filter(sha256=sha256).first()
+        checkpoint = Checkpoint.objects.filter(team_id=team_id, sha256=sha256).first()
         if checkpoint is None:
             raise ApplicationError(CHECKPOINT_UNKNOWN.format(sha256=sha256))
     if checkpoint is not None:
@@ -259,7 +264,7 @@ def iri_job_create(
     iri_broker_check()
     with transaction.atomic():
         job = IriJob.objects.create(
-            name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo, chunk_size=chunk_size,
+            team_id=team_id, name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo, chunk_size=chunk_size,
         )
         job.targets.set(targets)
         iri_job_chunks_create(job=job)
@@ -704,13 +709,13 @@ NULL_VERSION = 1  # bump when the null's definition changes: old cached rows are
 
 
 def _null_pool(*, job: IriJob) -> list[StoredImage]:
-    """The photos whose pairs make the job's null: its targets and the other target photos that existed when
+    """The photos whose pairs make the job's null: its targets and the team's other target photos that existed when
     the job was created (fixed per job, whichever worker asks), at most NULL_POOL_MAX, distinct, by sha256."""
     own = list(StoredImage.objects.filter(pk__in=job.targets.values("image_id")).order_by("sha256")[:NULL_POOL_MAX])
     room = NULL_POOL_MAX - len(own)
     others = []
     if room > 0:
-        earlier = TargetPhoto.objects.filter(created_at__lte=job.created_at).values("image_id")
+        earlier = TargetPhoto.objects.filter(team_id=job.team_id, created_at__lte=job.created_at).values("image_id")
         others = list(StoredImage.objects.filter(pk__in=earlier).exclude(pk__in=[i.pk for i in own])
                       .order_by("sha256")[:room])
     return sorted(own + others, key=lambda image: image.sha256)

@@ -2,7 +2,6 @@
 from itertools import islice
 
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -11,6 +10,8 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from surveys.models import Survey
+from teams.selectors import team_object_get
+from teams.services import audit_record
 
 from . import exports
 from .services import alignment_report, exclusion_rules_for, survey_data_load
@@ -118,7 +119,7 @@ class AlignmentReportApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         params = dict(filters.validated_data)
-        survey = get_object_or_404(Survey, slug=slug)
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         rules = exclusion_rules_for(
             survey=survey,
             catch_min_accuracy=params.pop("catch_min_accuracy", None),
@@ -150,7 +151,7 @@ class AnswerListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         offset, limit = filters.validated_data["offset"], filters.validated_data["limit"]
-        survey = get_object_or_404(Survey, slug=slug)
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         data = survey_data_load(survey=survey)
         count = int(data.answers["trial"].size)
         rows = list(islice(exports.answer_rows(survey=survey, data=data), offset, offset + limit))
@@ -175,9 +176,10 @@ class AnswerExportApi(APIView):
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, slug: str, name: str):
-        survey = get_object_or_404(Survey, slug=slug)
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         if name not in self.KINDS:
             raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(self.KINDS)}.", status_code=404)
+        audit_record(action="survey.export", request=request, obj=survey, details={"export": name})
         content_type = "application/json" if name.endswith(".json") else "text/csv"
         response = StreamingHttpResponse(self.KINDS[name](survey=survey), content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'

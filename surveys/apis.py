@@ -4,7 +4,7 @@ import math
 import uuid
 
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
@@ -16,9 +16,8 @@ from backend.exceptions import ApplicationError, api_exception_handler
 
 from .bots import bot_credential_valid
 from .images import image_bytes_for_participant
-from iri_worker.models import IriJob
 
-from .models import Participant, ParticipantEvent, Survey
+from .models import Participant, ParticipantEvent
 from .selectors import (
     markdown_html,
     participant_answered_ids,
@@ -29,7 +28,6 @@ from .selectors import (
     participant_progress,
     participant_trials,
     survey_get_for_enroll,
-    survey_monitor,
 )
 from .services import (
     SURVEY_NOT_LIVE,
@@ -42,8 +40,6 @@ from .services import (
     participant_heartbeat,
     participant_leave,
     response_record,
-    survey_create,
-    survey_publish,
 )
 
 HEARTBEAT_S = 30
@@ -381,97 +377,3 @@ def participant_image(request, token: str):
     response = HttpResponse(image_bytes_for_participant(image), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response
-
-
-class SurveyOutputSerializer(serializers.Serializer):
-    slug = serializers.SlugField()
-    title = serializers.CharField()
-    status = serializers.CharField()
-    task_type = serializers.CharField()
-    foil_rule = serializers.CharField()
-    cluster_variant = serializers.CharField()
-    iri_jobs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    trials = serializers.IntegerField(source="trials.count")
-    trial_lists = serializers.IntegerField(source="trial_lists.count")
-    ratings_per_list = serializers.IntegerField()
-    catch_trials = serializers.IntegerField()
-    practice_trials = serializers.IntegerField()
-    resume_policy = serializers.CharField()
-    time_limit_minutes = serializers.IntegerField()
-    max_participants = serializers.IntegerField(allow_null=True)
-    size_policy = serializers.CharField()
-    iri_max_percentile = serializers.FloatField(allow_null=True)
-    iri_require_label_match = serializers.BooleanField()
-    one_side_max_fraction = serializers.FloatField(allow_null=True)
-    one_side_min_trials = serializers.IntegerField()
-    build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
-    url = serializers.SerializerMethodField()
-
-    def get_url(self, survey) -> str:
-        return reverse("survey-page", kwargs={"slug": survey.slug})
-
-
-class SurveyCreateApi(APIView):
-    """Researchers: build a DRAFT 2AFC survey from finished IRI sets."""
-
-    class InputSerializer(serializers.Serializer):
-        slug = serializers.SlugField(max_length=64)
-        title = serializers.CharField(max_length=200)
-        iri_jobs = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
-        task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
-        foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED)
-        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices, default=Survey.ClusterVariant.RANDOM)
-        trials_per_participant = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-        ratings_per_list = serializers.IntegerField(min_value=1, required=False, default=10)
-        catch_trials = serializers.IntegerField(min_value=0, required=False, default=0)
-        practice_trials = serializers.IntegerField(min_value=0, required=False, default=0)
-        practice_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
-        catch_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
-        rt_floor_ms = serializers.FloatField(min_value=0, required=False)
-        rt_floor_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
-        refill_excluded = serializers.BooleanField(required=False)
-        time_limit_minutes = serializers.IntegerField(min_value=1, required=False)
-        resume_policy = serializers.ChoiceField(choices=Survey.ResumePolicy.choices, required=False)
-        max_participants = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-        completion_code = serializers.CharField(max_length=32, required=False)
-        code_failed_attention = serializers.CharField(max_length=32, required=False)
-        code_timed_out = serializers.CharField(max_length=32, required=False)
-        code_technical = serializers.CharField(max_length=32, required=False)
-        consent_md = serializers.CharField(required=False)
-        instructions_md = serializers.CharField(required=False)
-        rng_seed = serializers.IntegerField(required=False, default=0)
-        size_policy = serializers.ChoiceField(choices=Survey.SizePolicy.choices, required=False)
-        iri_max_percentile = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
-        iri_require_label_match = serializers.BooleanField(required=False)
-        one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-        one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
-
-    def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        ids = fields.pop("iri_jobs")
-        jobs = list(IriJob.objects.filter(pk__in=ids))
-        if len(jobs) != len(set(ids)):
-            raise ApplicationError("Unknown IRI set ids: {}.".format(sorted(set(ids) - {j.pk for j in jobs})))
-        survey = survey_create(iri_jobs=jobs, **fields)
-        return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
-
-
-class SurveyDetailApi(APIView):
-    def get(self, request, slug: str):
-        return Response(SurveyOutputSerializer(get_object_or_404(Survey, slug=slug)).data)
-
-
-class SurveyPublishApi(APIView):
-    def post(self, request, slug: str):
-        survey = survey_publish(survey=get_object_or_404(Survey, slug=slug))
-        return Response(SurveyOutputSerializer(survey).data)
-
-
-class SurveyMonitorApi(APIView):
-    """Researchers: the live monitor (participants' states, fill of each list against N, exclusions)."""
-
-    def get(self, request, slug: str):
-        survey = get_object_or_404(Survey, slug=slug)
-        return Response(survey_monitor(survey=survey, pilot=request.query_params.get("mode") == "pilot"))

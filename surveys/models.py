@@ -21,6 +21,7 @@ import secrets
 from django.db import models
 
 from iri_worker.models import IriImage, IriJob, StoredImage
+from teams.models import Team
 
 DEFAULT_CONSENT = """**Consent.** This study is run by researchers who want to learn how people judge images.
 You will look at images and choose between two of them. It takes a few minutes. Your answers are stored
@@ -71,6 +72,7 @@ class Survey(models.Model):
         LIVE = "LIVE", "Live"
         CLOSED = "CLOSED", "Closed"
 
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="surveys")
     slug = models.SlugField(max_length=64)
     title = models.CharField(max_length=200)
     task_type = models.CharField(max_length=16, choices=TaskType.choices, default=TaskType.TWO_AFC)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import apis
+from . import research_apis as apis
 
 urlpatterns = [
     path("", apis.SurveyCreateApi.as_view(), name="survey-create"),

@@ -190,3 +190,21 @@ def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
         "exclusion_rate": (sum(p.excluded for p in finished) / len(finished)) if finished else None,
         "median_duration_s": statistics.median(durations) if durations else None,
     }
+
+
+def stored_image_visible(*, user, name: str) -> bool:
+    """Whether a stored image (by its file name) belongs to one of the user's teams: a target photo, an IRI,
+    its seed or its target as seen, or an image on one of the team's survey screens."""
+    from iri_worker.models import IriImage, TargetPhoto
+    from teams.selectors import team_scoped
+
+    image = StoredImage.objects.filter(file=name).values_list("pk", flat=True).first()
+    if image is None:
+        return False
+    image_fields = Q(image_id=image) | Q(seed_id=image) | Q(target_image_id=image)
+    trial_fields = Q(query_id=image) | Q(option_0_id=image) | Q(option_1_id=image) | Q(option_2_id=image)
+    return (
+        team_scoped(user=user, queryset=TargetPhoto.objects.filter(image_id=image)).exists()
+        or team_scoped(user=user, queryset=IriImage.objects.filter(image_fields), path="job__team").exists()
+        or team_scoped(user=user, queryset=Trial.objects.filter(trial_fields), path="survey__team").exists()
+    )

@@ -36,6 +36,7 @@ from .models import (
 from .stimuli import PhotoPool, image_size
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
+SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
 UNFINISHED_SETS = "These IRI sets are not finished: {names}."
 NEEDS_TWO_TARGETS = "The foil rule '{rule}' needs IRI sets with at least two different target photos{where}."
 NEEDS_LABELS = (
@@ -135,6 +136,7 @@ def survey_create(
     rng = random.Random(rng_seed)
     with transaction.atomic():
         survey = Survey.objects.create(
+            team_id=iri_jobs[0].team_id,
             slug=slug,
             title=title,
             task_type=task_type,
@@ -190,6 +192,8 @@ def survey_check(
     survey_slug_check(slug=slug)
     if not iri_jobs:
         raise ApplicationError(NO_FINISHED_SET)
+    if len({j.team_id for j in iri_jobs}) > 1:
+        raise ApplicationError(SETS_OF_TEAMS)
     unfinished = [str(j) for j in iri_jobs if j.status != IriJob.Status.DONE]
     if unfinished:
         raise ApplicationError(UNFINISHED_SETS.format(names=", ".join(unfinished)))

@@ -16,6 +16,8 @@ from iri_worker.demo_photos import bundled_photos
 from iri_worker.models import IriJob
 from iri_worker.services import iri_job_run, iri_spec_validate, target_photo_create
 from surveys.services import survey_create, survey_publish
+from teams.models import Role
+from teams.services import membership_set, team_create
 
 TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}
 
@@ -30,8 +32,17 @@ def media_root(settings, tmp_path_factory):
 
 
 @pytest.fixture
-def researcher(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123", is_staff=True, is_superuser=True)
+def team(db):
+    """The lab that owns the cast's photos, IRI sets and surveys."""
+    return team_create(name="Lab A")
+
+
+@pytest.fixture
+def researcher(django_user_model, team):
+    """A superuser who is also the owner of Lab A (tests of team rules make members without superpowers)."""
+    user = django_user_model.objects.create_user(username="alice", password="pw-alice-123", is_staff=True, is_superuser=True)
+    membership_set(team=team, user=user, role=Role.OWNER)
+    return user
 
 
 @pytest.fixture
@@ -42,14 +53,14 @@ def researcher_client(researcher):
 
 
 @pytest.fixture
-def photos(db):
-    """Three of the bundled photos as target photos."""
-    return [target_photo_create(name=name, data=data) for name, data in list(bundled_photos().items())[:3]]
+def photos(team):
+    """Three of the bundled photos as Lab A's target photos."""
+    return [target_photo_create(team=team, name=name, data=data) for name, data in list(bundled_photos().items())[:3]]
 
 
 def finished_iri_set(photos, **spec) -> IriJob:
     """An IRI set made by the real engine in this process (tiny model, a few steps)."""
-    job = IriJob.objects.create(name="tiny set", spec=iri_spec_validate({**TINY_SPEC, **spec}))
+    job = IriJob.objects.create(team=photos[0].team, name="tiny set", spec=iri_spec_validate({**TINY_SPEC, **spec}))
     job.targets.set(photos)
     iri_job_run(job_id=job.pk)
     job.refresh_from_db()

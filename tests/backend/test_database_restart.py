@@ -26,8 +26,10 @@ SETUP = """
 from iri_worker.demo_photos import bundled_photos
 from iri_worker.services import target_photo_create
 from surveys.services import survey_create, survey_publish
+from teams.services import team_create
 from tests.conftest import finished_iri_set
-photos = [target_photo_create(name=n, data=d) for n, d in list(bundled_photos().items())[:3]]
+team = team_create(name="Lab A")
+photos = [target_photo_create(team=team, name=n, data=d) for n, d in list(bundled_photos().items())[:3]]
 survey = survey_create(slug="restart", title="t", iri_jobs=[finished_iri_set(photos)], trials_per_participant=1,
                        ratings_per_list=%d, catch_trials=1, practice_trials=2)
 survey_publish(survey=survey)

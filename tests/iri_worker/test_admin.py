@@ -99,7 +99,7 @@ def test_a_survey_built_and_published_in_the_admin_goes_live(admin_client, iri_s
 
 
 def test_the_admin_survey_form_refuses_an_unfinished_set(admin_client, photos):
-    running = IriJob.objects.create(spec={"backbone": "tiny_cnn"}, status=IriJob.Status.RUNNING)
+    running = IriJob.objects.create(team=photos[0].team, spec={"backbone": "tiny_cnn"}, status=IriJob.Status.RUNNING)
     form = {"slug": "adm2", "title": "t", "iri_jobs": [running.pk], "foil_rule": "seed", "consent_md": "ok", "instructions_md": "go"}
 
     response = admin_client.post("/admin/surveys/survey/add/", form)
@@ -114,7 +114,7 @@ def test_the_job_page_shows_chunks_proxy_and_the_record_and_the_cancel_action_wo
     assert "ssim:" in page and "d(target)" in page  # per set and per image
     assert "Done" in page and "chunk" in page.lower()
 
-    queued = IriJob.objects.create(spec=iri_set.spec, status=IriJob.Status.QUEUED)
+    queued = IriJob.objects.create(team=iri_set.team, spec=iri_set.spec, status=IriJob.Status.QUEUED)
     admin_client.post("/admin/iri_worker/irijob/", {"action": "cancel_jobs", "_selected_action": [queued.pk]})
     queued.refresh_from_db()
     assert queued.status == IriJob.Status.CANCELLED

@@ -15,6 +15,7 @@ from iri_worker.reproduction import FASHION_MNIST_DIR
 from results.services import alignment_report
 from surveys.models import Survey
 from surveys.services import survey_create
+from teams.services import team_create
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,10 +74,11 @@ def torch_threads_kept():
 
 @pytest.mark.skipif(not Path(FASHION_MNIST_DIR).exists(), reason="needs Debian's dataset-fashion-mnist (scripts/services.sh installs it)")
 @pytest.mark.django_db
-def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_that_compares_them(weights_cache):
+def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_that_compares_them(weights_cache, team):
+    team_create(name="Lab B")  # two teams: the command must be told which one
     out = io.StringIO()
     call_command("reproduce", *TINY_SURVEY_RUN, "--cache", str(weights_cache), "--survey", "fmnist-robust-vs-standard",
-                 stdout=out, stderr=io.StringIO())
+                 "--team", "Lab A", stdout=out, stderr=io.StringIO())
 
     report = json.loads(out.getvalue())
     assert report["survey"]["url"] == "http://127.0.0.1:8000/s/fmnist-robust-vs-standard/"
@@ -89,7 +91,8 @@ def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_tha
     assert TargetPhoto.objects.filter(label="Trouser").exists()  # the targets carry their Fashion-MNIST class
 
     survey = Survey.objects.get(slug="fmnist-robust-vs-standard")
-    assert survey.status == Survey.Status.LIVE and survey.foil_rule == "seed"
+    assert survey.status == Survey.Status.LIVE and survey.foil_rule == "seed" and survey.team == team
+    assert {job.team for job in jobs} == {team}
     conditions = alignment_report(survey=survey)["conditions"]
     assert len(conditions) == 4
     assert {(c["training"], c["recipe"]) for c in conditions} == {
@@ -111,9 +114,23 @@ def test_reproduce_refuses_a_survey_slug_before_training_and_creates_nothing(tmp
     assert not list(tmp_path.iterdir())  # refused before any model was trained
 
 
+@pytest.mark.django_db
+def test_reproduce_with_a_survey_asks_which_team_when_there_are_several(tmp_path, team):
+    team_create(name="Lab B")
+
+    with pytest.raises(CommandError, match="several teams; choose one with --team"):
+        call_command("reproduce", *TINY_SURVEY_RUN, "--cache", str(tmp_path), "--survey", "s",
+                     stdout=io.StringIO(), stderr=io.StringIO())
+    with pytest.raises(CommandError, match="No team 'Lab C'"):
+        call_command("reproduce", *TINY_SURVEY_RUN, "--cache", str(tmp_path), "--survey", "s", "--team", "Lab C",
+                     stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(not Path(FASHION_MNIST_DIR).exists(), reason="needs Debian's dataset-fashion-mnist (scripts/services.sh installs it)")
 @pytest.mark.django_db
-def test_a_survey_that_cannot_be_built_leaves_no_iri_set_behind(weights_cache, monkeypatch):
+def test_a_survey_that_cannot_be_built_leaves_no_iri_set_behind(weights_cache, team, monkeypatch):
     import surveys.services
 
     def refuse(**kwargs):

@@ -65,7 +65,7 @@ def test_a_second_job_with_the_same_model_and_photos_reuses_the_null_distributio
 def test_another_layer_or_a_new_photo_makes_another_null_distribution(photos):
     finished_iri_set(photos, steps=5)
     finished_iri_set(photos, steps=5, layer="conv2")
-    photos.append(target_photo_create(name="grey", data=_png((90, 90, 90))))
+    photos.append(target_photo_create(team=photos[0].team, name="grey", data=_png((90, 90, 90))))
     job = finished_iri_set(photos, steps=5)
 
     assert NullDistribution.objects.count() == 3
@@ -75,7 +75,7 @@ def test_another_layer_or_a_new_photo_makes_another_null_distribution(photos):
 def test_a_photo_whose_file_is_gone_leaves_the_pool_instead_of_failing_the_job(photos):
     from django.core.files.storage import default_storage
 
-    lost = target_photo_create(name="lost", data=_png((200, 20, 20)))
+    lost = target_photo_create(team=photos[0].team, name="lost", data=_png((200, 20, 20)))
     default_storage.delete(lost.image.file.name)
 
     job = finished_iri_set(photos, steps=5)

@@ -35,7 +35,7 @@ def test_the_foil_can_be_another_target(researcher_client, iri_set):
 
 
 def test_a_survey_without_a_finished_iri_set_is_refused(researcher_client, photos):
-    queued = IriJob.objects.create(spec={"backbone": "tiny_cnn"})
+    queued = IriJob.objects.create(team=photos[0].team, spec={"backbone": "tiny_cnn"})
 
     response = researcher_client.post("/api/surveys/", {"slug": "s3", "title": "t", "iri_jobs": [queued.pk]}, format="json")
 

@@ -18,8 +18,11 @@ from iri_worker.models import IriJob, TargetPhoto
 from iri_worker.services import iri_job_create, target_photo_create
 from surveys.models import Survey
 from surveys.services import survey_create, survey_publish
+from teams.models import Role, Team
+from teams.services import membership_set
 
 DEMO_SLUG = "demo"
+DEMO_TEAM = "Demo lab"
 
 
 class Command(BaseCommand):
@@ -34,8 +37,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_serve, steps, image_size, timeout, addrport, **options):
         call_command("migrate", verbosity=0)
-        username, password = self._admin()
-        targets = self._photos()
+        username, password, team = self._admin()
+        targets = self._photos(team)
         worker = self._start_worker()
         try:
             job = self._iri_job(targets, steps=steps, image_size=image_size, timeout=timeout)
@@ -62,20 +65,22 @@ class Command(BaseCommand):
         finally:
             self._stop_worker(worker)
 
-    def _admin(self) -> tuple[str, str]:
+    def _admin(self) -> tuple[str, str, Team]:
         username = "admin"
         password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
         user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": "admin@example.org"})
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
-        return username, password
+        team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
+        membership_set(team=team, user=user, role=Role.OWNER)
+        return username, password, team
 
-    def _photos(self) -> list[TargetPhoto]:
+    def _photos(self, team: Team) -> list[TargetPhoto]:
         photos = []
         for name, data in bundled_photos().items():
-            existing = TargetPhoto.objects.filter(name=name).first()
-            photos.append(existing or target_photo_create(name=name, data=data))
+            existing = TargetPhoto.objects.filter(team=team, name=name).first()
+            photos.append(existing or target_photo_create(team=team, name=name, data=data))
         return photos
 
     def _start_worker(self) -> subprocess.Popen:
@@ -96,7 +101,7 @@ class Command(BaseCommand):
         spec = {"backbone": "efficientnet_lite0", "recipe": "reg_free", "seed_kind": "super-noise",
                 "steps": steps, "step_size": 1.0, "image_size": image_size, "rng_seed": 0}
         name = f"demo: EfficientNet-Lite0, reg_free, {steps} steps, {image_size} px"
-        job = IriJob.objects.filter(name=name, status=IriJob.Status.DONE).first()
+        job = IriJob.objects.filter(team=targets[0].team, name=name, status=IriJob.Status.DONE).first()
         if job is not None:
             self.stderr.write(f"Reusing the finished IRI set '{name}'.")
             return job

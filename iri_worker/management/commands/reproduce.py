@@ -57,6 +57,8 @@ class Command(BaseCommand):
         parser.add_argument("--survey", default=None, metavar="SLUG",
                             help="Store the four IRI sets (standard/robust x reg_free/adversarial) and publish a 2AFC "
                                  "survey with this slug on them (the foil is each IRI's seed).")
+        parser.add_argument("--team", default=None, help="--survey: the team (id or name) that owns the sets and the "
+                                                          "survey; needed when there are several.")
         parser.add_argument("--ratings", type=int, default=3, help="--survey: ratings per trial list (default 3).")
         parser.add_argument("--trials-per-participant", type=int, default=24,
                             help="--survey: main trials per participant (default 24, drawn from all four sets).")
@@ -64,14 +66,19 @@ class Command(BaseCommand):
         parser.add_argument("--figure", default=None, metavar="PNG",
                             help="Also write a PNG: target | standard IRI | robust IRI (reg_free) | seed, for three targets.")
 
-    def handle(self, *args, quick, cache, data_dir, download, device, threads, survey, ratings, trials_per_participant,
-               base_url, figure, **options):
+    def handle(self, *args, quick, cache, data_dir, download, device, threads, survey, team, ratings,
+               trials_per_participant, base_url, figure, **options):
         import torch
 
         from iri_worker import engine
+        from teams.selectors import team_for_command
 
-        if survey is not None:
-            self._slug_check(survey)  # before hours of training, not after
+        if survey is not None:  # before hours of training, not after
+            self._slug_check(survey)
+            try:
+                team = team_for_command(value=team)
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             torch.empty(0, device=device)
@@ -124,7 +131,7 @@ class Command(BaseCommand):
             path.write_bytes(engine.tensor_to_png_bytes(comparison_figure(reproduction)))
             report["figure"] = str(path)
         if survey is not None:
-            report["survey"] = self._survey(reproduction, slug=survey, ratings=ratings,
+            report["survey"] = self._survey(reproduction, team=team, slug=survey, ratings=ratings,
                                             trials_per_participant=trials_per_participant, base_url=base_url,
                                             device=device)
             self.stderr.write(f"The survey is live: {report['survey']['url']}")
@@ -139,14 +146,14 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
 
-    def _survey(self, reproduction: Reproduction, *, slug: str, ratings: int, trials_per_participant: int,
+    def _survey(self, reproduction: Reproduction, *, team, slug: str, ratings: int, trials_per_participant: int,
                 base_url: str, device: str) -> dict:
         """Store the IRI sets and publish the survey, all or nothing (one transaction)."""
         from surveys.services import survey_create, survey_publish
 
         try:
             with transaction.atomic():
-                jobs = reproduction_iri_sets_store(reproduction=reproduction, device=device)
+                jobs = reproduction_iri_sets_store(reproduction=reproduction, team=team, device=device)
                 created = survey_create(
                     slug=slug, title="Which picture is closer to the query? (Fashion-MNIST, reproduce)",
                     iri_jobs=jobs, foil_rule="seed", ratings_per_list=ratings,
@@ -178,7 +185,7 @@ class Command(BaseCommand):
         return root / "FashionMNIST" / "raw"
 
 
-def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> list:
+def reproduction_iri_sets_store(*, reproduction: Reproduction, team, device: str) -> list:
     """One finished IRI job per (model x loss), like a worker leaves it: status DONE, one done chunk with what
     ran, an IriImage per target with its proxy verdicts; target photos and images through the iri_worker
     services. The spec is the engine's resolved spec with ``training_label`` ("standard" / "adversarial"), which
@@ -194,7 +201,7 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
     data = reproduction.data
     targets = eight_bit(data.targets).cpu()
     photos = [
-        target_photo_create(name=f"Fashion-MNIST test image {int(index)} ({CLASSES[int(label)]})",
+        target_photo_create(team=team, name=f"Fashion-MNIST test image {int(index)} ({CLASSES[int(label)]})",
                             data=engine.tensor_to_png_bytes(target), label=CLASSES[int(label)])
         for target, label, index in zip(targets, data.target_labels, data.target_indices)
     ]
@@ -206,6 +213,7 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, device: str) -> l
         result = iri_set.result
         recipe = iri_set.spec["recipe"]
         job = IriJob.objects.create(
+            team=team,
             name=f"reproduce: Fashion-MNIST ResNet, {iri_set.model.training_details}, {recipe}",
             spec={**iri_set.spec, "training_label": iri_set.model.training},
             versions=versions, chunk_size=len(photos), status=IriJob.Status.DONE, progress=1.0,

@@ -1,0 +1,117 @@
+"""Researcher endpoints for surveys: team members only, scoped by teams.selectors (participants' are in apis.py)."""
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.exceptions import ApplicationError
+from iri_worker.models import IriJob
+from teams.models import Role
+from teams.selectors import team_object_get, team_role_check, team_scoped
+from teams.services import audit_record
+
+from .models import Survey
+from .selectors import survey_monitor
+from .services import survey_create, survey_publish
+
+UNKNOWN_SETS = "Unknown IRI set ids: {ids}."
+
+
+class SurveyOutputSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    team = serializers.IntegerField(source="team_id")
+    title = serializers.CharField()
+    status = serializers.CharField()
+    task_type = serializers.CharField()
+    foil_rule = serializers.CharField()
+    cluster_variant = serializers.CharField()
+    iri_jobs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    trials = serializers.IntegerField(source="trials.count")
+    trial_lists = serializers.IntegerField(source="trial_lists.count")
+    ratings_per_list = serializers.IntegerField()
+    catch_trials = serializers.IntegerField()
+    practice_trials = serializers.IntegerField()
+    resume_policy = serializers.CharField()
+    time_limit_minutes = serializers.IntegerField()
+    max_participants = serializers.IntegerField(allow_null=True)
+    size_policy = serializers.CharField()
+    iri_max_percentile = serializers.FloatField(allow_null=True)
+    iri_require_label_match = serializers.BooleanField()
+    one_side_max_fraction = serializers.FloatField(allow_null=True)
+    one_side_min_trials = serializers.IntegerField()
+    build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, survey) -> str:
+        return reverse("survey-page", kwargs={"slug": survey.slug})
+
+
+class SurveyCreateApi(APIView):
+    """Researchers: build a DRAFT 2AFC survey from finished IRI sets."""
+
+    class InputSerializer(serializers.Serializer):
+        slug = serializers.SlugField(max_length=64)
+        title = serializers.CharField(max_length=200)
+        iri_jobs = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
+        foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED)
+        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices, default=Survey.ClusterVariant.RANDOM)
+        trials_per_participant = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+        ratings_per_list = serializers.IntegerField(min_value=1, required=False, default=10)
+        catch_trials = serializers.IntegerField(min_value=0, required=False, default=0)
+        practice_trials = serializers.IntegerField(min_value=0, required=False, default=0)
+        practice_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        catch_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
+        rt_floor_ms = serializers.FloatField(min_value=0, required=False)
+        rt_floor_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        refill_excluded = serializers.BooleanField(required=False)
+        time_limit_minutes = serializers.IntegerField(min_value=1, required=False)
+        resume_policy = serializers.ChoiceField(choices=Survey.ResumePolicy.choices, required=False)
+        max_participants = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+        completion_code = serializers.CharField(max_length=32, required=False)
+        code_failed_attention = serializers.CharField(max_length=32, required=False)
+        code_timed_out = serializers.CharField(max_length=32, required=False)
+        code_technical = serializers.CharField(max_length=32, required=False)
+        consent_md = serializers.CharField(required=False)
+        instructions_md = serializers.CharField(required=False)
+        rng_seed = serializers.IntegerField(required=False, default=0)
+        size_policy = serializers.ChoiceField(choices=Survey.SizePolicy.choices, required=False)
+        iri_max_percentile = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
+        iri_require_label_match = serializers.BooleanField(required=False)
+        one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+        one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
+
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        ids = fields.pop("iri_jobs")
+        # Another team's sets are as unknown as ids that do not exist.
+        jobs = list(team_scoped(user=request.user, queryset=IriJob.objects).filter(pk__in=ids))
+        if len(jobs) != len(set(ids)):
+            raise ApplicationError(UNKNOWN_SETS.format(ids=sorted(set(ids) - {j.pk for j in jobs})))
+        team_role_check(user=request.user, team_id=jobs[0].team_id, min_role=Role.RESEARCHER)
+        survey = survey_create(iri_jobs=jobs, **fields)
+        audit_record(action="survey.create", request=request, obj=survey)
+        return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
+
+
+class SurveyDetailApi(APIView):
+    def get(self, request, slug: str):
+        return Response(SurveyOutputSerializer(team_object_get(user=request.user, queryset=Survey.objects, slug=slug)).data)
+
+
+class SurveyPublishApi(APIView):
+    def post(self, request, slug: str):
+        survey = team_object_get(user=request.user, queryset=Survey.objects, min_role=Role.RESEARCHER, slug=slug)
+        survey = survey_publish(survey=survey)
+        audit_record(action="survey.publish", request=request, obj=survey)
+        return Response(SurveyOutputSerializer(survey).data)
+
+
+class SurveyMonitorApi(APIView):
+    """Researchers: the live monitor (participants' states, fill of each list against N, exclusions)."""
+
+    def get(self, request, slug: str):
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        return Response(survey_monitor(survey=survey, pilot=request.query_params.get("mode") == "pilot"))

@@ -1,0 +1,49 @@
+from django.db import transaction
+
+from .models import AuditEntry, Membership, Role, Team
+
+
+def client_ip(request) -> str | None:
+    """The client's address as the rate limits see it (X-Forwarded-For only behind DJANGO_TRUSTED_PROXIES)."""
+    from rest_framework.settings import api_settings
+
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    remote = request.META.get("REMOTE_ADDR")
+    proxies = api_settings.NUM_PROXIES
+    if proxies and forwarded:
+        addresses = [a.strip() for a in forwarded.split(",")]
+        return addresses[-min(proxies, len(addresses))] or remote
+    return remote
+
+
+def audit_record(*, action: str, user=None, request=None, obj=None, team=None, details: dict | None = None) -> AuditEntry:
+    """One line in the audit log. With a request, the user and client IP come from it."""
+    if request is not None:
+        user = user or getattr(request, "user", None)
+    user = user if getattr(user, "is_authenticated", False) else None
+    if team is None and obj is not None:
+        team = getattr(obj, "team", None)
+    return AuditEntry.objects.create(
+        team=team,
+        user=user,
+        username=user.get_username() if user else "",
+        action=action,
+        object_type=obj._meta.label if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        object_repr=str(obj)[:200] if obj is not None else "",
+        details=details or {},
+        client_ip=client_ip(request) if request is not None else None,
+    )
+
+
+@transaction.atomic
+def team_create(*, name: str, owner=None) -> Team:
+    team = Team.objects.create(name=name)
+    if owner is not None:
+        Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def membership_set(*, team: Team, user, role: str) -> Membership:
+    membership, _ = Membership.objects.update_or_create(team=team, user=user, defaults={"role": Role(role)})
+    return membership
