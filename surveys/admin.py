@@ -12,10 +12,12 @@ from django.utils.safestring import mark_safe
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from results.services import alignment_report
+from teams.models import Role
+from teams.selectors import team_scoped
 
 from .models import Participant, Response, Survey
 from .selectors import survey_monitor
-from .services import build_summary, survey_check, survey_create, survey_pilot_reset, survey_publish
+from .services import build_summary, participant_erase, survey_check, survey_create, survey_pilot_reset, survey_publish
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -33,7 +35,7 @@ class SurveyCreateForm(forms.ModelForm):
             "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
             "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
             "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
-            "consent_md", "instructions_md",
+            "consent_md", "instructions_md", "retention_days",
         ]
 
     def validate_unique(self):
@@ -68,7 +70,7 @@ class SurveyAdmin(admin.ModelAdmin):
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
         "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
-        "refill_excluded",
+        "refill_excluded", "retention_days",
     ]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -178,6 +180,22 @@ class ParticipantAdmin(admin.ModelAdmin):
     list_display = ["id", "survey", "prolific_pid", "worker_id", "status", "stage", "excluded", "is_pilot", "is_bot", "last_seen_at", "created_at"]
     list_filter = ["survey", "status", "is_pilot", "is_bot", "excluded"]
     readonly_fields = [f.name for f in Participant._meta.fields]
+    actions = ["erase"]
+
+    @admin.action(description="Erase the selected participants' data")
+    def erase(self, request, queryset):
+        """Every session of the selected people (by Prolific PID or worker ID) in the surveys of the teams where
+        the user is a researcher or owner: a data-rights request covers all of a person's data, not one row."""
+        surveys = team_scoped(user=request.user, queryset=Survey.objects.all(), min_role=Role.RESEARCHER)
+        people = set(queryset.values_list("prolific_pid", "worker_id"))
+        for pid, worker_id in sorted(people):
+            if not (pid or worker_id):
+                self.message_user(request, "Sessions without a Prolific PID or worker ID were left alone.", level=messages.WARNING)
+                continue
+            result = participant_erase(surveys=surveys, prolific_pid=pid, worker_id="" if pid else worker_id, request=request)
+            erased = result["teams"].values()
+            sessions, answers = sum(c["sessions"] for c in erased), sum(c["responses"] for c in erased)
+            self.message_user(request, f"Participant {result['id_hash']}: {sessions} session(s) with {answers} answers erased.")
 
 
 @admin.register(Response)

@@ -43,6 +43,10 @@ def _completion_code() -> str:
     return secrets.token_hex(4).upper()
 
 
+def _pseudonym_salt() -> str:
+    return secrets.token_hex(16)
+
+
 class Survey(models.Model):
     class TaskType(models.TextChoices):
         TWO_AFC = "2afc", "Two-alternative forced choice"
@@ -115,6 +119,14 @@ class Survey(models.Model):
     code_technical = models.CharField("code: technical problem (fair exit)", max_length=32, default=_completion_code)
     pilot_key = models.CharField(max_length=64, default=_token)
     rng_seed = models.IntegerField(default=0)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days after a session ends until its Prolific / MTurk IDs are deleted. Empty: kept.",
+    )
+    # Exports show external IDs as HMAC-SHA256(salt, id): stable within a survey, unlinkable across surveys.
+    pseudonym_salt = models.CharField(max_length=64, default=_pseudonym_salt, editable=False)
+    # Raised whenever stored answers are erased, so report caches keyed on answer counts are not reused.
+    data_version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -205,6 +217,9 @@ class Participant(models.Model):
         PRACTICE = "practice", "Practising"
         TRIALS = "trials", "In trials"
         DONE = "done", "Done"
+
+    # The IDs that single out a person or their submission; study_id and hit_id name the study, not the person.
+    PERSONAL_ID_FIELDS = ("prolific_pid", "session_id", "worker_id", "assignment_id")
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="participants")
     trial_list = models.ForeignKey(TrialList, null=True, blank=True, on_delete=models.SET_NULL, related_name="participants")

@@ -1,4 +1,6 @@
 """Reads for surveys: what a participant's browser receives, completion details, and the live monitor."""
+import hashlib
+import hmac
 import statistics
 
 import markdown
@@ -23,6 +25,14 @@ def survey_get_for_enroll(*, slug: str, pilot_key: str = "") -> Survey | None:
     if pilot_key:
         return survey if pilot_key == survey.pilot_key and survey.status != Survey.Status.CLOSED else None
     return survey if survey.status == Survey.Status.LIVE else None
+
+
+def participant_pseudonym(*, survey: Survey, external_id: str) -> str:
+    """What exports show instead of a Prolific PID or MTurk worker ID: HMAC-SHA256 keyed with the survey's salt,
+    16 hex digits. The same person keeps one pseudonym within a survey; across surveys they cannot be linked."""
+    if not external_id:
+        return ""
+    return hmac.new(survey.pseudonym_salt.encode(), external_id.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def participant_get(*, token: str) -> Participant | None:
