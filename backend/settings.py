@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "iri_worker",
     "surveys",
     "results",
+    "backend",  # project-wide management commands (demo)
 ]
 
 MIDDLEWARE = [
