@@ -158,7 +158,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ROUTES = {"iri_worker.tasks.*": {"queue": "gpu"}}
 # Expired survey reservations are also released on every enrollment; beat makes it periodic (celery -A backend beat).
-CELERY_BEAT_SCHEDULE = {"surveys-release-reservations": {"task": "surveys.tasks.reservations_release_expired_task", "schedule": 60.0}}
+# External IDs past a survey's retention period are dropped hourly.
+CELERY_BEAT_SCHEDULE = {
+    "surveys-release-reservations": {"task": "surveys.tasks.reservations_release_expired_task", "schedule": 60.0},
+    "surveys-expire-participant-ids": {"task": "surveys.tasks.participant_ids_expire_task", "schedule": 3600.0},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
