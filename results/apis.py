@@ -1,10 +1,12 @@
 """Read-only results API: the report JSON, per-answer long-format rows (paginated) and CSV exports (streamed)."""
+from collections.abc import Iterator
 from itertools import islice
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -131,39 +133,42 @@ class AlignmentReportApi(APIView):
         return Response(alignment_report(survey=survey, rules=rules, **params))
 
 
+class _RowsOfKnownLength:
+    """A row generator the paginator can count and slice, so a page reads no row past its end."""
+
+    def __init__(self, rows: Iterator[dict], length: int):
+        self.rows, self.length = rows, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        return list(islice(self.rows, page.start, page.stop))
+
+
 class AnswerListApi(APIView):
     """Every answer in long format (one row per answer, with its exclusion flags), a page at a time."""
 
-    @extend_schema_serializer(component_name="AnswerPageFilter")
-    class FilterSerializer(serializers.Serializer):
-        offset = serializers.IntegerField(min_value=0, default=0)
-        limit = serializers.IntegerField(min_value=1, max_value=10000, default=1000)
+    class Pagination(LimitOffsetPagination):
+        default_limit = 1000
+        max_limit = 10000
 
-    @extend_schema_serializer(component_name="AnswerPage")
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="AnswerRow")
     class OutputSerializer(serializers.Serializer):
-        count = serializers.IntegerField()
-        next = serializers.CharField(allow_null=True)
-        previous = serializers.CharField(allow_null=True)
-        results = serializers.ListField(child=serializers.DictField(), help_text="columns: " + ", ".join(exports.ANSWER_COLUMNS))
+        """One answer in long format."""
 
-    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+        def get_fields(self):
+            return {name: serializers.JSONField(read_only=True) for name in exports.ANSWER_COLUMNS}
+
+    @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, slug: str):
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        offset, limit = filters.validated_data["offset"], filters.validated_data["limit"]
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         data = survey_data_load(survey=survey)
-        count = int(data.answers["trial"].size)
-        rows = list(islice(exports.answer_rows(survey=survey, data=data), offset, offset + limit))
-        base = request.build_absolute_uri(request.path)
-        return Response(
-            {
-                "count": count,
-                "next": f"{base}?offset={offset + limit}&limit={limit}" if offset + limit < count else None,
-                "previous": f"{base}?offset={max(0, offset - limit)}&limit={limit}" if offset > 0 else None,
-                "results": rows,
-            }
-        )
+        rows = _RowsOfKnownLength(exports.answer_rows(survey=survey, data=data), length=int(data.answers["trial"].size))
+        paginator = self.pagination_class()
+        return paginator.get_paginated_response(paginator.paginate_queryset(rows, request, view=self))
 
 
 class AnswerExportApi(APIView):

@@ -21,3 +21,19 @@ def test_every_answer_row_names_its_iris_null_percentile_and_label_check(live_su
         assert row["iri_rep_distance"] == record["distance"]
         assert row["iri_label_match"] == record["label_match"]
         assert (row["iri_model_label"], row["target_model_label"]) == (record["iri_label"], record["target_label"])
+
+
+def test_the_answer_pages_walk_back_and_forth_and_cap_the_limit(live_survey, researcher_client):
+    session_answer(live_survey, pid="A", choose=target)
+    session_answer(live_survey, pid="B", choose=target)
+    url = f"/api/results/surveys/{live_survey.slug}/answers"
+
+    last = researcher_client.get(url, {"offset": 4, "limit": 2}).json()
+    middle = researcher_client.get(last["previous"]).json()
+    first = researcher_client.get(middle["previous"]).json()
+    everything = researcher_client.get(url, {"limit": 10**6}).json()
+
+    assert (last["count"], len(last["results"]), last["next"]) == (6, 2, None)
+    assert first["previous"] is None and researcher_client.get(first["next"]).json() == middle
+    assert len(everything["results"]) == 6 and everything["next"] is None
+    assert first["results"] + middle["results"] + last["results"] == everything["results"]
