@@ -5,21 +5,20 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from backend.exceptions import ApplicationError
+from teams.admin import TeamScopedAdmin, TeamScopedInline
 
 from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
 from .selectors import iri_job_proxy_summary, iri_job_record, iri_job_validity_summary
 from .services import (
     checkpoint_create,
-    iri_broker_check,
+    checkpoint_data_check,
     iri_job_cancel,
+    iri_job_check,
     iri_job_create,
     iri_job_retry,
-    iri_spec_validate,
     photo_png_bytes,
     target_photo_create,
 )
-
-SEED_PHOTO = "photo"
 
 
 def _thumb(stored, size: int = 96):
@@ -46,8 +45,10 @@ class TargetPhotoForm(forms.ModelForm):
 
 
 @admin.register(TargetPhoto)
-class TargetPhotoAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "label", "preview", "created_at"]
+class TargetPhotoAdmin(TeamScopedAdmin, admin.ModelAdmin):
+    new_object_team = True
+    audit_name = "photo"
+    list_display = ["id", "name", "label", "team", "preview", "created_at"]
     list_editable = ["label"]
     list_filter = ["label"]
     readonly_fields = ["preview"]
@@ -59,12 +60,13 @@ class TargetPhotoAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            obj.save()
-            return
+            return super().save_model(request, obj, form, change)
         data = form.cleaned_data
-        photo = target_photo_create(name=data["name"] or data["photo"].name, data=data["data"], label=data.get("label"))
+        photo = target_photo_create(team=data["team"], name=data["name"] or data["photo"].name, data=data["data"],
+                                    label=data.get("label"))
         obj.pk = photo.pk
         obj.refresh_from_db()
+        self.audit(request, "create", obj)
 
     @admin.display(description="photo")
     def preview(self, obj):
@@ -91,18 +93,19 @@ class CheckpointForm(forms.ModelForm):
         cleaned = super().clean()
         upload = cleaned.get("weights")
         if upload is not None and cleaned.get("backbone"):
+            cleaned["data"] = upload.read()
             try:
-                cleaned["checkpoint"] = checkpoint_create(
-                    name=cleaned.get("name") or upload.name, backbone=cleaned["backbone"], data=upload.read()
-                )
+                checkpoint_data_check(backbone=cleaned["backbone"], data=cleaned["data"])
             except ApplicationError as exc:
                 raise forms.ValidationError({"weights": exc.message}) from exc
         return cleaned
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "backbone", "short_sha", "size", "created_at"]
+class CheckpointAdmin(TeamScopedAdmin, admin.ModelAdmin):
+    new_object_team = True
+    audit_name = "checkpoint"
+    list_display = ["id", "name", "backbone", "team", "short_sha", "size", "created_at"]
     readonly_fields = ["name", "backbone", "sha256", "size", "file", "created_at"]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -119,9 +122,12 @@ class CheckpointAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        checkpoint = form.cleaned_data["checkpoint"]  # stored by the service during validation
+        data = form.cleaned_data
+        checkpoint = checkpoint_create(team=data["team"], name=data.get("name") or data["weights"].name,
+                                       backbone=data["backbone"], data=data["data"])
         obj.pk = checkpoint.pk
         obj.refresh_from_db()
+        self.audit(request, "create", obj)
 
     @admin.display(description="sha256")
     def short_sha(self, obj):
@@ -156,10 +162,10 @@ class IriJobForm(forms.ModelForm):
     seed_photo = forms.ModelChoiceField(queryset=TargetPhoto.objects.all(), required=False,
                                         help_text="With seed kind 'photo': another target photo as the seed.")
     seed_upload = forms.FileField(required=False, help_text="With seed kind 'photo': or upload an image as the seed.")
-    steps = forms.IntegerField(initial=1000)
-    step_size = forms.FloatField(initial=1.0)
+    steps = forms.IntegerField()
+    step_size = forms.FloatField()
     image_size = forms.IntegerField(required=False, help_text="Pixels per side; empty = the backbone's input size.")
-    rng_seed = forms.IntegerField(initial=0)
+    rng_seed = forms.IntegerField()
     chunk_size = forms.IntegerField(required=False, min_value=1,
                                     help_text="Targets per task (one batch on one worker); empty = 8 at 224 px, more for smaller images.")
     param = forms.ChoiceField(choices=(), required=False, help_text="Pixels, or the Fourier / decorrelated-colour parametrisation.")
@@ -179,19 +185,21 @@ class IriJobForm(forms.ModelForm):
         fields = ["name"]
 
     def __init__(self, *args, **kwargs):
-        from iri_worker.engine import RECIPES, SEED_KINDS, layer_names, list_backbones
+        from iri_worker.engine import PARAMS, RECIPES, SPEC_SEED_KINDS, STEPS, TRANSFORMS, InversionSpec, layer_names, list_backbones
 
         super().__init__(*args, **kwargs)
-        self.fields["backbone"].choices = [(b, b) for b in list_backbones()]
-        self.fields["backbone"].initial = "efficientnet_lite0"
-        self.fields["recipe"].choices = [(r, r) for r in RECIPES]
-        self.fields["recipe"].initial = "reg_free"
-        kinds = list(SEED_KINDS) + ([SEED_PHOTO] if SEED_PHOTO not in SEED_KINDS else [])
-        self.fields["seed_kind"].choices = [(k, k) for k in kinds]
-        self.fields["param"].choices = [("pixel", "pixel"), ("fft", "fft")]
-        self.fields["transforms"].choices = [("", "none"), ("cifar", "cifar"), ("imagenet", "imagenet")]
-        self.fields["step_rule"].choices = [("normalized_gradient", "normalized gradient (the paper's)"), ("adam", "Adam")]
-        backbone = self.data.get("backbone") or "efficientnet_lite0"
+        # Every choice comes from the engine's registries, every initial value from the spec's defaults.
+        choices = {
+            "backbone": list_backbones(), "recipe": list(RECIPES), "seed_kind": list(SPEC_SEED_KINDS),
+            "param": list(PARAMS), "step_rule": list(STEPS),
+        }
+        for name, values in choices.items():
+            self.fields[name].choices = [(v, v.replace("_", " ")) for v in values]
+        self.fields["transforms"].choices = [("", "none"), *((t, t) for t in TRANSFORMS)]
+        defaults = InversionSpec()
+        for name in ["backbone", "recipe", "seed_kind", "param", "step_rule", "steps", "step_size", "rng_seed"]:
+            self.fields[name].initial = getattr(defaults, name)
+        backbone = self.data.get("backbone") or defaults.backbone
         try:
             layers = layer_names(backbone)
         except Exception:
@@ -210,6 +218,17 @@ class IriJobForm(forms.ModelForm):
             spec["recipe"] = self.cleaned_data["recipe_parsed"]
         return spec
 
+    def job_arguments(self) -> dict:
+        """The form as iri_job_check and iri_job_create take it (a seed photo or upload only for a photo seed)."""
+        data = self.cleaned_data
+        photo_seed = data.get("seed_kind") == "photo"
+        upload = data.get("seed_upload_data") if photo_seed else None
+        return {
+            "targets": list(data["target_photos"]), "spec": self.spec(), "checkpoint": data.get("checkpoint"),
+            "seed_photo": data.get("seed_photo") if photo_seed and upload is None else None,
+            "seed_upload": upload, "chunk_size": data.get("chunk_size"),
+        }
+
     def clean(self):
         cleaned = super().clean()
         cleaned["recipe_parsed"] = None
@@ -218,37 +237,14 @@ class IriJobForm(forms.ModelForm):
                 cleaned["recipe_parsed"] = json.loads(cleaned["recipe_json"])
             except ValueError as exc:
                 self.add_error("recipe_json", f"Not valid JSON: {exc}")
-        if cleaned.get("seed_kind") == SEED_PHOTO:
-            upload = cleaned.get("seed_upload")
-            if upload is not None:
-                cleaned["seed_upload_data"] = upload.read()
-                try:
-                    photo_png_bytes(data=cleaned["seed_upload_data"])
-                except ApplicationError as exc:
-                    self.add_error("seed_upload", exc.message)
-            elif cleaned.get("seed_photo") is None:
-                self.add_error("seed_photo", "Seed kind 'photo' needs a seed photo or an uploaded image.")
+        upload = cleaned.get("seed_upload")
+        cleaned["seed_upload_data"] = upload.read() if upload is not None else None
         if not self.errors:
-            spec = self.spec()
-            if spec.get("seed_kind") == SEED_PHOTO:
-                spec["seed_kind"] = "super-noise"  # checked here without the photo; the service sets "photo"
             try:
-                spec = iri_spec_validate(spec)
-                iri_broker_check()
+                iri_job_check(**self.job_arguments())  # the API's checks; iri_job_create runs them again as it stores
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
-            checkpoint = cleaned.get("checkpoint")
-            if checkpoint is not None and checkpoint.backbone != spec["backbone"]:
-                self.add_error("checkpoint", f"These weights are for '{checkpoint.backbone}', not '{spec['backbone']}'.")
         return cleaned
-
-    def seed(self) -> TargetPhoto | None:
-        if self.cleaned_data.get("seed_kind") != SEED_PHOTO:
-            return None
-        if self.cleaned_data.get("seed_upload_data"):
-            upload = self.cleaned_data["seed_upload"]
-            return target_photo_create(name=f"seed: {upload.name}", data=self.cleaned_data["seed_upload_data"])
-        return self.cleaned_data["seed_photo"]
 
 
 def _proxy_text(proxy: dict) -> str:
@@ -303,8 +299,9 @@ def _validity_text(validity: dict):
     return format_html("{}<br>{}", "; ".join(p for p in parts if p), _sparkline(curve))
 
 
-class IriImageInline(admin.TabularInline):
+class IriImageInline(TeamScopedInline, admin.TabularInline):
     model = IriImage
+    team_path = "job__team"
     extra = 0
     can_delete = False
     fields = ["target", "target_preview", "seed_preview", "iri_preview", "initial_loss", "final_loss", "best_step", "proxy_text",
@@ -335,8 +332,9 @@ class IriImageInline(admin.TabularInline):
         return _validity_text(obj.validity)
 
 
-class IriChunkInline(admin.TabularInline):
+class IriChunkInline(TeamScopedInline, admin.TabularInline):
     model = IriChunk
+    team_path = "job__team"
     extra = 0
     can_delete = False
     fields = ["index", "size", "status", "progress_percent", "attempts", "worker", "started_at", "finished_at", "error"]
@@ -351,9 +349,10 @@ class IriChunkInline(admin.TabularInline):
 
 
 @admin.register(IriJob)
-class IriJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "backbone", "recipe", "seed_kind", "status", "progress_percent", "created_at"]
-    list_filter = ["status"]
+class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
+    audit_name = "iri_job"
+    list_display = ["id", "name", "team", "backbone", "recipe", "seed_kind", "status", "progress_percent", "created_at"]
+    list_filter = ["status", "team"]
     readonly_fields = ["name", "status", "progress_percent", "error", "proxy_summary", "validity_summary", "spec", "record_json",
                        "targets_list", "created_at", "started_at", "finished_at"]
     inlines = [IriChunkInline, IriImageInline]
@@ -376,32 +375,32 @@ class IriJobAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        data = form.cleaned_data
-        job = iri_job_create(
-            targets=list(data["target_photos"]), spec=form.spec(), name=obj.name, checkpoint=data.get("checkpoint"),
-            seed_photo=form.seed(), chunk_size=data.get("chunk_size"),
-        )
+        upload = form.cleaned_data.get("seed_upload")
+        job = iri_job_create(name=obj.name, seed_upload_name=upload.name if upload else "", **form.job_arguments())
         obj.pk = job.pk
         obj.refresh_from_db()
+        self.audit(request, "create", obj)
 
     def save_related(self, request, form, formsets, change):
         pass  # targets were set by the service
 
-    @admin.action(description="Cancel the selected jobs")
+    @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, iri_job_cancel, "cancelled")
+        self._each(request, queryset, iri_job_cancel, "cancel", "cancelled")
 
-    @admin.action(description="Retry the failed chunks of the selected jobs")
+    @admin.action(description="Retry the failed chunks of the selected jobs", permissions=["change"])
     def retry_failed_chunks(self, request, queryset):
-        self._each(request, queryset, iri_job_retry, "queued again")
+        self._each(request, queryset, iri_job_retry, "retry", "queued again")
 
-    def _each(self, request, queryset, service, verb):
+    def _each(self, request, queryset, service, action, verb):
         for job in queryset:
             try:
                 service(job=job)
-                self.message_user(request, f"Job {job.pk}: {verb}.", messages.SUCCESS)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.audit(request, action, job)
+                self.message_user(request, f"Job {job.pk}: {verb}.", messages.SUCCESS)
 
     @admin.display(description="progress")
     def progress_percent(self, obj):

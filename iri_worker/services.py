@@ -150,27 +150,31 @@ def iri_spec_validate(spec: dict) -> dict:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_create(*, team: Team, name: str, backbone: str, data: bytes) -> Checkpoint:
-    """Store uploaded weights for a registered architecture after the engine loaded them safely.
-
-    The file is read with torch.load(weights_only=True) (through the engine), so a pickle that would run
-    code is refused before anything is stored; keys that do not fit the architecture are named.
-    """
+def checkpoint_data_check(*, backbone: str, data: bytes) -> None:
+    """Everything uploaded weights must pass before they are stored: the size limit, a registered architecture,
+    and a load into it with torch.load(weights_only=True) (through the engine), so a pickle that would run code
+    is refused and keys that do not fit the architecture are named."""
     limit = settings.IRI_MAX_CHECKPOINT_BYTES
     if len(data) > limit:
         raise ApplicationError(CHECKPOINT_TOO_LARGE.format(limit=limit // (1024 * 1024)))
     iri_spec_validate({"backbone": backbone})  # an unknown architecture gets the registry's hint
+    with tempfile.TemporaryDirectory(prefix="iri-ckpt-") as tmp:
+        path = os.path.join(tmp, "checkpoint.pt")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        checkpoint_check(backbone=backbone, path=path)
+
+
+def checkpoint_create(*, team: Team, name: str, backbone: str, data: bytes) -> Checkpoint:
+    """Store uploaded weights for a registered architecture once they passed checkpoint_data_check (the same
+    file uploaded again to the same team is the checkpoint already stored)."""
+    checkpoint_data_check(backbone=backbone, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
     existing = Checkpoint.objects.filter(team=team, sha256=sha256).first()
     if existing is not None:
         if existing.backbone != backbone:
             raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=existing.backbone, spec=backbone))
         return existing
-    with tempfile.TemporaryDirectory(prefix="iri-ckpt-") as tmp:
-        path = os.path.join(tmp, f"{sha256}.pt")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        checkpoint_check(backbone=backbone, path=path)
     with transaction.atomic():
         checkpoint = Checkpoint(team=team, name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256, size=len(data))
         checkpoint.file.save(f"{sha256}.pt", ContentFile(data), save=False)
@@ -215,20 +219,20 @@ def iri_spec_default_chunk_size(*, image_size: int) -> int:
     return max(1, min(64, int(8 * (224 / max(image_size, 1)) ** 2)))
 
 
-def iri_job_create(
+def iri_job_check(
     *,
     targets: list[TargetPhoto],
     spec: dict,
-    name: str = "",
     checkpoint: Checkpoint | None = None,
     seed_photo: TargetPhoto | None = None,
+    seed_upload: bytes | None = None,
     chunk_size: int | None = None,
-) -> IriJob:
-    """Validate, store the job with its chunks, and queue one task per chunk once the transaction commits.
+) -> tuple[dict, Checkpoint | None, int]:
+    """Everything that must hold before a job is created (the API, the admin and iri_job_create ask here).
 
-    The stored spec is the engine's resolved spec; an uploaded checkpoint enters it as checkpoint_sha256
-    (each worker loads its own copy of the file and the engine checks the hash), a seed photo as
-    seed_kind "photo". Device options (amp, channels_last) are spec fields."""
+    Returns the engine's resolved spec, the checkpoint (also when named by spec.checkpoint_sha256) and the
+    chunk size. An uploaded checkpoint enters the spec as checkpoint_sha256, a seed photo (or the image in
+    seed_upload, stored only when the job is) as seed_kind "photo"."""
     if not targets:
         raise ApplicationError(NO_TARGETS)
     team_id = targets[0].team_id
@@ -252,7 +256,9 @@ def iri_job_create(
             raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=checkpoint.backbone, spec=spec["backbone"]))
         spec["backbone"] = checkpoint.backbone
         spec["checkpoint_sha256"] = checkpoint.sha256
-    if seed_photo is not None:
+    if seed_upload is not None:
+        photo_png_bytes(data=seed_upload)
+    if seed_photo is not None or seed_upload is not None:
         spec["seed_kind"] = "photo"
     elif spec.get("seed_kind") == "photo":
         raise ApplicationError(SEED_PHOTO_MISSING)
@@ -262,9 +268,33 @@ def iri_job_create(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ApplicationError(BAD_CHUNK_SIZE.format(value=chunk_size))
     iri_broker_check()
+    return full_spec, checkpoint, chunk_size
+
+
+def iri_job_create(
+    *,
+    targets: list[TargetPhoto],
+    spec: dict,
+    name: str = "",
+    checkpoint: Checkpoint | None = None,
+    seed_photo: TargetPhoto | None = None,
+    seed_upload: bytes | None = None,
+    seed_upload_name: str = "",
+    chunk_size: int | None = None,
+) -> IriJob:
+    """Check (iri_job_check), store the job with its chunks, and queue one task per chunk once the transaction
+    commits. An uploaded seed image becomes a target photo of the job's team in the same transaction, so a job
+    that is refused leaves no photo behind. Device options (amp, channels_last) are spec fields."""
+    full_spec, checkpoint, chunk_size = iri_job_check(
+        targets=targets, spec=spec, checkpoint=checkpoint, seed_photo=seed_photo, seed_upload=seed_upload,
+        chunk_size=chunk_size,
+    )
     with transaction.atomic():
+        if seed_upload is not None:
+            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload)
         job = IriJob.objects.create(
-            team_id=team_id, name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo, chunk_size=chunk_size,
+            team_id=targets[0].team_id, name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo,
+            chunk_size=chunk_size,
         )
         job.targets.set(targets)
         iri_job_chunks_create(job=job)
