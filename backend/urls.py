@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/iri/", include("iri_worker.urls")),
     path("api/surveys/", include("surveys.researcher_urls")),
     path("api/results/", include("results.urls")),
+    path("api/tokens", include("teams.urls")),
     # The schema names server-only fields (a trial's target_option): researchers only.
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     path("", include("surveys.urls")),

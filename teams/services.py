@@ -1,4 +1,5 @@
 from django.db import transaction
+from rest_framework.authtoken.models import Token
 
 from .models import AuditEntry, Membership, Role, Team
 
@@ -47,3 +48,16 @@ def team_create(*, name: str, owner=None) -> Team:
 def membership_set(*, team: Team, user, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(team=team, user=user, defaults={"role": Role(role)})
     return membership
+
+
+@transaction.atomic
+def api_token_issue(*, user) -> Token:
+    """A new API token for the user; the one they had, if any, stops working."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)
+
+
+def api_token_revoke(*, user) -> bool:
+    """The user's API token stops working; False when they had none."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return bool(deleted)
