@@ -10,25 +10,29 @@ from django.utils.html import format_html
 
 from backend.exceptions import ApplicationError
 from surveys.models import Response, Survey
+from teams.models import Role
+from teams.selectors import team_role_check
+from teams.services import audit_record
 
 from . import exports
 from .models import SurveyReport, TrialProxyChoice
 from .plots import FORMATS, PLOTS, plot_render
-from .services import PROXY_METRICS, alignment_report, trial_proxy_choices_compute
+from .services import PROXY_METRICS, alignment_report, survey_data_load, trial_proxy_choices_compute
 
 EXPORTS = {
-    "answers.csv": ("text/csv", lambda survey: exports.answers_csv(survey=survey)),
-    "answers.json": ("application/json", lambda survey: exports.answers_json(survey=survey)),
-    "model-vs-human.csv": ("text/csv", lambda survey: exports.mvh_csv(survey=survey)),
-    "participants.csv": ("text/csv", lambda survey: exports.participants_csv(survey=survey)),
+    "answers.csv": ("text/csv", exports.answers_csv),
+    "answers.json": ("application/json", exports.answers_json),
+    "model-vs-human.csv": ("text/csv", exports.mvh_csv),
+    "participants.csv": ("text/csv", exports.participants_csv),
 }
+RAW_ID_EXPORTS = ["answers.csv", "answers.json", "participants.csv"]  # the ones with an external_id column
 
 
 def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The report, reused while no answer or proxy choice has been added (the page and its plots share it)."""
+    """The report, reused while no answer or proxy choice has been added or erased (the page and its plots share it)."""
     answers = Response.objects.filter(trial__survey=survey).aggregate(n=Count("id"), last=Max("id"))
     proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
-    key = f"results:report:{survey.pk}:{n_boot}:{seed}:{answers['n']}:{answers['last']}:{proxies}"
+    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{answers['n']}:{answers['last']}:{proxies}"
     return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)
 
 
@@ -93,6 +97,7 @@ class SurveyReportAdmin(admin.ModelAdmin):
             "plots": PLOTS,
             "formats": list(FORMATS),
             "exports": list(EXPORTS),
+            "raw_id_exports": RAW_ID_EXPORTS,
             "metrics": PROXY_METRICS,
         }
         return TemplateResponse(request, "admin/results/surveyreport/report.html", context)
@@ -113,8 +118,16 @@ class SurveyReportAdmin(admin.ModelAdmin):
             body = exports.conditions_csv(report=report_cached(survey=survey))
             response = HttpResponse(body, content_type="text/csv")
         elif name in EXPORTS:
+            raw_ids = request.GET.get("raw_ids") == "1"  # real Prolific / MTurk IDs instead of pseudonyms: researchers only
+            if raw_ids:
+                try:
+                    team_role_check(user=request.user, team_id=survey.team_id, min_role=Role.RESEARCHER)
+                except ApplicationError as exc:
+                    return HttpResponse(exc.message, status=403, content_type="text/plain")
+                audit_record(action="survey.export", request=request, obj=survey, details={"export": name, "raw_ids": True})
             content_type, make = EXPORTS[name]
-            response = StreamingHttpResponse(make(survey), content_type=content_type)
+            data = survey_data_load(survey=survey, raw_ids=raw_ids)
+            response = StreamingHttpResponse(make(survey=survey, data=data), content_type=content_type)
         else:
             return HttpResponse("Unknown export.", status=404, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'

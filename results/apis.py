@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from surveys.models import Survey
-from teams.selectors import team_object_get
+from teams.models import Role
+from teams.selectors import team_object_get, team_role_check
 from teams.services import audit_record
 
 from . import exports
@@ -133,6 +134,23 @@ class AlignmentReportApi(APIView):
         return Response(alignment_report(survey=survey, rules=rules, **params))
 
 
+@extend_schema_serializer(component_name="RawIdsFilter")
+class RawIdsFilterSerializer(serializers.Serializer):
+    raw_ids = serializers.BooleanField(
+        default=False, help_text="Prolific PIDs / MTurk worker IDs instead of the survey's pseudonyms (researchers; audit-logged)"
+    )
+
+
+def _raw_ids_asked(*, request, survey: Survey) -> bool:
+    """?raw_ids=1 asks for the real external IDs: researchers and owners only (403 for a viewer)."""
+    filters = RawIdsFilterSerializer(data=request.query_params)
+    filters.is_valid(raise_exception=True)
+    raw_ids = filters.validated_data["raw_ids"]
+    if raw_ids:
+        team_role_check(user=request.user, team_id=survey.team_id, min_role=Role.RESEARCHER)
+    return raw_ids
+
+
 class _RowsOfKnownLength:
     """A row generator the paginator can count and slice, so a page reads no row past its end."""
 
@@ -162,10 +180,13 @@ class AnswerListApi(APIView):
         def get_fields(self):
             return {name: serializers.JSONField(read_only=True) for name in exports.ANSWER_COLUMNS}
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(parameters=[RawIdsFilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request, slug: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
-        data = survey_data_load(survey=survey)
+        raw_ids = _raw_ids_asked(request=request, survey=survey)
+        if raw_ids:
+            audit_record(action="survey.export", request=request, obj=survey, details={"export": "answers", "raw_ids": True})
+        data = survey_data_load(survey=survey, raw_ids=raw_ids)
         rows = _RowsOfKnownLength(exports.answer_rows(survey=survey, data=data), length=int(data.answers["trial"].size))
         paginator = self.pagination_class()
         return paginator.get_paginated_response(paginator.paginate_queryset(rows, request, view=self))
@@ -179,13 +200,16 @@ class AnswerExportApi(APIView):
         "participants.csv": exports.participants_csv,
     }
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(parameters=[RawIdsFilterSerializer], responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, slug: str, name: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         if name not in self.KINDS:
             raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(self.KINDS)}.", status_code=404)
-        audit_record(action="survey.export", request=request, obj=survey, details={"export": name})
+        raw_ids = _raw_ids_asked(request=request, survey=survey)
+        details = {"export": name, "raw_ids": True} if raw_ids else {"export": name}
+        audit_record(action="survey.export", request=request, obj=survey, details=details)
         content_type = "application/json" if name.endswith(".json") else "text/csv"
-        response = StreamingHttpResponse(self.KINDS[name](survey=survey), content_type=content_type)
+        data = survey_data_load(survey=survey, raw_ids=raw_ids)
+        response = StreamingHttpResponse(self.KINDS[name](survey=survey, data=data), content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
         return response

@@ -7,6 +7,8 @@ option (0 = left; empty if not recorded); roles say which option was the target,
 another foil. The iri_* columns carry the query IRI's validity record (iri_worker: its percentile in the null
 distribution of distances between unrelated photos, its representation distance to its target, and whether the
 network's top-1 label of the IRI equals its label of the target, with both labels); empty where there is none.
+`external_id` is the survey's pseudonym of the Prolific PID or MTurk worker ID (surveys.selectors.participant_pseudonym)
+unless the data was loaded with raw_ids; model-vs-human's `subj` is the participant's row id.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from iri_worker.models import IriImage, IriJob
 from surveys.models import Participant, Response, Survey, Trial
+from surveys.selectors import participant_pseudonym
 
 from .alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE
 from .models import TrialProxyChoice
@@ -151,8 +152,9 @@ def survey_trial_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
     }
 
 
-def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
+def survey_participant_table(*, survey: Survey, raw_ids: bool = False) -> dict[str, np.ndarray | list]:
     """One entry per participant: id, external id, completed, and the pilot/bot/exclusion flags where they exist.
+    The external id (Prolific PID, else MTurk worker ID) is the survey's pseudonym of it unless raw_ids.
 
     Tuples, not dicts; whether completed as a bool, not a parsed datetime; and the JSON list of exclusion reasons
     only for the participants who have any: with tens of thousands of participants, decoding a timestamp and an
@@ -169,9 +171,12 @@ def survey_participant_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
     with_reasons = people.exclude(Q(exclusion_reasons=[]) | Q(exclusion_reasons__isnull=True)).values_list("id", "exclusion_reasons")
     for pk, value in with_reasons:
         reasons[int(np.searchsorted(ids, pk))] = list(value or [])
+    external_ids = [r[1] or external[i] or "" for i, r in enumerate(rows)]
+    if not raw_ids:
+        external_ids = [participant_pseudonym(survey=survey, external_id=e) for e in external_ids]
     table = {
         "id": ids,
-        "external_id": [r[1] or external[i] or "" for i, r in enumerate(rows)],
+        "external_id": external_ids,
         "completed": np.array([r[2] for r in rows], dtype=bool),
         "status": column.get("status", [""] * len(rows)),
         "exclusion_reasons": reasons,

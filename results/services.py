@@ -153,11 +153,12 @@ def _conditions(*, survey: Survey, trials: dict) -> tuple[list[dict], np.ndarray
     return conditions, trial_condition
 
 
-def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None) -> SurveyData:
+def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None, raw_ids: bool = False) -> SurveyData:
+    """Everything the report and the exports read; external ids pseudonymised unless raw_ids."""
     rules = rules or exclusion_rules_for(survey=survey)
     answers = survey_answer_arrays(survey=survey)
     trials = survey_trial_table(survey=survey)
-    people = survey_participant_table(survey=survey)
+    people = survey_participant_table(survey=survey, raw_ids=raw_ids)
     t_row = _rows_of(trials["id"], answers["trial"])
     p_row = _rows_of(people["id"], answers["participant"])
     correct = answers["choice"] == trials["target_option"][t_row]
