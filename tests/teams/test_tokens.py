@@ -33,8 +33,12 @@ def with_token(key: str) -> APIClient:
     return client
 
 
+def csrf(session: Client) -> dict:
+    return {"HTTP_X_CSRFTOKEN": session.cookies["csrftoken"].value}
+
+
 def issue(session: Client) -> str:
-    response = session.post("/api/tokens", HTTP_X_CSRFTOKEN=session.cookies["csrftoken"].value)
+    response = session.post("/api/tokens", **csrf(session))
     assert response.status_code == 201, response.content
     return response.json()["token"]
 
@@ -59,7 +63,7 @@ def test_a_revoked_token_gets_401(member_session):
 
     assert with_token(key).delete("/api/tokens").status_code == 204
     assert with_token(key).get(LAYERS).status_code == 401
-    assert member_session.delete("/api/tokens", HTTP_X_CSRFTOKEN=member_session.cookies["csrftoken"].value).status_code == 204
+    assert member_session.delete("/api/tokens", **csrf(member_session)).status_code == 204
 
 
 def test_the_audit_log_records_issue_and_revoke_but_never_the_token(member, member_session):
