@@ -1,23 +1,21 @@
 """The researcher's report page per survey: tables, plots (PNG/SVG/PDF) and exports, under Results → Survey reports."""
-from django.contrib import admin, messages
-from django.core.cache import cache
-from django.db.models import Count, Max
+from django.contrib import admin
 from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from backend.exceptions import ApplicationError
-from surveys.models import Response, Survey
+from surveys.models import Survey
+from teams.admin import TeamScopedAdmin
 from teams.models import Role
-from teams.selectors import team_role_check
-from teams.services import audit_record
 
 from . import exports
-from .models import SurveyReport, TrialProxyChoice
+from .models import SurveyReport, SurveyTaskRun
 from .plots import FORMATS, PLOTS, plot_render
-from .services import PROXY_METRICS, alignment_report, survey_data_load, trial_proxy_choices_compute
+from .selectors import report_cached, survey_task_run_list
+from .services import PROXY_METRICS, survey_data_load, survey_task_run_create
 
 EXPORTS = {
     "answers.csv": ("text/csv", exports.answers_csv),
@@ -28,16 +26,9 @@ EXPORTS = {
 RAW_ID_EXPORTS = ["answers.csv", "answers.json", "participants.csv"]  # the ones with an external_id column
 
 
-def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The report, reused while no answer or proxy choice has been added or erased (the page and its plots share it)."""
-    answers = Response.objects.filter(trial__survey=survey).aggregate(n=Count("id"), last=Max("id"))
-    proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
-    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{answers['n']}:{answers['last']}:{proxies}"
-    return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)
-
-
 @admin.register(SurveyReport)
-class SurveyReportAdmin(admin.ModelAdmin):
+class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
+    audit_name = "survey"
     list_display = ["slug", "title", "status", "report", "downloads"]
     list_filter = ["status"]
     search_fields = ["slug", "title"]
@@ -76,11 +67,8 @@ class SurveyReportAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return redirect("admin:results_surveyreport_report", int(object_id))
 
-    def _survey(self, request, pk):
-        survey = get_object_or_404(Survey, pk=pk)
-        if not self.has_view_permission(request):
-            raise PermissionError
-        return survey
+    def _survey(self, request, pk, min_role: str = Role.VIEWER) -> Survey:
+        return self.team_object_get(request, pk, min_role=min_role, queryset=Survey.objects)
 
     def report_view(self, request, pk):
         survey = self._survey(request, pk)
@@ -88,6 +76,7 @@ class SurveyReportAdmin(admin.ModelAdmin):
             report = report_cached(survey=survey)
         except ApplicationError as exc:  # e.g. a stored threshold out of range: say which, rather than a 500
             return HttpResponse(exc.message, status=400, content_type="text/plain")
+        proxy_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.PROXY)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -99,6 +88,8 @@ class SurveyReportAdmin(admin.ModelAdmin):
             "exports": list(EXPORTS),
             "raw_id_exports": RAW_ID_EXPORTS,
             "metrics": PROXY_METRICS,
+            "proxy_runs": proxy_runs,
+            "running": any(run.status in (SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING) for run in proxy_runs),
         }
         return TemplateResponse(request, "admin/results/surveyreport/report.html", context)
 
@@ -113,35 +104,28 @@ class SurveyReportAdmin(admin.ModelAdmin):
         return response
 
     def export_view(self, request, pk, name):
-        survey = self._survey(request, pk)
+        raw_ids = request.GET.get("raw_ids") == "1"  # real Prolific / MTurk IDs instead of pseudonyms: researchers only
+        survey = self._survey(request, pk, min_role=Role.RESEARCHER if raw_ids else Role.VIEWER)
         if name == "conditions.csv":
             body = exports.conditions_csv(report=report_cached(survey=survey))
             response = HttpResponse(body, content_type="text/csv")
         elif name in EXPORTS:
-            raw_ids = request.GET.get("raw_ids") == "1"  # real Prolific / MTurk IDs instead of pseudonyms: researchers only
-            if raw_ids:
-                try:
-                    team_role_check(user=request.user, team_id=survey.team_id, min_role=Role.RESEARCHER)
-                except ApplicationError as exc:
-                    return HttpResponse(exc.message, status=403, content_type="text/plain")
-                audit_record(action="survey.export", request=request, obj=survey, details={"export": name, "raw_ids": True})
             content_type, make = EXPORTS[name]
             data = survey_data_load(survey=survey, raw_ids=raw_ids)
             response = StreamingHttpResponse(make(survey=survey, data=data), content_type=content_type)
         else:
             return HttpResponse("Unknown export.", status=404, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
+        self.audit(request, "export", survey, {"export": name, "raw_ids": True} if raw_ids else {"export": name})
         return response
 
     def proxy_view(self, request, pk):
-        survey = self._survey(request, pk)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
+        survey = self._survey(request, pk, min_role=Role.RESEARCHER)
         metric = request.POST.get("metric", "")
-        try:
-            n = trial_proxy_choices_compute(survey=survey, metric=metric)
-        except ApplicationError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
-        else:
-            self.message_user(request, f"Proxy choices ({metric}) computed for {n} trials.")
+        # A worker computes it (torch, every trial's images); the report page shows the run's progress meanwhile.
+        run = survey_task_run_create(survey=survey, kind=SurveyTaskRun.Kind.PROXY, params={"metric": metric}, user=request.user)
+        self.audit(request, "proxy", survey, {"metric": metric, "run": run.pk})
+        self.message_user(request, f"Proxy choices ({metric}) are being computed by a worker; progress below.")
         return redirect("admin:results_surveyreport_report", survey.pk)

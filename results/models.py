@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 from surveys.models import Survey, Trial
@@ -28,3 +29,35 @@ class SurveyReport(Survey):
         proxy = True
         verbose_name = "survey report"
         verbose_name_plural = "survey reports"
+
+
+class SurveyTaskRun(models.Model):
+    """Work the admin hands to a Celery worker for one survey (the proxy's choices, a pilot run of bots): its state
+    and progress, for the admin pages. It lives here because the surveys app takes no new migrations now."""
+
+    class Kind(models.TextChoices):
+        PROXY = "proxy", "proxy choices"
+        BOTS = "bots", "bots (pilot)"
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        DONE = "DONE", "Done"
+        FAILED = "FAILED", "Failed"
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.survey.slug}: {self.status}"

@@ -21,7 +21,7 @@ from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
 from .alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE
-from .models import TrialProxyChoice
+from .models import SurveyTaskRun, TrialProxyChoice
 
 KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE}
 
@@ -266,3 +266,25 @@ def target_photo_names(*, ids: set[int]) -> dict[int, str]:
 
 def survey_get(*, slug: str) -> Survey | None:
     return Survey.objects.filter(slug=slug).first()
+
+
+def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The alignment report, reused while no answer or proxy choice has been added or erased (the admin's survey
+    page, report page and plots share it rather than computing it on every view)."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    from .services import alignment_report  # services read through this module: imported when first needed
+
+    answers = Response.objects.filter(trial__survey=survey).aggregate(n=Count("id"), last=Max("id"))
+    proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
+    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{answers['n']}:{answers['last']}:{proxies}"
+    return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)
+
+
+def survey_task_run_list(*, survey: Survey, kind: str | None = None, limit: int = 5) -> list[SurveyTaskRun]:
+    """The survey's latest runs of work handed to a worker (newest first), for the admin pages."""
+    runs = SurveyTaskRun.objects.filter(survey=survey)
+    if kind is not None:
+        runs = runs.filter(kind=kind)
+    return list(runs.order_by("-id")[:limit])

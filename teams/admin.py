@@ -39,11 +39,11 @@ class TeamScopedAdmin:
     def get_queryset(self, request):
         return team_scoped(user=request.user, queryset=super().get_queryset(request), path=self.team_path)
 
-    def team_object_get(self, request, pk, min_role: str = Role.VIEWER):
+    def team_object_get(self, request, pk, min_role: str = Role.VIEWER, queryset=None):
         """One object for a custom view: 404 for another team's (as for one that does not exist), 403 for a weak role."""
+        queryset = self.model._default_manager.all() if queryset is None else queryset
         try:
-            return team_object_get(user=request.user, queryset=self.model._default_manager, min_role=min_role,
-                                   path=self.team_path, pk=pk)
+            return team_object_get(user=request.user, queryset=queryset, min_role=min_role, path=self.team_path, pk=pk)
         except ApplicationError as exc:
             if exc.status_code == status.HTTP_404_NOT_FOUND:
                 raise Http404(exc.message) from exc

@@ -133,3 +133,30 @@ def test_the_job_form_offers_layer_names_and_a_photo_seed(admin_client, photos, 
     job = IriJob.objects.get()
     assert job.seed_photo == photos[2] and job.spec["seed_kind"] == "photo" and job.chunks.count() == 2
     assert job.spec["recipe_terms"][0]["weight"] == 2.0
+
+
+def test_a_refused_job_leaves_no_uploaded_seed_photo_behind(admin_client, photos, monkeypatch):
+    refused = admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos, seed_kind="photo", layer="nope",
+                                                                          seed_upload=jpeg("seed.jpg")))
+    assert refused.status_code == 200 and "layer" in refused.content.decode()
+    assert TargetPhoto.objects.count() == 3
+
+    def storage_fails(**kwargs):  # something goes wrong after the seed photo was made, inside the job's transaction
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("iri_worker.services.iri_job_chunks_create", storage_fails)
+    with pytest.raises(RuntimeError):
+        admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos, seed_kind="photo", seed_upload=jpeg("seed.jpg")))
+
+    assert TargetPhoto.objects.count() == 3 and not IriJob.objects.exists()
+
+
+def test_an_uploaded_seed_photo_belongs_to_the_jobs_team(admin_client, photos, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos[:1], seed_kind="photo",
+                                                                               seed_upload=jpeg("seed.jpg")))
+
+    assert response.status_code == 302
+    job = IriJob.objects.get()
+    assert job.seed_photo.name == "seed: seed.jpg" and job.seed_photo.team == photos[0].team
+    assert job.spec["seed_kind"] == "photo"

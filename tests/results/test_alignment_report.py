@@ -11,8 +11,9 @@ from django.test import Client
 
 from iri_worker.models import IriImage
 from results.alignment import ExclusionRules
-from results.models import TrialProxyChoice
+from results.models import SurveyTaskRun, TrialProxyChoice
 from results.services import ALL_EXCLUDED, ONE_PARTICIPANT, alignment_report, trial_proxy_choices_compute
+from results.tasks import trial_proxy_choices_compute_task
 from surveys.models import Trial
 from tests.results.helpers import not_target, session_answer, survey_make, target
 
@@ -256,7 +257,7 @@ def test_the_admin_survey_page_shows_the_alignment_table(live_survey, researcher
     assert "<td>1.000</td>" in page.content.decode()
 
 
-def test_the_admin_report_page_has_tables_plots_and_downloads(live_survey, researcher):
+def test_the_admin_report_page_has_tables_plots_and_downloads(live_survey, researcher, django_capture_on_commit_callbacks):
     answer_all(live_survey, pick_target=True, pid="A")
     answer_all(live_survey, pick_target=False, pid="B")
     client = Client()
@@ -278,8 +279,13 @@ def test_the_admin_report_page_has_tables_plots_and_downloads(live_survey, resea
     export = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/export/answers.csv")
     assert export.status_code == 200 and b"".join(export.streaming_content).count(b"\n") == 7
     assert client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/plot/nope.gif").status_code == 404
-    proxy = client.post(f"/admin/results/surveyreport/{live_survey.pk}/report/proxy", {"metric": "ssim"})
-    assert proxy.status_code == 302 and TrialProxyChoice.objects.filter(trial__survey=live_survey).count() == 3
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        proxy = client.post(f"/admin/results/surveyreport/{live_survey.pk}/report/proxy", {"metric": "ssim"})
+    assert proxy.status_code == 302 and len(enqueued) == 1 and not TrialProxyChoice.objects.exists()
+    run = SurveyTaskRun.objects.get(survey=live_survey)
+    trial_proxy_choices_compute_task(run.pk)  # what the worker does (tests/teams/test_admin.py uses a real one)
+    assert TrialProxyChoice.objects.filter(trial__survey=live_survey).count() == 3
+    assert "3 trials computed" in client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/").content.decode()
 
 
 def test_a_participant_who_fails_the_catch_trials_is_excluded_and_counted(iri_set):

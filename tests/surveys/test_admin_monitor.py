@@ -44,3 +44,29 @@ def test_a_pilot_link_works_on_a_draft_and_its_data_stays_apart(client, iri_set)
     assert enrolled.status_code == 201
     assert client.post("/api/p/surveys/d/enroll", {"pilot": "wrong"}, content_type="application/json").status_code == 404
     assert survey.participants.get().is_pilot
+
+
+def test_the_run_bots_action_hands_the_bots_to_a_worker_and_the_survey_page_shows_their_summary(
+        researcher, live_survey, monkeypatch, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    from results.models import SurveyTaskRun
+    from surveys.tasks import survey_bots_run_task
+    from teams.models import AuditEntry
+
+    asked = []
+    monkeypatch.setattr("surveys.bots.bots_run", lambda **kw: asked.append(kw) or {"completed": 7, "lost": 0, "errors": 0})
+    client = Client()
+    client.force_login(researcher)
+
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        client.post("/admin/surveys/survey/", {"action": "run_bots", "_selected_action": [live_survey.pk]})
+
+    run = SurveyTaskRun.objects.get(survey=live_survey, kind=SurveyTaskRun.Kind.BOTS)
+    assert run.status == SurveyTaskRun.Status.QUEUED and len(enqueued) == 1 and not asked  # not inside the request
+    survey_bots_run_task(run.pk)  # what the worker does
+    run.refresh_from_db()
+    assert run.status == SurveyTaskRun.Status.DONE and asked[0]["slug"] == live_survey.slug and asked[0]["participants"] == 10
+    page = client.get(f"/admin/surveys/survey/{live_survey.pk}/change/").content.decode()
+    assert "completed 7" in page and "Done" in page
+    assert AuditEntry.objects.filter(action="survey.bots", team=live_survey.team).exists()
