@@ -1023,6 +1023,5 @@ def participant_ids_expire(*, now=None) -> dict[str, int]:
             n = Participant.objects.filter(survey=survey, ended_at__lt=cutoff).exclude(**blank).update(**blank)
             if n:
                 audit_record(action="survey.retention", obj=survey, details={"sessions": n, "retention_days": survey.retention_days})
-        if n:
-            expired[survey.slug] = n
+                expired[survey.slug] = n
     return expired
