@@ -39,6 +39,7 @@ class SurveyOutputSerializer(serializers.Serializer):
     iri_require_label_match = serializers.BooleanField()
     one_side_max_fraction = serializers.FloatField(allow_null=True)
     one_side_min_trials = serializers.IntegerField()
+    retention_days = serializers.IntegerField(allow_null=True)
     build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
     url = serializers.SerializerMethodField()
 
@@ -80,6 +81,9 @@ class SurveyCreateApi(APIView):
         iri_require_label_match = serializers.BooleanField(required=False)
         one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
         one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
+        retention_days = serializers.IntegerField(
+            min_value=0, required=False, allow_null=True, help_text="Days after a session ends before its external ids are dropped; empty: keep."
+        )
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)

@@ -143,3 +143,16 @@ def test_a_filter_that_leaves_no_iri_is_refused_with_the_reasons(researcher_clie
 
     assert response.status_code == 400 and "3 percentile above threshold" in response.json()["message"]
     assert not Survey.objects.exists()
+
+
+def test_a_survey_built_through_the_api_keeps_its_retention_period(researcher_client, iri_set):
+    response = researcher_client.post(
+        "/api/surveys/", {"slug": "kept-30", "title": "t", "iri_jobs": [iri_set.pk], "retention_days": 30}, format="json"
+    )
+    refused = researcher_client.post(
+        "/api/surveys/", {"slug": "kept-minus", "title": "t", "iri_jobs": [iri_set.pk], "retention_days": -1}, format="json"
+    )
+
+    assert response.status_code == 201 and response.json()["retention_days"] == 30
+    assert Survey.objects.get(slug="kept-30").retention_days == 30
+    assert refused.status_code == 400 and "retention_days" in refused.json()["message"]
