@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -55,7 +56,7 @@ def membership_set(*, team: Team, user, role: str) -> Membership:
 def api_token_issue(*, user) -> Token:
     """A new API token for the user; the one they had, if any, stops working."""
     # One issue at a time per user: two at once would both delete, then collide on the one-token-per-user key.
-    type(user).objects.select_for_update().get(pk=user.pk)
+    get_user_model().objects.select_for_update().get(pk=user.pk)
     Token.objects.filter(user=user).delete()
     return Token.objects.create(user=user)
 
