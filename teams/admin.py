@@ -11,17 +11,20 @@ from rest_framework.authtoken.models import TokenProxy
 
 from backend.exceptions import ApplicationError
 
-from .models import ROLE_RANK, AuditEntry, Membership, Role, Team
-from .selectors import team_for_new_object, team_is_member, team_list, team_object_get, team_role, team_scoped
+from .models import AuditEntry, Membership, Role, Team
+from .selectors import (
+    team_for_new_object,
+    team_is_member,
+    team_list,
+    team_object_get,
+    team_role_allows,
+    team_scoped,
+)
 from .services import audit_record
 
 
-def _role_at_least(role: str | None, min_role: str) -> bool:
-    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(min_role)]
-
-
 class TeamScopedAdmin:
-    """Mix into a ModelAdmin or inline whose objects belong to a team through `team_path`.
+    """Mix into a ModelAdmin (inlines: TeamScopedInline) whose objects belong to a team through `team_path`.
 
     Members see their teams' objects (viewer or higher) and add, change, delete and run actions where they are
     researchers or owners; other teams' objects do not exist for them. Choices of team-owned related objects
@@ -79,7 +82,7 @@ class TeamScopedAdmin:
         if obj is None:
             return team_list(user=request.user, min_role=min_role).exists()
         team = self.permission_team(obj)
-        return team is not None and _role_at_least(team_role(user=request.user, team_id=team.pk), min_role)
+        return team is not None and team_role_allows(user=request.user, team_id=team.pk, min_role=min_role)
 
     def has_module_permission(self, request):
         return team_is_member(user=request.user)
@@ -201,10 +204,10 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
     def _owner(self, request, team) -> bool:
-        return team is not None and team_role(user=request.user, team_id=team.pk) == Role.OWNER
+        return team is not None and team_role_allows(user=request.user, team_id=team.pk, min_role=Role.OWNER)
 
     def has_view_permission(self, request, obj=None):
-        return obj is not None and team_role(user=request.user, team_id=obj.pk) is not None
+        return obj is not None and team_role_allows(user=request.user, team_id=obj.pk, min_role=Role.VIEWER)
 
     def has_add_permission(self, request, obj=None):
         return self._owner(request, obj)
@@ -232,12 +235,12 @@ class TeamAdmin(admin.ModelAdmin):
         return team_is_member(user=request.user)
 
     def has_view_permission(self, request, obj=None):
-        return team_is_member(user=request.user) if obj is None else team_role(user=request.user, team_id=obj.pk) is not None
+        return team_is_member(user=request.user) if obj is None else team_role_allows(user=request.user, team_id=obj.pk, min_role=Role.VIEWER)
 
     def has_change_permission(self, request, obj=None):
         if obj is None:
             return team_list(user=request.user, min_role=Role.OWNER).exists()
-        return team_role(user=request.user, team_id=obj.pk) == Role.OWNER
+        return team_role_allows(user=request.user, team_id=obj.pk, min_role=Role.OWNER)
 
     def has_add_permission(self, request):
         return request.user.is_superuser
@@ -298,7 +301,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
             return True
         if obj is None:
             return team_list(user=request.user, min_role=Role.OWNER).exists()
-        return obj.team_id is not None and team_role(user=request.user, team_id=obj.team_id) == Role.OWNER
+        return obj.team_id is not None and team_role_allows(user=request.user, team_id=obj.team_id, min_role=Role.OWNER)
 
     def has_add_permission(self, request):
         return False

@@ -44,10 +44,19 @@ def team_scoped(*, user, queryset: QuerySet, min_role: str = Role.VIEWER, path: 
     return queryset.filter(**{f"{path}__in": team_list(user=user, min_role=min_role)})
 
 
+def team_role_allows(*, user, team_id: int, min_role: str) -> bool:
+    """Whether the user holds min_role or a stronger role in the team (a superuser holds every role)."""
+    return _role_allows(team_role(user=user, team_id=team_id), min_role)
+
+
+def _role_allows(role: str | None, min_role: str) -> bool:
+    return role is not None and ROLE_RANK[Role(role)] >= ROLE_RANK[Role(min_role)]
+
+
 def team_role_check(*, user, team_id: int, min_role: str) -> None:
     """403 unless the user holds min_role in the team."""
     role = team_role(user=user, team_id=team_id)
-    if role is None or ROLE_RANK[Role(role)] < ROLE_RANK[Role(min_role)]:
+    if not _role_allows(role, min_role):
         team = Team.objects.filter(pk=team_id).values_list("name", flat=True).first()
         raise ApplicationError(
             ROLE_TOO_WEAK.format(team=team, role=role or "none", needed=min_role), status_code=status.HTTP_403_FORBIDDEN
