@@ -192,7 +192,7 @@ class ParticipantAdmin(TeamScopedAdmin, admin.ModelAdmin):
     readonly_fields = [f.name for f in Participant._meta.fields]
     actions = ["erase"]
 
-    @admin.action(description="Erase the selected participants' data")
+    @admin.action(description="Erase the selected participants' data", permissions=["delete"])
     def erase(self, request, queryset):
         """Every session of the selected people (by Prolific PID or worker ID) in the surveys of the teams where
         the user is a researcher or owner: a data-rights request covers all of a person's data, not one row."""
