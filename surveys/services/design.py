@@ -25,8 +25,8 @@ from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
 from results.alignment import one_sided
 from teams.services import audit_record
 
-from .layouts import TrialShape, option_orders
-from .models import (
+from ..layouts import TrialShape, option_orders
+from ..models import (
     DEFAULT_CLUSTER_INSTRUCTIONS,
     Assignment,
     Participant,
@@ -37,7 +37,7 @@ from .models import (
     Trial,
     TrialList,
 )
-from .stimuli import PhotoPool, image_size
+from ..stimuli import PhotoPool, image_size
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
