@@ -1,31 +1,34 @@
-"""Writes for surveys (survey design for now: the other concerns move out of design.py next). The names other
-modules use are re-exported here."""
+"""Writes for surveys, one module per concern: design (build trials and trial lists from finished IRI sets,
+publish, pilot reset), enrollment (sessions in reserved slots), session (consent, heartbeat, events, ending
+with an outcome and exclusion flags), answers (the answer hot path) and data_rights (erase a participant,
+drop external IDs after a survey's retention period). The names other modules use are re-exported here."""
+from .answers import UNKNOWN_SESSION, response_record
+from .data_rights import external_id_hash, participant_erase, participant_ids_expire
 from .design import (
-    HEARTBEAT_HOLD_S,
-    SURVEY_NOT_LIVE,
-    UNKNOWN_SESSION,
     build_summary,
     cluster_triples,
     colour_histogram,
-    enroll_is_mturk_preview,
-    external_id_hash,
-    models_q_free,
-    participant_complete,
-    participant_consent,
-    participant_enroll,
-    participant_erase,
-    participant_events_record,
-    participant_heartbeat,
-    participant_ids_expire,
-    participant_leave,
-    reservations_release_expired,
-    response_record,
-    slot_claim,
     survey_check,
     survey_create,
     survey_pilot_reset,
     survey_publish,
     survey_slug_check,
+)
+from .enrollment import (
+    SURVEY_NOT_LIVE,
+    enroll_is_mturk_preview,
+    models_q_free,
+    participant_enroll,
+    reservations_release_expired,
+    slot_claim,
+)
+from .session import (
+    HEARTBEAT_HOLD_S,
+    participant_complete,
+    participant_consent,
+    participant_events_record,
+    participant_heartbeat,
+    participant_leave,
 )
 
 __all__ = [

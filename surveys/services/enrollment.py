@@ -1,0 +1,217 @@
+"""Enrollment and reservations: start a session in a reserved slot (or hand back an earlier one per the
+resume policy), claim slots without waiting on each other, release expired reservations, and lay out each
+participant's trials."""
+import random
+import uuid
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
+
+from backend.exceptions import ApplicationError
+
+from ..layouts import TrialShape, option_orders
+from ..models import Assignment, Participant, ParticipantEvent, Slot, Survey, Trial
+
+SURVEY_NOT_LIVE = "This study is not open."
+SURVEY_FULL = "This study is full: every trial list has all its ratings. Thank you for your interest."
+RETURNING_BLOCKED = "You have started this study before; it cannot be taken again."
+BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
+DUPLICATE_ENROLL = (
+    "This ID has already started this study in another browser or device. Please continue there; if you cannot, "
+    "contact the researchers through the platform you came from."
+)
+
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+
+
+def enroll_is_mturk_preview(*, assignment_id: str) -> bool:
+    """MTurk shows the task before a worker accepts it: such a visit stores and reserves nothing."""
+    return assignment_id == MTURK_PREVIEW
+
+
+def participant_enroll(
+    *,
+    survey: Survey,
+    prolific_pid: str = "",
+    study_id: str = "",
+    session_id: str = "",
+    worker_id: str = "",
+    assignment_id: str = "",
+    hit_id: str = "",
+    turk_submit_to: str = "",
+    token: str = "",
+    pilot: bool = False,
+    is_bot: bool = False,
+    client: dict | None = None,
+) -> tuple[Participant, bool]:
+    """Start a session in a reserved slot, or hand back an earlier one per the resume policy.
+
+    Returns (participant, created). A returning PID / worker ID / token gets its own session back (resume),
+    a fresh start of it (restart; `participant.restarted` is True) or 409 (block); a finished one gets its
+    final state (so nobody takes a study twice). A new session claims a slot in the same transaction; when
+    none is free the study is full (409) and nothing is stored.
+    """
+    if survey.status != Survey.Status.LIVE and not (pilot and survey.status == Survey.Status.DRAFT):
+        raise ApplicationError(SURVEY_NOT_LIVE, status_code=status.HTTP_404_NOT_FOUND)
+    if enroll_is_mturk_preview(assignment_id=assignment_id):
+        raise ApplicationError("An MTurk preview cannot enroll.", extra={"reason": "preview"})
+    if turk_submit_to and turk_submit_to.rstrip("/") not in MTURK_HOSTS:
+        raise ApplicationError(BAD_SUBMIT_TO)
+    existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token=token)
+    if existing is not None:
+        return _participant_return(participant=_holder_check(participant=existing, token=token, client=client)), False
+    try:
+        with transaction.atomic():
+            participant = Participant.objects.create(
+                survey=survey,
+                prolific_pid=prolific_pid,
+                study_id=study_id,
+                session_id=session_id,
+                worker_id=worker_id,
+                assignment_id=assignment_id,
+                hit_id=hit_id,
+                turk_submit_to=turk_submit_to.rstrip("/"),
+                is_pilot=pilot,
+                is_bot=is_bot,
+                client_info=client or {},
+                last_seen_at=timezone.now(),
+            )
+            slot = slot_claim(participant=participant)
+            if slot is None:
+                raise ApplicationError(SURVEY_FULL, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
+            _assignments_create(participant=participant)
+    except IntegrityError:  # the same PID / worker enrolled twice at once: hand back the one that won
+        existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token="")
+        if existing is None:
+            raise
+        return _participant_return(participant=_holder_check(participant=existing, token=token, client=client)), False
+    participant.restarted = False
+    return participant, True
+
+
+def _participant_find(*, survey: Survey, prolific_pid: str, worker_id: str, token: str) -> Participant | None:
+    if prolific_pid:
+        return Participant.objects.filter(survey=survey, prolific_pid=prolific_pid).first()
+    if worker_id:
+        return Participant.objects.filter(survey=survey, worker_id=worker_id).first()
+    if token:
+        return Participant.objects.filter(survey=survey, token=token).first()
+    return None
+
+
+def _holder_check(*, participant: Participant, token: str, client: dict | None) -> Participant:
+    """A platform ID (Prolific PID, MTurk worker ID) is typed into a URL, so anyone can present someone else's.
+    Only the browser that holds the session's token gets the session back; any other attempt is refused and
+    recorded on the session it tried to reach."""
+    if token == participant.token:
+        return participant
+    ParticipantEvent.objects.create(
+        participant=participant, client_id=uuid.uuid4(), type=ParticipantEvent.Type.DUPLICATE_ENROLL,
+        data={"client": client or {}, "presented_token": bool(token)},
+    )
+    raise ApplicationError(DUPLICATE_ENROLL, extra={"reason": "duplicate"}, status_code=status.HTTP_409_CONFLICT)
+
+
+def _participant_return(*, participant: Participant) -> Participant:
+    participant.restarted = False
+    if participant.status != Participant.Status.ACTIVE:
+        return participant
+    policy = participant.survey.resume_policy
+    if policy == Survey.ResumePolicy.BLOCK:
+        raise ApplicationError(RETURNING_BLOCKED, extra={"reason": "blocked"}, status_code=status.HTTP_409_CONFLICT)
+    if policy == Survey.ResumePolicy.RESTART:
+        with transaction.atomic():
+            participant.responses.all().delete()
+            participant.assignments.all().delete()
+            participant.events.all().delete()
+            Participant.objects.filter(pk=participant.pk).update(
+                consented_at=None, stage=Participant.Stage.ARRIVED, restarts=participant.restarts + 1, last_seen_at=timezone.now()
+            )
+            _assignments_create(participant=participant)
+        participant.refresh_from_db()
+        participant.restarted = True
+    return participant
+
+
+def slot_claim(*, participant: Participant) -> Slot | None:
+    """Reserve the lowest-ranked claimable slot of the participant's mode: free, or reserved but expired (its
+    holder is then timed out). `FOR UPDATE SKIP LOCKED`, so concurrent enrollments never wait for or take
+    the same slot. Live slots beyond the survey's quota are not claimable. Call inside a transaction."""
+    survey = participant.survey
+    now = timezone.now()
+    candidates = Slot.objects.filter(survey=survey, is_pilot=participant.is_pilot, filled_at__isnull=True).filter(
+        models_q_free(now)
+    )
+    if not participant.is_pilot and survey.max_participants:
+        candidates = candidates.filter(rank__lt=survey.max_participants)
+    slot = candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
+    if slot is None:
+        return None
+    if slot.participant_id is not None:
+        Participant.objects.filter(pk=slot.participant_id, status=Participant.Status.ACTIVE).update(
+            status=Participant.Status.TIMED_OUT, ended_at=now
+        )
+    slot.participant = participant
+    slot.reserved_until = now + timedelta(minutes=survey.time_limit_minutes)
+    slot.save(update_fields=["participant", "reserved_until"])
+    Participant.objects.filter(pk=participant.pk).update(trial_list=slot.trial_list_id)
+    participant.trial_list_id = slot.trial_list_id
+    return slot
+
+
+def models_q_free(now):
+    from django.db.models import Q
+
+    return Q(participant__isnull=True) | Q(reserved_until__lt=now)
+
+
+def reservations_release_expired(*, now=None) -> int:
+    """The periodic cleanup: time out the holders of expired reservations and free their slots. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        slots = list(
+            Slot.objects.select_for_update(skip_locked=True)
+            .filter(filled_at__isnull=True, participant__isnull=False, reserved_until__lt=now)
+            .values_list("pk", "participant_id")
+        )
+        if not slots:
+            return 0
+        Participant.objects.filter(pk__in=[p for _, p in slots], status=Participant.Status.ACTIVE).update(
+            status=Participant.Status.TIMED_OUT, ended_at=now
+        )
+        Slot.objects.filter(pk__in=[s for s, _ in slots]).update(participant=None, reserved_until=None)
+    return len(slots)
+
+
+def _assignments_create(*, participant: Participant) -> None:
+    """Practice first, then the list's main and catch trials in a fresh random order (clustering: screens in
+    random order, rows within a screen shuffled), each with this participant's option layout: the target's
+    side is counterbalanced by the participant's slot in the list (surveys.layouts)."""
+    rng = random.Random()
+    survey = participant.survey
+    fields = ("id", "kind", "n_options", "target_option", "screen")
+    practice = [TrialShape(*row) for row in Trial.objects.filter(survey_id=survey.pk, kind=Trial.Kind.PRACTICE).values_list(*fields)]
+    rows = [TrialShape(*row) for row in Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list(*fields)]
+    rater = Slot.objects.filter(participant=participant).values_list("ordinal", flat=True).first() or 0
+    orders = option_orders(trials=rows, rater=rater, seed=f"{survey.rng_seed}:{participant.trial_list_id}")
+    orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
+    order = [t.id for t in practice]
+    if survey.task_type == Survey.TaskType.CLUSTER:
+        screens: dict[str, list[int]] = {}
+        for t in rows:
+            screens.setdefault(t.screen, []).append(t.id)
+        keys = list(screens)
+        rng.shuffle(keys)
+        for key in keys:
+            rng.shuffle(screens[key])
+            order += screens[key]
+    else:
+        ids = [t.id for t in rows]
+        rng.shuffle(ids)
+        order += ids
+    Assignment.objects.bulk_create(
+        Assignment(participant=participant, trial_id=t, position=i, option_order=orders[t]) for i, t in enumerate(order)
+    )
