@@ -15,6 +15,7 @@ from iri_worker.services import (
     iri_job_retry,
     iri_job_run,
 )
+from iri_worker.services.chunks import _chunk_batch
 from tests.conftest import TINY_SPEC
 
 pytestmark = pytest.mark.django_db
@@ -141,7 +142,7 @@ def test_a_cancelled_job_skips_its_queued_chunks(photos):
 
 
 def test_a_running_chunk_stops_at_its_next_progress_report_when_cancelled(photos, monkeypatch):
-    monkeypatch.setattr(services, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr("iri_worker.services.chunks.PROGRESS_EVERY_S", 0.0)
     job = make_job(photos, chunk_size=3, steps=50)
     real_invert = engine.invert
 
@@ -254,7 +255,7 @@ def test_the_adaptive_weight_is_measured_once_on_the_first_batch_whichever_chunk
     job.refresh_from_db()
     assert measured == [1]  # once, for the whole job
     # ... on the first batch (chunk 0's target), as the paper does: the value a run on it alone measures
-    alone = engine.invert(services.iri_job_engine_spec(job=job), services._chunk_batch(
+    alone = engine.invert(services.iri_job_engine_spec(job=job), _chunk_batch(
         target_ids=first.target_ids, size=32)[1], backbone=engine.load_backbone("tiny_cnn"))
     assert job.adaptive_c == alone.adversarial_c
     first.refresh_from_db()

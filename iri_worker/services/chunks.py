@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from backend.exceptions import ApplicationError
 from teams.models import Team
 
-from .models import Checkpoint, IriChunk, IriImage, IriJob, NullDistribution, StoredImage, TargetPhoto
+from ..models import Checkpoint, IriChunk, IriImage, IriJob, NullDistribution, StoredImage, TargetPhoto
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def iri_job_enqueue(*, job_id: int, chunk_ids: list[int] | None = None) -> None:
     """Send one task per queued chunk. With the broker down the job says so and no chunk stays queued."""
     from backend.celery import app
 
-    from .tasks import iri_chunk_run_task
+    from ..tasks import iri_chunk_run_task
 
     chunks = IriChunk.objects.filter(job_id=job_id, status=IriChunk.Status.QUEUED)
     if chunk_ids is not None:
@@ -924,7 +924,7 @@ def iri_job_run(*, job_id: int, device: str | None = None) -> None:
 def iri_chunk_requeue_orphans(*, alive_workers: set[str] | None = None) -> list[int]:
     """Send a task again for every RUNNING chunk whose worker is gone (killed without a goodbye); the task
     takes the chunk over once its heartbeat is stale. Called when a worker starts."""
-    from .tasks import iri_chunk_run_task
+    from ..tasks import iri_chunk_run_task
 
     running = IriChunk.objects.filter(
         status=IriChunk.Status.RUNNING, job__status__in=[IriJob.Status.QUEUED, IriJob.Status.RUNNING]
