@@ -6,24 +6,21 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from teams.models import Role
-from teams.selectors import team_for_new_object, team_object_get, team_role_check, team_scoped
+from teams.fields import TeamScopedPrimaryKeyField
+from teams.selectors import team_for_new_object, team_object_get, team_role_check
 from teams.services import audit_record
 
-from .models import IriJob
+from .models import Checkpoint, IriJob, TargetPhoto
 from .selectors import (
-    checkpoint_get,
     iri_chunk_list,
     iri_image_list,
     iri_job_proxy_summary,
     iri_job_record,
     iri_job_validity_summary,
-    target_photo_list,
 )
 from .services import checkpoint_create, iri_job_cancel, iri_job_create, iri_job_retry, target_photo_create
 
-UNKNOWN_TARGETS = "Unknown target photo ids: {ids}."
-UNKNOWN_CHECKPOINT = "Unknown checkpoint id: {id}."
-UNKNOWN_SEED_PHOTO = "Unknown seed photo id: {id}."
+UNKNOWN_ID = "Unknown {what} id: {{pk_value}}."
 
 
 TEAM_FIELD_HELP = "The team that owns it (its id); needed only when you may create in several teams."
@@ -139,34 +136,27 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
 class IriJobCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False, default="")
-        targets = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        targets = TeamScopedPrimaryKeyField(
+            many=True, allow_empty=False, queryset=TargetPhoto.objects.select_related("image"),
+            error_messages={"does_not_exist": UNKNOWN_ID.format(what="target photo")},
+        )
         spec = serializers.DictField(required=False, default=dict)
-        checkpoint = serializers.IntegerField(required=False, allow_null=True, default=None)
-        seed_photo = serializers.IntegerField(required=False, allow_null=True, default=None)
+        checkpoint = TeamScopedPrimaryKeyField(
+            queryset=Checkpoint.objects, required=False, allow_null=True, default=None,
+            error_messages={"does_not_exist": UNKNOWN_ID.format(what="checkpoint")},
+        )
+        seed_photo = TeamScopedPrimaryKeyField(
+            queryset=TargetPhoto.objects, required=False, allow_null=True, default=None,
+            error_messages={"does_not_exist": UNKNOWN_ID.format(what="seed photo")},
+        )
         chunk_size = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
 
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.InputSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        ids = values.pop("targets")
-        # Another team's photos and checkpoints are as unknown as ids that do not exist.
-        photos = team_scoped(user=request.user, queryset=target_photo_list())
-        targets = list(photos.filter(pk__in=ids))
-        missing = sorted(set(ids) - {t.pk for t in targets})
-        if missing:
-            raise ApplicationError(UNKNOWN_TARGETS.format(ids=missing))
+        targets = list(dict.fromkeys(values.pop("targets")))  # an id given twice is one target
         team_role_check(user=request.user, team_id=targets[0].team_id, min_role=Role.RESEARCHER)
-        if values["checkpoint"] is not None:
-            checkpoint_id = values["checkpoint"]
-            values["checkpoint"] = checkpoint_get(checkpoint_id=checkpoint_id, team_id=targets[0].team_id)
-            if values["checkpoint"] is None:
-                raise ApplicationError(UNKNOWN_CHECKPOINT.format(id=checkpoint_id))
-        if values["seed_photo"] is not None:
-            seed_id = values["seed_photo"]
-            values["seed_photo"] = photos.filter(pk=seed_id).first()
-            if values["seed_photo"] is None:
-                raise ApplicationError(UNKNOWN_SEED_PHOTO.format(id=seed_id))
         job = iri_job_create(targets=targets, **values)
         audit_record(action="iri_job.create", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)

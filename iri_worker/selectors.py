@@ -4,7 +4,7 @@ import statistics
 
 from backend.exceptions import ApplicationError
 
-from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
+from .models import IriChunk, IriImage, IriJob
 
 # Why an IRI fails the validity filter a survey may set (iri_validity_failure); the record itself is
 # IriImage.validity, written by the worker with the image.
@@ -21,19 +21,6 @@ VALIDITY_REASONS = {
     ),
 }
 MAX_PERCENTILE_RANGE = "max_percentile must be a number from 0 to 100 (a percentile of the null distribution), got {value!r}."
-
-
-def target_photo_list(*, ids: list[int] | None = None):
-    qs = TargetPhoto.objects.select_related("image")
-    return qs.filter(pk__in=ids) if ids is not None else qs
-
-
-def checkpoint_get(*, checkpoint_id: int, team_id: int) -> Checkpoint | None:
-    return Checkpoint.objects.filter(pk=checkpoint_id, team_id=team_id).first()
-
-
-def iri_job_get(*, job_id: int) -> IriJob | None:
-    return IriJob.objects.filter(pk=job_id).first()
 
 
 def iri_image_list(*, job: IriJob):

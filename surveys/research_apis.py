@@ -4,17 +4,17 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from teams.models import Role
-from teams.selectors import team_object_get, team_role_check, team_scoped
+from teams.fields import TeamScopedPrimaryKeyField
+from teams.selectors import team_object_get, team_role_check
 from teams.services import audit_record
 
 from .models import Survey
 from .selectors import survey_monitor
 from .services import survey_create, survey_publish
 
-UNKNOWN_SETS = "Unknown IRI set ids: {ids}."
+UNKNOWN_SET = "Unknown IRI set id: {pk_value}."
 
 
 class SurveyOutputSerializer(serializers.Serializer):
@@ -53,7 +53,9 @@ class SurveyCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         slug = serializers.SlugField(max_length=64)
         title = serializers.CharField(max_length=200)
-        iri_jobs = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+        iri_jobs = TeamScopedPrimaryKeyField(
+            many=True, allow_empty=False, queryset=IriJob.objects, error_messages={"does_not_exist": UNKNOWN_SET}
+        )
         task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
         foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED)
         cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices, default=Survey.ClusterVariant.RANDOM)
@@ -86,14 +88,10 @@ class SurveyCreateApi(APIView):
         )
 
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.InputSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        ids = fields.pop("iri_jobs")
-        # Another team's sets are as unknown as ids that do not exist.
-        jobs = list(team_scoped(user=request.user, queryset=IriJob.objects).filter(pk__in=ids))
-        if len(jobs) != len(set(ids)):
-            raise ApplicationError(UNKNOWN_SETS.format(ids=sorted(set(ids) - {j.pk for j in jobs})))
+        jobs = list(dict.fromkeys(fields.pop("iri_jobs")))  # an id given twice is one set
         team_role_check(user=request.user, team_id=jobs[0].team_id, min_role=Role.RESEARCHER)
         survey = survey_create(iri_jobs=jobs, **fields)
         audit_record(action="survey.create", request=request, obj=survey)
