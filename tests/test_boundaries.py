@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = ("django", "rest_framework", "celery", "backend", "surveys", "results", "iri_worker.models", "iri_worker.services")
+FORBIDDEN = ("django", "rest_framework", "celery", "backend", "surveys", "results", "teams", "iri_worker.models", "iri_worker.services")
 
 
 def imported_modules(path: Path) -> set[str]:
