@@ -1,16 +1,14 @@
-"""Writes for IRI jobs (being split by concern; everything is in chunks.py for now). The names other modules
-use are re-exported here."""
+"""Writes for IRI jobs, one module per concern: storage (stored images, target photos), specs (job specs),
+checkpoints (uploaded weights), jobs (create, check, enqueue, cancel, retry, refresh), chunks (run on workers:
+start, heartbeat, fail, split, run, generate; the device) and validity (null distribution, validity records,
+proxies). The engine is imported lazily so the web process needs torch only to validate. The names other
+modules use are re-exported here."""
+from .checkpoints import checkpoint_check, checkpoint_create, checkpoint_data_check
 from .chunks import (
     MAX_ATTEMPTS,
-    NULL_POOL_MAX,
     STORAGE_RETRY_S,
-    checkpoint_check,
-    checkpoint_create,
-    checkpoint_data_check,
     ChunkStopped,
     finite_loss,
-    ImageStorageError,
-    iri_broker_check,
     iri_chunk_fail,
     iri_chunk_heartbeat,
     iri_chunk_requeue_orphans,
@@ -20,28 +18,26 @@ from .chunks import (
     iri_chunk_storage_failed,
     iri_job_adaptive_c,
     iri_job_backbone,
+    iri_job_engine_spec,
+    iri_job_run,
+    iri_worker_device,
+    iri_worker_process_init,
+)
+from .jobs import (
+    iri_broker_check,
     iri_job_cancel,
     iri_job_check,
     iri_job_chunks_create,
     iri_job_create,
-    iri_job_engine_spec,
     iri_job_enqueue,
     iri_job_fail,
     iri_job_refresh,
     iri_job_retry,
-    iri_job_run,
-    iri_proxy_compute,
-    iri_spec_default_chunk_size,
-    iri_spec_validate,
-    iri_validity_compute,
-    iri_worker_device,
-    iri_worker_process_init,
     library_versions,
-    null_distribution_get,
-    photo_png_bytes,
-    stored_image_save,
-    target_photo_create,
 )
+from .specs import iri_spec_default_chunk_size, iri_spec_validate
+from .storage import ImageStorageError, photo_png_bytes, stored_image_save, target_photo_create
+from .validity import NULL_POOL_MAX, iri_proxy_compute, iri_validity_compute, null_distribution_get
 
 __all__ = [
     "MAX_ATTEMPTS",

@@ -144,7 +144,7 @@ def test_a_refused_job_leaves_no_uploaded_seed_photo_behind(admin_client, photos
     def storage_fails(**kwargs):  # something goes wrong after the seed photo was made, inside the job's transaction
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("iri_worker.services.chunks.iri_job_chunks_create", storage_fails)
+    monkeypatch.setattr("iri_worker.services.jobs.iri_job_chunks_create", storage_fails)
     with pytest.raises(RuntimeError):
         admin_client.post("/admin/iri_worker/irijob/add/", job_form(photos, seed_kind="photo", seed_upload=jpeg("seed.jpg")))
 
