@@ -72,12 +72,13 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
     sql(f"""
     INSERT INTO iri_worker_storedimage (sha256, file, width, height, created_at)
       SELECT md5(g::text) || md5((g+7)::text), 'img/x.png', 32, 32, now() FROM generate_series(1, 2) g;
-    INSERT INTO surveys_survey (slug, title, task_type, foil_rule, cluster_variant, status, consent_md, instructions_md,
+    INSERT INTO teams_team (name, created_at) VALUES ('bench', now());
+    INSERT INTO surveys_survey (team_id, pseudonym_salt, data_version, slug, title, task_type, foil_rule, cluster_variant, status, consent_md, instructions_md,
       ratings_per_list, catch_trials, practice_trials, practice_pass_fraction, catch_min_accuracy, rt_floor_ms,
       rt_floor_max_fraction, refill_excluded, time_limit_minutes, resume_policy, completion_code, code_failed_attention,
       code_timed_out, code_technical, pilot_key, rng_seed, one_side_min_trials, size_policy, iri_require_label_match,
       build_report, created_at)
-      VALUES ('bench', 'bench', '2afc', 'seed', 'random', 'LIVE', '', '', {participants}, 0, 0, 0.5, 0.75, 200, 0.25, true,
+      VALUES ((SELECT min(id) FROM teams_team), 'salt', 0, 'bench', 'bench', '2afc', 'seed', 'random', 'LIVE', '', '', {participants}, 0, 0, 0.5, 0.75, 200, 0.25, true,
       600, 'resume', 'C', 'F', 'T', 'X', 'k', 0, 20, 'resize', false, '{{}}', now());
     INSERT INTO surveys_triallist (survey_id, index) SELECT id, 0 FROM surveys_survey;
     INSERT INTO surveys_trial (survey_id, trial_list_id, public_id, kind, task_type, screen, query_id, option_0_id,
