@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import requests
 from django.core import signing
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from PIL import Image
 
 BOT_SALT = "surveys.bot"
@@ -198,6 +198,21 @@ class Bot:
             self.result.errors.append(f"complete {done.status_code}: {done.text[:120]}")
 
 
+def _with_database_retries(query, *, tries: int = 16):
+    """Run a query from a bot's thread, riding out a database restart as the bots' HTTP calls do (backoff to 2 s,
+    about 20 s in all): the restart tests restart PostgreSQL while the `target` policy is looking answers up."""
+    delay = 0.05
+    for attempt in range(tries):
+        try:
+            return query()
+        except (OperationalError, InterfaceError):
+            if attempt == tries - 1:
+                raise
+            connection.close()  # a broken connection is not reused
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, policy: str, live: bool = False,
              cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None) -> dict:
     """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary."""
@@ -214,8 +229,10 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
         """The `target` policy's cheat: the screen position of the target in this session's layout, from the
         database (one query per session, in the bot's thread, whose connection is closed when the bot ends)."""
         if token not in targets:
-            rows = Assignment.objects.filter(participant__token=token).values_list("trial__public_id", "option_order", "trial__target_option")
-            targets[token] = {t: order.index(str(target)) for t, order, target in rows}
+            targets[token] = {t: order.index(str(target)) for t, order, target in _with_database_retries(
+                lambda: list(Assignment.objects.filter(participant__token=token)
+                             .values_list("trial__public_id", "option_order", "trial__target_option"))
+            )}
         return targets[token][public_id]
     master = random.Random(seed)
     bots = [

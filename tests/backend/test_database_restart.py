@@ -132,7 +132,7 @@ def test_postgresql_restarted_while_bots_answer_loses_nothing_and_doubles_nothin
 
     assert statuses == [404] * 12, statuses
     assert 0 < stored_before_restart < answers(), "the bots answered both before and after the restart"
-    assert (summary["lost"], summary["duplicates"], summary["errors"]) == (0, 0, 0), summary
+    assert (summary["lost"], summary["duplicates"], summary["errors"]) == (0, 0, 0), summary["error_samples"]
     assert summary["completed"] == LISTS * N and summary["full"] == 15
     assert summary["responses"] == LISTS * N * TRIALS_EACH
     # Fill level: every list has exactly N filled live slots, each a completed session with one answer per trial.
