@@ -12,18 +12,11 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role
 
 from . import exports
+from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport, SurveyTaskRun
 from .plots import FORMATS, PLOTS, plot_render
 from .selectors import report_cached, survey_task_run_list
-from .services import PROXY_METRICS, survey_data_load, survey_task_run_create
-
-EXPORTS = {
-    "answers.csv": ("text/csv", exports.answers_csv),
-    "answers.json": ("application/json", exports.answers_json),
-    "model-vs-human.csv": ("text/csv", exports.mvh_csv),
-    "participants.csv": ("text/csv", exports.participants_csv),
-}
-RAW_ID_EXPORTS = ["answers.csv", "answers.json", "participants.csv"]  # the ones with an external_id column
+from .services import PROXY_METRICS, survey_task_run_create
 
 
 @admin.register(SurveyReport)
@@ -110,9 +103,8 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             body = exports.conditions_csv(report=report_cached(survey=survey))
             response = HttpResponse(body, content_type="text/csv")
         elif name in EXPORTS:
-            content_type, make = EXPORTS[name]
-            data = survey_data_load(survey=survey, raw_ids=raw_ids)
-            response = StreamingHttpResponse(make(survey=survey, data=data), content_type=content_type)
+            content_type, chunks = export_stream(survey=survey, name=name, raw_ids=raw_ids)
+            response = StreamingHttpResponse(chunks, content_type=content_type)
         else:
             return HttpResponse("Unknown export.", status=404, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'

@@ -195,21 +195,15 @@ class AnswerListApi(APIView):
 class AnswerExportApi(APIView):
     """The long-format CSV (or JSON) of every answer, model-vs-human's raw-data CSV, or one row per participant, streamed."""
 
-    KINDS = {
-        "answers.csv": exports.answers_csv, "answers.json": exports.answers_json, "model-vs-human.csv": exports.mvh_csv,
-        "participants.csv": exports.participants_csv,
-    }
-
     @extend_schema(parameters=[RawIdsFilterSerializer], responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, slug: str, name: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
-        if name not in self.KINDS:
-            raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(self.KINDS)}.", status_code=404)
+        if name not in exports.EXPORTS:
+            raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(exports.EXPORTS)}.", status_code=404)
         raw_ids = _raw_ids_asked(request=request, survey=survey)
         details = {"export": name, "raw_ids": True} if raw_ids else {"export": name}
         audit_record(action="survey.export", request=request, obj=survey, details=details)
-        content_type = "application/json" if name.endswith(".json") else "text/csv"
-        data = survey_data_load(survey=survey, raw_ids=raw_ids)
-        response = StreamingHttpResponse(self.KINDS[name](survey=survey, data=data), content_type=content_type)
+        content_type, chunks = exports.export_stream(survey=survey, name=name, raw_ids=raw_ids)
+        response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
         return response

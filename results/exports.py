@@ -262,3 +262,19 @@ def participants_csv(*, survey: Survey, data: SurveyData | None = None) -> Itera
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+# Every streamed export by file name: its content type and the function that writes it.
+EXPORTS = {
+    "answers.csv": ("text/csv", answers_csv),
+    "answers.json": ("application/json", answers_json),
+    "model-vs-human.csv": ("text/csv", mvh_csv),
+    "participants.csv": ("text/csv", participants_csv),
+}
+RAW_ID_EXPORTS = ["answers.csv", "answers.json", "participants.csv"]  # the ones with an external_id column
+
+
+def export_stream(*, survey: Survey, name: str, raw_ids: bool = False) -> tuple[str, Iterator[str]]:
+    """(content type, chunks) of one export by name (a key of EXPORTS); external IDs pseudonymised unless raw_ids."""
+    content_type, write = EXPORTS[name]
+    return content_type, write(survey=survey, data=survey_data_load(survey=survey, raw_ids=raw_ids))

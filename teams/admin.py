@@ -17,6 +17,7 @@ from .selectors import (
     team_is_member,
     team_list,
     team_object_get,
+    team_of,
     team_role_allows,
     team_scoped,
 )
@@ -53,9 +54,7 @@ class TeamScopedAdmin:
             raise PermissionDenied(exc.message) from exc
 
     def team_of(self, obj) -> Team | None:
-        for part in self.team_path.split("__"):
-            obj = getattr(obj, part, None)
-        return obj
+        return team_of(obj=obj, path=self.team_path)
 
     def get_list_filter(self, request):
         # A plain related-field filter lists every row of the related table (other teams' surveys too);
@@ -345,3 +344,8 @@ class OwnTokenAdmin(TokenAdmin):
     def delete_model(self, request, obj):
         audit_record(action="token.revoke", request=request, details={"user": obj.user.get_username()})
         super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):  # the list's bulk delete action
+        for token in queryset.select_related("user"):
+            audit_record(action="token.revoke", request=request, details={"user": token.user.get_username()})
+        super().delete_queryset(request, queryset)

@@ -69,10 +69,14 @@ def team_object_get(*, user, queryset: QuerySet, min_role: str = Role.VIEWER, pa
     obj = team_scoped(user=user, queryset=queryset, path=path).filter(**lookup).first()
     if obj is None:
         raise ApplicationError(NOT_FOUND, status_code=status.HTTP_404_NOT_FOUND)
-    team_id = obj
+    team_role_check(user=user, team_id=team_of(obj=obj, path=path).pk, min_role=min_role)
+    return obj
+
+
+def team_of(*, obj, path: str = "team") -> Team | None:
+    """The team that owns obj, reached through `path` (e.g. "survey__team")."""
     for part in path.split("__"):
-        team_id = getattr(team_id, part)
-    team_role_check(user=user, team_id=team_id.pk, min_role=min_role)
+        obj = getattr(obj, part, None)
     return obj
 
 
