@@ -112,7 +112,22 @@ class Survey(models.Model):
     refill_excluded = models.BooleanField(default=True, help_text="An excluded participant's slot goes to someone else.")
     time_limit_minutes = models.PositiveIntegerField(default=60, help_text="How long a reservation is held.")
     resume_policy = models.CharField(max_length=8, choices=ResumePolicy.choices, default=ResumePolicy.RESUME)
-    max_participants = models.PositiveIntegerField(null=True, blank=True, help_text="Quota of live slots. Empty: lists × N.")
+    max_participants = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Quota of live slots (adaptive collection: the cap on participants). Empty: lists × N.",
+    )
+    precision_goal = models.FloatField(
+        "precision goal (95 % CI half-width)", null=True, blank=True,
+        help_text="Adaptive collection: each enrollment gets the trial list that most narrows the widest interval "
+                  "still above this half-width, and enrollment closes when every IRI set reaches it (e.g. 0.05). "
+                  "Empty: every trial list gets its N ratings.",
+    )
+    precision_every = models.PositiveIntegerField(
+        "re-estimate every", default=1, help_text="Adaptive collection: recompute the intervals after this many completed sessions."
+    )
+    # Adaptive collection's latest estimate (surveys.services.adaptive): per IRI set its half-width and answers,
+    # whether collection has stopped and why, each trial list's sets. Written at build and on completion.
+    adaptive_state = models.JSONField(default=dict, blank=True, editable=False)
     completion_code = models.CharField("code: completed", max_length=32, default=_completion_code)
     code_failed_attention = models.CharField("code: failed attention check", max_length=32, default=_completion_code)
     code_timed_out = models.CharField("code: timed out / returned", max_length=32, default=_completion_code)

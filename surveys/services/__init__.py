@@ -1,7 +1,8 @@
 """Writes for surveys, one module per concern: design (build trials and trial lists from finished IRI sets,
-publish, pilot reset), enrollment (sessions in reserved slots), session (consent, heartbeat, events, ending
+publish, pilot reset), adaptive (collection to a precision goal), enrollment (sessions in reserved slots), session (consent, heartbeat, events, ending
 with an outcome and exclusion flags), answers (the answer hot path) and data_rights (erase a participant,
 drop external IDs after a survey's retention period). The names other modules use are re-exported here."""
+from .adaptive import adaptive_estimate, adaptive_state_initial, survey_adaptive_refresh
 from .answers import UNKNOWN_SESSION, response_record
 from .data_rights import external_id_hash, participant_erase, participant_ids_expire
 from .design import (
@@ -35,6 +36,8 @@ __all__ = [
     "HEARTBEAT_HOLD_S",
     "SURVEY_NOT_LIVE",
     "UNKNOWN_SESSION",
+    "adaptive_estimate",
+    "adaptive_state_initial",
     "build_summary",
     "cluster_triples",
     "colour_histogram",
@@ -57,4 +60,5 @@ __all__ = [
     "survey_pilot_reset",
     "survey_publish",
     "survey_slug_check",
+    "survey_adaptive_refresh",
 ]

@@ -15,9 +15,11 @@ from PIL import Image
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
+from results.adaptive import MIN_ANSWERS, condition_answers_needed
 
 from ..models import DEFAULT_CLUSTER_INSTRUCTIONS, Participant, Slot, Survey, Trial, TrialList
 from ..stimuli import PhotoPool, image_size
+from .adaptive import adaptive_lists_split, adaptive_state_initial
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
@@ -49,6 +51,13 @@ MIXED_SIZES_CLUSTER = "A clustering screen shows six IRIs at once, so its sets m
 POOL_TOO_SMALL = (
     "The {what} trials need {n} natural photos outside the participants' main trials that are never shown together "
     "in a main trial; {found} are available. Add target photos, or ask for fewer {what} trials."
+)
+
+CAP_BELOW_ONE_LIST = "max_participants: a cap of {cap} is below one trial list's N ratings ({n})."
+GOAL_UNREACHABLE = (
+    "precision_goal: a half-width of {goal} needs at least {needed} answers per IRI set even if every answer agreed; "
+    "at most {reachable} are possible (the smallest set's IRIs × N ratings, and the cap on participants). Choose a "
+    "wider goal, a higher N or cap, or larger sets."
 )
 
 CLUSTER_REFERENCES = 3
@@ -87,6 +96,9 @@ def survey_create(
         iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
         one_side_max_fraction=settings.get("one_side_max_fraction"),
     )
+    if settings.get("precision_goal") is not None:
+        _precision_check(iris=iris, ratings_per_list=ratings_per_list, trials_per_participant=trials_per_participant,
+                         **settings)
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
     rng = random.Random(rng_seed)
@@ -116,7 +128,7 @@ def survey_create(
             units = [[t] for t in _afc_trials(survey=survey, iris=iris, rng=rng, pool=pool, report=report)]
         main = [t for unit in units for t in unit]
         shown_together = _shown_together(main)
-        lists = _lists_build(survey=survey, units=units)
+        lists = _lists_build(survey=survey, units=units, rng=rng)
         for trial_list, list_units in lists:
             rows = [t for unit in list_units for t in unit]
             for t in rows:
@@ -127,7 +139,9 @@ def survey_create(
         Trial.objects.bulk_create(_obvious_trials(survey=survey, kind=Trial.Kind.PRACTICE, count=practice_trials,
                                                   trial_list=None, main=main, pool=pool, shown_together=shown_together))
         _slots_create(survey=survey, lists=[tl for tl, _ in lists])
-        Survey.objects.filter(pk=survey.pk).update(build_report=report)
+        if survey.precision_goal is not None:
+            survey.adaptive_state = adaptive_state_initial(survey=survey)
+        Survey.objects.filter(pk=survey.pk).update(build_report=report, adaptive_state=survey.adaptive_state)
         survey.build_report = report
     return survey
 
@@ -279,10 +293,32 @@ def _numbers_check(**fields) -> None:
         "max_participants": (lambda v: v is None or v >= 1, "empty or at least 1"),
         "iri_max_percentile": (lambda v: 0 <= v <= 100, "empty or between 0 and 100"),
         "one_side_min_trials": (lambda v: v >= 1, "at least 1"),
+        "precision_goal": (lambda v: 0 < v < 0.5, "empty or a half-width between 0 and 0.5 (exclusive)"),
+        "precision_every": (lambda v: v >= 1, "at least 1"),
     }
     for field, value in fields.items():
         if field in rules and value is not None and not rules[field][0](value):
             raise ApplicationError(BAD_NUMBER.format(field=field, rule=rules[field][1]), extra={"field": field})
+
+
+def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_participant: int | None,
+                     precision_goal: float, max_participants: int | None = None, **_) -> None:
+    """Refuse a precision goal that cannot be met even if every answer agreed (the narrowest interval there is):
+    a cap below one list's N, or fewer answers than each set needs within the cap or the sets' N ratings."""
+    if max_participants is not None and max_participants < ratings_per_list:
+        raise ApplicationError(CAP_BELOW_ONE_LIST.format(cap=max_participants, n=ratings_per_list),
+                               extra={"field": "max_participants"})
+    per_set: dict[int, int] = {}
+    for iri in iris:
+        per_set[iri.job_id] = per_set.get(iri.job_id, 0) + 1
+    needed = max(MIN_ANSWERS, condition_answers_needed(p=0.0, half_width=precision_goal))
+    reachable = min(per_set.values()) * ratings_per_list
+    if max_participants is not None:
+        per_person = trials_per_participant or len(iris)
+        reachable = min(reachable, max_participants * per_person // len(per_set))
+    if reachable < needed:
+        raise ApplicationError(GOAL_UNREACHABLE.format(goal=precision_goal, needed=needed, reachable=reachable),
+                               extra={"field": "precision_goal"})
 
 
 def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random, pool: PhotoPool, report: dict) -> list[Trial]:
@@ -388,14 +424,19 @@ def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random
     return screens
 
 
-def _lists_build(*, survey: Survey, units: list[list[Trial]]) -> list[tuple[TrialList, list[list[Trial]]]]:
-    """Split units (2AFC: a trial; clustering: a screen) into lists, round robin in condition order, so list
-    sizes differ by at most one unit and every list mixes the IRI sets."""
+def _lists_build(*, survey: Survey, units: list[list[Trial]], rng: random.Random) -> list[tuple[TrialList, list[list[Trial]]]]:
+    """Split units (2AFC: a trial; clustering: a screen) into lists whose sizes differ by at most one unit: round
+    robin in condition order, so every list mixes the IRI sets; with a precision goal, a few sets per list
+    (surveys.services.adaptive), so that the list a participant gets decides which sets gain answers."""
     unit_size = len(units[0]) if units else 1
     per_list = math.ceil((survey.trials_per_participant or len(units) * unit_size) / unit_size)
     n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
-    lists = [TrialList.objects.create(survey=survey, index=i) for i in range(n_lists)]
-    return [(tl, units[i::n_lists]) for i, tl in enumerate(lists)]
+    if survey.precision_goal is not None:
+        split = adaptive_lists_split(units=units, per_list=per_list, condition_of=lambda u: u[0].iri.job_id, rng=rng)
+    else:
+        split = [units[i::n_lists] for i in range(n_lists)]
+    lists = [TrialList.objects.create(survey=survey, index=i) for i in range(len(split))]
+    return list(zip(lists, split))
 
 
 def _obvious_trials(*, survey: Survey, kind: str, count: int, trial_list: TrialList | None, main: list[Trial],

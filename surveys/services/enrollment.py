@@ -5,6 +5,7 @@ import random
 import uuid
 from datetime import timedelta
 
+import numpy as np
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
@@ -13,9 +14,11 @@ from backend.exceptions import ApplicationError
 
 from ..layouts import TrialShape, option_orders
 from ..models import Assignment, Participant, ParticipantEvent, Slot, Survey, Trial
+from .adaptive import adaptive_cap_reached, adaptive_list_order
 
 SURVEY_NOT_LIVE = "This study is not open."
 SURVEY_FULL = "This study is full: every trial list has all its ratings. Thank you for your interest."
+SURVEY_DONE = "This study has collected all the answers it needs. Thank you for your interest."
 RETURNING_BLOCKED = "You have started this study before; it cannot be taken again."
 BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
 DUPLICATE_ENROLL = (
@@ -81,7 +84,8 @@ def participant_enroll(
             )
             slot = slot_claim(participant=participant)
             if slot is None:
-                raise ApplicationError(SURVEY_FULL, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
+                message = SURVEY_DONE if survey.precision_goal is not None and not pilot else SURVEY_FULL
+                raise ApplicationError(message, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
             _assignments_create(participant=participant)
     except IntegrityError:  # the same PID / worker enrolled twice at once: hand back the one that won
         existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token="")
@@ -145,9 +149,12 @@ def slot_claim(*, participant: Participant) -> Slot | None:
     candidates = Slot.objects.filter(survey=survey, is_pilot=participant.is_pilot, filled_at__isnull=True).filter(
         models_q_free(now)
     )
-    if not participant.is_pilot and survey.max_participants:
-        candidates = candidates.filter(rank__lt=survey.max_participants)
-    slot = candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
+    if not participant.is_pilot and survey.precision_goal is not None:
+        slot = _adaptive_slot_claim(participant=participant, candidates=candidates, now=now)
+    else:
+        if not participant.is_pilot and survey.max_participants:
+            candidates = candidates.filter(rank__lt=survey.max_participants)
+        slot = candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
     if slot is None:
         return None
     if slot.participant_id is not None:
@@ -160,6 +167,22 @@ def slot_claim(*, participant: Participant) -> Slot | None:
     Participant.objects.filter(pk=participant.pk).update(trial_list=slot.trial_list_id)
     participant.trial_list_id = slot.trial_list_id
     return slot
+
+
+def _adaptive_slot_claim(*, participant: Participant, candidates, now) -> Slot | None:
+    """A survey with a precision goal: none once collection has stopped (goal met, cap reached, no list left that
+    helps); else a free slot of the best list (surveys.services.adaptive). The survey row is locked until the
+    enrollment commits, so concurrent enrollments see each other's reservations and the cap holds exactly."""
+    survey = Survey.objects.select_for_update(of=("self",)).get(pk=participant.survey_id)
+    state = survey.adaptive_state
+    if not state or state.get("stop") or adaptive_cap_reached(survey=survey, exclude_pk=participant.pk):
+        return None
+    rng = np.random.default_rng()
+    for list_id in adaptive_list_order(survey=survey, state=state, now=now, rng=rng):
+        slot = candidates.filter(trial_list_id=list_id).order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
+        if slot is not None:
+            return slot
+    return None
 
 
 def models_q_free(now):

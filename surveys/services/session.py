@@ -11,6 +11,7 @@ from backend.exceptions import ApplicationError
 from results.alignment import one_sided
 
 from ..models import Participant, ParticipantEvent, Response, Slot, Survey, Trial
+from .adaptive import survey_adaptive_refresh
 
 NOT_FINISHED = "Some answers have not reached the server yet."
 
@@ -103,7 +104,10 @@ def participant_complete(*, participant: Participant) -> Participant:
     Participant.objects.filter(pk=participant.pk).update(catch_accuracy=catch_accuracy, fast_rt_fraction=fast)
     status_to = Participant.Status.FAILED_ATTENTION if "catch_accuracy" in reasons else Participant.Status.COMPLETED
     fill = not (reasons and survey.refill_excluded)
-    return _session_end(participant=participant, status_to=status_to, reasons=reasons, fill=fill)
+    participant = _session_end(participant=participant, status_to=status_to, reasons=reasons, fill=fill)
+    if survey.precision_goal is not None and not (participant.is_pilot or participant.is_bot):
+        survey_adaptive_refresh(survey_id=survey.pk)
+    return participant
 
 
 def _one_sided(*, positions: list[int], survey: Survey) -> bool:

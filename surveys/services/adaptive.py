@@ -1,0 +1,186 @@
+"""Adaptive collection (a survey with a precision goal): the state enrollment reads, its re-estimation after
+completed sessions, and the choice of the trial list a new participant gets.
+
+The statistics are results.adaptive's (pure numpy): each IRI set (condition) has a 95 % design-effect Wilson
+interval; a set is done when its half-width is at or below the goal with enough answers; allocation_next says
+which sets the next list should hold. Lists are built beforehand (surveys.services.design builds them from a few
+sets each, so that choosing a list chooses sets), each with N slots, so a list is never over-filled. The state
+lives in ``Survey.adaptive_state``:
+
+- ``conditions``: the survey's IRI set (job) ids, in condition order;
+- ``lists``: trial list id -> main trials per condition (fixed at build);
+- ``half_width``, ``n_answers``, ``alignment``, ``design_effect``, ``n_participants_set``, ``done``: per condition,
+  from the live sessions completed so far (not pilots, bots or excluded sessions);
+- ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal", "cap_participants",
+  "capacity" when no list with a set above its goal has a free slot).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from results.adaptive import allocation_next, collection_stop, condition_intervals
+
+from ..models import Participant, Response, Slot, Survey, Trial
+
+# Sessions that count toward the cap: everyone who holds or held a live place and was not timed out or returned.
+CAP_STATUSES = (Participant.Status.ACTIVE, Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION)
+SETS_PER_LIST = 2  # IRI sets per trial list of an adaptive survey: few enough that a list choice is a set choice
+
+
+def adaptive_state_initial(*, survey: Survey) -> dict:
+    """The state of a survey just built: every list's main trials per condition, no answers yet."""
+    conditions = sorted(survey.iri_jobs.values_list("pk", flat=True))
+    index = {job: c for c, job in enumerate(conditions)}
+    lists: dict[str, list[int]] = {}
+    rows = Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).values_list("trial_list_id", "iri__job_id")
+    for list_id, job_id in rows:
+        lists.setdefault(str(list_id), [0] * len(conditions))[index[job_id]] += 1
+    k = len(conditions)
+    return {
+        "conditions": conditions, "lists": lists, "half_width": [0.5] * k, "n_answers": [0] * k,
+        "alignment": [None] * k, "design_effect": [1.0] * k, "n_participants_set": [0] * k, "done": [False] * k,
+        "completed": 0, "stop": False, "reason": "", "estimated_at": None,
+    }
+
+
+def _live_sessions(survey: Survey):
+    return Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False)
+
+
+def _completed_count(survey: Survey) -> int:
+    return _live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False).count()
+
+
+def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
+    """Recompute every condition's interval from the live sessions completed so far and apply the stopping rule
+    (results.adaptive.collection_stop). Returns the new state; stores nothing."""
+    conditions = state["conditions"]
+    index = {job: c for c, job in enumerate(conditions)}
+    rows = list(
+        Response.objects.filter(
+            participant__in=_live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False),
+            trial__kind=Trial.Kind.MAIN,
+        ).values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option")
+    )
+    arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)
+    intervals = condition_intervals(
+        correct=arrays[:, 3], participants=arrays[:, 0], items=arrays[:, 1], conditions=arrays[:, 2],
+        n_conditions=len(conditions),
+    )
+    half_width = np.array([i.half_width for i in intervals])
+    n_answers = np.array([i.n_answers for i in intervals])
+    completed = _completed_count(survey)
+    verdict = collection_stop(
+        half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,
+        cap_participants=survey.max_participants,
+    )
+    return {
+        **state,
+        "half_width": [round(float(h), 6) for h in half_width],
+        "n_answers": n_answers.tolist(),
+        "alignment": [i.alignment for i in intervals],
+        "design_effect": [round(i.design_effect, 4) for i in intervals],
+        "n_participants_set": [i.n_participants for i in intervals],
+        "done": verdict.done.tolist(),
+        "completed": completed,
+        "stop": verdict.stop,
+        "reason": verdict.reason,
+        "estimated_at": timezone.now().isoformat(),
+    }
+
+
+def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | None:
+    """Re-estimate when ``precision_every`` more live sessions have completed since the last estimate (or when
+    forced). The survey row is locked meanwhile, so estimates are written in order and enrollment reads the newest.
+    Returns the new state, or None when nothing was due."""
+    with transaction.atomic():
+        survey = Survey.objects.select_for_update(of=("self",)).get(pk=survey_id)
+        state = survey.adaptive_state
+        if survey.precision_goal is None or not state:
+            return None
+        if not force and _completed_count(survey) < state["completed"] + survey.precision_every:
+            return None
+        state = adaptive_estimate(survey=survey, state=state)
+        Survey.objects.filter(pk=survey_id).update(adaptive_state=state)
+    return state
+
+
+def adaptive_list_order(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
+    """The trial lists with a free live slot, best first, for the next participant; empty when none helps.
+
+    The wanted composition is results.adaptive.allocation_next's for one list, counting the answers that the
+    sessions now holding a reservation will add (their lists' trials per condition; each such condition's
+    half-width projected down by sqrt(n / (n + pending))). A list's score is how many of its trials the wanted
+    composition asks for; lists with a score of 0 (only done sets) are left out while a set is above its goal.
+    Ties go to the list with the most free slots, so lists fill breadth-first."""
+    lists = {int(k): np.asarray(v) for k, v in state["lists"].items()}
+    if not lists:
+        return []
+    n_conditions = len(state["conditions"])
+    pending = np.zeros(n_conditions)
+    held = (
+        Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True, participant__isnull=False,
+                            reserved_until__gte=now)
+        .values("trial_list_id").annotate(n=Count("id"))
+    )
+    for row in held:
+        pending += row["n"] * lists.get(row["trial_list_id"], 0)
+    n_answers = np.asarray(state["n_answers"], dtype=np.float64)
+    half_width = np.asarray(state["half_width"]) * np.sqrt((n_answers + 1) / (n_answers + 1 + pending))
+    slots = int(max(v.sum() for v in lists.values())) or 1
+    wanted = np.bincount(
+        allocation_next(half_width=half_width, goal=survey.precision_goal, n_answers=n_answers + pending, slots=slots,
+                        rng=rng, done=np.asarray(state["done"], dtype=bool)),
+        minlength=n_conditions,
+    )
+    free = dict(
+        Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
+        .filter(Q(participant__isnull=True) | Q(reserved_until__lt=now))
+        .values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n")
+    )
+    some_open = not all(state["done"])
+    scored = []
+    for list_id, n_free in free.items():
+        score = int(np.minimum(lists.get(list_id, np.zeros(n_conditions)), wanted).sum())
+        if score or not some_open:
+            scored.append((-score, -n_free, list_id))
+    return [list_id for *_, list_id in sorted(scored)]
+
+
+def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bool:
+    """Whether the live sessions that hold or held a place reach the survey's cap on participants."""
+    if not survey.max_participants:
+        return False
+    taken = _live_sessions(survey).filter(status__in=CAP_STATUSES).exclude(pk=exclude_pk).count()
+    return taken >= survey.max_participants
+
+
+def adaptive_lists_split(*, units: list[list[Trial]], per_list: int, condition_of, rng) -> list[list[list[Trial]]]:
+    """Split units into lists of about ``per_list`` units drawn from SETS_PER_LIST conditions each (fewer when a
+    set runs short, topped up from the others), the sets with the most units left first (ties at random), so the
+    pairs vary. Sizes differ by at most one unit, as in the fixed design."""
+    queues: dict[int, list] = {}
+    for unit in units:
+        queues.setdefault(condition_of(unit), []).append(unit)
+    n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
+    sizes = [len(units) // n_lists + (i < len(units) % n_lists) for i in range(n_lists)]
+    out = []
+    for size in sizes:
+        order = sorted((c for c in queues if queues[c]), key=lambda c: (-len(queues[c]), rng.random()))
+        share = math.ceil(size / min(SETS_PER_LIST, len(order)))
+        taken: list = []
+        for c in order[:SETS_PER_LIST]:
+            want = min(share, size - len(taken))
+            taken += queues[c][:want]
+            del queues[c][:want]
+        for c in order:  # top up when a chosen set ran short
+            want = size - len(taken)
+            taken += queues[c][:want]
+            del queues[c][:want]
+        out.append(taken)
+    return out
