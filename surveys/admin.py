@@ -35,7 +35,7 @@ class SurveyCreateForm(forms.ModelForm):
             "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
             "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
             "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
-            "consent_md", "instructions_md", "retention_days",
+            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every",
         ]
 
     def validate_unique(self):
@@ -49,7 +49,9 @@ class SurveyCreateForm(forms.ModelForm):
                     slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"],
                     task_type=cleaned["task_type"], size_policy=cleaned["size_policy"],
                     iri_max_percentile=cleaned["iri_max_percentile"], iri_require_label_match=cleaned["iri_require_label_match"],
-                    one_side_max_fraction=cleaned["one_side_max_fraction"],
+                    one_side_max_fraction=cleaned["one_side_max_fraction"], precision_goal=cleaned["precision_goal"],
+                    max_participants=cleaned["max_participants"], ratings_per_list=cleaned["ratings_per_list"],
+                    trials_per_participant=cleaned["trials_per_participant"],
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
@@ -66,13 +68,13 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
-        "bot_runs",
+        "bot_runs", "precision_goal",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
         "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
-        "refill_excluded", "retention_days",
+        "refill_excluded", "retention_days", "precision_every",
     ]
 
     def get_form(self, request, obj=None, **kwargs):

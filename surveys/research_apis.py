@@ -40,6 +40,9 @@ class SurveyOutputSerializer(serializers.Serializer):
     one_side_max_fraction = serializers.FloatField(allow_null=True)
     one_side_min_trials = serializers.IntegerField()
     retention_days = serializers.IntegerField(allow_null=True)
+    precision_goal = serializers.FloatField(allow_null=True)
+    precision_every = serializers.IntegerField()
+    adaptive_state = serializers.JSONField(help_text="Adaptive collection: the latest estimate per IRI set and whether collection stopped.")
     build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
     url = serializers.SerializerMethodField()
 
@@ -70,7 +73,17 @@ class SurveyCreateApi(APIView):
         refill_excluded = serializers.BooleanField(required=False)
         time_limit_minutes = serializers.IntegerField(min_value=1, required=False)
         resume_policy = serializers.ChoiceField(choices=Survey.ResumePolicy.choices, required=False)
-        max_participants = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+        max_participants = serializers.IntegerField(
+            min_value=1, required=False, allow_null=True,
+            help_text="Quota of live places; with a precision goal, the cap on participants.",
+        )
+        precision_goal = serializers.FloatField(
+            required=False, allow_null=True,
+            help_text="Adaptive collection: the 95 % CI half-width every IRI set must reach, in (0, 0.5). Empty: fixed N.",
+        )
+        precision_every = serializers.IntegerField(
+            min_value=1, required=False, help_text="Adaptive collection: re-estimate after this many completed sessions."
+        )
         completion_code = serializers.CharField(max_length=32, required=False)
         code_failed_attention = serializers.CharField(max_length=32, required=False)
         code_timed_out = serializers.CharField(max_length=32, required=False)

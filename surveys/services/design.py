@@ -94,11 +94,10 @@ def survey_create(
     iris, report = survey_check(
         slug=slug, iri_jobs=iri_jobs, foil_rule=foil_rule, task_type=task_type, size_policy=size_policy,
         iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
-        one_side_max_fraction=settings.get("one_side_max_fraction"),
+        one_side_max_fraction=settings.get("one_side_max_fraction"), precision_goal=settings.get("precision_goal"),
+        max_participants=settings.get("max_participants"), ratings_per_list=ratings_per_list,
+        trials_per_participant=trials_per_participant,
     )
-    if settings.get("precision_goal") is not None:
-        _precision_check(iris=iris, ratings_per_list=ratings_per_list, trials_per_participant=trials_per_participant,
-                         **settings)
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
     rng = random.Random(rng_seed)
@@ -156,6 +155,10 @@ def survey_check(
     iri_max_percentile: float | None = None,
     iri_require_label_match: bool = False,
     one_side_max_fraction: float | None = None,
+    precision_goal: float | None = None,
+    max_participants: int | None = None,
+    ratings_per_list: int = 10,
+    trials_per_participant: int | None = None,
 ) -> tuple[list[IriImage], dict]:
     """Everything that must hold before a survey is created. Returns the IRIs its trials will use (those that
     pass the validity filter) and the start of its build report."""
@@ -212,6 +215,10 @@ def survey_check(
         lonely = sorted(label for label, targets in per_class.items() if len(targets) < 2)
         if lonely:
             raise ApplicationError(NEEDS_TWO_PER_CLASS.format(labels=", ".join(f"'{label}'" for label in lonely)))
+    if precision_goal is not None:
+        _numbers_check(precision_goal=precision_goal)
+        _precision_check(iris=iris, ratings_per_list=ratings_per_list, trials_per_participant=trials_per_participant,
+                         precision_goal=precision_goal, max_participants=max_participants)
     return iris, report
 
 
@@ -302,7 +309,7 @@ def _numbers_check(**fields) -> None:
 
 
 def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_participant: int | None,
-                     precision_goal: float, max_participants: int | None = None, **_) -> None:
+                     precision_goal: float, max_participants: int | None) -> None:
     """Refuse a precision goal that cannot be met even if every answer agreed (the narrowest interval there is):
     a cap below one list's N, or fewer answers than each set needs within the cap or the sets' N ratings."""
     if max_participants is not None and max_participants < ratings_per_list:
