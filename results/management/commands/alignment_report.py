@@ -108,6 +108,7 @@ class Command(BaseCommand):
         ag = report["agreement"]
         yield f"agreement: {_kappa(ag['fleiss_kappa'])}; split-half ceiling {_fmt(ag['ceiling']['ceiling'])} {ag['ceiling']['note']}"
         yield from _sides(report["sides"])
+        yield from _collection(report["collection"])
         yield from _design(report["design"])
         for d in report["comparisons"]:
             yield f"    {d['a']} − {d['b']}: {_fmt(d['difference'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]{' paired' if d['paired'] else ''}"
@@ -140,6 +141,18 @@ def _sides(sides: dict):
     else:
         yield (f"    one-sided (largest share >= {rule['one_side_max_fraction']:g} of at least {rule['one_side_min_trials']} answers): "
                f"{sides['one_sided']} of {sides['participants_judged']} participants judged")
+
+
+def _collection(collection: dict):
+    yield f"stopping rule: {collection['stopping_rule']}"
+    if collection["design"] != "adaptive":
+        return
+    yield (f"    collection {'stopped (' + collection['reason'] + ')' if collection['stopped'] else 'still open'}; "
+           f"{collection['interval']}")
+    for c in collection["conditions"]:
+        yield (f"    {c['condition'][:56]:<56} design-effect Wilson {_fmt(c['low'])}–{_fmt(c['high'])} half-width "
+               f"{_fmt(c['half_width'])} (goal {_fmt(c['goal'])}{', met' if c['meets_goal'] else ''}), n {c['n_answers']}, "
+               f"n_eff {_fmt(c['n_effective'], 1)}, deff {_fmt(c['design_effect'], 2)}")
 
 
 def _design(design: dict):

@@ -1,0 +1,177 @@
+"""Adaptive collection: a survey with a precision goal gives each new participant the trial list that most narrows
+the widest interval still above the goal, and closes as soon as every IRI set meets it or the cap is reached."""
+import io
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image
+
+from backend.exceptions import ApplicationError
+from iri_worker.models import IriImage, IriJob
+from iri_worker.services import target_photo_create
+from results.adaptive import MIN_ANSWERS
+from surveys.models import Participant, Slot, Survey, Trial
+from surveys.services import participant_enroll, survey_adaptive_refresh, survey_create, survey_publish
+from tests.conftest import finished_iri_set
+from tests.surveys.test_assignment import answer_all
+
+pytestmark = pytest.mark.django_db
+
+
+def png(colour, seed) -> bytes:
+    noise = np.random.default_rng(seed).integers(0, 40, (40, 40, 3))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def four_sets(team):
+    """Four finished IRI sets of 12 targets each: one made by the engine, three copies of it under other names
+    (what matters here is which set a trial belongs to, not its pixels)."""
+    photos = [target_photo_create(team=team, name=f"photo {k}", data=png((20 * k, 120, 255 - 20 * k), k)) for k in range(12)]
+    made = finished_iri_set(photos)
+    sets = [made]
+    for name in ("set b", "set c", "set d"):
+        job = IriJob.objects.create(team=team, name=name, spec=made.spec, status=IriJob.Status.DONE)
+        job.targets.set(photos)
+        IriImage.objects.bulk_create(
+            IriImage(**{f.attname: getattr(i, f.attname) for f in IriImage._meta.concrete_fields if f.name not in ("id", "job")}, job=job)
+            for i in made.images.all()
+        )
+        sets.append(job)
+    return sets
+
+
+def adaptive(sets, **fields):
+    fields = {"trials_per_participant": 6, "ratings_per_list": 10, "precision_goal": 0.2, **fields}
+    return survey_publish(survey=survey_create(slug=fields.pop("slug", "adaptive"), title="t", iri_jobs=sets, **fields))
+
+
+def sets_of(participant) -> Counter:
+    return Counter(Trial.objects.filter(trial_list_id=participant.trial_list_id, kind="main").values_list("iri__job_id", flat=True))
+
+
+def test_an_adaptive_survey_builds_lists_of_two_sets_each_and_records_them(four_sets):
+    survey = adaptive(four_sets)
+
+    assert survey.trial_lists.count() == 8  # 48 trials, 6 a list
+    for trial_list in survey.trial_lists.all():
+        per_set = Counter(trial_list.trials.filter(kind="main").values_list("iri__job_id", flat=True))
+        assert sum(per_set.values()) == 6 and len(per_set) <= 2
+    state = survey.adaptive_state
+    assert state["conditions"] == sorted(j.pk for j in four_sets)
+    assert [sum(column) for column in zip(*state["lists"].values())] == [12, 12, 12, 12]
+    assert not state["stop"] and state["half_width"] == [0.5] * 4
+
+
+def test_each_new_participant_gets_a_list_of_the_sets_still_above_the_goal(four_sets):
+    survey = adaptive(four_sets)
+    b, c = four_sets[1].pk, four_sets[2].pk
+    # Sets a and d have met the goal; b and c are still wide.
+    state = survey.adaptive_state
+    state.update(half_width=[0.05, 0.3, 0.25, 0.05], n_answers=[40, 30, 30, 40], done=[True, False, False, True])
+    Survey.objects.filter(pk=survey.pk).update(adaptive_state=state)
+
+    for k in range(6):
+        participant = participant_enroll(survey=survey, prolific_pid=f"P{k}")[0]
+        assert set(sets_of(participant)) & {b, c}, f"participant {k} got only sets that met the goal"
+
+    # A list is never over-filled: every claimed slot is its own.
+    assert Slot.objects.filter(survey=survey, is_pilot=False).exclude(participant=None).count() == 6
+
+
+def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four_sets):
+    survey = adaptive(four_sets, ratings_per_list=20, precision_goal=0.12)
+    rng = random.Random(0)
+    easy = {four_sets[0].pk, four_sets[1].pk}  # people always see these IRIs' targets; the others are a coin toss
+
+    def choose(trial):
+        right = trial.iri.job_id in easy or rng.random() < 0.5
+        return trial.target_option if right else 1 - trial.target_option
+
+    completed = 0
+    while True:
+        try:
+            participant = participant_enroll(survey=survey, prolific_pid=f"P{completed}")[0]
+        except ApplicationError as refusal:
+            closed = refusal
+            break
+        answer_all(participant, choose=choose)
+        completed += 1
+
+    assert closed.status_code == 409 and closed.extra == {"reason": "full"}
+    assert "collected all the answers it needs" in closed.message
+    survey.refresh_from_db()
+    state = survey.adaptive_state
+    assert state["stop"] and state["reason"] == "goal" and all(state["done"])
+    assert all(h <= 0.12 for h in state["half_width"]) and min(state["n_answers"]) >= MIN_ANSWERS
+    # The easy sets needed fewer answers than the coin tosses, and collection stopped well before every list was full.
+    answers = dict(zip(state["conditions"], state["n_answers"]))
+    assert max(answers[j] for j in easy) < min(n for j, n in answers.items() if j not in easy)
+    assert completed < survey.trial_lists.count() * survey.ratings_per_list
+    # Re-estimating from scratch agrees with what enrollment used.
+    assert survey_adaptive_refresh(survey_id=survey.pk, force=True)["done"] == state["done"]
+
+
+def test_the_cap_on_participants_closes_enrollment_even_when_goals_are_unmet(four_sets):
+    survey = adaptive(four_sets, max_participants=14, precision_goal=0.15)
+    for k in range(14):
+        participant_enroll(survey=survey, prolific_pid=f"P{k}")
+
+    with pytest.raises(ApplicationError) as closed:
+        participant_enroll(survey=survey, prolific_pid="one too many")
+
+    assert closed.value.extra == {"reason": "full"}
+    assert Participant.objects.filter(survey=survey).count() == 14
+    # Pilots are not live data and are not capped by the goal.
+    assert participant_enroll(survey=survey, prolific_pid="pilot", pilot=True)[0].trial_list_id
+
+
+def test_a_fixed_survey_is_untouched_by_adaptive_collection(four_sets):
+    survey = survey_publish(survey=survey_create(slug="fixed", title="t", iri_jobs=four_sets, trials_per_participant=8))
+
+    assert survey.adaptive_state == {}
+    for trial_list in survey.trial_lists.all():  # round robin: every list mixes all four sets
+        assert len(set(trial_list.trials.filter(kind="main").values_list("iri__job_id", flat=True))) == 4
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"precision_goal": 0}, "precision_goal"),
+        ({"precision_goal": 0.5}, "precision_goal"),
+        ({"precision_goal": -0.1}, "precision_goal"),
+        ({"precision_goal": 0.1, "max_participants": 5}, "max_participants"),  # below one list's N = 10
+        ({"precision_goal": 0.01}, "precision_goal"),  # needs ~9,600 answers a set; 12 IRIs × 10 ratings give 120
+        ({"precision_goal": 0.1, "max_participants": 10}, "precision_goal"),  # 10 people × 6 trials ÷ 4 sets = 15
+        ({"precision_goal": 0.1, "precision_every": 0}, "precision_every"),
+    ],
+)
+def test_a_goal_that_cannot_be_met_is_refused_naming_the_field_and_nothing_is_created(researcher_client, four_sets, fields, field):
+    body = {"slug": "bad", "title": "t", "iri_jobs": [j.pk for j in four_sets], "trials_per_participant": 6,
+            "ratings_per_list": 10, **fields}
+
+    response = researcher_client.post("/api/surveys/", body, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert field in str(response.json())
+    assert not Survey.objects.exists()
+
+
+def test_the_report_states_the_stopping_rule_and_its_interval(four_sets, capsys):
+    survey = adaptive(four_sets)
+    for k in range(3):
+        answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0])
+
+    call_command("alignment_report", survey.slug, "--format", "json", "--n-boot", "50")
+    import json
+    collection = json.loads(capsys.readouterr().out)["collection"]
+
+    assert collection["design"] == "adaptive" and "half-width: 0.2" in collection["stopping_rule"].replace("Goal half-width", "half-width")
+    assert "design-effect Wilson" in collection["interval"] and not collection["stopped"]
+    assert sum(c["n_answers"] for c in collection["conditions"]) == 18
+    assert all(c["goal"] == 0.2 and c["low"] <= c["high"] for c in collection["conditions"])
