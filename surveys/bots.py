@@ -57,9 +57,11 @@ class BotResult:
 
 
 class Bot:
-    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=12):
+    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=12,
+                 as_people=False):
         self.base, self.slug, self.index, self.case, self.policy = base_url.rstrip("/"), slug, index, case, policy
         self.pilot_key, self.credential, self.rng, self.think_s = pilot_key, credential, rng, think_s
+        self.as_people = as_people
         self.target_lookup, self.retries = target_lookup, retries
         self.http = requests.Session()
         self.result = BotResult(case=case)
@@ -87,7 +89,9 @@ class Bot:
         raise RuntimeError(f"{method} {path}: no answer after {self.retries} tries")
 
     def enroll(self, token=""):
-        body = {"prolific_pid": f"bot-{self.credential[-8:]}-{self.index}", "bot": self.credential}
+        body = {"prolific_pid": f"bot-{self.credential[-8:]}-{self.index}"}
+        if not self.as_people:
+            body["bot"] = self.credential
         if self.pilot_key:
             body["pilot"] = self.pilot_key
         if token:
@@ -214,8 +218,11 @@ def _with_database_retries(query, *, tries: int = 16):
 
 
 def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, policy: str, live: bool = False,
-             cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None) -> dict:
-    """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary."""
+             cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None, as_people: bool = False) -> dict:
+    """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary.
+
+    as_people: enroll without the bot credential, so that while the run lasts the server counts the bots as live
+    participants (adaptive collection's estimates do); they are marked as bots when it ends, like every bot."""
     from .models import Assignment, Participant, Response, Survey
 
     if policy not in POLICIES:
@@ -237,7 +244,8 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     master = random.Random(seed)
     bots = [
         Bot(base_url=base_url, slug=slug, index=i, case=cases[i % len(cases)], policy=policy, pilot_key=pilot_key,
-            credential=credential, rng=random.Random(master.random()), think_s=think_s, target_lookup=target_lookup)
+            credential=credential, rng=random.Random(master.random()), think_s=think_s, target_lookup=target_lookup,
+            as_people=as_people)
         for i in range(participants)
     ]
     started = time.monotonic()

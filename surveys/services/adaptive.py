@@ -11,8 +11,9 @@ lives in ``Survey.adaptive_state``:
 - ``lists``: trial list id -> main trials per condition (fixed at build);
 - ``half_width``, ``n_answers``, ``alignment``, ``design_effect``, ``n_participants_set``, ``done``: per condition,
   from the live sessions completed so far (not pilots, bots or excluded sessions);
-- ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal", "cap_participants",
-  "capacity" when no list with a set above its goal has a free slot).
+- ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal" or "cap_participants"),
+  ``stopped_at`` (the estimate that stopped collection; the rule stops once, later estimates keep it stopped).
+Enrollment also closes when no list with a set still above its goal has a free slot (every such list has its N).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from results.adaptive import allocation_next, collection_stop, condition_intervals
+from results.adaptive import Stop, allocation_next, collection_stop, condition_intervals
 
 from ..models import Participant, Response, Slot, Survey, Trial
 
@@ -79,8 +80,11 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
         half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,
         cap_participants=survey.max_participants,
     )
+    if state.get("stop"):  # the rule stops once: later estimates (sessions that were under way) never reopen it
+        verdict = Stop(True, state["reason"], verdict.done)
     return {
         **state,
+        "stopped_at": state.get("stopped_at") or (timezone.now().isoformat() if verdict.stop else None),
         "half_width": [round(float(h), 6) for h in half_width],
         "n_answers": n_answers.tolist(),
         "alignment": [i.alignment for i in intervals],

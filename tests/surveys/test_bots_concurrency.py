@@ -1,6 +1,6 @@
 """Hundreds of bots at once on a real gunicorn server and PostgreSQL: every list ends with exactly N ratings."""
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -13,6 +13,7 @@ from surveys.bots import bots_run
 from surveys.models import Participant, Response, Slot, Survey
 from surveys.services import reservations_release_expired, survey_create, survey_publish
 from tests.surveys import gunicorn_server
+from tests.surveys.test_adaptive_collection import adaptive, four_sets  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -72,3 +73,26 @@ def test_run_bots_prints_one_json_line_in_pilot_mode(transactional_db, server, i
     assert set(Participant.objects.values_list("is_pilot", "is_bot")) == {(True, True)}
     assert not Slot.objects.filter(is_pilot=False).exclude(participant=None).exists()
     assert Survey.objects.get().status == Survey.Status.DRAFT
+
+
+def test_adaptive_collection_closes_exactly_at_the_goal_under_concurrent_participants(transactional_db, server, four_sets):
+    # Four IRI sets, lists of two sets each, N = 20; people answer at random (alignment 0.5, the widest interval),
+    # so every set needs about 45 answers for a half-width of 0.15: far fewer than the 8 lists × 20 places.
+    survey = adaptive(four_sets, slug="adaptive-crowd", ratings_per_list=20, precision_goal=0.15)
+
+    run = bots_run(base_url=server, slug=survey.slug, participants=90, concurrency=24, policy="random", live=True,
+                   cases=("attentive", "attentive", "double_post", "dropout"), seed=3, as_people=True)
+
+    assert (run["errors"], run["lost"], run["duplicates"]) == (0, 0, 0), run
+    survey.refresh_from_db()
+    state = survey.adaptive_state
+    assert state["stop"] and state["reason"] == "goal" and all(state["done"]), state
+    assert run["full"] > 0, "collection stopped, so the last arrivals were turned away"
+    # Closed exactly at the goal: no session was admitted once the estimate that met it had been written.
+    stopped_at = datetime.fromisoformat(state["stopped_at"])
+    assert not Participant.objects.filter(survey=survey, created_at__gt=stopped_at).exists()
+    # No list over-filled, nobody holding two places, every kept answer stored once.
+    for trial_list in survey.trial_lists.all():
+        assert trial_list.slots.filter(is_pilot=False, filled_at__isnull=False).count() <= survey.ratings_per_list
+    assert not Slot.objects.values("participant").exclude(participant=None).annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert Participant.objects.filter(survey=survey).count() < 8 * 20
