@@ -189,6 +189,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 # The public address of the site, for survey links printed by commands.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
+# Prolific from the admin (surveys/prolific.py): an API token from Prolific's settings page; empty = off.
+PROLIFIC_API_TOKEN = env("PROLIFIC_API_TOKEN", default="")
+PROLIFIC_API_URL = env("PROLIFIC_API_URL", default="https://api.prolific.com/api/v1/")
+
 # Logs: JSON lines (with job/chunk/participant ids where known) unless DJANGO_LOG_FORMAT=plain.
 LOG_FORMAT = env("DJANGO_LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
