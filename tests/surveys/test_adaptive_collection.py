@@ -1,12 +1,14 @@
 """Adaptive collection: a survey with a precision goal gives each new participant the trial list that most narrows
 the widest interval still above the goal, and closes as soon as every IRI set meets it or the cap is reached."""
 import io
+import json
 import random
 from collections import Counter
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from backend.exceptions import ApplicationError
@@ -15,6 +17,7 @@ from iri_worker.services import target_photo_create
 from results.adaptive import MIN_ANSWERS
 from surveys.models import Participant, Slot, Survey, Trial
 from surveys.services import participant_enroll, survey_adaptive_refresh, survey_create, survey_publish
+from surveys.services.adaptive import adaptive_lists_split
 from tests.conftest import finished_iri_set
 from tests.surveys.test_assignment import answer_all
 
@@ -168,10 +171,26 @@ def test_the_report_states_the_stopping_rule_and_its_interval(four_sets, capsys)
         answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0])
 
     call_command("alignment_report", survey.slug, "--format", "json", "--n-boot", "50")
-    import json
     collection = json.loads(capsys.readouterr().out)["collection"]
 
     assert collection["design"] == "adaptive" and "half-width: 0.2" in collection["stopping_rule"].replace("Goal half-width", "half-width")
     assert "design-effect Wilson" in collection["interval"] and not collection["stopped"]
     assert sum(c["n_answers"] for c in collection["conditions"]) == 18
     assert all(c["goal"] == 0.2 and c["low"] <= c["high"] for c in collection["conditions"])
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=8), st.integers(1, 30), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_splitting_into_lists_uses_every_trial_once_in_lists_of_even_size_and_few_sets(set_sizes, per_list, seed):
+    units = [[(c, k)] for c, size in enumerate(set_sizes) for k in range(size)]
+
+    lists = adaptive_lists_split(units=units, per_list=per_list, condition_of=lambda u: u[0][0], rng=random.Random(seed))
+
+    flat = [u for trial_list in lists for u in trial_list]
+    assert sorted(flat) == sorted(units)
+    sizes = [len(trial_list) for trial_list in lists]
+    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= per_list
+    # The sets with the most trials left go first: the first list holds the largest set's trials.
+    largest = max(range(len(set_sizes)), key=lambda c: set_sizes[c])
+    if set_sizes.count(set_sizes[largest]) == 1:
+        assert any(u[0][0] == largest for u in lists[0])
