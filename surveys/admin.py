@@ -15,9 +15,24 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role
 from teams.selectors import team_scoped
 
-from .models import Participant, Response, Survey
+from .models import Participant, ProlificStudy, Response, Survey
 from .selectors import survey_monitor
 from .services import build_summary, participant_erase, survey_check, survey_create, survey_pilot_reset, survey_publish
+from .services.prolific import (
+    prolific_places_from_forecast,
+    prolific_places_target,
+    prolific_study_create,
+    prolific_study_pause,
+    prolific_submissions_review,
+)
+
+
+class ProlificDraftForm(forms.Form):
+    reward_pence = forms.IntegerField(
+        min_value=1, initial=150, label="reward (pence / cents)",
+        help_text="Per participant: 150 for 10 minutes is £9/h, the rate Prolific recommends.")
+    minutes = forms.IntegerField(min_value=1, initial=10, label="estimated minutes")
+    places = forms.IntegerField(min_value=1, required=False, help_text="Empty: from the forecast (or the quota).")
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -63,12 +78,12 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     audit_name = "survey"
     list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
     list_filter = ["status", "task_type"]
-    actions = ["publish", "run_bots", "pilot_reset"]
+    actions = ["publish", "run_bots", "pilot_reset", "prolific_create", "prolific_places", "prolific_pause", "prolific_review"]
     readonly_fields = [
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
-        "bot_runs", "precision_goal",
+        "bot_runs", "precision_goal", "prolific",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
@@ -130,6 +145,71 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             deleted = survey_pilot_reset(survey=survey)
             self.audit(request, "pilot_reset", survey, {"rows": deleted})
             self.message_user(request, f"{survey.slug}: {deleted} pilot rows deleted.")
+
+    # ------------------------------------------------------------------ Prolific (surveys/services/prolific.py)
+
+    def _prolific_each(self, request, queryset, work) -> None:
+        """One message per survey: what was done on Prolific, or why not (not configured, Prolific's refusal)."""
+        for survey in queryset:
+            try:
+                done = work(survey)
+            except ApplicationError as exc:
+                self.message_user(request, f"{survey.slug}: {exc.message}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{survey.slug}: {done}")
+
+    @admin.action(description="Create a Prolific draft study", permissions=["change"])
+    def prolific_create(self, request, queryset):
+        form = ProlificDraftForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():  # first the form: reward, minutes, places
+            context = {**self.admin_site.each_context(request), "form": form, "surveys": queryset,
+                       "title": "Create a Prolific draft study"}
+            return TemplateResponse(request, "surveys/admin_prolific_draft.html", context)
+
+        def create(survey):
+            places = form.cleaned_data["places"] or prolific_places_target(survey=survey)
+            study = prolific_study_create(survey=survey, reward_pence=form.cleaned_data["reward_pence"],
+                                          minutes=form.cleaned_data["minutes"], places=places, request=request)
+            return f"draft study {study.study_id} on Prolific with {study.places} places: review and publish it there."
+
+        self._prolific_each(request, queryset, create)
+
+    @admin.action(description="Set Prolific places from the forecast", permissions=["change"])
+    def prolific_places(self, request, queryset):
+        def places(survey):
+            result = prolific_places_from_forecast(survey=survey, request=request)
+            if not result["changed"]:
+                return f"the Prolific study keeps its {result['places']} places (the forecast needs {result['target']})."
+            return f"the Prolific study now has {result['places']} places."
+
+        self._prolific_each(request, queryset, places)
+
+    @admin.action(description="Pause the Prolific study", permissions=["change"])
+    def prolific_pause(self, request, queryset):
+        def pause(survey):
+            result = prolific_study_pause(survey=survey, request=request)
+            return "the Prolific study is paused." if result["paused"] else f"the Prolific study is already {result['status']}."
+
+        self._prolific_each(request, queryset, pause)
+
+    @admin.action(description="Review Prolific submissions", permissions=["change"])
+    def prolific_review(self, request, queryset):
+        def review(survey):
+            c = prolific_submissions_review(survey=survey, request=request)
+            text = (f"{c['approved']} approved, {c['return_requested']} asked to return, {c['failed_attention']} failed "
+                    f"the attention check and {c['left']} other(s) left for you to review on Prolific.")
+            return text + (f" {c['errors']} refused by Prolific: see the study's last error." if c["errors"] else "")
+
+        self._prolific_each(request, queryset, review)
+
+    @admin.display(description="Prolific study")
+    def prolific(self, obj):
+        study = ProlificStudy.objects.filter(survey=obj).first()
+        if study is None:
+            return "–"
+        error = format_html(" · last error: {}", study.last_error) if study.last_error else ""
+        return format_html("{} · {} · {} places · reward {} · updated {}{}", study.study_id, study.status, study.places,
+                           study.reward, study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
 
     def get_urls(self):
         extra = [path("<int:pk>/monitor/", self.admin_site.admin_view(self.monitor_view), name="surveys_survey_monitor")]
