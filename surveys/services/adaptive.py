@@ -17,6 +17,7 @@ Enrollment also closes when no list with a set still above its goal has a free s
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -26,7 +27,11 @@ from django.utils import timezone
 
 from results.adaptive import Stop, allocation_next, collection_stop, condition_intervals
 
-from ..models import Participant, Response, Slot, Survey, Trial
+from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
+from ..prolific import prolific_enabled
+from ..tasks import prolific_study_pause_when_done
+
+logger = logging.getLogger(__name__)
 
 # Sessions that count toward the cap: everyone who holds or held a live place and was not timed out or returned.
 CAP_STATUSES = (Participant.Status.ACTIVE, Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION)
@@ -109,9 +114,24 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
             return None
         if not force and _completed_count(survey) < state["completed"] + survey.precision_every:
             return None
+        stopped_before = state.get("stop", False)
         state = adaptive_estimate(survey=survey, state=state)
         Survey.objects.filter(pk=survey_id).update(adaptive_state=state)
+        if state["stop"] and not stopped_before:
+            transaction.on_commit(lambda: _prolific_pause(survey_id=survey_id))
     return state
+
+
+def _prolific_pause(*, survey_id: int) -> None:
+    """Collection has stopped: pause the survey's Prolific study in the background, if it has one. A broker that
+    cannot be reached must not fail the participant's completion: the admin's "Pause" action remains."""
+    if not (prolific_enabled() and ProlificStudy.objects.filter(survey_id=survey_id).exists()):
+        return
+    try:
+        prolific_study_pause_when_done.delay(survey_id)
+    except Exception:  # noqa: BLE001 (any broker error)
+        logger.warning("Collection stopped but the pause of survey %s's Prolific study could not be queued", survey_id,
+                       exc_info=True)
 
 
 def adaptive_list_order(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
