@@ -13,6 +13,13 @@ import { QualityLog, environmentSnapshot } from "./quality.js";
 
 export { readParams };
 
+/** A full study (every list has its ratings, or adaptive collection has what it needs): what each platform
+ * asks of someone who cannot take part, so nobody waits for a code that will not come. */
+const FULL_ADVICE = {
+  prolific: " Please return this study on Prolific (choose “Return” on your submission); returning does not count against you.",
+  mturk: " Please return this HIT on MTurk; returning does not count against you.",
+};
+
 /** One stored token per study and platform ID (anonymous visitors have none). */
 export const tokenKey = (slug, fields = {}) =>
   `iri-survey:${slug}:token${fields.prolific_pid || fields.worker_id ? `:${fields.prolific_pid || fields.worker_id}` : ""}`;
@@ -189,7 +196,8 @@ export async function runSurvey({
     }
     trialsData = await withRetry(() => api.trials(enrollment.token), { onFailing: banner.source("trials"), sleep });
   } catch (err) {
-    renderError(target, (err && err.message) || "Something went wrong.");
+    const full = err && err.status === 409 && err.data && err.data.extra && err.data.extra.reason === "full";
+    renderError(target, ((err && err.message) || "Something went wrong.") + (full ? FULL_ADVICE[platform] || "" : ""));
     return { state: "error", error: err, outbox };
   }
   target.innerHTML = "";

@@ -236,6 +236,21 @@ describe("resume policy and ended sessions", () => {
     expect(server.requests).toHaveLength(1);
   });
 
+  it("tells a Prolific participant who finds the study full to return it, and asks nothing more of the server", async () => {
+    const server = createFakeServer({
+      intercept: (req) =>
+        req.path.endsWith("/enroll")
+          ? server.json(409, { message: "This study has collected all the answers it needs.", extra: { reason: "full" } })
+          : undefined,
+    });
+    const result = await run(server);
+    expect(result.state).toBe("error");
+    const alert = target.querySelector('[role="alert"]').textContent;
+    expect(alert).toMatch(/collected all the answers it needs/);
+    expect(alert).toMatch(/return this study on Prolific/);
+    expect(server.requests).toHaveLength(1);
+  });
+
   it("skips the remaining screens once the server says the session ended, and shows the code for that outcome", async () => {
     const server = createFakeServer({ n: 5, codes: { timed_out: "T1MEOUT" } });
     let posts = 0;
