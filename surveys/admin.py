@@ -8,7 +8,9 @@ from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
+from results.adaptive import PROLIFIC_RECOMMENDED_RATE
 from results.models import SurveyTaskRun
+from results.planning import survey_forecast, survey_plan
 from results.selectors import report_cached, survey_task_run_list
 from results.services import survey_task_run_create
 from teams.admin import TeamScopedAdmin
@@ -73,6 +75,26 @@ class SurveyCreateForm(forms.ModelForm):
         return cleaned
 
 
+class SurveyPlanForm(forms.Form):
+    """The budget planner's questions (results.planning.survey_plan checks the values and names a bad one)."""
+
+    half_width = forms.FloatField(label="goal: 95 % CI half-width", help_text="per IRI set, in (0, 0.5), e.g. 0.05")
+    rate_per_hour = forms.FloatField(label="pay per hour (£)", help_text="£9/h recommended; below £6/h a warning")
+    fee = forms.FloatField(label="platform fee", help_text="a fraction of the pay: 0.33 for 33 %")
+    seconds_per_trial = forms.FloatField(required=False, help_text="empty: the pilot's")
+    seconds_per_participant = forms.FloatField(required=False, help_text="the fixed part (consent, instructions); empty: the pilot's")
+    p = forms.CharField(label="expected alignment", required=False,
+                        help_text="one share for every set, or one per set, comma-separated; empty: the pilot's")
+    cap_participants = forms.IntegerField(required=False, help_text="empty: the survey's max participants")
+
+    def clean_p(self):
+        text = self.cleaned_data["p"].strip()
+        try:
+            return [float(v) for v in text.split(",")] if text else None
+        except ValueError:
+            raise forms.ValidationError("Give shares between 0 and 1, comma-separated.") from None
+
+
 @admin.register(Survey)
 class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     audit_name = "survey"
@@ -81,7 +103,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     actions = ["publish", "run_bots", "pilot_reset", "prolific_create", "prolific_places", "prolific_pause", "prolific_review"]
     readonly_fields = [
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
-        "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
+        "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
         "bot_runs", "precision_goal", "prolific",
     ]
@@ -212,7 +234,10 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
                            study.reward, study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
 
     def get_urls(self):
-        extra = [path("<int:pk>/monitor/", self.admin_site.admin_view(self.monitor_view), name="surveys_survey_monitor")]
+        extra = [
+            path("<int:pk>/monitor/", self.admin_site.admin_view(self.monitor_view), name="surveys_survey_monitor"),
+            path("<int:pk>/plan/", self.admin_site.admin_view(self.plan_view), name="surveys_survey_plan"),
+        ]
         return extra + super().get_urls()
 
     def monitor_view(self, request, pk):
@@ -223,9 +248,37 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             "survey": survey,
             "monitor": survey_monitor(survey=survey, pilot=mode == "pilot"),
             "mode": mode,
+            "forecast": survey_forecast(survey=survey) if mode == "live" else None,
             "title": f"Monitor: {survey.slug} ({mode})",
         }
         return TemplateResponse(request, "surveys/admin_monitor.html", context)
+
+    def plan_view(self, request, pk):
+        """The budget planner (a GET form: it only computes). Bad input re-shows the form with a 400."""
+        survey = self.team_object_get(request, pk)
+        initial = {"half_width": survey.precision_goal or 0.05, "rate_per_hour": PROLIFIC_RECOMMENDED_RATE, "fee": 0}
+        form = SurveyPlanForm(request.GET or initial)
+        plan = None
+        if form.is_valid():
+            try:
+                plan = survey_plan(survey=survey, **form.cleaned_data)
+            except ApplicationError as exc:
+                field = exc.extra.get("field")
+                form.add_error(field if field in form.fields else None, exc.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "survey": survey,
+            "form": form,
+            "plan": plan,
+            "title": f"Budget plan: {survey.slug}",
+        }
+        return TemplateResponse(request, "admin/surveys/survey_plan.html", context, status=400 if form.errors else 200)
+
+    @admin.display(description="budget planner")
+    def planner_link(self, obj):
+        return format_html('<a href="{}">participants and cost for a precision goal</a>',
+                           reverse("admin:surveys_survey_plan", args=[obj.pk]))
 
     @admin.display(description="monitor")
     def monitor_link(self, obj):

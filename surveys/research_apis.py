@@ -1,10 +1,14 @@
 """Researcher endpoints for surveys: team members only, scoped by teams.selectors (participants' are in apis.py)."""
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
+from results.adaptive import PROLIFIC_RECOMMENDED_RATE
+from results.planning import survey_plan
 from teams.models import Role
 from teams.fields import TeamScopedPrimaryKeyField
 from teams.selectors import team_object_get, team_role_check
@@ -130,3 +134,56 @@ class SurveyMonitorApi(APIView):
     def get(self, request, slug: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         return Response(survey_monitor(survey=survey, pilot=request.query_params.get("mode") == "pilot"))
+
+
+class SurveyPlanApi(APIView):
+    """The budget planner: participants and cost to bring every IRI set's 95 % CI half-width to half_width, under
+    fixed N and adaptive allocation, from the survey's pilot or the figures given (results.planning.survey_plan)."""
+
+    # Query parameters whose name differs from the planner's, so that a 400 names the one the caller sent.
+    PARAMS = {"rate_per_hour": "rate", "cap_participants": "cap"}
+
+    @extend_schema_serializer(component_name="SurveyPlanFilter")
+    class FilterSerializer(serializers.Serializer):
+        half_width = serializers.FloatField(required=False, help_text="the goal, in (0, 0.5); default: the survey's precision goal, else 0.05")
+        rate = serializers.FloatField(default=PROLIFIC_RECOMMENDED_RATE, help_text="pay per hour (£9 recommended; below £6 a warning)")
+        fee = serializers.FloatField(default=0.0, help_text="the platform's fee as a fraction of the pay (0.33 = 33 %)")
+        seconds_per_trial = serializers.FloatField(required=False, help_text="default: the pilot's")
+        seconds_per_participant = serializers.FloatField(required=False, help_text="the fixed part; default: the pilot's")
+        cap = serializers.IntegerField(required=False, help_text="cap on participants; default: the survey's max_participants")
+
+    @extend_schema_serializer(component_name="SurveyPlan")
+    class OutputSerializer(serializers.Serializer):
+        survey = serializers.CharField()
+        half_width = serializers.FloatField()
+        rate_per_hour = serializers.FloatField()
+        fee = serializers.FloatField()
+        assumptions = serializers.DictField(help_text="per assumption: value, and source (entered / pilot / default / survey)")
+        pilot = serializers.DictField(help_text="completed pilot sessions, median session seconds, seconds per trial and per participant")
+        conditions = serializers.ListField(
+            child=serializers.DictField(), help_text="per IRI set: p and its source, trials, answers needed, N needed")
+        seconds_per_participant = serializers.FloatField()
+        pay_per_participant = serializers.FloatField()
+        cost_per_participant = serializers.FloatField(help_text="pay with the platform's fee")
+        fixed = serializers.DictField(help_text="answers, participants, ratings_per_list, cost, reachable")
+        adaptive = serializers.DictField(help_text="answers, participants, ratings_per_list, cost, reachable")
+        warnings = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request, slug: str):
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        v = filters.validated_data
+        try:
+            plan = survey_plan(
+                survey=survey, half_width=v.get("half_width", survey.precision_goal or 0.05), rate_per_hour=v["rate"],
+                fee=v["fee"], seconds_per_trial=v.get("seconds_per_trial"),
+                seconds_per_participant=v.get("seconds_per_participant"), cap_participants=v.get("cap"),
+            )
+        except ApplicationError as exc:
+            field = exc.extra.get("field", "")
+            param = self.PARAMS.get(field, field)
+            message = param + exc.message[len(field):] if field and exc.message.startswith(field) else exc.message
+            raise ApplicationError(message, extra={**exc.extra, "field": param}) from exc
+        return Response(plan)

@@ -1,0 +1,367 @@
+"""The budget planner and the live forecast of adaptive collection: the survey-side of results.adaptive's
+plan_budget and condition_answers_needed (which stay pure numpy).
+
+Where the planner's figures come from
+-------------------------------------
+A pilot is the survey's pilot sessions (``is_pilot``); bot sessions are left out (they answer by a policy, at
+machine speed).
+
+- **Session time** = completed_at − created_at of each completed pilot session: from the participant's arrival
+  (when the platform's clock starts) to completion, the time a participant is paid for.
+- **Seconds per trial** = the median over completed pilot sessions of the spacing of their trial answers:
+  (last − first answer's server time) ÷ (answers − 1), main and catch answers. That is the whole trial cycle
+  (images loading, the decision, the next screen), which the response time alone (``rt_ms``, from the first
+  painted frame to the click) leaves out although it is paid. A session's spacing is its mean, so a break moves
+  that session only, and the median over sessions resists it. Without a session of two answers: the median
+  main-trial response time.
+- **Seconds per participant** (the fixed part: consent, instructions, practice and catch trials) = the median over
+  completed pilot sessions of session time − main answers × seconds per trial, at least 0. When every session did
+  the survey's trials, a participant's planned time is then the pilot's median session time.
+- **p per IRI set** = the share of the pilot's main answers (all pilot sessions, finished or not) that chose the
+  target; 0.5, the widest interval, for a set without pilot answers.
+- **Design effect** = the answer-weighted mean of the pilot's per-set design effects (results.adaptive.
+  condition_intervals) over the sets with at least MIN_ANSWERS answers; 1 when no set has that many.
+
+What is entered wins over the pilot, and the pilot over the defaults (``DEFAULT_SECONDS_PER_TRIAL`` and
+``DEFAULT_SECONDS_PER_PARTICIPANT``, with a warning); the plan says which source each assumption came from.
+
+The plan's trial lists: a participant does the survey's main trials per list (their mean over its lists);
+fixed N adds participants in whole rounds of one per list, so every list keeps the same N.
+
+The forecast (``survey_forecast``) reads the adaptive state enrollment keeps (surveys.services.adaptive): per IRI
+set the answers still needed at its current alignment and design effect, and the participants and cost they
+take; it says when the cap or the lists' free places cannot hold them.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+from django.db.models import Count
+
+from backend.exceptions import ApplicationError
+from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
+
+from .adaptive import (
+    FEE_RANGE,
+    MIN_ANSWERS,
+    PROLIFIC_RECOMMENDED_RATE,
+    RATE_POSITIVE,
+    condition_answers_needed,
+    condition_intervals,
+    plan_budget,
+)
+
+DEFAULT_SECONDS_PER_TRIAL = 5.0
+DEFAULT_SECONDS_PER_PARTICIPANT = 120.0
+WORST_CASE_P = 0.5
+
+NO_PILOT_TIMES = (
+    "No completed pilot session: assumed {trial:g} s per trial and {fixed:g} s per participant; run a pilot "
+    "(the survey's pilot link) or enter your own figures."
+)
+FEW_PILOT_ANSWERS = "p: the pilot's share for {names} rests on fewer than {n} answers; treat it as a rough guess."
+NO_PILOT_ANSWERS = "p: no pilot answers for {names}; planned at p = 0.5, the widest interval."
+PLACES_SHORT = (
+    "ratings_per_list: the survey's lists hold {n} ratings each; {names} need {needed} for this goal "
+    "(adaptive collection cannot reach it without a higher N or a wider goal)."
+)
+P_COUNT = "p: give one expected alignment for every IRI set, or one per set ({k} sets); got {got}"
+CAP_ROOM = "the cap of {cap} participants leaves room for {room} more, and about {needed} are still needed"
+PLACES_ROOM = "{name} needs {needed} more answers and its trial lists' free places hold {places}"
+STOPPED_SHORT = "collection stopped ({reason}) before every IRI set reached the goal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions' figures
+
+
+def _sessions_times(*, sessions) -> dict:
+    """Session times and trial spacing of completed sessions (see the module docstring)."""
+    done = list(sessions.filter(status=Participant.Status.COMPLETED, completed_at__isnull=False)
+                .values_list("pk", "created_at", "completed_at"))
+    if not done:
+        return {"sessions": 0, "session_seconds": None, "seconds_per_trial": None, "seconds_per_participant": None,
+                "seconds_per_trial_method": ""}
+    answers: dict[int, list] = {pk: [] for pk, *_ in done}
+    main: dict[int, int] = dict.fromkeys(answers, 0)
+    rts = []
+    rows = (Response.objects.filter(participant_id__in=list(answers))
+            .exclude(trial__kind=Trial.Kind.PRACTICE).values_list("participant_id", "created_at", "trial__kind", "rt_ms"))
+    for pk, at, kind, rt_ms in rows:
+        answers[pk].append(at)
+        if kind == Trial.Kind.MAIN:
+            main[pk] += 1
+            rts.append(rt_ms)
+    spacings = [(max(ts) - min(ts)).total_seconds() / (len(ts) - 1) for ts in answers.values() if len(ts) >= 2]
+    if spacings:
+        per_trial, method = statistics.median(spacings), "spacing of trial answers"
+    elif rts:
+        per_trial, method = statistics.median(rts) / 1000, "response times"
+    else:
+        per_trial, method = None, ""
+    seconds = {pk: (completed - created).total_seconds() for pk, created, completed in done}
+    fixed = None
+    if per_trial is not None:
+        fixed = max(0.0, statistics.median(seconds[pk] - main[pk] * per_trial for pk in seconds))
+    return {"sessions": len(done), "session_seconds": statistics.median(seconds.values()),
+            "seconds_per_trial": per_trial, "seconds_per_participant": fixed, "seconds_per_trial_method": method}
+
+
+def _conditions(survey: Survey) -> list[dict]:
+    """The survey's IRI sets in condition order (as in adaptive_state) with their main trials."""
+    trials = dict(Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).values("iri__job_id")
+                  .annotate(n=Count("id")).values_list("iri__job_id", "n"))
+    jobs = survey.iri_jobs.order_by("pk").values_list("pk", "name")
+    return [{"id": pk, "name": name or f"IRI set {pk}", "trials": trials.get(pk, 0)} for pk, name in jobs]
+
+
+def survey_pilot_figures(*, survey: Survey) -> dict:
+    """What the survey's pilot says (module docstring): its completed sessions' median session time, seconds per
+    trial and fixed seconds per participant; per IRI set its answers and alignment; the design effect."""
+    pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
+    times = _sessions_times(sessions=pilot)
+    conditions = _conditions(survey)
+    index = {c["id"]: i for i, c in enumerate(conditions)}
+    rows = list(Response.objects.filter(participant__in=pilot, trial__kind=Trial.Kind.MAIN)
+                .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option"))
+    rows = [r for r in rows if r[2] in index]
+    arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)
+    intervals = condition_intervals(correct=arrays[:, 3], participants=arrays[:, 0], items=arrays[:, 1],
+                                    conditions=arrays[:, 2], n_conditions=len(conditions))
+    enough = [i for i in intervals if i.n_answers >= MIN_ANSWERS]
+    design_effect = (sum(i.design_effect * i.n_answers for i in enough) / sum(i.n_answers for i in enough)) if enough else 1.0
+    return {
+        **times,
+        "conditions": [{**c, "answers": i.n_answers, "alignment": i.alignment} for c, i in zip(conditions, intervals)],
+        "design_effect": round(design_effect, 4),
+        "design_effect_sets": len(enough),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The planner
+
+
+def _application_error(exc: ValueError) -> ApplicationError:
+    message = str(exc)
+    return ApplicationError(message, extra={"field": message.split(":", 1)[0]})
+
+
+def _per_set_p(p, k: int) -> list[float]:
+    values = [p] if isinstance(p, (int, float)) else list(p)
+    if len(values) == 1:
+        values = values * k
+    if len(values) != k:
+        raise ApplicationError(P_COUNT.format(k=k, got=len(values)), extra={"field": "p"})
+    return values
+
+
+def _survey_lists(survey: Survey) -> tuple[int, int]:
+    """(trial lists, main trials a participant does: the mean over the lists, at least 1)."""
+    lists = TrialList.objects.filter(survey=survey).count() or 1
+    main = Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).count()
+    return lists, max(1, round(main / lists))
+
+
+def survey_plan(
+    *,
+    survey: Survey,
+    half_width: float,
+    rate_per_hour: float = PROLIFIC_RECOMMENDED_RATE,
+    fee: float = 0.0,
+    seconds_per_trial: float | None = None,
+    seconds_per_participant: float | None = None,
+    p: float | list[float] | None = None,
+    cap_participants: int | None = None,
+) -> dict:
+    """Participants and cost to bring every IRI set's 95 % half-width to ``half_width``, under fixed N and under
+    adaptive allocation (results.adaptive.plan_budget on the survey's sets and lists). Assumptions not given come
+    from the pilot, then from defaults; ``assumptions`` says which. The cap defaults to the survey's
+    ``max_participants``. Bad input (a half-width outside (0, 0.5), a rate ≤ 0, a fee outside [0, 1), a cap below
+    one round of the lists, a goal the cap cannot reach, ...) is an ApplicationError (400) naming the field."""
+    pilot = survey_pilot_figures(survey=survey)
+    warnings: list[str] = []
+
+    def assumption(entered, from_pilot, default):
+        if entered is not None:
+            return entered, "entered"
+        if from_pilot is not None:
+            return from_pilot, "pilot"
+        return default, "default"
+
+    trial_s, trial_source = assumption(seconds_per_trial, pilot["seconds_per_trial"], DEFAULT_SECONDS_PER_TRIAL)
+    fixed_s, fixed_source = assumption(seconds_per_participant, pilot["seconds_per_participant"],
+                                       DEFAULT_SECONDS_PER_PARTICIPANT)
+    if "default" in (trial_source, fixed_source):
+        warnings.append(NO_PILOT_TIMES.format(trial=DEFAULT_SECONDS_PER_TRIAL, fixed=DEFAULT_SECONDS_PER_PARTICIPANT))
+    conditions = pilot["conditions"]
+    if p is not None:
+        expected, p_sources = _per_set_p(p, len(conditions)), ["entered"] * len(conditions)
+    else:
+        expected = [c["alignment"] if c["answers"] else WORST_CASE_P for c in conditions]
+        p_sources = ["pilot" if c["answers"] else "default" for c in conditions]
+        unanswered = [c["name"] for c in conditions if not c["answers"]]
+        few = [c["name"] for c in conditions if 0 < c["answers"] < MIN_ANSWERS]
+        if unanswered:
+            warnings.append(NO_PILOT_ANSWERS.format(names=", ".join(unanswered)))
+        if few:
+            warnings.append(FEW_PILOT_ANSWERS.format(names=", ".join(few), n=MIN_ANSWERS))
+    design_effect, deff_source = (pilot["design_effect"], "pilot") if pilot["design_effect_sets"] else (1.0, "default")
+    cap, cap_source = assumption(cap_participants, survey.max_participants, None)
+    n_lists, per_participant = _survey_lists(survey)
+    try:
+        plan = plan_budget(
+            p=expected, half_width=half_width, seconds_per_trial=trial_s, seconds_per_participant=fixed_s,
+            trials_per_participant=per_participant, rate_per_hour=rate_per_hour, fee=fee,
+            design_effect=design_effect, participants_per_list=n_lists, cap_participants=cap,
+        )
+    except ValueError as exc:
+        raise _application_error(exc) from exc
+    n_needed = [math.ceil(a / c["trials"]) if c["trials"] else None for a, c in zip(plan.answers_needed, conditions)]
+    n_design = max((n for n in n_needed if n is not None), default=0)
+    places_short = survey.precision_goal is not None and n_design > survey.ratings_per_list
+    if places_short:
+        short = [c["name"] for c, n in zip(conditions, n_needed) if n and n > survey.ratings_per_list]
+        warnings.append(PLACES_SHORT.format(n=survey.ratings_per_list, names=", ".join(short), needed=n_design))
+    return {
+        "survey": survey.slug,
+        "half_width": half_width,
+        "rate_per_hour": rate_per_hour,
+        "fee": fee,
+        "assumptions": {
+            "seconds_per_trial": {"value": float(trial_s), "source": trial_source},
+            "seconds_per_participant": {"value": float(fixed_s), "source": fixed_source},
+            "design_effect": {"value": design_effect, "source": deff_source},
+            "cap_participants": {"value": cap, "source": cap_source if cap is not None else "none"},
+            "trials_per_participant": {"value": per_participant, "source": "survey"},
+            "trial_lists": {"value": n_lists, "source": "survey"},
+        },
+        "pilot": {k: pilot[k] for k in ("sessions", "session_seconds", "seconds_per_trial", "seconds_per_participant",
+                                        "seconds_per_trial_method", "design_effect", "design_effect_sets")},
+        "conditions": [
+            {"id": c["id"], "name": c["name"], "p": float(q), "p_source": source, "pilot_answers": c["answers"],
+             "trials": c["trials"], "answers_needed": needed, "ratings_per_list_needed": n}
+            for c, q, source, needed, n in zip(conditions, expected, p_sources, plan.answers_needed, n_needed)
+        ],
+        "seconds_per_participant": plan.seconds_per_participant,
+        "pay_per_participant": plan.pay_per_participant,
+        "cost_per_participant": plan.cost_per_participant,
+        "fixed": {"answers": plan.answers_fixed, "participants": plan.participants_fixed,
+                  "ratings_per_list": plan.participants_fixed // n_lists, "cost": plan.cost_fixed,
+                  "reachable": plan.fixed_reachable},
+        "adaptive": {"answers": plan.answers_adaptive, "participants": plan.participants_adaptive,
+                     "ratings_per_list": n_design, "cost": plan.cost_adaptive, "reachable": not places_short},
+        "warnings": plan.warnings + warnings,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The live forecast
+
+
+def _pay(seconds: float, rate_per_hour: float) -> float:
+    """plan_budget's pay rule: the rate for the time, rounded up to the penny."""
+    return math.ceil(round(rate_per_hour * seconds / 3600 * 100, 9)) / 100
+
+
+def _seconds_per_participant(survey: Survey, per_participant: int) -> tuple[float, str]:
+    """Time a participant takes: the live sessions' median, else the pilot's plan time, else the defaults."""
+    live = _sessions_times(sessions=Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False))
+    if live["sessions"]:
+        return live["session_seconds"], f"median of {live['sessions']} completed live sessions"
+    pilot = _sessions_times(sessions=Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False))
+    if pilot["seconds_per_trial"] is not None:
+        return (per_participant * pilot["seconds_per_trial"] + pilot["seconds_per_participant"],
+                f"pilot ({pilot['sessions']} sessions)")
+    return per_participant * DEFAULT_SECONDS_PER_TRIAL + DEFAULT_SECONDS_PER_PARTICIPANT, "default (no sessions yet)"
+
+
+def survey_forecast(*, survey: Survey, rate_per_hour: float = PROLIFIC_RECOMMENDED_RATE, fee: float = 0.0) -> dict | None:
+    """For a survey with a precision goal (None otherwise): per IRI set its current half-width, the goal, its
+    answers, the answers it needs at its current alignment and design effect (condition_answers_needed; 0.5 where
+    it has no answers yet; at least MIN_ANSWERS) and those still needed (0 once done, at least 1 while above the
+    goal: the live interval also pays for few clusters, which the need at the design effect leaves out); in total
+    the participants and cost still needed; and ``reachable`` False with a sentence (``note``) when the cap, the
+    lists' free places or a stop before the goal leave the goal out of reach.
+
+    Participants still needed is a lower bound: max(all answers still needed ÷ main trials per participant, per set
+    its answers still needed ÷ the most trials of it one list holds). Sessions in progress are among them (their
+    answers are not in the estimate yet), so the cap's room counts only finished sessions."""
+    if not 0 < rate_per_hour or not math.isfinite(rate_per_hour):
+        raise ApplicationError(RATE_POSITIVE.format(value=rate_per_hour), extra={"field": "rate_per_hour"})
+    if not 0 <= fee < 1:
+        raise ApplicationError(FEE_RANGE.format(value=fee), extra={"field": "fee"})
+    state = survey.adaptive_state
+    if survey.precision_goal is None or not state:
+        return None
+    goal = survey.precision_goal
+    names = dict(survey.iri_jobs.values_list("pk", "name"))
+    lists = {int(k): v for k, v in state["lists"].items()}
+    free = dict(Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
+                .values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n"))
+    conditions = []
+    for c, job in enumerate(state["conditions"]):
+        alignment, n = state["alignment"][c], state["n_answers"][c]
+        needed = max(MIN_ANSWERS, condition_answers_needed(
+            p=WORST_CASE_P if alignment is None else alignment, half_width=goal, design_effect=state["design_effect"][c]))
+        still = 0 if state["done"][c] else max(needed - n, 1)
+        conditions.append({
+            "id": job, "name": names.get(job) or f"IRI set {job}", "half_width": state["half_width"][c], "goal": goal,
+            "n_answers": n, "alignment": alignment, "design_effect": state["design_effect"][c], "done": state["done"][c],
+            "answers_needed": needed, "answers_still_needed": still,
+            "places_free": sum(per_set[c] * free.get(list_id, 0) for list_id, per_set in lists.items()),
+            "most_per_list": max((per_set[c] for per_set in lists.values()), default=0),
+        })
+    _, per_participant = _survey_lists(survey)
+    still_total = sum(c["answers_still_needed"] for c in conditions)
+    participants = max([math.ceil(still_total / per_participant)]
+                       + [math.ceil(c["answers_still_needed"] / c["most_per_list"]) for c in conditions if c["most_per_list"]])
+    seconds, seconds_source = _seconds_per_participant(survey, per_participant)
+    pay = _pay(seconds, rate_per_hour)
+    cost_each = round(pay * (1 + fee), 4)
+
+    reasons = []
+    if state["stop"] and state["reason"] != "goal" and still_total:
+        reasons.append(STOPPED_SHORT.format(reason=state["reason"]))
+    cap, room = survey.max_participants, None
+    if cap is not None:
+        finished = Participant.objects.filter(
+            survey=survey, is_pilot=False, is_bot=False,
+            status__in=[Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION],
+        ).count()
+        room = max(0, cap - finished)
+        if participants > room:
+            reasons.append(CAP_ROOM.format(cap=cap, room=room, needed=participants))
+    reasons += [PLACES_ROOM.format(name=c["name"], needed=c["answers_still_needed"], places=c["places_free"])
+                for c in conditions if c["answers_still_needed"] > c["places_free"]]
+    met = not still_total
+    if met:
+        note = "Every IRI set has reached the goal."
+    elif reasons:
+        note = "The goal cannot be met: " + "; ".join(reasons) + "."
+    else:
+        note = f"About {participants} more participants (£{participants * cost_each:,.2f}) to reach the goal."
+    return {
+        "goal": goal,
+        "conditions": conditions,
+        "answers_still_needed": still_total,
+        "participants_still_needed": participants,
+        "seconds_per_participant": round(seconds, 1),
+        "seconds_source": seconds_source,
+        "rate_per_hour": rate_per_hour,
+        "fee": fee,
+        "pay_per_participant": pay,
+        "cost_per_participant": cost_each,
+        "cost_still_needed": round(participants * cost_each, 2),
+        "cap_participants": cap,
+        "cap_room": room,
+        "completed": state["completed"],
+        "stop": state["stop"],
+        "reason": state["reason"],
+        "estimated_at": state["estimated_at"],
+        "met": met,
+        "reachable": not reasons,
+        "note": note,
+    }
