@@ -11,6 +11,7 @@ from backend.exceptions import ApplicationError
 from teams.services import audit_record
 
 from ..models import Participant, Slot, Survey
+from .adaptive import survey_adaptive_refresh
 
 ERASE_NEEDS_ONE_ID = "Give exactly one of a Prolific PID or an MTurk worker ID."
 
@@ -55,6 +56,9 @@ def participant_erase(
             Slot.objects.filter(participant__in=ids).update(participant=None, reserved_until=None, filled_at=None)
             Participant.objects.filter(pk__in=ids).delete()  # answers, events and assignments go with it
             Survey.objects.filter(pk__in={s.survey_id for s in sessions}).update(data_version=F("data_version") + 1)
+            for survey_id in {s.survey_id for s in sessions if s.survey.precision_goal is not None}:
+                # adaptive collection's estimate must not count erased answers either
+                transaction.on_commit(lambda survey_id=survey_id: survey_adaptive_refresh(survey_id=survey_id, force=True))
             for team in {s.survey.team for s in sessions}:
                 details = {"id_hash": id_hash, "id_kind": kind, **erased[team.name]}
                 audit_record(action="participant.erase", team=team, user=user, request=request, details=details)

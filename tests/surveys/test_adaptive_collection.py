@@ -16,7 +16,7 @@ from iri_worker.models import IriImage, IriJob
 from iri_worker.services import target_photo_create
 from results.adaptive import MIN_ANSWERS
 from surveys.models import Participant, Slot, Survey, Trial
-from surveys.services import participant_enroll, survey_adaptive_refresh, survey_create, survey_publish
+from surveys.services import participant_enroll, participant_erase, survey_adaptive_refresh, survey_create, survey_publish
 from surveys.services.adaptive import adaptive_lists_split
 from tests.conftest import finished_iri_set
 from tests.surveys.test_assignment import answer_all
@@ -194,3 +194,17 @@ def test_splitting_into_lists_uses_every_trial_once_in_lists_of_even_size_and_fe
     largest = max(range(len(set_sizes)), key=lambda c: set_sizes[c])
     if set_sizes.count(set_sizes[largest]) == 1:
         assert any(u[0][0] == largest for u in lists[0])
+
+
+def test_erasing_a_participant_takes_their_answers_out_of_the_estimate(four_sets, django_capture_on_commit_callbacks):
+    survey = adaptive(four_sets)
+    for k in range(3):
+        answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0])
+    survey.refresh_from_db()
+    assert sum(survey.adaptive_state["n_answers"]) == 18
+
+    with django_capture_on_commit_callbacks(execute=True):
+        participant_erase(surveys=Survey.objects.all(), prolific_pid="P1")
+
+    survey.refresh_from_db()
+    assert sum(survey.adaptive_state["n_answers"]) == 12 and survey.adaptive_state["completed"] == 2
