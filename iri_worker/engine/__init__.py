@@ -26,6 +26,7 @@ from .backbones import (
     list_backbones,
     load_backbone,
     register_backbone,
+    stage_names,
 )
 from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert, measure_adaptive_c
@@ -34,7 +35,7 @@ from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_al
 from .recipes import RECIPES, build_loss, expand_recipe, recipe_has_adaptive_c, with_adversarial_c
 from .seeds import PHOTO_SEED, SEED_KINDS, make_seed
 from .spec import SPEC_SEED_KINDS, InversionSpec
-from .steps import STEPS
+from .steps import STEPS, round_starts, round_step_size
 from .transforms import TRANSFORMS
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "list_backbones",
     "load_backbone",
     "layer_names",
+    "stage_names",
     "checkpoint_sha256",
     "Backbone",
     "SEED_KINDS",
@@ -59,6 +61,8 @@ __all__ = [
     "TRANSFORMS",
     "PARAMS",
     "STEPS",
+    "round_starts",
+    "round_step_size",
     "make_seed",
     "photo_to_tensor",
     "tensor_to_png_bytes",

@@ -34,6 +34,7 @@ __all__ = [
     "list_backbones",
     "load_backbone",
     "layer_names",
+    "stage_names",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -95,7 +96,9 @@ class Backbone:
     ``classifier``: the module's forward ends in a classification head whose weights are the model's
     own (``classify`` gives its logits); False where the head is missing or was left random because a
     checkpoint had none (a contrastive backbone). ``label_names``: the class names in logit order
-    where known (ImageNet's 1,000 for ImageNet architectures), else None.
+    where known (ImageNet's 1,000 for ImageNet architectures), else None. ``stages``: a short, curated
+    list of layers for layer sweeps (the output of each main block or stage, shallow to deep, ending with
+    the default layer), each one of ``layer_names()``.
     """
 
     name: str
@@ -111,6 +114,7 @@ class Backbone:
     checkpoint_sha256: str | None = None
     classifier: bool = False
     label_names: tuple[str, ...] | None = None
+    stages: tuple[str, ...] = ()
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
@@ -274,6 +278,13 @@ def _load_cached(name: str, weights_path: str | None, device: str) -> Backbone:
 def layer_names(name: str) -> list[str]:
     """Valid ``layer`` values for backbone ``name`` (builds/loads it on CPU)."""
     return load_backbone(name).layer_names()
+
+
+def stage_names(name: str) -> list[str]:
+    """The layers a layer sweep of backbone ``name`` usually takes (its ``stages``: each main block's
+    output, shallow to deep, ending with the default layer); any of ``layer_names(name)`` may be swept."""
+    backbone = load_backbone(name)
+    return list(backbone.stages or (backbone.default_layer,))
 
 
 # --------------------------------------------------------------------------- weights
@@ -498,10 +509,11 @@ def _tiny_cnn(weights_path: str | None) -> Backbone:
     if weights_path is not None:
         head = _load_weights(module, weights_path, name="tiny_cnn", classifier_prefix="fc.")
     return Backbone("tiny_cnn", module, 32, (0.5,) * 3, (0.5,) * 3, default_layer="pool",
-                    fake_relu_modules=(module.relu2,), classifier=head)
+                    fake_relu_modules=(module.relu2,), classifier=head, stages=("relu1", "relu2", "pool"))
 
 
-def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, min_size: int = 32,
+def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, stages: tuple[str, ...],
+                       min_size: int = 32,
                        channels_last: bool = True, fixed_size: bool = False, input_size: int = 224,
                        patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
                        **kwargs) -> None:
@@ -519,7 +531,7 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
         fakes = tuple(patch(module))
         return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
                         fake_relu_modules=fakes, channels_last=channels_last, fixed_size=fixed_size,
-                        min_size=min_size, classifier=head, label_names=imagenet_label_names())
+                        min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages)
 
 
 def _replace_relu(path: str) -> Callable[[nn.Module], tuple[SwitchableReLU, ...]]:
@@ -546,23 +558,38 @@ def _patch_vit(module: nn.Module) -> tuple[SwitchableReLU, ...]:
     return ()
 
 
-_torchvision_entry("resnet18", default_layer="avgpool", classifier_prefix="fc.",
+# Stages for layer sweeps, as in Feather et al.'s metamer stages: the stem's activation or pool, each
+# residual stage / block group / conv block's output (its ReLU or pool), the pooled layer, the fc ReLUs.
+_RESNET_STAGES = ("relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+_torchvision_entry("resnet18", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
                    patch=lambda m: (_patch_resnet(m),))
-_torchvision_entry("resnet50", default_layer="avgpool", classifier_prefix="fc.",
+_torchvision_entry("resnet50", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
                    patch=lambda m: (_patch_resnet(m),))
 _torchvision_entry("vgg16", default_layer="classifier.4", classifier_prefix="classifier.6.",
+                   stages=("features.4", "features.9", "features.16", "features.23", "features.30",
+                           "classifier.1", "classifier.4"),
                    patch=_replace_relu("classifier.4"))
 _torchvision_entry("vgg16_bn", default_layer="classifier.4", classifier_prefix="classifier.6.",
+                   stages=("features.6", "features.13", "features.23", "features.33", "features.43",
+                           "classifier.1", "classifier.4"),
                    patch=_replace_relu("classifier.4"))
 _torchvision_entry("alexnet", default_layer="classifier.5", classifier_prefix="classifier.6.",
+                   stages=("features.1", "features.4", "features.7", "features.9", "features.11", "avgpool",
+                           "classifier.2", "classifier.5"),
                    patch=_replace_relu("classifier.5"), min_size=63)
 _torchvision_entry("densenet121", default_layer="avgpool", classifier_prefix="classifier.",
+                   stages=("features.pool0", "features.transition1", "features.transition2",
+                           "features.transition3", "final_relu", "avgpool"),
                    patch=_patch_densenet)
 _torchvision_entry("inception_v3", default_layer="avgpool", classifier_prefix="fc.", min_size=75,
+                   stages=("maxpool1", "maxpool2", "Mixed_5d", "Mixed_6e", "Mixed_7c", "avgpool"),
                    input_size=299, init_weights=True)
 _torchvision_entry("efficientnet_b0", default_layer="avgpool", classifier_prefix="classifier.",
+                   stages=(*(f"features.{i}" for i in range(1, 9)), "avgpool"),
                    channels_last=False)
 _torchvision_entry("vit_b_16", default_layer="representation", classifier_prefix="heads.",
+                   stages=("conv_proj", *(f"encoder.layers.encoder_layer_{i}" for i in (2, 5, 8, 11)),
+                           "representation"),
                    patch=_patch_vit, channels_last=False, fixed_size=True, min_size=224)
 
 
@@ -584,4 +611,7 @@ def _efficientnet_lite0(weights_path: str | None) -> Backbone:
         "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling",
         channels_last=True, min_size=32,  # measured: 1.3x faster than NCHW on CPU (bench/engine.py)
         classifier=True, label_names=imagenet_label_names(),
+        # the last block of each of the 7 stages (1, 2, 2, 3, 3, 4, 1 blocks), then the pooled layer
+        stages=("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.14", "_blocks.15",
+                "_avg_pooling"),
     )

@@ -22,7 +22,7 @@ from .params import Parametrization, build_param
 from .recipes import build_loss, recipe_has_adaptive_c
 from .seeds import PHOTO_SEED
 from .spec import InversionSpec
-from .steps import build_step_rule
+from .steps import build_step_rule, round_starts, round_step_size
 from .transforms import build_transform
 
 __all__ = ["InversionResult", "invert", "measure_adaptive_c", "STOP_CHECK_EVERY"]
@@ -217,8 +217,17 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
         best_loss = torch.where(better, losses, best_loss)
         best_step = torch.where(better, index, best_step)
 
+    # The step-size schedule (spec.step_rounds): halved at each round start after the first; one integer
+    # compare per step, nothing read from the device.
+    later_rounds = round_starts(spec.steps, spec.step_rounds)[1:]
+    next_round = later_rounds[0] if later_rounds else -1
+    round_index = 0
     steps_run = 0
     for i in range(spec.steps):
+        if i == next_round:
+            round_index += 1
+            rule.step_size = round_step_size(spec.step_size, round_index)
+            next_round = later_rounds[round_index] if round_index < len(later_rounds) else -1
         variable = variable.detach().requires_grad_(True)
         image = param.to_image(variable)
         losses = loss(context(image))

@@ -12,7 +12,8 @@ with s(f) = 1 / max(|f|, 1/max(H, W)) (decay power 1) and C Lucid's colour
 matrix divided by its largest column norm, applied per pixel. The sigmoid keeps
 the image in (0, 1), so the coefficients are NOT clamped (the authors' code
 clamps them to [0, 1] after every step: a bug we do not copy). Seeds of the
-four kinds are drawn in coefficient space; a photo seed is encoded exactly
+paper's four kinds are drawn in coefficient space, a pixel-space kind
+(``feather-noise``) is drawn as pixels and encoded; a photo seed is encoded exactly
 (up to the sigmoid's open interval) by inverting the map.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .seeds import SEED_DRAWS
+from .seeds import PIXEL_SPACE_SEEDS, SEED_DRAWS
 
 __all__ = ["Parametrization", "PixelParam", "FFTParam", "PARAMS", "build_param"]
 
@@ -80,6 +81,9 @@ class FFTParam(Parametrization):
         return self._scales[key]
 
     def seed_variable(self, kind, batch, size, generator):
+        if kind in PIXEL_SPACE_SEEDS:  # e.g. feather-noise: the law is about pixels, so encode a pixel draw
+            image = SEED_DRAWS[kind]((3, size, size), generator)
+            return self.encode(image.unsqueeze(0)).expand(batch, -1, -1, -1, -1).clone()
         coeff = SEED_DRAWS[kind]((3, size, size // 2 + 1, 2), generator)
         return coeff.unsqueeze(0).expand(batch, -1, -1, -1, -1).clone()
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["SEED_KINDS", "PHOTO_SEED", "SEED_DRAWS", "make_seed"]
+__all__ = ["SEED_KINDS", "PHOTO_SEED", "SEED_DRAWS", "PIXEL_SPACE_SEEDS", "make_seed"]
 
 # Values in pixel space, before any clipping (the loop clips after its first step).
 _SEEDS: dict[str, Callable[[tuple[int, int, int], torch.Generator], torch.Tensor]] = {
@@ -14,9 +14,14 @@ _SEEDS: dict[str, Callable[[tuple[int, int, int], torch.Generator], torch.Tensor
     "light-noise": lambda shape, g: 0.01 * torch.randn(shape, generator=g, device=g.device),
     "white": lambda shape, g: torch.ones(shape, device=g.device),
     "black": lambda shape, g: torch.zeros(shape, device=g.device),
+    # Feather et al. 2023 (model metamers): pixels ~ Normal(mean 0.5, sd 0.05), a grey image with faint noise.
+    "feather-noise": lambda shape, g: 0.5 + 0.05 * torch.randn(shape, generator=g, device=g.device),
 }
 SEED_KINDS: tuple[str, ...] = tuple(_SEEDS)
 SEED_DRAWS = _SEEDS  # kind -> draw(shape, generator); any shape (the FFT seed is drawn in coefficient space)
+# Kinds defined by their pixel statistics: a Fourier parametrisation encodes the pixel image drawn here instead of
+# drawing its coefficients from the same law (which would be another image altogether).
+PIXEL_SPACE_SEEDS: frozenset[str] = frozenset({"feather-noise"})
 # Spec value meaning "the caller passes the seed images" (another target, an uploaded photo).
 PHOTO_SEED = "photo"
 

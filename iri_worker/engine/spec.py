@@ -19,9 +19,10 @@ from .seeds import PHOTO_SEED, SEED_KINDS
 from .steps import STEPS
 from .transforms import TRANSFORMS
 
-__all__ = ["InversionSpec", "MAX_STEPS", "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE", "SPEC_SEED_KINDS"]
+__all__ = ["InversionSpec", "MAX_STEPS", "MAX_STEP_ROUNDS", "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE", "SPEC_SEED_KINDS"]
 
 MAX_STEPS = 100_000
+MAX_STEP_ROUNDS = 32  # the step size halves per round: 2**-31 of it is already below float32 resolution
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 MAX_RNG_SEED = 2**63 - 1
 SPEC_SEED_KINDS: tuple[str, ...] = (*SEED_KINDS, PHOTO_SEED)
@@ -51,6 +52,9 @@ class InversionSpec:
     param                "pixel" | "fft" (Fourier, decorrelated colour)
     transforms           None | "cifar" | "imagenet" (transformation robustness)
     step_rule            "normalized_gradient" (the paper's) | "adam"
+    step_rounds          split ``steps`` into this many equal rounds, halving the step size at the
+                         start of each new round (Feather et al.'s schedule: steps=24000,
+                         step_rounds=8); 1 (default): one constant step size
     stop_loss            None, or stop an image once its loss is <= this
     fake_relu            FakeReLU on the last activation (where the backbone supports it)
     amp                  bf16 autocast for the backbone (CPU and CUDA)
@@ -78,6 +82,7 @@ class InversionSpec:
     param: str = "pixel"
     transforms: str | None = None
     step_rule: str = "normalized_gradient"
+    step_rounds: int = 1
     stop_loss: float | None = None
     fake_relu: bool = True
     amp: bool = False
@@ -148,6 +153,12 @@ class InversionSpec:
         steps = values["steps"]
         if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
             problems.append(f"steps must be a positive integer ≤ {MAX_STEPS} (got {steps!r}).")
+
+        rounds = values["step_rounds"]
+        if not _is_int(rounds) or not 1 <= rounds <= MAX_STEP_ROUNDS:
+            problems.append(f"step_rounds must be an integer between 1 and {MAX_STEP_ROUNDS} (got {rounds!r}).")
+        elif _is_int(steps) and 1 <= steps <= MAX_STEPS and rounds > steps:
+            problems.append(f"step_rounds ({rounds}) cannot exceed steps ({steps}): every round needs a step.")
 
         step_size = values["step_size"]
         if not _is_number(step_size) or not (math.isfinite(step_size) and step_size > 0):

@@ -5,13 +5,19 @@ Every rule treats each image of the batch on its own (the gradient of the summed
 loss w.r.t. image b depends only on image b's loss). Projection onto the
 constraint set belongs to the parametrisation (params.py), not the rule.
 No rule reads values back to the host.
+
+Rounds (Feather et al. 2023, "model metamers"): a run of ``steps`` split into
+``rounds`` equal rounds, the step size halved at the start of each new round
+(their schedule: 3,000 steps x 8 rounds, i.e. ``steps=24000, step_rounds=8``).
+``round_starts`` gives the steps where a round begins; the loop sets the rule's
+``step_size`` there (``round_step_size``), one integer compare per step.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["NormalizedGradientStep", "AdamStep", "STEPS", "build_step_rule"]
+__all__ = ["NormalizedGradientStep", "AdamStep", "STEPS", "build_step_rule", "round_starts", "round_step_size"]
 
 
 class NormalizedGradientStep:
@@ -76,3 +82,16 @@ def build_step_rule(name: str, step_size: float):
     if name not in STEPS:
         raise ValueError(f"Unknown step_rule '{name}'. Available: {', '.join(STEPS)}.")
     return STEPS[name](step_size)
+
+
+def round_starts(steps: int, rounds: int) -> list[int]:
+    """The 0-based steps at which rounds 0, 1, ..., rounds-1 begin: round k covers
+    ``[k * steps // rounds, (k + 1) * steps // rounds)`` (equal rounds; when ``rounds`` does not divide
+    ``steps`` the later rounds are one step longer). ``rounds`` <= 1 is one round starting at 0."""
+    rounds = max(1, int(rounds))
+    return [k * steps // rounds for k in range(rounds)]
+
+
+def round_step_size(step_size: float, round_index: int) -> float:
+    """The step size used in round ``round_index`` (0-based): halved each round."""
+    return float(step_size) * 0.5**round_index

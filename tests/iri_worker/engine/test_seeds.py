@@ -8,8 +8,8 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_the_four_seed_kinds_of_the_paper_are_offered():
-    assert SEED_KINDS == ("super-noise", "light-noise", "white", "black")
+def test_the_four_seed_kinds_of_the_paper_are_offered_and_feather_et_al_s_noise():
+    assert SEED_KINDS == ("super-noise", "light-noise", "white", "black", "feather-noise")
 
 
 def test_each_seed_kind_has_the_paper_values():
@@ -44,7 +44,7 @@ def test_the_generator_seed_decides_the_noise():
 
 
 def test_an_unknown_seed_kind_is_refused_with_the_list():
-    with pytest.raises(ValueError, match="Unknown seed kind 'grey'.*super-noise, light-noise, white, black"):
+    with pytest.raises(ValueError, match="Unknown seed kind 'grey'.*super-noise, light-noise, white, black, feather-noise"):
         make_seed("grey", (3, 8, 8), generator=gen())
 
 

@@ -31,6 +31,7 @@ def test_to_dict_writes_every_field_with_the_backbone_defaults_resolved():
         "param": "pixel",
         "transforms": None,
         "step_rule": "normalized_gradient",
+        "step_rounds": 1,
         "stop_loss": None,
         "fake_relu": True,
         "amp": False,
