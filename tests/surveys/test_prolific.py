@@ -5,8 +5,10 @@ import pytest
 from django.test import Client
 
 from backend.exceptions import ApplicationError
+from results.planning import survey_forecast
 from surveys.models import Participant, ProlificStudy
 from surveys.prolific import NOT_CONFIGURED, prolific_enabled
+from surveys.services import survey_create, survey_publish
 from surveys.services.prolific import (
     URL_PARAMETERS,
     prolific_places_from_forecast,
@@ -235,3 +237,14 @@ def test_another_team_cannot_act_on_the_study(fake, admin_client, live_survey, d
     assert fake.studies[study.study_id]["status"] == "ACTIVE"
     assert not AuditEntry.objects.filter(user=outsider).exists()
 
+
+def test_with_a_goal_the_places_come_from_the_planners_forecast(fake, admin_client, iri_set):
+    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set], precision_goal=0.25))
+    study = draft(admin_client, survey, places=1)
+    session(survey, "P-1", "completed")
+    needed = survey_forecast(survey=survey)["participants_still_needed"]
+
+    messages = act(admin_client, "prolific_places", survey)
+
+    assert needed >= 1 and messages == [f"adaptive: the Prolific study now has {1 + needed} places."]
+    assert fake.studies[study.study_id]["total_available_places"] == 1 + needed
