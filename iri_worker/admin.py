@@ -171,14 +171,18 @@ class IriJobForm(forms.ModelForm):
     param = forms.ChoiceField(choices=(), required=False, help_text="Pixels, or the Fourier / decorrelated-colour parametrisation.")
     transforms = forms.ChoiceField(choices=(), required=False, help_text="Transformation robustness (empty = none).")
     step_rule = forms.ChoiceField(choices=(), required=False)
+    step_rounds = forms.IntegerField(
+        required=False, min_value=1,
+        help_text="Rounds of equal length, the step size halved each new round (Feather et al.: 24000 steps, 8 rounds).",
+    )
     amp = forms.BooleanField(required=False, label="mixed precision", help_text="bf16 autocast on the worker.")
     channels_last = forms.NullBooleanField(required=False, help_text="Memory layout; unknown = the backbone's preference.")
 
     FIELDS = ["name", "target_photos", "backbone", "checkpoint", "layer", "recipe", "recipe_json", "seed_kind",
-              "seed_photo", "seed_upload", "param", "transforms", "step_rule", "steps", "step_size", "image_size",
-              "rng_seed", "chunk_size", "amp", "channels_last"]
-    SPEC_KEYS = ["backbone", "layer", "recipe", "seed_kind", "param", "transforms", "step_rule", "steps", "step_size",
-                 "image_size", "rng_seed", "amp", "channels_last"]
+              "seed_photo", "seed_upload", "param", "transforms", "step_rule", "step_rounds", "steps", "step_size",
+              "image_size", "rng_seed", "chunk_size", "amp", "channels_last"]
+    SPEC_KEYS = ["backbone", "layer", "recipe", "seed_kind", "param", "transforms", "step_rule", "step_rounds", "steps",
+                 "step_size", "image_size", "rng_seed", "amp", "channels_last"]
 
     class Meta:
         model = IriJob
@@ -351,9 +355,10 @@ class IriChunkInline(TeamScopedInline, admin.TabularInline):
 @admin.register(IriJob)
 class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
     audit_name = "iri_job"
-    list_display = ["id", "name", "team", "backbone", "recipe", "seed_kind", "status", "progress_percent", "created_at"]
+    list_display = ["id", "name", "team", "backbone", "layer", "sweep_short", "recipe", "seed_kind", "status",
+                    "progress_percent", "created_at"]
     list_filter = ["status", "team"]
-    readonly_fields = ["name", "status", "progress_percent", "error", "proxy_summary", "validity_summary", "spec", "record_json",
+    readonly_fields = ["name", "layer", "sweep", "status", "progress_percent", "error", "proxy_summary", "validity_summary", "spec", "record_json",
                        "targets_list", "created_at", "started_at", "finished_at"]
     inlines = [IriChunkInline, IriImageInline]
     actions = ["cancel_jobs", "retry_failed_chunks"]
@@ -405,6 +410,11 @@ class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_percent(self, obj):
         return f"{obj.progress:.0%}"
+
+    @admin.display(description="sweep")
+    def sweep_short(self, obj):
+        """The layer sweep the job belongs to (its first 8 hex digits; one job per layer), or a dash."""
+        return str(obj.sweep)[:8] if obj.sweep else "–"
 
     @admin.display(description="perceptual proxy (share of IRIs closer to target than to seed)")
     def proxy_summary(self, obj):

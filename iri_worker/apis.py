@@ -18,7 +18,14 @@ from .selectors import (
     iri_job_record,
     iri_job_validity_summary,
 )
-from .services import checkpoint_create, iri_job_cancel, iri_job_create, iri_job_retry, target_photo_create
+from .services import (
+    checkpoint_create,
+    iri_job_cancel,
+    iri_job_create,
+    iri_job_retry,
+    iri_sweep_create,
+    target_photo_create,
+)
 
 UNKNOWN_ID = "Unknown {what} id: {{pk_value}}."
 
@@ -95,6 +102,11 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
         proxy = serializers.JSONField()
         # percentile in the null distribution, label check, loss curve (see IriImage.validity)
         validity = serializers.JSONField()
+        # the layer the IRI matches its target at (its job's spec.layer; a sweep has one job per layer)
+        layer = serializers.SerializerMethodField()
+
+        def get_layer(self, image):
+            return self.context["layer"]
 
     class ChunkSerializer(serializers.Serializer):
         index = serializers.IntegerField()
@@ -110,15 +122,16 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
     proxy = serializers.SerializerMethodField()
     validity = serializers.SerializerMethodField()
     record = serializers.SerializerMethodField()
+    layer = serializers.CharField(read_only=True, help_text="spec.layer: the layer every image of the job matches.")
 
     class Meta:
         model = IriJob
-        fields = ["id", "team", "name", "status", "progress", "error", "spec", "versions", "checkpoint", "seed_photo",
-                  "chunk_size", "created_at", "started_at", "finished_at",
+        fields = ["id", "team", "name", "status", "progress", "error", "spec", "layer", "sweep", "versions",
+                  "checkpoint", "seed_photo", "chunk_size", "created_at", "started_at", "finished_at",
                   "chunks", "proxy", "validity", "record", "images"]
 
     def get_images(self, job):
-        return self.ImageSerializer(iri_image_list(job=job), many=True).data
+        return self.ImageSerializer(iri_image_list(job=job), many=True, context={"layer": job.layer}).data
 
     def get_chunks(self, job):
         return self.ChunkSerializer(iri_chunk_list(job=job), many=True).data
@@ -150,13 +163,29 @@ class IriJobCreateApi(APIView):
             error_messages={"does_not_exist": UNKNOWN_ID.format(what="seed photo")},
         )
         chunk_size = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+        layers = serializers.ListField(
+            child=serializers.CharField(max_length=200), required=False, allow_empty=False, allow_null=True,
+            default=None,
+            help_text="A layer sweep: one job per layer (GET /api/iri/backbones/<name>/layers lists them, "
+                      "with the backbone's stages); the answer is then the sweep: {sweep, layers, jobs}.",
+        )
 
     def post(self, request):
+        """One job (201: the job), or with ``layers`` a layer sweep (201: {"sweep": id, "layers": [...],
+        "jobs": [job, ...]}, one job per layer, in order); nothing is created when any layer is not the backbone's."""
         data = self.InputSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         targets = list(dict.fromkeys(values.pop("targets")))  # an id given twice is one target
         team_role_check(user=request.user, team_id=targets[0].team_id, min_role=Role.RESEARCHER)
+        layers = values.pop("layers")
+        if layers is not None:
+            jobs = iri_sweep_create(targets=targets, layers=layers, **values)
+            for job in jobs:
+                audit_record(action="iri_job.create", request=request, obj=job)
+            body = {"sweep": str(jobs[0].sweep), "layers": [job.layer for job in jobs],
+                    "jobs": IriJobOutputSerializer(jobs, many=True).data}
+            return Response(body, status=status.HTTP_201_CREATED)
         job = iri_job_create(targets=targets, **values)
         audit_record(action="iri_job.create", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
@@ -184,7 +213,8 @@ class IriJobRetryApi(APIView):
 
 
 class BackboneLayersApi(APIView):
-    """The layer names a job may use for one backbone (engine.layer_names), default layer first."""
+    """The layer names a job may use for one backbone (engine.layer_names), its default layer and its stages (the
+    short list a layer sweep usually takes, shallow to deep)."""
 
     def get(self, request, name: str):
         from iri_worker.engine import load_backbone
@@ -193,4 +223,5 @@ class BackboneLayersApi(APIView):
             backbone = load_backbone(name)
         except ValueError as exc:
             raise ApplicationError(str(exc)) from exc
-        return Response({"backbone": name, "default_layer": backbone.default_layer, "layers": backbone.layer_names()})
+        return Response({"backbone": name, "default_layer": backbone.default_layer,
+                         "stages": list(backbone.stages or (backbone.default_layer,)), "layers": backbone.layer_names()})

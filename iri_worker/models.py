@@ -77,6 +77,9 @@ class IriJob(models.Model):
     seed_photo = models.ForeignKey(TargetPhoto, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Targets per task (one batch on one worker). Device options (amp, channels_last) live in the spec.
     chunk_size = models.PositiveIntegerField(default=8, help_text="Targets per task (one GPU batch).")
+    # A layer sweep: the jobs created together from one request, one per layer (the spec's layer), share this id.
+    sweep = models.UUIDField(null=True, blank=True, db_index=True,
+                             help_text="Shared by the jobs of one layer sweep (one job per layer).")
     # The adversarial regulariser's adaptive weight c: measured once, on the first chunk's targets (the job's
     # first batch) at the first step, then used by every chunk. Null: no adaptive c in the recipe, or not yet.
     adaptive_c = models.FloatField(null=True, blank=True)

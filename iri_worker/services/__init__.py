@@ -1,5 +1,5 @@
 """Writes for IRI jobs, one module per concern: storage (stored images, target photos), specs (job specs),
-checkpoints (uploaded weights), jobs (create, check, enqueue, cancel, retry, refresh), chunks (run on workers:
+checkpoints (uploaded weights), jobs (create, layer sweeps, check, enqueue, cancel, retry, refresh), chunks (run on workers:
 start, heartbeat, fail, split, run, generate; the device) and validity (null distribution, validity records,
 proxies). The engine is imported lazily so the web process needs torch only to validate. The names other
 modules use are re-exported here."""
@@ -33,6 +33,8 @@ from .jobs import (
     iri_job_fail,
     iri_job_refresh,
     iri_job_retry,
+    iri_sweep_create,
+    iri_sweep_layers_check,
     library_versions,
 )
 from .specs import iri_spec_default_chunk_size, iri_spec_validate
@@ -72,6 +74,8 @@ __all__ = [
     "iri_proxy_compute",
     "iri_spec_default_chunk_size",
     "iri_spec_validate",
+    "iri_sweep_create",
+    "iri_sweep_layers_check",
     "iri_validity_compute",
     "iri_worker_device",
     "iri_worker_process_init",

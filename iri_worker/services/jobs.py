@@ -1,7 +1,8 @@
-"""IRI jobs: check and create a job with its chunks, queue one task per chunk, cancel, retry the failed chunks, and
-aggregate the chunks' progress into the job."""
+"""IRI jobs: check and create a job with its chunks (or a layer sweep: one job per layer), queue one task per chunk,
+cancel, retry the failed chunks, and aggregate the chunks' progress into the job."""
 import logging
 import platform
+import uuid
 
 from django.db import transaction
 from django.db.models import Count, F, FloatField, Sum
@@ -26,6 +27,16 @@ CHECKPOINT_UNKNOWN = "No uploaded checkpoint has sha256 {sha256}; upload it firs
 CHECKPOINT_SHA_MISMATCH = "spec.checkpoint_sha256 ({spec}) is not the chosen checkpoint's ({checkpoint})."
 WEIGHTS_PATH_REFUSED = "weights_path cannot be set through a job: upload the weights as a checkpoint and choose it."
 SEED_PHOTO_MISSING = "seed_kind 'photo' needs a seed photo (a target photo or an uploaded image)."
+MAX_SWEEP_LAYERS = 64
+SWEEP_LAYERS_EMPTY = "layers: give at least one layer name for a layer sweep."
+SWEEP_LAYERS_TOO_MANY = "layers: a sweep takes at most {max} layers (got {n})."
+SWEEP_LAYER_NOT_A_NAME = "layers: every entry must be a layer name (a string), got {value!r}."
+SWEEP_LAYERS_UNKNOWN = (
+    "layers: {bad} {verb} not a layer of backbone '{backbone}'. Its stages (for sweeps): {stages}. "
+    "Valid layers (GET /api/iri/backbones/{backbone}/layers): {valid}."
+)
+SWEEP_SPEC_LAYER = "layers: spec.layer '{layer}' is not among the layers; leave spec.layer out of a sweep."
+SWEEP_NAME_SEPARATOR = " · "
 
 
 def iri_job_check(
@@ -36,12 +47,15 @@ def iri_job_check(
     seed_photo: TargetPhoto | None = None,
     seed_upload: bytes | None = None,
     chunk_size: int | None = None,
+    layers: list[str] | None = None,
 ) -> tuple[dict, Checkpoint | None, int]:
     """Everything that must hold before a job is created (the API, the admin and iri_job_create ask here).
 
     Returns the engine's resolved spec, the checkpoint (also when named by spec.checkpoint_sha256) and the
     chunk size. An uploaded checkpoint enters the spec as checkpoint_sha256, a seed photo (or the image in
-    seed_upload, stored only when the job is) as seed_kind "photo"."""
+    seed_upload, stored only when the job is) as seed_kind "photo". With ``layers`` (a sweep), every layer is
+    checked against the backbone too (``iri_sweep_layers_check``) and the spec returned is the sweep's common
+    spec, spec.layer left to each job."""
     if not targets:
         raise ApplicationError(NO_TARGETS)
     team_id = targets[0].team_id
@@ -71,7 +85,14 @@ def iri_job_check(
         spec["seed_kind"] = "photo"
     elif spec.get("seed_kind") == "photo":
         raise ApplicationError(SEED_PHOTO_MISSING)
+    if layers is not None:
+        layers = _sweep_layers_shape(layers)
+        if spec.get("layer") is not None and spec["layer"] not in layers:
+            raise ApplicationError(SWEEP_SPEC_LAYER.format(layer=spec["layer"]), extra={"field": "layers"})
+        spec.pop("layer", None)
     full_spec = iri_spec_validate(spec)
+    if layers is not None:
+        iri_sweep_layers_check(backbone=full_spec["backbone"], layers=layers)
     if chunk_size is None:
         chunk_size = iri_spec_default_chunk_size(image_size=full_spec["image_size"])
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -101,13 +122,91 @@ def iri_job_create(
     with transaction.atomic():
         if seed_upload is not None:
             seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload)
-        job = IriJob.objects.create(
-            team_id=targets[0].team_id, name=name, spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo,
-            chunk_size=chunk_size,
+        job = _iri_job_store(targets=targets, name=name, spec=full_spec, checkpoint=checkpoint,
+                             seed_photo=seed_photo, chunk_size=chunk_size)
+    return job
+
+
+def _sweep_layers_shape(layers: object) -> list[str]:
+    """The layer names of a sweep in order, each once; refuses what is not a short list of names."""
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ApplicationError(SWEEP_LAYERS_EMPTY, extra={"field": "layers"})
+    for value in layers:
+        if not isinstance(value, str) or not value:
+            raise ApplicationError(SWEEP_LAYER_NOT_A_NAME.format(value=value), extra={"field": "layers"})
+    names = list(dict.fromkeys(layers))  # a layer given twice is one job
+    if len(names) > MAX_SWEEP_LAYERS:
+        raise ApplicationError(SWEEP_LAYERS_TOO_MANY.format(max=MAX_SWEEP_LAYERS, n=len(names)), extra={"field": "layers"})
+    return names
+
+
+def iri_sweep_layers_check(*, backbone: str, layers: list[str]) -> list[str]:
+    """Every layer of a sweep must be one of the backbone's layers; else one 400 naming ``layers``, listing the
+    bad names, the backbone's stages and all its valid layers (``extra``: field, invalid, valid, stages)."""
+    from iri_worker.engine import load_backbone
+
+    names = _sweep_layers_shape(layers)
+    model = load_backbone(backbone)
+    valid = model.layer_names()
+    bad = [name for name in names if name not in valid]
+    if bad:
+        stages = list(model.stages or (model.default_layer,))
+        raise ApplicationError(
+            SWEEP_LAYERS_UNKNOWN.format(
+                bad=", ".join(repr(b) for b in bad), verb="is" if len(bad) == 1 else "are", backbone=backbone,
+                stages=", ".join(stages), valid=", ".join(valid),
+            ),
+            extra={"field": "layers", "invalid": bad, "valid": valid, "stages": stages},
         )
-        job.targets.set(targets)
-        iri_job_chunks_create(job=job)
-        transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk))
+    return names
+
+
+def iri_sweep_create(
+    *,
+    targets: list[TargetPhoto],
+    spec: dict,
+    layers: list[str],
+    name: str = "",
+    checkpoint: Checkpoint | None = None,
+    seed_photo: TargetPhoto | None = None,
+    seed_upload: bytes | None = None,
+    seed_upload_name: str = "",
+    chunk_size: int | None = None,
+) -> list[IriJob]:
+    """A layer sweep: one job per layer (in the order given, each layer once), the same targets, seed and spec
+    but spec.layer, named "<name> · <layer>" and sharing one ``sweep`` id. Every layer is checked before
+    anything is stored; the jobs (and an uploaded seed photo, shared by them) are created in one transaction,
+    and their chunks are queued once it commits. Surveys treat each job, so each layer, as a condition."""
+    common, checkpoint, chunk_size = iri_job_check(
+        targets=targets, spec=spec, checkpoint=checkpoint, seed_photo=seed_photo, seed_upload=seed_upload,
+        chunk_size=chunk_size, layers=layers,
+    )
+    layers = _sweep_layers_shape(layers)
+    specs = [iri_spec_validate({**common, "layer": layer}) for layer in layers]
+    sweep = uuid.uuid4()
+    jobs = []
+    with transaction.atomic():
+        if seed_upload is not None:
+            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload)
+        for layer, full_spec in zip(layers, specs):
+            label = f"{name[:200 - len(SWEEP_NAME_SEPARATOR) - len(layer)]}{SWEEP_NAME_SEPARATOR}{layer}" if name else layer
+            jobs.append(_iri_job_store(
+                targets=targets, name=label[:200], spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo,
+                chunk_size=chunk_size, sweep=sweep,
+            ))
+    return jobs
+
+
+def _iri_job_store(*, targets: list[TargetPhoto], name: str, spec: dict, checkpoint: Checkpoint | None,
+                   seed_photo: TargetPhoto | None, chunk_size: int, sweep: uuid.UUID | None = None) -> IriJob:
+    """Store one checked job with its chunks and queue them when the surrounding transaction commits."""
+    job = IriJob.objects.create(
+        team_id=targets[0].team_id, name=name, spec=spec, checkpoint=checkpoint, seed_photo=seed_photo,
+        chunk_size=chunk_size, sweep=sweep,
+    )
+    job.targets.set(targets)
+    iri_job_chunks_create(job=job)
+    transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk))
     return job
 
 
