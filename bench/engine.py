@@ -2,6 +2,7 @@
 
     python bench/engine.py --json            # resnet18 @32 and @224 (batch 32), Lite0 @224 (batch 32 and 8)
     python bench/engine.py --json --quick    # tiny sizes, a few steps: proves the script works (~1 min)
+    python bench/engine.py --json --sweep-only   # only the layer-sweep case (Lite0 b8 at 3 stages, tiny at 3)
 
 For each configuration (same model, batch, image size and thread count) it runs, alternating
 A B C D D C B A for --rounds rounds, four loops and keeps the median steps/s of each (ratios: the
@@ -26,6 +27,11 @@ peak resident memory of each loop (VmHWM, reset between loops), and the effect o
 Where CUDA is present (``--cuda-only`` skips the CPU part), the same comparison runs on the GPU with
 larger batches (the GPU drained before and after each timing), plus images*steps/s in fp32 and bf16,
 peak GPU memory, and host-device synchronisations per step counted by torch's sync debug mode.
+Layer sweep (``layer_sweep`` in the JSON): the same backbone and images at several of its stages, as a
+layer-sweep job runs them (one job per layer). Per layer, alternating A B, B A for --rounds rounds, the engine
+with ``spec.layer`` set against the folded floor up to that layer (forward to the layer, stopped there as the
+engine stops, BatchNorms folded except the read layer's, the faster of NCHW / channels-last), and
+engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
 engine_over_reference >= 1.8.
 """
@@ -50,12 +56,17 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from iri_worker.engine import InversionSpec, invert, load_backbone  # noqa: E402
+from iri_worker.engine.features import extract  # noqa: E402
 from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
 FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
         ("efficientnet_lite0", 224, 8, 8)]
 QUICK = [("resnet18", 32, 8, 6), ("efficientnet_lite0", 64, 4, 4)]
 WARMUP = 2
+# Layer sweeps: (model, image size, batch, timed steps, layers): three stages each, shallow, middle, pooled.
+SWEEP = [("efficientnet_lite0", 224, 8, 8, ("_blocks.2", "_blocks.7", "_avg_pooling")),
+         ("tiny_cnn", 32, 8, 300, ("relu1", "relu2", "pool"))]
+QUICK_SWEEP = [("efficientnet_lite0", 64, 4, 4, ("_blocks.2", "_avg_pooling")), ("tiny_cnn", 32, 8, 60, ("relu1", "pool"))]
 
 
 def parse_args():
@@ -66,6 +77,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA figures")
     parser.add_argument("--cuda-only", action="store_true", help="only the CUDA figures (on a GPU machine)")
+    parser.add_argument("--sweep-only", action="store_true", help="only the layer-sweep case (CPU)")
     return parser.parse_args()
 
 
@@ -125,6 +137,24 @@ def floor_loop(module, x0: torch.Tensor, steps: int, channels_last: bool) -> flo
 def folded_floor_loop(backbone, x0: torch.Tensor, steps: int, channels_last: bool) -> float:
     with backbone.batchnorm_folded(keep_layer=backbone.default_layer):
         return floor_loop(backbone.module, x0, steps, channels_last)
+
+
+def layer_floor_loop(backbone, layer: str, x0: torch.Tensor, steps: int, channels_last: bool) -> float:
+    """The folded floor up to ``layer``: forward until that layer's output (the forward stopped there, as the
+    engine stops it), backward to the input; BatchNorms folded as the engine folds them for that layer."""
+    module = backbone.module
+    layer_module = module.get_submodule(layer)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    module.to(memory_format=fmt).requires_grad_(False).eval()
+    state = {"x": x0.clone().contiguous(memory_format=fmt)}
+
+    def body(_i):
+        x = state["x"].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(extract(module, layer_module, x).square().sum(), x)
+        state["x"] = x.detach() - 0.01 * grad
+
+    with backbone.batchnorm_folded(keep_layer=layer):
+        return _timed(steps, body, x0.device)
 
 
 def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: int) -> float:
@@ -256,6 +286,38 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
     }
 
 
+def run_sweep(name: str, size: int, batch: int, steps: int, layers: tuple[str, ...], rounds: int) -> list[dict]:
+    """Per layer of a sweep: the engine at that layer next to the folded floor up to it (A B, B A, ...)."""
+    backbone = load_backbone(name)
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(batch, 3, size, size, generator=generator)
+    x0 = torch.rand(batch, 3, size, size, generator=generator)
+    rows = []
+    for layer in layers:
+        spec = InversionSpec(backbone=name, layer=layer, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
+        layouts = {cl: layer_floor_loop(backbone, layer, x0, max(2, steps // 2), cl) for cl in (False, True)}
+        floor_cl = max(layouts, key=layouts.get)
+        rates: dict[str, list[float]] = {"engine": [], "folded_floor": []}
+        for round_index in range(rounds):
+            for method in list(rates)[:: 1 if round_index % 2 == 0 else -1]:
+                if method == "engine":
+                    rates[method].append(engine_loop(backbone, spec, targets, steps)[0])
+                else:
+                    rates[method].append(layer_floor_loop(backbone, layer, x0, steps, floor_cl))
+        backbone.set_channels_last(backbone.channels_last)
+        with torch.no_grad():
+            width = backbone.features(targets[:1], layer).shape[1]
+        rows.append({
+            "model": name, "image_size": size, "batch": batch, "layer": layer, "representation_width": width,
+            "timed_steps": steps, "rounds": rounds, "floor_layout": "channels_last" if floor_cl else "nchw",
+            "engine_steps_per_s": round(statistics.median(rates["engine"]), 3),
+            "folded_floor_steps_per_s": round(statistics.median(rates["folded_floor"]), 3),
+            "engine_over_folded_floor": paired_ratio(rates, "folded_floor"),
+            "steps_per_s_by_round": {k: [round(r, 3) for r in v] for k, v in rates.items()},
+        })
+    return rows
+
+
 CUDA = [("resnet18", 32, 256, 40), ("resnet18", 224, 64, 20), ("efficientnet_lite0", 224, 64, 20),
         ("efficientnet_lite0", 224, 8, 40)]
 
@@ -335,15 +397,19 @@ def main() -> None:
     configs = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
-    rows = [] if args.cuda_only else [run_config(*config, rounds=rounds) for config in configs]
+    rows = [] if args.cuda_only or args.sweep_only else [run_config(*config, rounds=rounds) for config in configs]
+    sweep = [] if args.cuda_only else [
+        row for config in (QUICK_SWEEP if args.quick else SWEEP) for row in run_sweep(*config, rounds=rounds)
+    ]
     report = {
         "benchmark": "engine", "quick": args.quick, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # bf16 pays only with AVX512-BF16 / AMX
         "configs": rows,
-        "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8},
+        "layer_sweep": sweep,
+        "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8, "sweep_engine_over_folded_floor": 0.95},
     }
-    if torch.cuda.is_available() and not args.no_cuda:
+    if torch.cuda.is_available() and not args.no_cuda and not args.sweep_only:
         report["cuda"] = run_cuda(QUICK if args.quick else CUDA, rounds)
         report["cuda_device"] = torch.cuda.get_device_name(0)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -356,6 +422,10 @@ def main() -> None:
                   f"ref {row['reference_steps_per_s']:.2f}/s engine {row['engine_steps_per_s']:.2f}/s  "
                   f"engine/floor {row['engine_over_floor']:.2f} engine/ref {row['engine_over_reference']:.2f} "
                   f"engine/folded floor {row['engine_over_folded_floor']:.2f}")
+        for row in sweep:
+            print(f"{row['model']:>20} {row['image_size']:>4}px b{row['batch']:<3} layer {row['layer']:<14} "
+                  f"engine {row['engine_steps_per_s']:.2f}/s folded floor {row['folded_floor_steps_per_s']:.2f}/s "
+                  f"engine/folded floor {row['engine_over_folded_floor']:.3f}")
 
 
 if __name__ == "__main__":
