@@ -84,3 +84,92 @@ def plot_render(*, report: dict, name: str, fmt: str) -> bytes:
         fig.savefig(buffer, format=fmt, metadata={"Creator": "iri results"} if fmt != "png" else None)
         plt.close(fig)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognition (timed classification): accuracy by layer, people vs network, as in Feather et al. 2023's figures
+
+RECOGNITION_GROUP_FIELDS = ("backbone", "checkpoint", "recipe")
+
+
+def _value(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _bar(high, low) -> float:
+    """The length of an error bar from low to high (0 where either end is missing)."""
+    if high is None or low is None or high != high or low != low:
+        return 0.0
+    return max(0.0, float(high) - float(low))
+
+
+def recognition_by_layer_figure(rows: list[dict], *, layer_order: list[str] | None = None, title: str | None = None):
+    """The matplotlib Figure behind recognition_by_layer_plot (the caller closes it: plt.close(fig)).
+
+    rows: results.recognition rows carrying ``backbone``, ``checkpoint``, ``recipe`` and ``layer`` (missing ones
+    count as ""; a row without ``layer`` is placed by its ``condition``). One panel per backbone (each has its own
+    stages on the x axis); in it, per (checkpoint, recipe) group, one solid line for people (accuracy with its CI
+    as error bars, label "<group>: people") and one dotted line for the network (label "<group>: network"), in
+    the same colour; chance as a dashed grey line. Layers go in ``layer_order`` (those listed, in that order),
+    then in the order they first appear in rows. Missing values leave gaps.
+    """
+    backbones: dict[str, list[dict]] = {}
+    for row in rows:
+        backbones.setdefault(str(row.get("backbone") or ""), []).append(row)
+    order = {name: k for k, name in enumerate(layer_order or [])}
+    with plt.rc_context(STYLE):
+        n_panels = max(1, len(backbones))
+        fig, axes = plt.subplots(1, n_panels, figsize=(3.4 * n_panels, 2.8), sharey=True, squeeze=False)
+        if not backbones:
+            axes[0][0].text(0.5, 0.5, "no conditions yet", ha="center", va="center", transform=axes[0][0].transAxes)
+        colour = 0
+        for ax, (backbone, mine) in zip(axes[0], backbones.items()):
+            layers: list[str] = []
+            for row in mine:
+                layer = str(row.get("layer", row.get("condition", "")))
+                if layer not in layers:
+                    layers.append(layer)
+            first = {name: k for k, name in enumerate(layers)}
+            layers.sort(key=lambda name: (order.get(name, len(order)), first[name]))
+            x_of = {name: k for k, name in enumerate(layers)}
+            groups: dict[tuple, list[dict]] = {}
+            for row in mine:
+                groups.setdefault(tuple(str(row.get(f) or "") for f in RECOGNITION_GROUP_FIELDS[1:]), []).append(row)
+            for key, group in groups.items():
+                group = sorted(group, key=lambda r: x_of[str(r.get("layer", r.get("condition", "")))])
+                xs = [x_of[str(r.get("layer", r.get("condition", "")))] for r in group]
+                acc = [_value(r.get("accuracy")) for r in group]
+                below = [_bar(a, r.get("ci_low")) for a, r in zip(acc, group)]
+                above = [_bar(r.get("ci_high"), a) for a, r in zip(acc, group)]
+                name = " · ".join(part for part in (backbone, *key) if part) or "condition"
+                ax.errorbar(xs, acc, yerr=[below, above], color=f"C{colour}", marker="o", ms=3.5, lw=1.2, capsize=2,
+                            label=f"{name}: people")
+                ax.plot(xs, [_value(r.get("network_accuracy")) for r in group], color=f"C{colour}", marker="s",
+                        mfc="white", ms=3.5, lw=1.0, ls=":", label=f"{name}: network")
+                colour += 1
+            chances = sorted({round(r["chance"], 6) for r in mine if r.get("chance") is not None})
+            for k, chance in enumerate(chances):
+                ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="chance" if k == 0 else None)
+            ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+            ax.set_xlim(-0.5, max(len(layers) - 0.5, 0.5))
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("layer")
+            ax.set_title(backbone or "recognition")
+            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.32))  # below the panel, off the data
+        axes[0][0].set_ylabel("recognition accuracy (95 % CI)")
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def recognition_by_layer_plot(rows: list[dict], *, fmt: str = "png", layer_order: list[str] | None = None,
+                              title: str | None = None) -> bytes:
+    """Accuracy by layer, people (with CI bars) vs network, chance dashed: bytes in `fmt` (png, svg, pdf)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown plot format {fmt}")
+    fig = recognition_by_layer_figure(rows, layer_order=layer_order, title=title)
+    with plt.rc_context(STYLE):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, metadata={"Creator": "iri results"} if fmt != "png" else None)
+    plt.close(fig)
+    return buffer.getvalue()
