@@ -85,9 +85,17 @@ export function createApi(config, { fetch: fetchImpl } = {}) {
     /**
      * POST one answer. Resolves to {status, data} whatever the HTTP status
      * (the outbox classifies it); rejects with ApiError(0) on network errors.
+     * `timing` (classification: what the screen showed) is sent only when present.
      */
-    postResponse(token, { trial, choice, rt_ms, idempotency_key }) {
-      return request("POST", sessionUrl(token, "responses"), { trial, choice, rt_ms, idempotency_key });
+    postResponse(token, { trial, choice, rt_ms, idempotency_key, timing }) {
+      const body = { trial, choice, rt_ms, idempotency_key };
+      if (timing != null) body.timing = timing;
+      return request("POST", sessionUrl(token, "responses"), body);
+    },
+
+    /** GET next: the first unanswered entry (throws ApiError, e.g. 409 once the session ended). */
+    next(token) {
+      return call("GET", sessionUrl(token, "next")).then((r) => r.data);
     },
 
     /** Any session POST that must succeed (throws ApiError otherwise). */

@@ -93,10 +93,11 @@ export class Outbox {
    * Store an answer durably and start sending it. If the same trial of the
    * same session is already queued, the existing item (and key) is kept.
    */
-  enqueue({ token, trial, choice, rt_ms }) {
+  enqueue({ token, trial, choice, rt_ms, timing }) {
     let item = this.items.find((i) => i.token === token && i.trial === trial);
     if (!item) {
       item = { token, trial, choice, rt_ms, idempotency_key: this.uuid() };
+      if (timing != null) item.timing = timing;
       this.items.push(item);
       this._save();
     }
