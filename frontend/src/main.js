@@ -6,7 +6,8 @@ import { initJsPsych } from "jspsych";
 import { createApi } from "./api.js";
 import { Outbox } from "./outbox.js";
 import { withRetry, sleep as realSleep } from "./retry.js";
-import { buildTimeline, endOf } from "./timeline.js";
+import { CLASSIFY, buildTimeline, endOf, saysEnded } from "./timeline.js";
+import { estimateRefreshRate } from "./plugin-classify.js";
 import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderPreview } from "./ui.js";
 import { enrollFields, platformOf, readParams } from "./platform.js";
 import { QualityLog, environmentSnapshot } from "./quality.js";
@@ -128,6 +129,7 @@ export async function runSurvey({
   heartbeatMs,
   eventsMs = 5000,
   sleep = realSleep,
+  measureRefresh = estimateRefreshRate,
 }) {
   const slug = config.slug;
   const api = createApi(config, { fetch });
@@ -150,7 +152,12 @@ export async function runSurvey({
   const outbox = new Outbox({
     storage,
     key: outboxKey(slug),
-    send: (item) => api.postResponse(item.token, item),
+    send: async (item) => {
+      const res = await api.postResponse(item.token, item);
+      // e.g. the last screening answer of a participant who failed the block: the session is over.
+      if (res && res.status >= 200 && res.status < 300 && saysEnded(res.data)) sessionEnded = true;
+      return res;
+    },
     onStatus: ({ failing }) => banner.source("outbox")(failing),
     onError: (e) => console.warn("Answer rejected by server", e.status, e.message),
     onConflict: ({ data }) => {
@@ -169,14 +176,19 @@ export async function runSurvey({
     );
 
   let enrollment, trialsData;
+  // Timed classification counts display frames: the refresh rate is estimated once, before enrolling when the
+  // page says the task (it goes into the `client` facts), else before the first trial.
+  let refreshHz = null;
+  const client = () => ({ ...environmentSnapshot(win), ...(refreshHz > 0 ? { refresh_hz: refreshHz } : {}) });
+  renderMessage(target, '<p class="loading-message">Loading…</p>');
+  if (config.task_type === CLASSIFY) refreshHz = await measureRefresh();
   const fields = {
     ...enrollFields(params),
     turk_submit_to: platform === "mturk" ? params.turk_submit_to : undefined,
     pilot: config.pilot,
-    client: environmentSnapshot(win),
+    client: client(),
   };
   try {
-    renderMessage(target, '<p class="loading-message">Loading…</p>');
     enrollment = await enroll({
       api,
       fields,
@@ -196,7 +208,14 @@ export async function runSurvey({
     }
     trialsData = await withRetry(() => api.trials(enrollment.token), { onFailing: banner.source("trials"), sleep });
   } catch (err) {
-    const full = err && err.status === 409 && err.data && err.data.extra && err.data.extra.reason === "full";
+    const extra = (err && err.status === 409 && err.data && err.data.extra) || {};
+    if (extra.reason === "device") {
+      // The survey refuses this kind of device (e.g. phones): the server's page and its screened-out code.
+      const end = { ...endOf(extra), outcome: "screened_out", message: err.message };
+      showEnd(target, end);
+      return { state: "completed", completion: end, outbox };
+    }
+    const full = extra.reason === "full";
     renderError(target, ((err && err.message) || "Something went wrong.") + (full ? FULL_ADVICE[platform] || "" : ""));
     return { state: "error", error: err, outbox };
   }
@@ -208,7 +227,9 @@ export async function runSurvey({
   let stage = "instructions";
   const flushEvents = () => quality.flush((body) => api.events(token, body));
   const beat = () => api.heartbeat(token, stage).catch(() => {});
-  quality.flush((body) => api.events(token, body), { client: environmentSnapshot(win) });
+  const taskType = trialsData.task_type || enrollment.task_type || config.task_type;
+  if (taskType === CLASSIFY && !(refreshHz > 0)) refreshHz = await measureRefresh();
+  quality.flush((body) => api.events(token, body), { client: client() });
   const timers = [
     setInterval(flushEvents, eventsMs),
     setInterval(beat, heartbeatMs ?? (config.heartbeat_s || 30) * 1000),
@@ -228,13 +249,15 @@ export async function runSurvey({
     enrollment,
     trialsData,
     outbox,
-    taskType: trialsData.task_type || enrollment.task_type || config.task_type,
+    taskType,
     connection: (name) => banner.source(name),
     quality,
     onStage,
     loadImage,
     isEnded: () => sessionEnded,
     sleep,
+    refreshHz,
+    measureRefresh,
   });
 
   const stop = () => {

@@ -6,7 +6,10 @@
 //     reports `abort` and ends with the server's fair code)
 //   → practice units, each followed by feedback from the server; when the
 //     server says the practice failed, end (complete → its code)
-//   → "practice done" screen → main units (2AFC screens or clustering screens)
+//   → "practice done" screen
+//   → classification only: the screening block, then a check with the server
+//     (a participant who failed it is screened out: complete → its code)
+//   → main units (2AFC screens, clustering screens or timed classification trials)
 //   → save every answer + complete.
 //
 // A "unit" is one screen: a 2AFC trial, or a clustering screen (3 reference
@@ -20,10 +23,14 @@
 import HtmlButtonResponsePlugin from "@jspsych/plugin-html-button-response";
 import Image2afcPlugin from "./plugin-2afc.js";
 import ImageClusterPlugin from "./plugin-cluster.js";
+import ImageClassifyPlugin, { estimateRefreshRate } from "./plugin-classify.js";
 import TaskPlugin from "./plugin-task.js";
 import { ApiError } from "./api.js";
+import { escapeHtml } from "./html.js";
 import { preloadImages } from "./preload.js";
 import { backoffDelay, sleep as realSleep, withRetry } from "./retry.js";
+
+export const CLASSIFY = "classification";
 
 export const LOAD_FAILURE_MESSAGE =
   "Sorry, some images could not be loaded, so the study cannot continue on this connection. " +
@@ -41,6 +48,7 @@ export function remainingTrials(trialsData, pending = []) {
  * only the rows in `rows` (the ones still to answer), in the screens' order.
  */
 export function toUnits(taskType, rows, screens = []) {
+  if (taskType === CLASSIFY) return rows.map((t) => ({ kind: "classify", trials: [t] }));
   if (taskType !== "cluster") return rows.map((t) => ({ kind: "2afc", trials: [t] }));
   const byId = new Map(rows.map((t) => [t.id, t]));
   const units = [];
@@ -61,13 +69,49 @@ export function toUnits(taskType, rows, screens = []) {
   return [...units, ...rest.values()];
 }
 
-const unitImages = (u) => (u.kind === "cluster" ? [...u.references, ...u.trials.map((t) => t.query)] : [u.trials[0].query, ...u.trials[0].options]);
+const unitImages = (u) => {
+  if (u.kind === "cluster") return [...u.references, ...u.trials.map((t) => t.query)];
+  if (u.kind === "classify") return [u.trials[0].query, u.trials[0].mask].filter(Boolean);
+  return [u.trials[0].query, ...u.trials[0].options];
+};
+
+/** A classification survey's settings from the session body: categories and durations (ms; image_ms null = until answered). */
+export function classificationSettings(body) {
+  const c = (body && body.classification) || {};
+  const ms = (v, d) => (v === undefined ? d : v);
+  return {
+    categories: Array.isArray(c.categories) ? c.categories.map(String) : [],
+    fixation_ms: ms(c.fixation_ms, 300) ?? 0,
+    image_ms: ms(c.image_ms, 300),
+    mask_ms: ms(c.mask_ms, 300) ?? 0,
+  };
+}
 
 /** The jsPsych trial description that shows one unit. */
-function unitTrial(unit, { progress_current, progress_total, on_answer, quality, practice }) {
+function unitTrial(unit, { progress_current, progress_total, on_answer, quality, practice, classify, noun }) {
   const on_start = () => {
     if (quality) quality.trial = unit.kind === "cluster" ? unit.trials.map((t) => t.id).join(",") : unit.trials[0].id;
   };
+  if (unit.kind === "classify") {
+    const t = unit.trials[0];
+    return {
+      type: ImageClassifyPlugin,
+      trial_id: t.id,
+      query: t.query,
+      mask: t.mask || null,
+      categories: classify.categories,
+      fixation_ms: classify.fixation_ms,
+      image_ms: classify.image_ms,
+      mask_ms: classify.mask_ms,
+      // Evaluated when the trial starts: the estimate is made once, before the first trial.
+      refresh_hz: () => classify.refresh_hz(),
+      progress_current,
+      progress_total,
+      progress_noun: noun || (practice ? "Practice" : "Image"),
+      on_answer: (a) => on_answer([a]),
+      on_start,
+    };
+  }
   if (unit.kind === "cluster") {
     return {
       type: ImageClusterPlugin,
@@ -129,7 +173,7 @@ export function endOf(body) {
 
 /** POST one practice answer now (retrying 5xx / network); resolves to the response body. */
 async function postPractice({ api, token, answer, uuid, onFailing, sleep }) {
-  const body = { trial: answer.trial_id, choice: answer.choice, rt_ms: answer.rt_ms, idempotency_key: uuid() };
+  const body = { trial: answer.trial_id, choice: answer.choice, rt_ms: answer.rt_ms, idempotency_key: uuid(), timing: answer.timing };
   return withRetry(
     async () => {
       const { status, data } = await api.postResponse(token, body);
@@ -141,7 +185,18 @@ async function postPractice({ api, token, answer, uuid, onFailing, sleep }) {
   );
 }
 
-export function feedbackHtml({ correct, total, unknown = 0 }) {
+/**
+ * Whether a body from the server (an answer's response, `next`, …) says the session is over: a final
+ * outcome or status, or a failed screening block.
+ */
+export function saysEnded(body) {
+  if (!body || typeof body !== "object") return false;
+  if (body.screening && body.screening.passed === false) return true;
+  if (body.ended === true || body.outcome) return true;
+  return Boolean(body.status && body.status !== "active");
+}
+
+export function feedbackHtml({ correct, total, unknown = 0, hint: hintText = "<p>Look closely at the images: which one is most alike?</p>" }) {
   if (unknown > 0) {
     // The server did not say (e.g. a replayed answer): no verdict rather than a wrong one.
     return '<div class="feedback" role="status"><p class="feedback-title" id="feedback-title">Your answer has been saved.</p></div>';
@@ -149,7 +204,7 @@ export function feedbackHtml({ correct, total, unknown = 0 }) {
   const all = correct === total;
   const cls = all ? "feedback-correct" : "feedback-incorrect";
   const title = total === 1 ? (all ? "Correct!" : "Not quite.") : all ? "All correct!" : `${correct} of ${total} correct.`;
-  const hint = all ? "" : "<p>Look closely at the images: which one is most alike?</p>";
+  const hint = all ? "" : hintText;
   return `<div class="feedback ${cls}" role="status"><p class="feedback-title" id="feedback-title">${title}</p>${hint}</div>`;
 }
 
@@ -162,12 +217,14 @@ const defaultUuid = () => globalThis.crypto.randomUUID();
  * @param {object} o.enrollment   enroll response
  * @param {object} o.trialsData   GET trials response
  * @param {import('./outbox.js').Outbox} o.outbox
- * @param {string} [o.taskType]   "2afc" | "cluster" (else from trialsData / enrollment)
+ * @param {string} [o.taskType]   "2afc" | "cluster" | "classification" (else from trialsData / enrollment)
  * @param {(name:string) => (failing:boolean) => void} [o.connection]  banner hook factory
  * @param {object} [o.quality]    QualityLog (trial ids + load_failure events)
  * @param {(stage:string) => void} [o.onStage]
  * @param {Function} [o.loadImage] injectable image loader for preloading
  * @param {() => boolean} [o.isEnded] true once the server refused an answer because the session ended
+ * @param {number|null} [o.refreshHz] classification: the session's refresh-rate estimate (made before the first trial when null)
+ * @param {() => Promise<number|null>} [o.measureRefresh] how to estimate it
  * @returns {{timeline: object[], remaining: object[], state: {end: object|null, stage: string}}}
  */
 export function buildTimeline({
@@ -185,10 +242,16 @@ export function buildTimeline({
   preloadTries = 3,
   uuid = defaultUuid,
   sleep = realSleep,
+  refreshHz = null,
+  measureRefresh = estimateRefreshRate,
 }) {
   const failingHook = connection || (() => () => {});
   const type = taskType || trialsData.task_type || enrollment.task_type || "2afc";
-  const state = { end: null, stage: "arrived" };
+  const state = { end: null, stage: "arrived", refresh_hz: refreshHz };
+  const classify =
+    type === CLASSIFY
+      ? { ...classificationSettings(enrollment.classification ? enrollment : trialsData), refresh_hz: () => state.refresh_hz }
+      : null;
   const stage = (s) => () => {
     state.stage = s;
     onStage(s);
@@ -206,6 +269,9 @@ export function buildTimeline({
   const totalUnits = allUnits.length;
   const unitsBefore = totalUnits - units.length;
   const practiceTotalUnits = toUnits(type, trialsData.practice || [], trialsData.practice_screens).length;
+  // Classification: a screening block between practice and the main trials.
+  const screeningAll = classify ? trialsData.screening || [] : [];
+  const screeningUnits = toUnits(type, remainingTrials({ trials: screeningAll, done: trialsData.done }, pending));
   const timeline = [];
 
   if (!enrollment.consented) {
@@ -225,7 +291,7 @@ export function buildTimeline({
     });
   }
 
-  if (units.length > 0 || practiceUnits.length > 0) {
+  if (units.length > 0 || practiceUnits.length > 0 || screeningUnits.length > 0) {
     timeline.push({
       type: HtmlButtonResponsePlugin,
       stimulus: `<div class="server-html instructions-html">${enrollment.instructions_html || ""}</div>`,
@@ -236,7 +302,7 @@ export function buildTimeline({
       on_start: stage("instructions"),
     });
 
-    const images = [...new Set([...practiceUnits, ...units].flatMap(unitImages))];
+    const images = [...new Set([...practiceUnits, ...screeningUnits, ...units].flatMap(unitImages))];
     timeline.push({
       type: TaskPlugin,
       message:
@@ -252,6 +318,8 @@ export function buildTimeline({
             if (bar) bar.value = done;
           },
         });
+        // Timed trials count frames: estimate the refresh rate once, before the first trial, if not done yet.
+        if (classify && !(state.refresh_hz > 0)) state.refresh_hz = await measureRefresh();
         if (!result.failed.length) return { preload_ms: result.ms, preload_failed: 0 };
         const detail = JSON.stringify(result.failed.map((f) => ({ reason: f.reason, tries: f.tries }))).slice(0, 1000);
         if (quality) quality.record("load_failure", { failed: result.failed.length, of: images.length });
@@ -267,6 +335,7 @@ export function buildTimeline({
     // Practice: each unit, then feedback from the server.
     practiceUnits.forEach((unit, i) => {
       let answers = [];
+      let reveal = null;
       timeline.push({
         timeline: [
           unitTrial(unit, {
@@ -277,6 +346,7 @@ export function buildTimeline({
             },
             quality,
             practice: true,
+            classify,
           }),
           {
             type: TaskPlugin,
@@ -286,10 +356,15 @@ export function buildTimeline({
               let correct = 0;
               let unknown = 0;
               let passed = null;
+              reveal = null;
               for (const answer of answers) {
                 const body = await postPractice({ api, token, answer, uuid, onFailing: failingHook("practice"), sleep });
                 if (!body.feedback) unknown++;
                 else if (body.feedback.correct) correct++;
+                // Classification: the server may name the right category (feedback.correct_choice, its index).
+                if (classify && body.feedback && Number.isInteger(body.feedback.correct_choice)) {
+                  reveal = classify.categories[body.feedback.correct_choice] ?? null;
+                }
                 if (body.practice && body.practice.passed != null) passed = body.practice.passed;
               }
               if (passed === false) {
@@ -298,7 +373,15 @@ export function buildTimeline({
               }
               return { practice_correct: correct, practice_total: answers.length, practice_unknown: unknown, practice_passed: passed };
             },
-            render: (r) => feedbackHtml({ correct: r.practice_correct, total: r.practice_total, unknown: r.practice_unknown }),
+            render: (r) =>
+              feedbackHtml({
+                correct: r.practice_correct,
+                total: r.practice_total,
+                unknown: r.practice_unknown,
+                ...(classify
+                  ? { hint: reveal ? `<p>It was: <strong class="feedback-answer">${escapeHtml(reveal)}</strong>.</p>` : "" }
+                  : {}),
+              }),
           },
         ],
         conditional_function: going,
@@ -306,7 +389,7 @@ export function buildTimeline({
       });
     });
 
-    if (practiceUnits.length > 0 && units.length > 0) {
+    if (practiceUnits.length > 0 && (units.length > 0 || screeningUnits.length > 0)) {
       timeline.push({
         timeline: [
           {
@@ -323,6 +406,69 @@ export function buildTimeline({
       });
     }
 
+    if (screeningUnits.length > 0) {
+      const enqueue = (answers) => {
+        for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms, timing: a.timing });
+      };
+      screeningUnits.forEach((unit, i) => {
+        timeline.push({
+          timeline: [
+            unitTrial(unit, {
+              progress_current: screeningAll.length - screeningUnits.length + i + 1,
+              progress_total: screeningAll.length,
+              on_answer: enqueue,
+              quality,
+              classify,
+            }),
+          ],
+          conditional_function: going,
+          on_timeline_start: i === 0 ? stage("trials") : undefined,
+        });
+      });
+      // Did the participant pass? Every screening answer saved, then ask the server: a failed block has
+      // ended the session (screened out), and complete returns the code for that outcome.
+      timeline.push({
+        timeline: [
+          {
+            type: TaskPlugin,
+            message: "<p>One moment…</p>",
+            task: async () => {
+              await outbox.whenEmpty();
+              let ended = isEnded();
+              if (!ended) {
+                try {
+                  ended = saysEnded(await withRetry(() => api.next(token), { onFailing: failingHook("next"), sleep }));
+                } catch (err) {
+                  if (!(err instanceof ApiError)) throw err;
+                  // 409: the session is over; anything else: no verdict, go on (a main answer would be refused anyway).
+                  ended = err.status === 409;
+                }
+              }
+              if (ended) state.end = endOf(await saveAndComplete({ api, token, outbox, onFailing: failingHook("complete"), sleep }));
+              return { screening_ended: ended };
+            },
+          },
+        ],
+        conditional_function: () => !state.end,
+      });
+      if (units.length > 0) {
+        timeline.push({
+          timeline: [
+            {
+              type: HtmlButtonResponsePlugin,
+              stimulus:
+                '<div class="message-screen"><h2>First part done</h2><p>' +
+                `The main part has ${units.length === 1 ? "1 image" : `${units.length} images`}, shown the same way.</p></div>`,
+              choices: ["Continue"],
+              button_html: () => '<button type="button" id="screening-done-start" class="jspsych-btn big-btn">Continue</button>',
+              button_layout: "flex",
+            },
+          ],
+          conditional_function: going,
+        });
+      }
+    }
+
     units.forEach((unit, i) => {
       timeline.push({
         timeline: [
@@ -330,9 +476,10 @@ export function buildTimeline({
             progress_current: unitsBefore + i + 1,
             progress_total: totalUnits,
             on_answer: (answers) => {
-              for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms });
+              for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms, timing: a.timing });
             },
             quality,
+            classify,
           }),
         ],
         conditional_function: going,
@@ -356,5 +503,5 @@ export function buildTimeline({
     conditional_function: () => !state.end,
   });
 
-  return { timeline, remaining, units, practiceUnits, state };
+  return { timeline, remaining, units, practiceUnits, screeningUnits, state };
 }

@@ -84,6 +84,10 @@ export const OUTCOME_TEXT = {
   },
   timed_out: { title: "The time limit for this study has passed.", body: "Your place has been given to someone else." },
   returned: { title: "You have left the study.", body: "Thank you for your time." },
+  screened_out: {
+    title: "Thank you for taking part.",
+    body: "Your answers in the first part did not reach the level this study needs, so the study ends here.",
+  },
 };
 
 export const DEFAULT_DEBRIEF =
