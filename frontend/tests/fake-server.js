@@ -39,6 +39,20 @@ export function makeClusterTrials(screens, rows = 6, prefix = "c") {
   return { trials, screens: list };
 }
 
+export const CATEGORIES = [
+  "airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat",
+  "chair", "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck",
+];
+
+/** Classification: `{id, query, mask}` entries (the mask is a noise image of the query's size). */
+export function makeClassifyTrials(n, prefix = "t") {
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}_${String(i + 1).padStart(3, "0")}`,
+    query: `/media/img/ab/${hex(i, prefix.length)}.png`,
+    mask: `/media/img/mk/${hex(i, 5 + prefix.length)}.png`,
+  }));
+}
+
 /**
  * @param {object} o
  * @param {number} [o.n]             number of trials
@@ -46,6 +60,11 @@ export function makeClusterTrials(screens, rows = 6, prefix = "c") {
  * @param {boolean} [o.consented]
  * @param {boolean} [o.live]         false → enroll answers 404
  * @param {(req) => object|undefined} [o.intercept]  return a response to override the normal one
+ * Classification (`task_type: "classification"`): `categories`, `classification` (durations, merged
+ * over 300/300/300 ms), `screening` (number of screening trials), `screeningCorrect(body)`,
+ * `screeningPassFraction`; a failed screening block ends the session as `screened_out`, said in the
+ * last screening answer's body (`screeningSignal: "body"`, as the server does) or only by `next`
+ * answering 409 (`"next"`). `revealAnswer`: practice feedback names the right category (`correct_choice`).
  */
 export function createFakeServer({
   n = 4,
@@ -59,12 +78,24 @@ export function createFakeServer({
   practice: nPractice = 0,
   practiceCorrect = () => true,
   practicePassFraction = 0.5,
-  codes = { failed_attention: "FA1LED", technical: "T3CHN1C" },
+  codes = { failed_attention: "FA1LED", technical: "T3CHN1C", screened_out: "SCR33N" },
   mturk = false,
   intercept,
+  categories = CATEGORIES,
+  classification = {},
+  screening: nScreening = 0,
+  screeningCorrect = () => true,
+  screeningPassFraction = 0.75,
+  screeningSignal = "body",
+  revealAnswer = false,
 } = {}) {
-  let trials, screens = [], practice = [], practiceScreens = [];
-  if (task_type === "cluster") {
+  let trials, screens = [], practice = [], practiceScreens = [], screening = [];
+  const classify = task_type === "classification";
+  if (classify) {
+    trials = makeClassifyTrials(n);
+    practice = makeClassifyTrials(nPractice, "p");
+    screening = makeClassifyTrials(nScreening, "s");
+  } else if (task_type === "cluster") {
     ({ trials, screens } = makeClusterTrials(nScreens));
     if (nPractice) ({ trials: practice, screens: practiceScreens } = makeClusterTrials(nPractice, 6, "p"));
   } else {
@@ -72,13 +103,16 @@ export function createFakeServer({
     practice = makeTrials(nPractice, "p");
   }
   const practiceIds = new Set(practice.map((t) => t.id));
+  const screeningIds = new Set(screening.map((t) => t.id));
+  /** The right category of a classification trial (its index in `categories`). */
+  const answerOf = (id) => (Number.parseInt(id.slice(-3), 10) - 1) % categories.length;
   const sessions = new Map(); // token -> session
   const requests = []; // {method, path, body, status}
   let nextToken = 1;
 
   const newSession = () => {
     const token = `tok${nextToken++}`;
-    const s = { token, consented, completed: false, answers: new Map(), outcome: null, events: [], heartbeats: [], practiceCorrect: 0 };
+    const s = { token, consented, completed: false, answers: new Map(), outcome: null, events: [], heartbeats: [], practiceCorrect: 0, screeningCorrect: 0 };
     for (const id of done) s.answers.set(id, { key: `pre-${id}`, choice: 0, rt_ms: 1 });
     sessions.set(token, s);
     return s;
@@ -95,6 +129,7 @@ export function createFakeServer({
     task_type,
     status: s.outcome ? s.outcome : "active",
     ...end(s),
+    ...(classify ? { classification: { categories, fixation_ms: 300, image_ms: 300, mask_ms: 300, ...classification } } : {}),
   });
 
   const codeOf = (s) => (s.outcome === "completed" ? completion_code : codes[s.outcome] || null);
@@ -119,7 +154,7 @@ export function createFakeServer({
       if (body.token) return json(400, { message: "Unknown token." });
       return json(201, enrollBody(newSession()));
     }
-    const m = path.match(/^\/api\/p\/sessions\/([^/]+)\/(consent|trials|responses|complete|events|heartbeat|abort)$/);
+    const m = path.match(/^\/api\/p\/sessions\/([^/]+)\/(consent|trials|responses|complete|events|heartbeat|abort|next)$/);
     const s = m && sessions.get(decodeURIComponent(m[1]));
     if (!s) return json(404, { message: "Not found." });
     const action = m[2];
@@ -134,10 +169,16 @@ export function createFakeServer({
         trials,
         screens,
         practice_screens: practiceScreens,
+        ...(classify ? { screening } : {}),
         done: [...s.answers.keys()],
         total: trials.length,
         practice_total: practice.length,
       });
+    }
+    if (action === "next" && method === "GET") {
+      if (s.outcome) return json(409, { message: "The session has ended.", extra: { reason: "ended" } });
+      const left = [...practice, ...screening, ...trials].find((t) => !s.answers.has(t.id));
+      return json(200, { trial: left ? { ...left, ...(practiceIds.has(left.id) ? { practice: true } : {}) } : null, total: trials.length, done: trials.filter((t) => s.answers.has(t.id)).length });
     }
     if (action === "events" && method === "POST") {
       const seen = new Set(s.events.map((e) => e.id));
@@ -157,11 +198,22 @@ export function createFakeServer({
     }
     if (action === "responses" && method === "POST") {
       const isPractice = practiceIds.has(body.trial);
-      if (!isPractice && !trials.some((t) => t.id === body.trial)) return json(404, { message: "Unknown trial." });
+      const isScreening = screeningIds.has(body.trial);
+      if (!isPractice && !isScreening && !trials.some((t) => t.id === body.trial)) return json(404, { message: "Unknown trial." });
       if (s.outcome) return json(409, { message: "The session has ended.", extra: { reason: "ended" } });
       const prev = s.answers.get(body.trial);
       if (prev) return json(prev.key === body.idempotency_key ? 200 : 409, { message: "already answered" });
-      s.answers.set(body.trial, { key: body.idempotency_key, choice: body.choice, rt_ms: body.rt_ms });
+      s.answers.set(body.trial, { key: body.idempotency_key, choice: body.choice, rt_ms: body.rt_ms, timing: body.timing });
+      if (isScreening) {
+        if (screeningCorrect(body)) s.screeningCorrect++;
+        const done = screening.filter((t) => s.answers.has(t.id)).length;
+        let passed = null;
+        if (done === screening.length) {
+          passed = s.screeningCorrect / screening.length >= screeningPassFraction;
+          if (!passed) s.outcome = "screened_out";
+        }
+        return json(201, screeningSignal === "body" ? { saved: true, screening: { done, total: screening.length, passed } } : { saved: true });
+      }
       if (!isPractice) return json(201, { saved: true });
       const correct = Boolean(practiceCorrect(body));
       if (correct) s.practiceCorrect++;
@@ -171,7 +223,8 @@ export function createFakeServer({
         passed = s.practiceCorrect / practice.length >= practicePassFraction;
         if (!passed) s.outcome = "failed_attention";
       }
-      return json(201, { saved: true, feedback: { correct }, practice: { done, total: practice.length, passed } });
+      const feedback = { correct, ...(classify && revealAnswer ? { correct_choice: answerOf(body.trial) } : {}) };
+      return json(201, { saved: true, feedback, practice: { done, total: practice.length, passed } });
     }
     if (action === "complete" && method === "POST") {
       if (s.outcome) return json(200, end(s));
@@ -211,6 +264,9 @@ export function createFakeServer({
     completePosts: () => requests.filter((r) => r.path.endsWith("/complete")),
     practice,
     screens,
+    screening,
+    categories,
+    answerOf,
   };
 }
 
