@@ -52,7 +52,9 @@ class SurveyCreateForm(forms.ModelForm):
             "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
             "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
             "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
-            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every",
+            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every", "fixation_ms",
+            "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out", "desktop_only",
+            "exclude_mistimed",
         ]
 
     def validate_unique(self):
@@ -105,13 +107,14 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
-        "bot_runs", "precision_goal", "prolific",
+        "bot_runs", "precision_goal", "prolific", "categories", "screening_trials",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
         "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
-        "refill_excluded", "retention_days", "precision_every",
+        "refill_excluded", "retention_days", "precision_every", "fixation_ms", "image_ms", "mask_ms",
+        "screening_pass_fraction", "code_screened_out", "desktop_only", "exclude_mistimed",
     ]
 
     def get_form(self, request, obj=None, **kwargs):

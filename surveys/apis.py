@@ -18,7 +18,7 @@ from backend.exceptions import ApplicationError, api_exception_handler
 from .bots import bot_credential_valid
 from .images import image_bytes_for_participant
 
-from .models import Participant, ParticipantEvent
+from .models import Participant, ParticipantEvent, Survey
 from .selectors import (
     markdown_html,
     participant_answered_ids,
@@ -76,6 +76,9 @@ def _session_body(participant: Participant) -> dict:
         "expires_in_s": participant_expires_in_s(participant=participant),
         "restarted": getattr(participant, "restarted", False),
         **participant_completion(participant=participant),
+        **({"classification": {"categories": survey.categories, "fixation_ms": survey.fixation_ms,
+                               "image_ms": survey.image_ms, "mask_ms": survey.mask_ms}}
+           if survey.task_type == Survey.TaskType.CLASSIFY else {}),
     }
 
 
@@ -154,6 +157,7 @@ class TrialNextApi(ParticipantApi):
         answered = set(participant_answered_ids(participant=participant))
         trials = participant_trials(participant=participant)
         remaining = [dict(t, practice=True) for t in trials["practice"] if t["id"] not in answered]
+        remaining += [dict(t, screening=True) for t in trials["screening"] if t["id"] not in answered]
         remaining += [t for t in trials["trials"] if t["id"] not in answered]
         progress = participant_progress(participant=participant)
         return Response({"trial": remaining[0] if remaining else None, "total": progress["total"], "done": progress["done"]})
@@ -169,15 +173,28 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+MAX_CHOICES = 256
+TIMING_FIELDS = ("image_onset_ms", "image_offset_ms", "shown_ms", "refresh_hz", "frames")
+
+
+class TimingSerializer(serializers.Serializer):
+    image_onset_ms = FiniteFloatField(min_value=0, help_text="requestAnimationFrame time of the image's first frame")
+    image_offset_ms = FiniteFloatField(min_value=0, help_text="… of the frame the mask replaced it")
+    shown_ms = FiniteFloatField(min_value=0, max_value=RT_MAX_MS)
+    refresh_hz = FiniteFloatField(min_value=0, max_value=1000)
+    frames = serializers.IntegerField(min_value=0, max_value=1_000_000)
+
+
 class ResponseCreateApi(ParticipantApi):
     """The answer endpoint as the OpenAPI schema describes it. Requests are served by `response_create` below,
     which does the same without DRF's per-request machinery (this is the hot path of every survey)."""
 
     class InputSerializer(serializers.Serializer):
         trial = serializers.CharField(max_length=40)
-        choice = serializers.ChoiceField(choices=[0, 1, 2])
+        choice = serializers.ChoiceField(choices=list(range(MAX_CHOICES)), help_text="the screen position; classification: the category's index")
         rt_ms = FiniteFloatField(min_value=0, max_value=RT_MAX_MS)
         idempotency_key = serializers.UUIDField()
+        timing = TimingSerializer(required=False, help_text="classification: what the browser showed, measured")
 
     throttle_classes: list = []  # response_create applies the participant rate limits itself
 
@@ -186,7 +203,7 @@ class ResponseCreateApi(ParticipantApi):
 
 
 _ANSWER_FIELDS = ("trial", "choice", "rt_ms", "idempotency_key")
-_CHOICES = {"0": 0, "1": 1, "2": 2}
+_CHOICES = {str(k): k for k in range(MAX_CHOICES)}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _SAVED = b'{"saved":true}'
@@ -237,7 +254,22 @@ def _answer_fields(data) -> tuple[dict, dict]:
             values["idempotency_key"] = uuid.UUID(int=key) if isinstance(key, int) else uuid.UUID(hex=key)
         except (TypeError, ValueError, AttributeError):
             errors["idempotency_key"] = ["Must be a valid UUID."]
-    return values, {name: errors[name] for name in _ANSWER_FIELDS if name in errors}
+    if data.get("timing") is not None:  # optional: only classification trials send it
+        timing = data["timing"]
+        if not isinstance(timing, dict):
+            errors["timing"] = ["Expected an object with " + ", ".join(TIMING_FIELDS) + "."]
+        else:
+            problems = {k: ["A finite number of 0 or more is required."] for k in TIMING_FIELDS
+                        if not _timing_number(timing.get(k))}
+            if problems:
+                errors["timing"] = problems
+            else:
+                values["timing"] = {k: float(timing[k]) for k in TIMING_FIELDS}
+    return values, {name: errors[name] for name in (*_ANSWER_FIELDS, "timing") if name in errors}
+
+
+def _timing_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1e9
 
 
 def _rt_ms(value) -> float | str:
@@ -311,7 +343,7 @@ def response_create(request, token: str):
             raise exceptions.ValidationError(errors)
         created, extra = response_record(
             token=token, trial_public_id=v["trial"], choice=v["choice"], rt_ms=v["rt_ms"],
-            idempotency_key=v["idempotency_key"],
+            idempotency_key=v["idempotency_key"], timing=v.get("timing"),
         )
     except Exception as exc:
         return _error(request, exc)

@@ -18,6 +18,7 @@ options; Participant.is_pilot / is_bot / excluded / exclusion_reasons / status; 
 """
 import secrets
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from iri_worker.models import IriImage, IriJob, StoredImage
@@ -33,6 +34,9 @@ left image and **J** for the right one. Go with your first impression."""
 
 DEFAULT_CLUSTER_INSTRUCTIONS = """On each screen you see **three reference images** and **six images** below them.
 For each of the six, choose the reference image it is **closest to**. Go with your first impression."""
+
+
+DURATION_RANGE = [MinValueValidator(1), MaxValueValidator(10_000)]  # ms: a timed screen lasts at most 10 s
 
 
 def _token() -> str:
@@ -51,6 +55,7 @@ class Survey(models.Model):
     class TaskType(models.TextChoices):
         TWO_AFC = "2afc", "Two-alternative forced choice"
         CLUSTER = "cluster", "Clustering / matching (3 references, 6 IRIs)"
+        CLASSIFY = "classification", "Timed classification (name the category of a briefly shown image)"
 
     class FoilRule(models.TextChoices):
         SEED = "seed", "The IRI's seed"
@@ -116,6 +121,20 @@ class Survey(models.Model):
         null=True, blank=True,
         help_text="Quota of live slots (adaptive collection: the cap on participants). Empty: lists × N.",
     )
+    # Timed classification (Feather et al. 2023): fixation, the image for image_ms, a noise mask, then the buttons.
+    fixation_ms = models.PositiveIntegerField("fixation (ms)", default=300, validators=DURATION_RANGE)
+    image_ms = models.PositiveIntegerField(
+        "image shown (ms)", null=True, blank=True, default=300, validators=DURATION_RANGE, help_text="Empty: until answered."
+    )
+    mask_ms = models.PositiveIntegerField("mask (ms)", default=300, validators=DURATION_RANGE)
+    categories = models.JSONField(default=list, blank=True, editable=False, help_text="Classification: the category of each button, in order.")
+    screening_trials = models.PositiveIntegerField("screening trials", default=0, help_text="Classification: natural photos after practice; failing them ends the session.")
+    screening_pass_fraction = models.FloatField(default=0.75, help_text="Share of screening trials that must be right.")
+    code_screened_out = models.CharField("code: screened out", max_length=32, default=_completion_code)
+    desktop_only = models.BooleanField(default=False, help_text="Refuse phones and tablets (touch screens) with a clear page.")
+    exclude_mistimed = models.BooleanField(
+        default=False, help_text="Classification: leave out answers whose image was shown more than one frame off its duration."
+    )
     precision_goal = models.FloatField(
         "precision goal (95 % CI half-width)", null=True, blank=True,
         help_text="Adaptive collection: each enrollment gets the trial list that most narrows the widest interval "
@@ -153,6 +172,8 @@ class Survey(models.Model):
 
     @property
     def n_options(self) -> int:
+        if self.task_type == self.TaskType.CLASSIFY:
+            return max(2, len(self.categories))
         return 3 if self.task_type == self.TaskType.CLUSTER else 2
 
 
@@ -182,18 +203,21 @@ class Trial(models.Model):
         MAIN = "main", "Main"
         CATCH = "catch", "Catch"
         PRACTICE = "practice", "Practice"
+        SCREENING = "screening", "Screening"
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="trials")
     trial_list = models.ForeignKey(TrialList, null=True, blank=True, on_delete=models.CASCADE, related_name="trials")
     public_id = models.CharField(max_length=40, default=_token)
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MAIN)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.MAIN)
     task_type = models.CharField(max_length=16, choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
     screen = models.CharField(max_length=40, blank=True, help_text="Clustering: opaque id of the screen this row is on.")
     iri = models.ForeignKey(IriImage, null=True, blank=True, on_delete=models.PROTECT, related_name="trials")
     query = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
-    option_0 = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
-    option_1 = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="+")
+    # Classification trials have no option images: their options are the survey's categories, and a mask.
+    option_0 = models.ForeignKey(StoredImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    option_1 = models.ForeignKey(StoredImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     option_2 = models.ForeignKey(StoredImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    mask = models.ForeignKey(StoredImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     n_options = models.PositiveSmallIntegerField(default=2)
     target_option = models.PositiveSmallIntegerField()
     foil_kind = models.CharField(max_length=16, blank=True)
@@ -202,7 +226,7 @@ class Trial(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["public_id"], name="trial_public_id_unique"),
-            models.CheckConstraint(condition=models.Q(n_options__in=[2, 3]), name="trial_n_options_2_or_3"),
+            models.CheckConstraint(condition=models.Q(n_options__gte=2) & models.Q(n_options__lte=256), name="trial_n_options_2_to_256"),
             models.CheckConstraint(condition=models.Q(target_option__lt=models.F("n_options")), name="trial_target_option_in_range"),
         ]
 
@@ -225,6 +249,7 @@ class Participant(models.Model):
         TIMED_OUT = "timed_out", "Timed out"
         RETURNED = "returned", "Returned"
         TECHNICAL = "technical", "Technical problem"
+        SCREENED_OUT = "screened_out", "Screened out"
 
     class Stage(models.TextChoices):
         ARRIVED = "arrived", "Arrived"
@@ -336,6 +361,10 @@ class Response(models.Model):
     shown_position = models.PositiveSmallIntegerField(null=True)
     rt_ms = models.FloatField()
     idempotency_key = models.UUIDField()
+    # Timed classification: what the browser measured (image onset/offset from requestAnimationFrame, shown_ms,
+    # frames, refresh_hz); mistimed = the image was up more than one frame longer or shorter than asked.
+    timing = models.JSONField(null=True, blank=True)
+    mistimed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -343,7 +372,7 @@ class Response(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["idempotency_key"], name="response_idempotency_key_unique"),
             models.UniqueConstraint(fields=["participant", "trial"], name="response_once_per_trial"),
-            models.CheckConstraint(condition=models.Q(choice__in=[0, 1, 2]), name="response_choice_0_to_2"),
+            models.CheckConstraint(condition=models.Q(choice__lte=255), name="response_choice_below_256"),
             models.CheckConstraint(condition=models.Q(rt_ms__gte=0), name="response_rt_non_negative"),
         ]
 

@@ -44,6 +44,12 @@ class SurveyOutputSerializer(serializers.Serializer):
     one_side_max_fraction = serializers.FloatField(allow_null=True)
     one_side_min_trials = serializers.IntegerField()
     retention_days = serializers.IntegerField(allow_null=True)
+    categories = serializers.ListField(child=serializers.CharField(), help_text="classification: the buttons' categories, in order")
+    fixation_ms = serializers.IntegerField()
+    image_ms = serializers.IntegerField(allow_null=True)
+    mask_ms = serializers.IntegerField()
+    screening_trials = serializers.IntegerField()
+    desktop_only = serializers.BooleanField()
     precision_goal = serializers.FloatField(allow_null=True)
     precision_every = serializers.IntegerField()
     adaptive_state = serializers.JSONField(help_text="Adaptive collection: the latest estimate per IRI set and whether collection stopped.")
@@ -81,6 +87,14 @@ class SurveyCreateApi(APIView):
             min_value=1, required=False, allow_null=True,
             help_text="Quota of live places; with a precision goal, the cap on participants.",
         )
+        fixation_ms = serializers.IntegerField(required=False, help_text="classification: fixation mark (ms), above 0, at most 10,000")
+        image_ms = serializers.IntegerField(required=False, allow_null=True, help_text="classification: image shown (ms); null: until answered")
+        mask_ms = serializers.IntegerField(required=False, help_text="classification: noise mask (ms)")
+        screening_trials = serializers.IntegerField(min_value=0, required=False, help_text="classification: natural photos after practice")
+        screening_pass_fraction = serializers.FloatField(required=False, help_text="share of screening trials that must be right")
+        code_screened_out = serializers.CharField(max_length=32, required=False)
+        desktop_only = serializers.BooleanField(required=False, help_text="refuse phones and tablets (touch screens)")
+        exclude_mistimed = serializers.BooleanField(required=False, help_text="leave out answers whose image was shown a frame off")
         precision_goal = serializers.FloatField(
             required=False, allow_null=True,
             help_text="Adaptive collection: the 95 % CI half-width every IRI set must reach, in (0, 0.5). Empty: fixed N.",

@@ -46,11 +46,12 @@ def markdown_html(text: str) -> str:
 def participant_trials(*, participant: Participant) -> dict:
     """The participant's trials in order, as the browser sees them: ids and opaque image URLs only.
 
-    Returns {"practice": [...], "trials": [...], "screens": [...], "practice_screens": [...]}. 2AFC entries are
-    exactly {"id", "query", "options"}, the options in this participant's screen order; clustering rows add
-    "screen", and the references of one screen share their URLs."""
+    Returns {"practice": [...], "trials": [...], "screens": [...], "practice_screens": [...], "screening": [...]}.
+    2AFC entries are exactly {"id", "query", "options"}, the options in this participant's screen order;
+    clustering rows add "screen", and the references of one screen share their URLs; classification entries are
+    {"id", "query", "mask"} (practice, screening and main trials in their lists)."""
     assignments = Assignment.objects.filter(participant=participant).select_related("trial").order_by("position")
-    out = {"practice": [], "trials": [], "screens": [], "practice_screens": []}
+    out = {"practice": [], "trials": [], "screens": [], "practice_screens": [], "screening": []}
     screens: dict[str, dict] = {}
 
     def url(image_id: int, place: str) -> str:
@@ -58,9 +59,13 @@ def participant_trials(*, participant: Participant) -> dict:
 
     for a in assignments:
         t = a.trial
-        shown = [t.option_ids[int(k)] for k in a.option_order]
         entry = {"id": t.public_id, "query": url(t.query_id, f"{t.public_id}.q")}
         practice = t.kind == Trial.Kind.PRACTICE
+        if t.task_type == Survey.TaskType.CLASSIFY:  # options are the categories, in the session body
+            entry["mask"] = url(t.mask_id, f"{t.public_id}.m")
+            out["screening" if t.kind == Trial.Kind.SCREENING else "practice" if practice else "trials"].append(entry)
+            continue
+        shown = [t.option_ids[int(k)] for k in a.option_order]
         if t.task_type == Survey.TaskType.CLUSTER:
             entry["options"] = [url(image_id, f"{t.screen}.{k}") for k, image_id in enumerate(shown)]
             entry["screen"] = t.screen
@@ -115,7 +120,12 @@ OUTCOME_CODE_FIELD = {
     Participant.Status.TIMED_OUT: "code_timed_out",
     Participant.Status.RETURNED: "code_timed_out",
     Participant.Status.TECHNICAL: "code_technical",
+    Participant.Status.SCREENED_OUT: "code_screened_out",
 }
+
+
+def prolific_complete_url(*, code: str) -> str:
+    return f"https://app.prolific.com/submissions/complete?cc={code}"
 
 
 def participant_completion(*, participant: Participant) -> dict:
@@ -124,7 +134,7 @@ def participant_completion(*, participant: Participant) -> dict:
     if participant.status == Participant.Status.ACTIVE:
         return {"completion_code": None, "redirect_url": None, "outcome": None, "mturk_submit": None}
     code = getattr(participant.survey, OUTCOME_CODE_FIELD[participant.status])
-    redirect = f"https://app.prolific.com/submissions/complete?cc={code}" if participant.prolific_pid else None
+    redirect = prolific_complete_url(code=code) if participant.prolific_pid else None
     mturk = None
     if participant.assignment_id and participant.turk_submit_to:
         mturk = {

@@ -53,7 +53,7 @@ class PhotoPool:
 
     def fitted(self, key: str, source, size: Size) -> StoredImage:
         if (key, size) not in self._fitted:
-            data = source if isinstance(source, bytes) else _read(source)
+            data = source if isinstance(source, bytes) else stored_image_bytes(source)
             self._fitted[key, size] = stored_image_fitted(data=data, size=size)
         return self._fitted[key, size]
 
@@ -75,9 +75,9 @@ def stored_image_fitted(*, data: bytes, size: Size) -> StoredImage:
 
 
 def stored_image_resized(*, image: StoredImage, size: Size) -> StoredImage:
-    return stored_image_fitted(data=_read(image), size=size)
+    return stored_image_fitted(data=stored_image_bytes(image), size=size)
 
 
-def _read(image: StoredImage) -> bytes:
+def stored_image_bytes(image: StoredImage) -> bytes:
     with image.file.open("rb") as fh:
         return fh.read()

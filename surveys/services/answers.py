@@ -1,5 +1,6 @@
 """The answer hot path: store one answer exactly once in one SQL statement, and say why when it stores
 nothing; practice answers get feedback and a pass decision."""
+import json
 import uuid
 
 import psycopg
@@ -9,7 +10,7 @@ from rest_framework import status
 
 from backend.exceptions import ApplicationError
 
-from ..models import Assignment, Participant, Response, Slot, Trial
+from ..models import Assignment, Participant, Response, Slot, Survey, Trial
 from .session import _session_end
 
 TRIAL_NOT_ASSIGNED = "This trial is not one of yours."
@@ -25,8 +26,9 @@ BAD_CHOICE = "choice: this trial has {n} options."
 # a replay or a second answer inserts nothing (unique idempotency key, unique (participant, trial)).
 # The browser sends the screen position it chose; the stored choice is the option shown there.
 _ANSWER_SQL = """
-INSERT INTO surveys_response (participant_id, trial_id, choice, shown_position, rt_ms, idempotency_key, created_at)
-SELECT p.id, t.id, CAST(substr(a.option_order, %s + 1, 1) AS INTEGER), %s, %s, %s, %s
+INSERT INTO surveys_response (participant_id, trial_id, choice, shown_position, rt_ms, idempotency_key, timing, mistimed, created_at)
+SELECT p.id, t.id, CASE WHEN a.option_order = '' THEN %s ELSE CAST(substr(a.option_order, %s + 1, 1) AS INTEGER) END,
+       %s, %s, %s, CAST(%s AS jsonb), false, %s
 FROM surveys_participant p
 JOIN surveys_slot s ON s.participant_id = p.id AND s.filled_at IS NULL
 JOIN surveys_trial t ON t.public_id = %s
@@ -38,7 +40,7 @@ RETURNING id, (SELECT kind FROM surveys_trial WHERE surveys_trial.id = surveys_r
 
 
 def response_record(
-    *, token: str, trial_public_id: str, choice: int, rt_ms: float, idempotency_key: uuid.UUID
+    *, token: str, trial_public_id: str, choice: int, rt_ms: float, idempotency_key: uuid.UUID, timing: dict | None = None
 ) -> tuple[bool, dict]:
     """Store one answer exactly once. `choice` is the screen position (0 = left). Returns (created, extra)
     where extra holds practice feedback.
@@ -47,18 +49,21 @@ def response_record(
     says why: a replayed key (not created, no error), or 404 / 409 with a reason.
     """
     now = timezone.now()
-    params = [choice, choice, rt_ms, idempotency_key, now, trial_public_id, token, choice]
+    timing_json = json.dumps(timing) if timing is not None else None
+    params = [choice, choice, choice, rt_ms, idempotency_key, timing_json, now, trial_public_id, token, choice]
     if connection.vendor == "postgresql":
         row = _answer_insert_postgres(params)
     else:
-        params[3] = idempotency_key.hex
-        params[4] = connection.ops.adapt_datetimefield_value(now)
+        params[4] = idempotency_key.hex
+        params[6] = connection.ops.adapt_datetimefield_value(now)
         with connection.cursor() as cur:
-            cur.execute(_ANSWER_SQL.replace("ON CONFLICT", "AND 1 ON CONFLICT"), params)
+            cur.execute(_ANSWER_SQL.replace("ON CONFLICT", "AND 1 ON CONFLICT").replace("CAST(%s AS jsonb)", "%s"), params)
             row = cur.fetchone()
     if row is not None:
         if row[1] == Trial.Kind.PRACTICE:
             return True, _practice_feedback(token=token, trial_public_id=trial_public_id, choice=row[2])
+        if row[1] == Trial.Kind.SCREENING:
+            return True, _screening_result(token=token)
         return True, {}
     return False, _response_refused(
         token=token, trial_public_id=trial_public_id, choice=choice, idempotency_key=idempotency_key
@@ -94,6 +99,8 @@ def _response_refused(*, token: str, trial_public_id: str, choice: int, idempote
             raise ApplicationError(KEY_REUSED, status_code=status.HTTP_409_CONFLICT)
         if same_key.trial.kind == Trial.Kind.PRACTICE:
             return _practice_feedback(token=token, trial_public_id=trial_public_id, choice=same_key.choice)
+        if same_key.trial.kind == Trial.Kind.SCREENING:
+            return _screening_result(token=token)
         return {}
     assignment = (
         Assignment.objects.filter(participant=participant, trial__public_id=trial_public_id).select_related("trial").first()
@@ -101,7 +108,8 @@ def _response_refused(*, token: str, trial_public_id: str, choice: int, idempote
     if assignment is None:
         raise ApplicationError(TRIAL_NOT_ASSIGNED, status_code=status.HTTP_404_NOT_FOUND)
     if choice >= assignment.trial.n_options:
-        raise ApplicationError(BAD_CHOICE.format(n=assignment.trial.n_options))
+        message = BAD_CHOICE.format(n=assignment.trial.n_options)
+        raise ApplicationError(message, extra={"fields": {"choice": [message.split(": ", 1)[1]]}})
     if participant.status != Participant.Status.ACTIVE:
         raise ApplicationError(
             SESSION_ENDED.format(status=participant.get_status_display().lower()),
@@ -134,4 +142,24 @@ def _practice_feedback(*, token: str, trial_public_id: str, choice: int) -> dict
         Participant.objects.filter(pk=participant.pk).update(practice_accuracy=accuracy)
         if not passed:
             _session_end(participant=participant, status_to=Participant.Status.FAILED_ATTENTION, reasons=["practice_failed"], fill=False)
-    return {"feedback": {"correct": choice == trial.target_option}, "practice": {"done": len(answers), "total": total, "passed": passed}}
+    feedback = {"correct": choice == trial.target_option}
+    if trial.task_type == Survey.TaskType.CLASSIFY:  # the buttons are categories: name the right one (practice only)
+        feedback["correct_choice"] = trial.target_option
+    return {"feedback": feedback, "practice": {"done": len(answers), "total": total, "passed": passed}}
+
+
+def _screening_result(*, token: str) -> dict:
+    """Classification's screening block (natural photos after practice, no feedback): once every screening trial
+    is answered, a share right below the survey's pass mark ends the session as screened out (its own code)."""
+    participant = Participant.objects.select_related("survey").get(token=token)
+    answers = list(
+        Response.objects.filter(participant=participant, trial__kind=Trial.Kind.SCREENING).values_list("choice", "trial__target_option")
+    )
+    total = participant.assignments.filter(trial__kind=Trial.Kind.SCREENING).count()
+    passed = None
+    if len(answers) >= total:
+        accuracy = sum(c == t for c, t in answers) / max(1, total)
+        passed = accuracy >= participant.survey.screening_pass_fraction
+        if not passed and participant.status == Participant.Status.ACTIVE:
+            _session_end(participant=participant, status_to=Participant.Status.SCREENED_OUT, reasons=["screening_failed"], fill=False)
+    return {"screening": {"done": len(answers), "total": total, "passed": passed}}

@@ -13,12 +13,13 @@ from django.utils.text import slugify
 from PIL import Image
 
 from backend.exceptions import ApplicationError
-from iri_worker.models import IriImage, IriJob, StoredImage
+from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
+from iri_worker.services import stored_image_save
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
 from results.adaptive import MIN_ANSWERS, condition_answers_needed
 
 from ..models import DEFAULT_CLUSTER_INSTRUCTIONS, Participant, Slot, Survey, Trial, TrialList
-from ..stimuli import PhotoPool, image_size
+from ..stimuli import PhotoPool, image_size, stored_image_bytes, stored_image_fitted
 from .adaptive import adaptive_lists_split, adaptive_state_initial
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
@@ -60,6 +61,15 @@ GOAL_UNREACHABLE = (
     "wider goal, a higher N or cap, or larger sets."
 )
 
+NEEDS_TWO_CATEGORIES = "categories: a classification survey needs target photos of at least 2 classes (their labels)."
+NATURAL_TOO_FEW = (
+    "{field}: {n} natural photos labelled with the survey's categories ({categories}) and not among its target photos "
+    "are needed; the team has {found}. Add labelled target photos, or ask for fewer."
+)
+MAX_DURATION_MS = 10_000
+CLASSIFY_FIELDS = ("fixation_ms", "image_ms", "mask_ms", "screening_pass_fraction")
+MASKS_PER_SIZE = 8  # noise masks made per image size, used in turn
+
 CLUSTER_REFERENCES = 3
 CLUSTER_IRIS_PER_REFERENCE = 2
 
@@ -100,6 +110,7 @@ def survey_create(
     )
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
+    _numbers_check(**{k: settings[k] for k in CLASSIFY_FIELDS if k in settings})
     rng = random.Random(rng_seed)
     with transaction.atomic():
         survey = Survey.objects.create(
@@ -121,6 +132,8 @@ def survey_create(
         )
         survey.iri_jobs.set(iri_jobs)
         pool = PhotoPool(targets=list({i.target_id: i.target for i in iris}.values()), rng=random.Random(f"{rng_seed}:pool"))
+        if task_type == Survey.TaskType.CLASSIFY:
+            return _classify_build(survey=survey, iris=iris, rng=rng, report=report)
         if task_type == Survey.TaskType.CLUSTER:
             units = _cluster_screens(survey=survey, iris=iris, rng=rng)
         else:
@@ -193,7 +206,11 @@ def survey_check(
     if not iris:
         raise ApplicationError(ALL_LEFT_OUT.format(reasons=_reasons_text(left_out)), extra={"left_out": left_out})
     _sizes_check(iris=iris, task_type=task_type, foil_rule=foil_rule, size_policy=size_policy)
-    if task_type == Survey.TaskType.CLUSTER:
+    if task_type == Survey.TaskType.CLASSIFY:
+        _labels_check(iris=iris)
+        if len({_class_of(i) for i in iris}) < 2:
+            raise ApplicationError(NEEDS_TWO_CATEGORIES, extra={"field": "categories"})
+    elif task_type == Survey.TaskType.CLUSTER:
         per_target = {}
         for iri in iris:
             per_target.setdefault(iri.target_id, []).append(iri)
@@ -206,9 +223,7 @@ def survey_check(
             if len({i.target_id for i in group}) < 2:
                 raise ApplicationError(NEEDS_TWO_TARGETS.format(rule=foil_rule, where=f" in each set (set {job_id} has one)"))
     elif foil_rule == Survey.FoilRule.SAME_CLASS:
-        unlabelled = sorted({i.target.name for i in iris if not (i.target.label or "").strip()})
-        if unlabelled:
-            raise ApplicationError(NEEDS_LABELS.format(names=", ".join(unlabelled)))
+        _labels_check(iris=iris)
         per_class: dict[str, set[int]] = {}
         for iri in iris:
             per_class.setdefault(_class_of(iri), set()).add(iri.target_id)
@@ -283,6 +298,12 @@ def _sizes_check(*, iris: list[IriImage], task_type: str, foil_rule: str, size_p
         raise ApplicationError(MIXED_SIZES_REFUSED.format(sets=names), extra={"field": "iri_jobs"})
 
 
+def _labels_check(*, iris: list[IriImage]) -> None:
+    unlabelled = sorted({i.target.name for i in iris if not (i.target.label or "").strip()})
+    if unlabelled:
+        raise ApplicationError(NEEDS_LABELS.format(names=", ".join(unlabelled)))
+
+
 def _class_of(iri: IriImage) -> str:
     """The class of an IRI's target photo; labels compare trimmed and case-insensitively ('Cat' = 'cat ')."""
     return iri.target.label.strip().casefold()
@@ -302,6 +323,10 @@ def _numbers_check(**fields) -> None:
         "one_side_min_trials": (lambda v: v >= 1, "at least 1"),
         "precision_goal": (lambda v: 0 < v < 0.5, "empty or a half-width between 0 and 0.5 (exclusive)"),
         "precision_every": (lambda v: v >= 1, "at least 1"),
+        "fixation_ms": (lambda v: 0 < v <= MAX_DURATION_MS, f"above 0 and at most {MAX_DURATION_MS} ms"),
+        "image_ms": (lambda v: 0 < v <= MAX_DURATION_MS, f"empty (until answered), or above 0 and at most {MAX_DURATION_MS} ms"),
+        "mask_ms": (lambda v: 0 < v <= MAX_DURATION_MS, f"above 0 and at most {MAX_DURATION_MS} ms"),
+        "screening_pass_fraction": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     }
     for field, value in fields.items():
         if field in rules and value is not None and not rules[field][0](value):
@@ -326,6 +351,95 @@ def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_
     if reachable < needed:
         raise ApplicationError(GOAL_UNREACHABLE.format(goal=precision_goal, needed=needed, reachable=reachable),
                                extra={"field": "precision_goal"})
+
+
+def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random, report: dict) -> Survey:
+    """A timed classification survey (Feather et al. 2023): one main trial per IRI, its options the categories
+    (the target photos' labels, sorted), the right one its target's; practice, screening and catch trials show
+    natural photos of those categories that are not among the survey's targets, fitted to the IRIs' size; every
+    trial has a noise mask of its image's size. Lists and slots as for 2AFC."""
+    labels: dict[str, str] = {}
+    for iri in sorted(iris, key=lambda i: i.target.label.strip()):
+        labels.setdefault(_class_of(iri), iri.target.label.strip())
+    keys = sorted(labels)
+    categories = [labels[k] for k in keys]
+    masks = _Masks(rng=rng)
+    main = [
+        Trial(survey=survey, iri=iri, query=iri.image, mask=masks.of(image_size(iri.image)), n_options=len(keys),
+              target_option=keys.index(_class_of(iri)), task_type=Survey.TaskType.CLASSIFY)
+        for iri in iris
+    ]
+    rng.shuffle(main)
+    size = _common_size([t.query for t in main])
+    photos = _natural_photos(survey=survey, iris=iris, keys=keys, categories=categories, rng=rng)
+
+    def natural(kind: str, count: int, trial_list, source: list) -> list[Trial]:
+        return [
+            Trial(survey=survey, trial_list=trial_list, kind=kind, task_type=Survey.TaskType.CLASSIFY,
+                  query=stored_image_fitted(data=stored_image_bytes(photo.image), size=size), mask=masks.of(size),
+                  n_options=len(keys), target_option=keys.index(photo.label.strip().casefold()), foil_kind="photo")
+            for photo in (source[k % len(source)] for k in range(count))
+        ]
+
+    # Practice (with feedback) and screening never share a photo: feedback must not teach the screening answers.
+    practice_photos = photos[: max(1, len(photos) // 2)] if survey.screening_trials else photos
+    screening_photos = photos[len(practice_photos):] if survey.practice_trials else photos
+    for field, count, source in (("practice_trials", survey.practice_trials, practice_photos),
+                                 ("screening_trials", survey.screening_trials, screening_photos),
+                                 ("catch_trials", survey.catch_trials, photos)):
+        if count and not source:
+            raise ApplicationError(NATURAL_TOO_FEW.format(field=field, n=1 + (field == "screening_trials" and bool(survey.practice_trials)),
+                                                          categories=", ".join(categories), found=len(photos)),
+                                   extra={"field": field})
+    lists = _lists_build(survey=survey, units=[[t] for t in main], rng=rng)
+    for trial_list, units in lists:
+        rows = [t for unit in units for t in unit]
+        for t in rows:
+            t.trial_list = trial_list
+        Trial.objects.bulk_create(rows + natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
+    Trial.objects.bulk_create(natural(Trial.Kind.PRACTICE, survey.practice_trials, None, practice_photos)
+                              + natural(Trial.Kind.SCREENING, survey.screening_trials, None, screening_photos))
+    _slots_create(survey=survey, lists=[tl for tl, _ in lists])
+    report["categories"] = categories
+    report["natural_photos"] = len(photos)
+    if survey.precision_goal is not None:
+        survey.adaptive_state = adaptive_state_initial(survey=survey)
+    Survey.objects.filter(pk=survey.pk).update(build_report=report, categories=categories, adaptive_state=survey.adaptive_state)
+    survey.build_report, survey.categories = report, categories
+    return survey
+
+
+class _Masks:
+    """Noise masks (uniform RGB noise, PNG) made once per image size, MASKS_PER_SIZE of them used in turn."""
+
+    def __init__(self, *, rng: random.Random):
+        self.rng = np.random.default_rng(rng.getrandbits(32))
+        self.made: dict[tuple[int, int], list[StoredImage]] = {}
+        self.used = 0
+
+    def of(self, size: tuple[int, int]) -> StoredImage:
+        if size not in self.made:
+            self.made[size] = [self._noise(size) for _ in range(MASKS_PER_SIZE)]
+        self.used += 1
+        return self.made[size][self.used % MASKS_PER_SIZE]
+
+    def _noise(self, size: tuple[int, int]) -> StoredImage:
+        pixels = self.rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        return stored_image_save(png_bytes=out.getvalue(), width=size[0], height=size[1])
+
+
+def _natural_photos(*, survey: Survey, iris: list[IriImage], keys: list[str], categories: list[str], rng) -> list[TargetPhoto]:
+    """The team's labelled photos of the survey's categories that are not among its targets, in a seeded order."""
+    targets = {i.target_id for i in iris}
+    photos = [
+        p for p in TargetPhoto.objects.filter(team_id=survey.team_id).exclude(pk__in=targets).exclude(label=None)
+        .select_related("image").order_by("pk")
+        if p.label.strip().casefold() in keys
+    ]
+    rng.shuffle(photos)
+    return photos
 
 
 def _afc_trials(*, survey: Survey, iris: list[IriImage], rng: random.Random, pool: PhotoPool, report: dict) -> list[Trial]:

@@ -14,6 +14,7 @@ from backend.exceptions import ApplicationError
 
 from ..layouts import TrialShape, option_orders
 from ..models import Assignment, Participant, ParticipantEvent, Slot, Survey, Trial
+from ..selectors import prolific_complete_url
 from .adaptive import adaptive_cap_reached, adaptive_list_order
 
 SURVEY_NOT_LIVE = "This study is not open."
@@ -24,6 +25,11 @@ BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersan
 DUPLICATE_ENROLL = (
     "This ID has already started this study in another browser or device. Please continue there; if you cannot, "
     "contact the researchers through the platform you came from."
+)
+
+DEVICE_REFUSED = (
+    "This study needs a computer with a mouse or touchpad and a larger screen; it cannot be taken on a phone or "
+    "tablet. Thank you for your interest."
 )
 
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -63,6 +69,12 @@ def participant_enroll(
         raise ApplicationError("An MTurk preview cannot enroll.", extra={"reason": "preview"})
     if turk_submit_to and turk_submit_to.rstrip("/") not in MTURK_HOSTS:
         raise ApplicationError(BAD_SUBMIT_TO)
+    if survey.desktop_only and (client or {}).get("touch") and not pilot:
+        raise ApplicationError(
+            DEVICE_REFUSED, status_code=status.HTTP_409_CONFLICT,
+            extra={"reason": "device", "completion_code": survey.code_screened_out,
+                   "redirect_url": prolific_complete_url(code=survey.code_screened_out) if prolific_pid else None},
+        )
     existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token=token)
     if existing is not None:
         return _participant_return(participant=_holder_check(participant=existing, token=token, client=client)), False
@@ -210,18 +222,24 @@ def reservations_release_expired(*, now=None) -> int:
 
 
 def _assignments_create(*, participant: Participant) -> None:
-    """Practice first, then the list's main and catch trials in a fresh random order (clustering: screens in
-    random order, rows within a screen shuffled), each with this participant's option layout: the target's
-    side is counterbalanced by the participant's slot in the list (surveys.layouts)."""
+    """Practice first, then screening (classification), then the list's main and catch trials in a fresh random
+    order (clustering: screens in random order, rows within a screen shuffled), each with this participant's
+    option layout: the target's side is counterbalanced by the participant's slot in the list (surveys.layouts);
+    a classification's buttons are the categories in their fixed order."""
     rng = random.Random()
     survey = participant.survey
     fields = ("id", "kind", "n_options", "target_option", "screen")
-    practice = [TrialShape(*row) for row in Trial.objects.filter(survey_id=survey.pk, kind=Trial.Kind.PRACTICE).values_list(*fields)]
+    survey_wide = Trial.objects.filter(survey_id=survey.pk, trial_list=None).order_by("id").values_list(*fields)
+    practice = [TrialShape(*row) for row in survey_wide if row[1] == Trial.Kind.PRACTICE]
+    screening = [TrialShape(*row) for row in survey_wide if row[1] == Trial.Kind.SCREENING]
     rows = [TrialShape(*row) for row in Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list(*fields)]
     rater = Slot.objects.filter(participant=participant).values_list("ordinal", flat=True).first() or 0
-    orders = option_orders(trials=rows, rater=rater, seed=f"{survey.rng_seed}:{participant.trial_list_id}")
-    orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
-    order = [t.id for t in practice]
+    if survey.task_type == Survey.TaskType.CLASSIFY:  # the buttons keep the categories' order: no layout
+        orders = {t.id: "" for t in practice + screening + rows}
+    else:
+        orders = option_orders(trials=rows, rater=rater, seed=f"{survey.rng_seed}:{participant.trial_list_id}")
+        orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
+    order = [t.id for t in practice] + [t.id for t in screening]
     if survey.task_type == Survey.TaskType.CLUSTER:
         screens: dict[str, list[int]] = {}
         for t in rows:

@@ -88,9 +88,11 @@ def participant_complete(*, participant: Participant) -> Participant:
     survey = participant.survey
     rows = list(
         Response.objects.filter(participant=participant)
-        .exclude(trial__kind=Trial.Kind.PRACTICE)
+        .exclude(trial__kind__in=(Trial.Kind.PRACTICE, Trial.Kind.SCREENING))
         .values_list("trial__kind", "choice", "trial__target_option", "rt_ms", "shown_position")
     )
+    if survey.task_type == Survey.TaskType.CLASSIFY:
+        _mistimed_flag(participant=participant, image_ms=survey.image_ms)
     catch = [c == t for kind, c, t, *_ in rows if kind == Trial.Kind.CATCH]
     catch_accuracy = sum(catch) / len(catch) if catch else None
     fast = sum(rt < survey.rt_floor_ms for *_, rt, _ in rows) / len(rows) if rows else 0.0
@@ -108,6 +110,19 @@ def participant_complete(*, participant: Participant) -> Participant:
     if survey.precision_goal is not None and not (participant.is_pilot or participant.is_bot):
         survey_adaptive_refresh(survey_id=survey.pk)
     return participant
+
+
+def _mistimed_flag(*, participant: Participant, image_ms: int | None) -> int:
+    """Flag the answers whose image was shown more than one frame longer or shorter than the survey asked, by the
+    browser's own measure (timing.shown_ms, timing.refresh_hz). 'Until answered' has no duration to miss.
+    Returns how many were flagged."""
+    if image_ms is None:
+        return 0
+    flagged = [
+        pk for pk, timing in participant.responses.exclude(timing=None).values_list("pk", "timing")
+        if timing.get("refresh_hz") and abs(timing["shown_ms"] - image_ms) > 1000 / timing["refresh_hz"]
+    ]
+    return Response.objects.filter(pk__in=flagged).update(mistimed=True)
 
 
 def _one_sided(*, positions: list[int], survey: Survey) -> bool:
