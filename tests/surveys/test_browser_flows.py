@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from surveys.models import Assignment, Participant, Response
+from surveys.models import Assignment, Participant, Response, Trial
 from surveys.services import survey_create, survey_publish
 from tests.conftest import finished_iri_set
 from tests.surveys.test_browser import CHROMIUM, CHROMIUM_ARGS, page  # noqa: F401  (the page fixture)
@@ -212,3 +212,57 @@ def test_an_mturk_worker_finishes_and_the_hit_is_submitted_to_turk_submit_to(liv
     assert page.url == "https://workersandbox.mturk.com/mturk/externalSubmit"
     assert "assignmentId=A7" in submitted[0]
     assert_nothing_lost(participant)
+
+
+def test_a_timed_classification_participant_practises_passes_screening_and_every_answer_carries_its_timing(
+    live_server, team, page
+):
+    from tests.surveys.test_classification import classification, labelled_photos
+
+    iri_set, _ = labelled_photos(team)
+    survey = classification(iri_set, practice_trials=2, screening_trials=3, catch_trials=1, fixation_ms=300,
+                            image_ms=200, mask_ms=300, rt_floor_ms=0)
+    trial_of_url: dict[str, str] = {}
+    page.on("response", lambda r: r.url.endswith("/trials") and r.ok and trial_of_url.update(
+        {e["query"]: e["id"] for key in ("practice", "screening", "trials") for e in json.loads(r.text())[key]}))
+    page.goto(f"{live_server.url}/s/{survey.slug}/?PROLIFIC_PID=pcls&STUDY_ID=st&SESSION_ID=se")
+    page.click("button#consent-agree")
+    page.click("button#instructions-start")
+
+    def answer(*, keyboard: bool) -> None:
+        """Wait for the buttons (after fixation, image and mask), then choose the shown image's category."""
+        page.wait_for_selector("button.classify-choice:not([disabled])")
+        src = page.get_attribute("#classify-image", "src")
+        right = Trial.objects.get(public_id=trial_of_url[src]).target_option
+        if keyboard:
+            page.focus("#classify-choices")
+            for _ in range(right + 1):
+                page.keyboard.press("ArrowRight")
+            page.keyboard.press("Enter")
+        else:
+            page.click(f'button.classify-choice[data-choice="{right}"]')
+        page.wait_for_function("s => !document.querySelector('#classify-image') || "
+                               "document.querySelector('#classify-image').getAttribute('src') !== s", arg=src)
+
+    for k in range(2):
+        answer(keyboard=k == 0)
+        page.wait_for_selector("#feedback-title")
+        page.click("#practice-continue")
+    page.click("#practice-done-start")
+    for k in range(3):
+        answer(keyboard=False)
+    page.click("#screening-done-start")
+    for k in range(7):  # six IRIs and a catch photo
+        answer(keyboard=k % 2 == 0)
+
+    code = page.wait_for_selector("#completion-code").inner_text()
+    participant = Participant.objects.get(prolific_pid="pcls")
+    assert participant.status == Participant.Status.COMPLETED and code == survey.completion_code
+    assert_nothing_lost(participant)
+    answers = list(Response.objects.filter(participant=participant).select_related("trial"))
+    assert all(a.choice == a.trial.target_option for a in answers)
+    for a in answers:  # what the browser measured: whole frames at its refresh rate, never shorter than asked
+        frame_ms = 1000 / a.timing["refresh_hz"]
+        assert a.timing["frames"] >= 1 and a.timing["shown_ms"] >= 200 - frame_ms
+        assert abs(a.timing["shown_ms"] - a.timing["frames"] * frame_ms) <= frame_ms
+    assert participant.client_info.get("refresh_hz")

@@ -27,6 +27,10 @@ def png(colour, seed) -> bytes:
 
 @pytest.fixture
 def labelled(team):
+    return labelled_photos(team)
+
+
+def labelled_photos(team):
     """Two target photos per class made into an IRI set, and two more photos per class that are not targets."""
     photos = {
         kind: [target_photo_create(team=team, name=f"{kind} {label} {k}", data=png((60 * c, 90, 200 - 60 * c), 10 * c + k + (kind == "natural") * 5),
