@@ -361,7 +361,7 @@ class ExclusionRules:
         return asdict(self)
 
 
-KIND_MAIN, KIND_CATCH, KIND_PRACTICE = 0, 1, 2
+KIND_MAIN, KIND_CATCH, KIND_PRACTICE, KIND_SCREENING = 0, 1, 2, 3
 
 
 def position_counts(participant: np.ndarray, position: np.ndarray, n_people: int, n_positions: int) -> np.ndarray:

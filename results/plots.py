@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PLOTS = ("alignment", "proxy", "fill")
+PLOTS = ("alignment", "proxy", "fill", "recognition")
 FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
@@ -76,6 +76,9 @@ def plot_render(*, report: dict, name: str, fmt: str) -> bytes:
     """One figure of the report as bytes in `fmt` (png, svg, pdf)."""
     if name not in PLOTS or fmt not in FORMATS:
         raise ValueError(f"unknown plot {name}.{fmt}")
+    if name == "recognition":  # accuracy by layer; a survey of another task type has no rows: an empty figure
+        rows = (report.get("recognition") or {}).get("conditions", [])
+        return recognition_by_layer_plot(rows, fmt=fmt, title=report.get("title"))
     height = max(2.0, 0.28 * len(report["conditions"]) + 1.2) if name == "alignment" else 3.0
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.5 if name != "proxy" else 3.4, height))

@@ -20,10 +20,10 @@ from iri_worker.models import IriImage, IriJob
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
-from .alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE
+from .alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
 from .models import SurveyTaskRun, TrialProxyChoice
 
-KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE}
+KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE, "screening": KIND_SCREENING}
 
 
 def _column(model, name: str) -> str:
@@ -256,6 +256,12 @@ def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
     if not ids:
         return {}
     return {pk: record or {} for pk, record in IriImage.objects.filter(pk__in=ids).values_list("id", "validity")}
+
+
+def survey_mistimed_count(*, survey: Survey) -> int:
+    """Main-trial answers of live sessions whose image the browser showed more than a frame off its duration."""
+    return Response.objects.filter(trial__survey=survey, trial__kind=Trial.Kind.MAIN, mistimed=True,
+                                   participant__is_pilot=False, participant__is_bot=False).count()
 
 
 def target_photo_names(*, ids: set[int]) -> dict[int, str]:

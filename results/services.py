@@ -41,9 +41,12 @@ from .alignment import (
     split_half_ceilings,
 )
 from .adaptive import condition_intervals, stopping_rule_describe
+from .recognition import recognition_by_condition, recognition_overall
 from .models import SurveyTaskRun, TrialProxyChoice
 from .selectors import (
+    iri_validity_table,
     survey_answer_arrays,
+    survey_mistimed_count,
     survey_iri_sets,
     survey_participant_table,
     survey_trial_table,
@@ -194,7 +197,9 @@ def _proxy_correct(*, data: SurveyData, metrics: tuple[str, ...]) -> dict[str, n
     trials = data.trials
     cached = trial_proxy_choice_table(survey=data.survey, metrics=metrics)
     n = trials["id"].size
-    target_ids = trials["options"][np.arange(n), trials["target_option"]] if n else np.zeros(0, dtype=np.int64)
+    # Option images exist for 2AFC and clustering only (a classification's options are categories).
+    has_images = trials["n_options"] <= trials["options"].shape[1]
+    target_ids = np.where(has_images, trials["options"][np.arange(n), np.minimum(trials["target_option"], 2)], -1) if n else np.zeros(0, dtype=np.int64)
     # 2AFC with the IRI's seed as the foil: the IRI's stored verdict answers the trial exactly.
     foil_is_seed = (trials["n_options"] == 2) & (trials["seed_image"] >= 0) & (
         ((trials["options"][:, 0] == trials["seed_image"]) & (trials["options"][:, 1] == target_ids))
@@ -378,6 +383,8 @@ def alignment_report(
         },
         "sides": _sides(data=data),
         "collection": _collection(survey=survey, data=data, use=use, answer_cond=answer_cond, rows=rows),
+        **({"recognition": _recognition(data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed,
+                                        level=level)} if survey.task_type == Survey.TaskType.CLASSIFY else {}),
         "design": survey_design(survey=survey),
         "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
         "ratings_target": survey.ratings_per_list,
@@ -385,6 +392,44 @@ def alignment_report(
         "conditions": rows,
         "comparisons": comparisons,
         "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognition (timed classification)
+
+NETWORK_VERDICT = (
+    "The network is right on a stimulus when its top-1 label of the IRI equals its top-1 label of the IRI's target "
+    "photo (the IRI's validity record): it recognises the metamer as what it was made from. Answers to IRIs "
+    "without that record are left out of the network columns and the trio."
+)
+
+
+def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[dict], n_boot: int, seed: int,
+                 level: float) -> dict:
+    """Per condition and overall: human recognition accuracy, chance, the network's accuracy on the very stimuli
+    each person saw, and the model-vs-human trio (results.recognition), on the included main answers."""
+    iri = data.trials["iri"][data.t_row]
+    validity = iri_validity_table(ids={int(i) for i in iri[use] if i >= 0})
+    verdict = np.array([(validity.get(int(i)) or {}).get("label_match") for i in iri], dtype=object)
+    known = use & np.array([v is not None for v in verdict], dtype=bool)
+    arrays = {
+        "correct": data.correct[known], "network_correct": verdict[known].astype(bool),
+        "participants": data.p_row[known], "items": data.t_row[known],
+        "n_categories": data.trials["n_options"][data.t_row[known]],
+        "units": np.where(data.trials["target"] >= 0, data.trials["target"], -1 - data.trials["id"])[data.t_row[known]],
+    }
+    by_condition = recognition_by_condition(**arrays, conditions=answer_cond[known], n_conditions=len(data.conditions),
+                                            n_boot=n_boot, seed=seed, level=level)
+    for row, out in zip(rows, by_condition):
+        out.update(condition=row["condition"] or row["name"], layer=row.get("layer"), backbone=row.get("backbone"),
+                   checkpoint=row.get("checkpoint"), recipe=row.get("recipe"))
+    return {
+        "network_verdict": NETWORK_VERDICT,
+        "answers_without_network_verdict": int((use & ~known).sum()),
+        "mistimed_answers": survey_mistimed_count(survey=data.survey),
+        "overall": recognition_overall(**arrays, n_boot=n_boot, seed=seed, level=level),
+        "conditions": by_condition,
     }
 
 

@@ -108,6 +108,7 @@ class Command(BaseCommand):
         ag = report["agreement"]
         yield f"agreement: {_kappa(ag['fleiss_kappa'])}; split-half ceiling {_fmt(ag['ceiling']['ceiling'])} {ag['ceiling']['note']}"
         yield from _sides(report["sides"])
+        yield from _recognition(report.get("recognition"))
         yield from _collection(report["collection"])
         yield from _design(report["design"])
         for d in report["comparisons"]:
@@ -141,6 +142,17 @@ def _sides(sides: dict):
     else:
         yield (f"    one-sided (largest share >= {rule['one_side_max_fraction']:g} of at least {rule['one_side_min_trials']} answers): "
                f"{sides['one_sided']} of {sides['participants_judged']} participants judged")
+
+
+def _recognition(recognition: dict | None):
+    if not recognition:
+        return
+    yield (f"recognition (people vs the network on the same stimuli; {recognition['answers_without_network_verdict']} "
+           f"answers without a network verdict, {recognition['mistimed_answers']} mistimed):")
+    for c in recognition["conditions"]:
+        yield (f"    {c['condition'][:48]:<48} people {_fmt(c['accuracy'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] "
+               f"chance {_fmt(c['chance'])} network {_fmt(c['network_accuracy'])} difference {_fmt(c['accuracy_difference'])} "
+               f"c_obs {_fmt(c['observed_consistency'])} kappa {_fmt(c['error_consistency'])} n {c['n_answers']}  {c['note']}")
 
 
 def _collection(collection: dict):
