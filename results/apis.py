@@ -111,6 +111,15 @@ class AlignmentReportApi(APIView):
                       "and how many participants the one-sided rule flags"
         )
         design = serializers.DictField(help_text="what the survey builder left out and why, the validity filter, images resized")
+        collection = serializers.DictField(
+            help_text="the stopping rule (fixed N, or adaptive with its goal and cap, whether and why it stopped) and, "
+                      "for adaptive surveys, each condition's design-effect Wilson interval beside its goal"
+        )
+        recognition = serializers.DictField(
+            required=False,
+            help_text="classification surveys: per condition and overall, people's accuracy (two-way bootstrap CI), chance, "
+                      "the network's accuracy on the same stimuli, the difference, c_obs and error consistency",
+        )
         ratings_per_item = serializers.ListField(child=serializers.DictField())
         proxy = serializers.DictField()
         conditions = ConditionSerializer(many=True)
