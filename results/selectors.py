@@ -258,10 +258,9 @@ def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
     return {pk: record or {} for pk, record in IriImage.objects.filter(pk__in=ids).values_list("id", "validity")}
 
 
-def survey_mistimed_count(*, survey: Survey) -> int:
-    """Main-trial answers of live sessions whose image the browser showed more than a frame off its duration."""
-    return Response.objects.filter(trial__survey=survey, trial__kind=Trial.Kind.MAIN, mistimed=True,
-                                   participant__is_pilot=False, participant__is_bot=False).count()
+def survey_mistimed_pairs(*, survey: Survey) -> list[tuple[int, int]]:
+    """(participant id, trial id) of every answer flagged as mistimed."""
+    return list(Response.objects.filter(trial__survey=survey, mistimed=True).values_list("participant_id", "trial_id"))
 
 
 def target_photo_names(*, ids: set[int]) -> dict[int, str]:

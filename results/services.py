@@ -46,7 +46,7 @@ from .models import SurveyTaskRun, TrialProxyChoice
 from .selectors import (
     iri_validity_table,
     survey_answer_arrays,
-    survey_mistimed_count,
+    survey_mistimed_pairs,
     survey_iri_sets,
     survey_participant_table,
     survey_trial_table,
@@ -183,6 +183,12 @@ def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None, raw
         participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules,
         participant_rules=people_rules,
     )
+    if survey.task_type == Survey.TaskType.CLASSIFY:
+        mistimed = _mistimed(survey=survey, answers=answers) & (kind == KIND_MAIN)
+        counts.append({"rule": "mistimed", "description": MISTIMED_RULE, "participants": int(np.unique(p_row[mistimed]).size),
+                       "answers": int(mistimed.sum()), **({} if survey.exclude_mistimed else {"applies": False})})
+        if survey.exclude_mistimed:
+            included &= ~mistimed
     excluded_flags = {rule: mask[p_row] for rule, mask in people_rules.items()}
     excluded_flags["rt_floor"] = answers["rt_ms"] < rules.rt_floor_ms  # for the exports: which rule would exclude an answer
     conditions, trial_condition = _conditions(survey=survey, trials=trials)
@@ -190,6 +196,18 @@ def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None, raw
         survey, answers, trials, people, t_row, p_row, correct, included, counts, excluded_flags, conditions, trial_condition, rules,
         n_positions, people_rules,
     )
+
+
+MISTIMED_RULE = "answers whose image the browser showed more than one frame off its duration (answer level; survey setting exclude_mistimed)"
+
+
+def _mistimed(*, survey: Survey, answers: dict) -> np.ndarray:
+    """Per answer: flagged as mistimed at completion (surveys.services.session)."""
+    pairs = np.array(survey_mistimed_pairs(survey=survey), dtype=np.int64).reshape(-1, 2)
+    if not pairs.size:
+        return np.zeros(answers["trial"].size, dtype=bool)
+    span = int(max(answers["trial"].max(initial=0), pairs[:, 1].max())) + 1
+    return np.isin(answers["participant"] * span + answers["trial"], pairs[:, 0] * span + pairs[:, 1])
 
 
 def _proxy_correct(*, data: SurveyData, metrics: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -427,7 +445,7 @@ def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, 
     return {
         "network_verdict": NETWORK_VERDICT,
         "answers_without_network_verdict": int((use & ~known).sum()),
-        "mistimed_answers": survey_mistimed_count(survey=data.survey),
+        "mistimed_answers": next(r["answers"] for r in data.exclusion_counts if r["rule"] == "mistimed"),
         "overall": recognition_overall(**arrays, n_boot=n_boot, seed=seed, level=level),
         "conditions": by_condition,
     }

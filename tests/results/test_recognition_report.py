@@ -59,3 +59,22 @@ def test_the_admin_page_the_table_and_the_plot_show_the_recognition_analysis(tea
     assert page.status_code == 200 and "Recognition: people vs the network" in page.content.decode()
     assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
     assert "recognition (people vs the network" in capsys.readouterr().out
+
+
+def test_mistimed_answers_are_counted_and_left_out_only_when_the_survey_says_so(team):
+    iri_set, _ = labelled_photos(team)
+    survey = classification(iri_set, practice_trials=0, screening_trials=0, catch_trials=0, rt_floor_ms=0)
+    answer_all(participant_enroll(survey=survey, prolific_pid="p1")[0])
+    wrong_once = Response.objects.filter(trial__kind=Trial.Kind.MAIN).first()
+    Response.objects.filter(pk=wrong_once.pk).update(mistimed=True, choice=(wrong_once.choice + 1) % 3)
+
+    counted = alignment_report(survey=survey, n_boot=50)
+    survey.exclude_mistimed = True
+    survey.save(update_fields=["exclude_mistimed"])
+    excluded = alignment_report(survey=survey, n_boot=50)
+
+    row = lambda report: next(r for r in report["exclusions"]["counts"] if r["rule"] == "mistimed")  # noqa: E731
+    assert row(counted) == {**row(excluded), "applies": False} and row(excluded)["answers"] == 1
+    assert counted["recognition"]["mistimed_answers"] == 1
+    assert counted["conditions"][0]["alignment"] == pytest.approx(5 / 6)
+    assert excluded["conditions"][0]["alignment"] == pytest.approx(1.0) and excluded["n_included"] == 5
