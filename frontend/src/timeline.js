@@ -406,10 +406,10 @@ export function buildTimeline({
       });
     }
 
+    const enqueue = (answers) => {
+      for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms, timing: a.timing });
+    };
     if (screeningUnits.length > 0) {
-      const enqueue = (answers) => {
-        for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms, timing: a.timing });
-      };
       screeningUnits.forEach((unit, i) => {
         timeline.push({
           timeline: [
@@ -475,9 +475,7 @@ export function buildTimeline({
           unitTrial(unit, {
             progress_current: unitsBefore + i + 1,
             progress_total: totalUnits,
-            on_answer: (answers) => {
-              for (const a of answers) outbox.enqueue({ token, trial: a.trial_id, choice: a.choice, rt_ms: a.rt_ms, timing: a.timing });
-            },
+            on_answer: enqueue,
             quality,
             classify,
           }),
