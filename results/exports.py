@@ -196,16 +196,23 @@ def conditions_csv(*, report: dict) -> str:
         "fleiss_kappa_items": lambda c: c["fleiss_kappa"]["items"],
         "ceiling": lambda c: (c.get("ceiling") or {}).get("ceiling"),
     }
+    recognition = (report.get("recognition") or {}).get("conditions")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for c in report["conditions"]:
+    writer.writerow(columns + ([f"recognition_{k}" for k in RECOGNITION_COLUMNS] if recognition else []))
+    for i, c in enumerate(report["conditions"]):
         proxy = c.get("proxy", {})
         values = [nested[k](c) if k in nested else c.get(k) for k in columns[: -2 * len(metrics) or None]]
         values += [proxy.get(m, {}).get("alignment") for m in metrics]
         values += [proxy.get(m, {}).get("error_consistency", {}).get("kappa") for m in metrics]
+        values += [recognition[i].get(k) for k in RECOGNITION_COLUMNS] if recognition else []
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()
+
+
+# A classification survey's conditions.csv adds these (results.recognition), prefixed "recognition_".
+RECOGNITION_COLUMNS = ["accuracy", "ci_low", "ci_high", "chance", "network_accuracy", "accuracy_difference",
+                       "observed_consistency", "error_consistency", "n_answers"]
 
 
 PARTICIPANT_COLUMNS = [

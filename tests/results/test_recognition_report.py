@@ -78,3 +78,19 @@ def test_mistimed_answers_are_counted_and_left_out_only_when_the_survey_says_so(
     assert counted["recognition"]["mistimed_answers"] == 1
     assert counted["conditions"][0]["alignment"] == pytest.approx(5 / 6)
     assert excluded["conditions"][0]["alignment"] == pytest.approx(1.0) and excluded["n_included"] == 5
+
+
+def test_conditions_csv_carries_the_recognition_columns(team):
+    import csv
+    import io
+
+    from results.exports import conditions_csv
+
+    iri_set, _ = labelled_photos(team)
+    survey = classification(iri_set, practice_trials=0, screening_trials=0, catch_trials=0, rt_floor_ms=0)
+    answer_all(participant_enroll(survey=survey, prolific_pid="p1")[0])
+
+    rows = list(csv.DictReader(io.StringIO(conditions_csv(report=alignment_report(survey=survey, n_boot=50)))))
+
+    assert float(rows[0]["recognition_accuracy"]) == 1.0 and float(rows[0]["recognition_chance"]) == pytest.approx(1 / 3)
+    assert rows[0]["recognition_n_answers"] == "6"
