@@ -108,7 +108,7 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
     forced). The survey row is locked meanwhile, so estimates are written in order and enrollment reads the newest.
     Returns the new state, or None when nothing was due."""
     with transaction.atomic():
-        survey = Survey.objects.select_for_update(of=("self",)).get(pk=survey_id)
+        survey = Survey.objects.select_for_update(no_key=True).get(pk=survey_id)
         state = survey.adaptive_state
         if survey.precision_goal is None or not state:
             return None

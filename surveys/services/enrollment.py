@@ -185,7 +185,8 @@ def _adaptive_slot_claim(*, participant: Participant, candidates, now) -> Slot |
     """A survey with a precision goal: none once collection has stopped (goal met, cap reached, no list left that
     helps); else a free slot of the best list (surveys.services.adaptive). The survey row is locked until the
     enrollment commits, so concurrent enrollments see each other's reservations and the cap holds exactly."""
-    survey = Survey.objects.select_for_update(of=("self",)).get(pk=participant.survey_id)
+    # NO KEY UPDATE: the key is not changed, so other sessions' foreign-key checks (KEY SHARE) need not wait.
+    survey = Survey.objects.select_for_update(no_key=True).get(pk=participant.survey_id)
     state = survey.adaptive_state
     if not state or state.get("stop") or adaptive_cap_reached(survey=survey, exclude_pk=participant.pk):
         return None

@@ -1,5 +1,6 @@
 """Hundreds of bots at once on a real gunicorn server and PostgreSQL: every list ends with exactly N ratings."""
 import json
+import time
 from datetime import datetime, timedelta
 from io import StringIO
 
@@ -79,11 +80,14 @@ def test_adaptive_collection_closes_exactly_at_the_goal_under_concurrent_partici
     # Four IRI sets, lists of two sets each, N = 20; people answer at random (alignment 0.5, the widest interval),
     # so every set needs about 45 answers for a half-width of 0.15: far fewer than the 8 lists × 20 places.
     survey = adaptive(four_sets, slug="adaptive-crowd", ratings_per_list=20, precision_goal=0.15)
+    deadlocks_before = deadlocks()
 
     run = bots_run(base_url=server, slug=survey.slug, participants=90, concurrency=24, policy="random", live=True,
                    cases=("attentive", "attentive", "double_post", "dropout"), seed=3, as_people=True)
 
     assert (run["errors"], run["lost"], run["duplicates"]) == (0, 0, 0), run
+    # Enrollments wait for each other on the survey row, and never deadlock (retries would hide it from the bots).
+    assert deadlocks() == deadlocks_before
     survey.refresh_from_db()
     state = survey.adaptive_state
     assert state["stop"] and state["reason"] == "goal" and all(state["done"]), state
@@ -100,3 +104,12 @@ def test_adaptive_collection_closes_exactly_at_the_goal_under_concurrent_partici
         assert trial_list.slots.filter(is_pilot=False, filled_at__isnull=False).count() <= survey.ratings_per_list
     assert not Slot.objects.values("participant").exclude(participant=None).annotate(n=Count("id")).filter(n__gt=1).exists()
     assert Participant.objects.filter(survey=survey).count() < 8 * 20
+
+
+def deadlocks() -> int:
+    """PostgreSQL's count of deadlocks in this database (its statistics reach other sessions within a second)."""
+    time.sleep(1.5)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
