@@ -186,16 +186,24 @@ def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bo
 
 def adaptive_lists_split(*, units: list[list[Trial]], per_list: int, condition_of, rng) -> list[list[list[Trial]]]:
     """Split units into lists of about ``per_list`` units drawn from SETS_PER_LIST conditions each (fewer when a
-    set runs short, topped up from the others), the sets with the most units left first (ties at random), so the
-    pairs vary. Sizes differ by at most one unit, as in the fixed design."""
+    set runs short, topped up from the others). Each list starts from the set with the most units left and pairs
+    it with the set it has been paired with least (then the one with most units left; ties at random), so the
+    pairs vary like a round-robin: sets that stay wide get lists of their own together instead of always dragging
+    a finished set along. Sizes differ by at most one unit, as in the fixed design."""
     queues: dict[int, list] = {}
     for unit in units:
         queues.setdefault(condition_of(unit), []).append(unit)
     n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
     sizes = [len(units) // n_lists + (i < len(units) % n_lists) for i in range(n_lists)]
+    paired: dict[frozenset, int] = {}
     out = []
     for size in sizes:
         order = sorted((c for c in queues if queues[c]), key=lambda c: (-len(queues[c]), rng.random()))
+        first = order[0]
+        partners = sorted(order[1:], key=lambda c: (paired.get(frozenset((first, c)), 0), -len(queues[c]), rng.random()))
+        order = [first, *partners]
+        for c in order[1:SETS_PER_LIST]:
+            paired[frozenset((first, c))] = paired.get(frozenset((first, c)), 0) + 1
         share = math.ceil(size / min(SETS_PER_LIST, len(order)))
         taken: list = []
         for c in order[:SETS_PER_LIST]:

@@ -114,7 +114,9 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
     assert all(h <= 0.12 for h in state["half_width"]) and min(state["n_answers"]) >= MIN_ANSWERS
     # The easy sets needed fewer answers than the coin tosses, and collection stopped well before every list was full.
     answers = dict(zip(state["conditions"], state["n_answers"]))
-    assert max(answers[j] for j in easy) < min(n for j, n in answers.items() if j not in easy)
+    # (Lists hold two sets, so an easy set still gains some answers beside a wide one: in repeated runs the easy
+    # sets got 0.28-0.47 of the coin tosses' answers, against 1.0 under fixed N.)
+    assert sum(answers[j] for j in easy) < 0.7 * sum(n for j, n in answers.items() if j not in easy)
     assert completed < survey.trial_lists.count() * survey.ratings_per_list
     # Re-estimating from scratch agrees with what enrollment used.
     assert survey_adaptive_refresh(survey_id=survey.pk, force=True)["done"] == state["done"]
