@@ -77,9 +77,11 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
       ratings_per_list, catch_trials, practice_trials, practice_pass_fraction, catch_min_accuracy, rt_floor_ms,
       rt_floor_max_fraction, refill_excluded, time_limit_minutes, resume_policy, completion_code, code_failed_attention,
       code_timed_out, code_technical, pilot_key, rng_seed, one_side_min_trials, size_policy, iri_require_label_match,
-      build_report, created_at)
+      build_report, adaptive_state, precision_every, fixation_ms, image_ms, mask_ms, categories, screening_trials,
+      screening_pass_fraction, code_screened_out, desktop_only, exclude_mistimed, created_at)
       VALUES ((SELECT min(id) FROM teams_team), 'salt', 0, 'bench', 'bench', '2afc', 'seed', 'random', 'LIVE', '', '', {participants}, 0, 0, 0.5, 0.75, 200, 0.25, true,
-      600, 'resume', 'C', 'F', 'T', 'X', 'k', 0, 20, 'resize', false, '{{}}', now());
+      600, 'resume', 'C', 'F', 'T', 'X', 'k', 0, 20, 'resize', false, '{{}}', '{{}}', 1, 300, 300, 300, '[]', 0, 0.75, 'S',
+      false, false, now());
     INSERT INTO surveys_triallist (survey_id, index) SELECT id, 0 FROM surveys_survey;
     INSERT INTO surveys_trial (survey_id, trial_list_id, public_id, kind, task_type, screen, query_id, option_0_id,
       option_1_id, n_options, target_option, foil_kind)
