@@ -147,6 +147,8 @@ def participant_completion(*, participant: Participant) -> dict:
 
 def participant_state(*, participant: Participant, main_done: int | None = None, practice_done: int | None = None) -> str:
     """The monitor's state: arrived, consented, practising, in trials, completed, returned, timed out, excluded…"""
+    if participant.status == Participant.Status.SCREENED_OUT:  # excluded too, but the monitor counts them apart
+        return participant.status
     if participant.excluded:
         return "excluded"
     if participant.status != Participant.Status.ACTIVE:
@@ -166,7 +168,7 @@ def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
     participants = list(
         Participant.objects.filter(survey=survey, is_pilot=pilot)
         .annotate(
-            main_done=Count("responses", filter=~Q(responses__trial__kind=Trial.Kind.PRACTICE)),
+            main_done=Count("responses", filter=~Q(responses__trial__kind__in=(Trial.Kind.PRACTICE, Trial.Kind.SCREENING))),
             practice_done=Count("responses", filter=Q(responses__trial__kind=Trial.Kind.PRACTICE)),
         )
         .order_by("-id")

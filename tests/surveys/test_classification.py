@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from iri_worker.services import target_photo_create
 from surveys.models import Participant, Response, Survey, Trial
+from surveys.selectors import survey_monitor
 from surveys.services import survey_create, survey_publish
 from tests.conftest import finished_iri_set, new_key
 
@@ -136,6 +137,8 @@ def test_failing_the_screening_block_ends_the_session_with_the_screened_out_code
     assert again["redirect_url"].endswith(f"cc={survey.code_screened_out}")
     participant = Participant.objects.get(token=token)
     assert participant.status == "screened_out" and participant.exclusion_reasons == ["screening_failed"]
+    monitor = survey_monitor(survey=survey)
+    assert monitor["states"] == {"screened_out": 1} and monitor["participants"][0]["done"] == 0
 
 
 def test_a_desktop_only_survey_turns_a_touch_screen_away_with_the_screened_out_convention(labelled):
