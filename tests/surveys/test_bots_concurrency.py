@@ -90,7 +90,9 @@ def test_adaptive_collection_closes_exactly_at_the_goal_under_concurrent_partici
     assert deadlocks() == deadlocks_before
     survey.refresh_from_db()
     state = survey.adaptive_state
-    assert state["stop"] and state["reason"] == "goal" and all(state["done"]), state
+    # (Sessions under way when it stopped still complete and are re-estimated: a set's design effect can move its
+    # interval back above the goal afterwards, but the rule stops once, so `done` is not checked here.)
+    assert state["stop"] and state["reason"] == "goal", state
     # Whoever comes once collection has stopped is turned away with the full page (on a busy machine the first
     # wave may all get in before the goal is met, so the late arrivals are a second wave).
     late = bots_run(base_url=server, slug=survey.slug, participants=6, concurrency=3, policy="random", live=True,
