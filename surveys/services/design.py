@@ -67,7 +67,6 @@ NATURAL_TOO_FEW = (
     "are needed; the team has {found}. Add labelled target photos, or ask for fewer."
 )
 MAX_DURATION_MS = 10_000
-CLASSIFY_FIELDS = ("fixation_ms", "image_ms", "mask_ms", "screening_pass_fraction")
 MASKS_PER_SIZE = 8  # noise masks made per image size, used in turn
 
 CLUSTER_REFERENCES = 3
@@ -110,7 +109,6 @@ def survey_create(
     )
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
-    _numbers_check(**{k: settings[k] for k in CLASSIFY_FIELDS if k in settings})
     rng = random.Random(rng_seed)
     with transaction.atomic():
         survey = Survey.objects.create(
@@ -141,20 +139,32 @@ def survey_create(
         main = [t for unit in units for t in unit]
         shown_together = _shown_together(main)
         lists = _lists_build(survey=survey, units=units, rng=rng)
-        for trial_list, list_units in lists:
-            rows = [t for unit in list_units for t in unit]
-            for t in rows:
-                t.trial_list = trial_list
-            rows += _obvious_trials(survey=survey, kind=Trial.Kind.CATCH, count=catch_trials, trial_list=trial_list,
-                                    main=rows, pool=pool, shown_together=shown_together)
-            Trial.objects.bulk_create(rows)
+        _lists_store(lists=lists, catch_for=lambda trial_list, rows: _obvious_trials(
+            survey=survey, kind=Trial.Kind.CATCH, count=catch_trials, trial_list=trial_list, main=rows, pool=pool,
+            shown_together=shown_together))
         Trial.objects.bulk_create(_obvious_trials(survey=survey, kind=Trial.Kind.PRACTICE, count=practice_trials,
                                                   trial_list=None, main=main, pool=pool, shown_together=shown_together))
-        _slots_create(survey=survey, lists=[tl for tl, _ in lists])
-        if survey.precision_goal is not None:
-            survey.adaptive_state = adaptive_state_initial(survey=survey)
-        Survey.objects.filter(pk=survey.pk).update(build_report=report, adaptive_state=survey.adaptive_state)
-        survey.build_report = report
+        return _survey_built(survey=survey, lists=lists, build_report=report)
+
+
+def _lists_store(*, lists: list[tuple[TrialList, list[list[Trial]]]], catch_for) -> None:
+    """Store every list's main trials, each given its list, with the list's catch trials (catch_for(list, rows))."""
+    for trial_list, units in lists:
+        rows = [t for unit in units for t in unit]
+        for t in rows:
+            t.trial_list = trial_list
+        Trial.objects.bulk_create(rows + catch_for(trial_list, rows))
+
+
+def _survey_built(*, survey: Survey, lists: list[tuple[TrialList, list]], **fields) -> Survey:
+    """The end of every build: N slots per list and mode, adaptive collection's first state when the survey has a
+    precision goal, and what the builder recorded (``fields``: build_report, and categories for a classification)."""
+    _slots_create(survey=survey, lists=[tl for tl, _ in lists])
+    if survey.precision_goal is not None:
+        fields["adaptive_state"] = adaptive_state_initial(survey=survey)
+    Survey.objects.filter(pk=survey.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(survey, name, value)
     return survey
 
 
@@ -392,21 +402,11 @@ def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random,
                                                           categories=", ".join(categories), found=len(photos)),
                                    extra={"field": field})
     lists = _lists_build(survey=survey, units=[[t] for t in main], rng=rng)
-    for trial_list, units in lists:
-        rows = [t for unit in units for t in unit]
-        for t in rows:
-            t.trial_list = trial_list
-        Trial.objects.bulk_create(rows + natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
+    _lists_store(lists=lists, catch_for=lambda trial_list, rows: natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
     Trial.objects.bulk_create(natural(Trial.Kind.PRACTICE, survey.practice_trials, None, practice_photos)
                               + natural(Trial.Kind.SCREENING, survey.screening_trials, None, screening_photos))
-    _slots_create(survey=survey, lists=[tl for tl, _ in lists])
-    report["categories"] = categories
-    report["natural_photos"] = len(photos)
-    if survey.precision_goal is not None:
-        survey.adaptive_state = adaptive_state_initial(survey=survey)
-    Survey.objects.filter(pk=survey.pk).update(build_report=report, categories=categories, adaptive_state=survey.adaptive_state)
-    survey.build_report, survey.categories = report, categories
-    return survey
+    report.update(categories=categories, natural_photos=len(photos))
+    return _survey_built(survey=survey, lists=lists, build_report=report, categories=categories)
 
 
 class _Masks:
