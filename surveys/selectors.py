@@ -95,16 +95,21 @@ def participant_answered_ids(*, participant: Participant) -> list[str]:
 
 
 def participant_progress(*, participant: Participant) -> dict:
-    """Main trials (with catch trials) assigned and answered; practice separately."""
+    """Main trials (with catch trials) assigned and answered; practice and screening (classification) separately,
+    so `done == total` means the main part is finished whatever came before it."""
+    practice, screening = Q(trial__kind=Trial.Kind.PRACTICE), Q(trial__kind=Trial.Kind.SCREENING)
+    main = ~(practice | screening)
     counts = Assignment.objects.filter(participant=participant).aggregate(
-        total=Count("id", filter=~Q(trial__kind=Trial.Kind.PRACTICE)),
-        practice_total=Count("id", filter=Q(trial__kind=Trial.Kind.PRACTICE)),
+        total=Count("id", filter=main),
+        practice_total=Count("id", filter=practice),
+        screening_total=Count("id", filter=screening),
     )
     answered = Response.objects.filter(participant=participant).aggregate(
-        done=Count("id", filter=~Q(trial__kind=Trial.Kind.PRACTICE)),
-        practice_done=Count("id", filter=Q(trial__kind=Trial.Kind.PRACTICE)),
+        done=Count("id", filter=main),
+        practice_done=Count("id", filter=practice),
+        screening_done=Count("id", filter=screening),
     )
-    return {"total": counts["total"], "done": answered["done"], "practice_total": counts["practice_total"], "practice_done": answered["practice_done"]}
+    return {**counts, **answered}
 
 
 def participant_expires_in_s(*, participant: Participant) -> int | None:

@@ -122,8 +122,13 @@ export function createFakeServer({
     token: s.token,
     consent_html: "<h2>Consent</h2><p>Please read this.</p>",
     instructions_html: "<h2>Instructions</h2><p>Pick the closer image.</p>",
+    // Main trials (with catch trials) only; practice and screening apart, as the server counts them.
     total: trials.length,
-    done: s.answers.size,
+    done: answered(s, trials),
+    practice_total: practice.length,
+    practice_done: answered(s, practice),
+    screening_total: screening.length,
+    screening_done: answered(s, screening),
     consented: s.consented,
     completed: s.completed,
     task_type,
@@ -142,7 +147,7 @@ export function createFakeServer({
         ? { action: "https://workersandbox.mturk.com/mturk/externalSubmit", method: "POST", fields: { assignmentId: "A1", completion_code: codeOf(s) } }
         : null,
   });
-  const practiceAnswered = (s) => practice.filter((t) => s.answers.has(t.id)).length;
+  const answered = (s, list) => list.filter((t) => s.answers.has(t.id)).length;
 
   function handle(method, path, body) {
     if (method === "POST" && path === "/api/p/surveys/demo/enroll") {
@@ -178,7 +183,8 @@ export function createFakeServer({
     if (action === "next" && method === "GET") {
       if (s.outcome) return json(409, { message: "The session has ended.", extra: { reason: "ended" } });
       const left = [...practice, ...screening, ...trials].find((t) => !s.answers.has(t.id));
-      return json(200, { trial: left ? { ...left, ...(practiceIds.has(left.id) ? { practice: true } : {}) } : null, total: trials.length, done: trials.filter((t) => s.answers.has(t.id)).length });
+      const mark = left && (practiceIds.has(left.id) ? { practice: true } : screeningIds.has(left.id) ? { screening: true } : {});
+      return json(200, { trial: left ? { ...left, ...mark } : null, total: trials.length, done: answered(s, trials) });
     }
     if (action === "events" && method === "POST") {
       const seen = new Set(s.events.map((e) => e.id));
@@ -206,7 +212,7 @@ export function createFakeServer({
       s.answers.set(body.trial, { key: body.idempotency_key, choice: body.choice, rt_ms: body.rt_ms, timing: body.timing });
       if (isScreening) {
         if (screeningCorrect(body)) s.screeningCorrect++;
-        const done = screening.filter((t) => s.answers.has(t.id)).length;
+        const done = answered(s, screening);
         let passed = null;
         if (done === screening.length) {
           passed = s.screeningCorrect / screening.length >= screeningPassFraction;
@@ -217,7 +223,7 @@ export function createFakeServer({
       if (!isPractice) return json(201, { saved: true });
       const correct = Boolean(practiceCorrect(body));
       if (correct) s.practiceCorrect++;
-      const done = practiceAnswered(s);
+      const done = answered(s, practice);
       let passed = null;
       if (done === practice.length) {
         passed = s.practiceCorrect / practice.length >= practicePassFraction;

@@ -217,3 +217,25 @@ def test_practice_feedback_names_the_right_category_and_main_answers_get_none(la
 
     assert practice.json()["feedback"] == {"correct": False, "correct_choice": right}
     assert main.json() == {"saved": True}
+
+
+def test_progress_counts_practice_and_screening_apart_from_the_main_trials(labelled):
+    survey = classification(labelled[0])  # 2 practice, 3 screening, 6 main + 1 catch
+    client = APIClient()
+    token = enroll(client, survey, prolific_pid="P1").json()["token"]
+    client.post(f"/api/p/sessions/{token}/consent")
+    trials = client.get(f"/api/p/sessions/{token}/trials").json()
+    answered = trials["practice"] + trials["screening"] + trials["trials"][:1]
+    right = dict(Trial.objects.filter(public_id__in=[e["id"] for e in answered]).values_list("public_id", "target_option"))
+
+    for entry in answered:  # right answers: practice and screening pass, the session goes on
+        answer = {"trial": entry["id"], "choice": right[entry["id"]], "rt_ms": 500, "idempotency_key": new_key(),
+                  "timing": timing(300)}
+        assert client.post(f"/api/p/sessions/{token}/responses", answer, format="json").status_code == 201
+    body = enroll(client, survey, prolific_pid="P1", token=token).json()
+    following = client.get(f"/api/p/sessions/{token}/next").json()
+
+    assert {k: body[k] for k in ("total", "done", "practice_total", "practice_done", "screening_total", "screening_done")} == {
+        "total": 7, "done": 1, "practice_total": 2, "practice_done": 2, "screening_total": 3, "screening_done": 3}
+    assert (following["total"], following["done"]) == (7, 1) and following["trial"]["id"] == trials["trials"][1]["id"]
+    assert survey_monitor(survey=survey)["participants"][0]["done"] == 1
