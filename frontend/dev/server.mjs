@@ -1,6 +1,6 @@
 // Development server: mimics the page Django renders, serves dist/ under
 // /static/, answers the participant API from the in-memory fake used by the
-// tests, and generates solid-colour PNGs for /media/… image URLs.
+// tests, and generates solid-colour PNGs for /media/… image URLs (noise for masks).
 //
 //   npm run build && node dev/server.mjs [port]
 //   open http://127.0.0.1:8765/?PROLIFIC_PID=abc&STUDY_ID=s&SESSION_ID=x
@@ -10,7 +10,10 @@
 // DEV_MEDIA_FAIL=once|always (query images answer 404 the first time / always),
 // DEV_MOUNT=survey-app (mount point <main id="survey-app"> like the Django template),
 // DEV_TASK=cluster (clustering screens; DEV_SCREENS=n of them), DEV_PRACTICE=n (practice
-// trials / cluster practice screens; every other practice answer counts as wrong).
+// trials / cluster practice screens; every other practice answer counts as wrong),
+// DEV_TASK=classification (timed categories: DEV_PRACTICE default 2, DEV_SCREENING=n screening
+// trials, default 4, pass mark 75%; in each block the k-th image's right category is the k-th
+// button: airplane, bear, bicycle, …; practice feedback names it; masks are grey noise).
 
 import http from "node:http";
 import fs from "node:fs";
@@ -26,12 +29,20 @@ let responseCount = 0;
 const mediaFail = process.env.DEV_MEDIA_FAIL || "";
 const mediaSeen = new Set();
 
+const taskType = process.env.DEV_TASK || "2afc";
+const classify = taskType === "classification";
+// Classification answers are right when they name the entry's category (the one practice feedback names).
+const isRight = classify ? (b) => b.choice === api.answerOf(b.trial) : (b) => b.choice === 0;
+
 const api = createFakeServer({
   n: Number(process.env.DEV_TRIALS || 6),
-  task_type: process.env.DEV_TASK || "2afc",
+  task_type: taskType,
   screens: Number(process.env.DEV_SCREENS || 2),
-  practice: Number(process.env.DEV_PRACTICE || 0),
-  practiceCorrect: (b) => b.choice === 0,
+  practice: Number(process.env.DEV_PRACTICE || (classify ? 2 : 0)),
+  practiceCorrect: isRight,
+  screening: Number(process.env.DEV_SCREENING || 4),
+  screeningCorrect: isRight,
+  revealAnswer: classify,
   redirect_url: process.env.DEV_REDIRECT || null,
   intercept: (req) => {
     if (failEvery && req.path.endsWith("/responses") && ++responseCount % failEvery === 0) {
@@ -47,7 +58,7 @@ const PAGE = `<!doctype html>
 <link rel="stylesheet" href="/static/participant.css">
 </head><body>
 ${process.env.DEV_MOUNT === "survey-app" ? '<main id="survey-app"></main>' : '<div id="jspsych-target"></div>'}
-<script id="survey-config" type="application/json">${JSON.stringify(CONFIG)}</script>
+<script id="survey-config" type="application/json">${JSON.stringify({ ...CONFIG, task_type: taskType })}</script>
 <script src="/static/participant.js"></script>
 </body></html>`;
 
@@ -70,13 +81,18 @@ function chunk(type, data) {
   crc.writeUInt32BE(crc32(td));
   return Buffer.concat([len, td, crc]);
 }
-function png(seed, w = 320, h = 320) {
+function png(seed, { noise = false, w = 320, h = 320 } = {}) {
   const [r, g, b] = [0, 8, 16].map((s) => 60 + ((seed >>> s) & 0xff) % 180);
   const raw = Buffer.alloc((w * 3 + 1) * h);
   for (let y = 0; y < h; y++) {
     raw[y * (w * 3 + 1)] = 0;
     for (let x = 0; x < w; x++) {
       const o = y * (w * 3 + 1) + 1 + x * 3;
+      if (noise) {
+        // A classification mask: grey 8×8 blocks of hashed noise, the query's size.
+        raw[o] = raw[o + 1] = raw[o + 2] = Math.imul(seed ^ Math.imul(x >> 3, 73856093) ^ Math.imul(y >> 3, 19349663), 2654435761) >>> 24;
+        continue;
+      }
       const stripe = ((x + y) >> 5) & 1 ? 30 : 0;
       raw[o] = r - stripe;
       raw[o + 1] = g - stripe;
@@ -127,7 +143,7 @@ http
       }
       if (url.pathname.startsWith("/media/")) {
         res.writeHead(200, { "Content-Type": "image/png", "Cache-Control": "max-age=3600" });
-        return res.end(png(hashStr(url.pathname)));
+        return res.end(png(hashStr(url.pathname), { noise: url.pathname.startsWith("/media/img/mk/") }));
       }
       if (url.pathname.startsWith("/api/")) {
         let body = "";

@@ -1,7 +1,7 @@
 // In-memory stand-in for the participant HTTP API, used through an
 // injected fetch. It follows the documented contract (status codes and
-// bodies) and records every request for assertions.
-import { runSurvey } from "../src/main.js";
+// bodies) and records every request for assertions. dev/server.mjs serves it under
+// Node, so nothing here imports the app (jsPsych needs a window) until simulateSurvey.
 
 /** A sleep that only yields, so retries and backoff take no time in tests. */
 export const fastSleep = () => new Promise((r) => setTimeout(r, 0));
@@ -290,7 +290,8 @@ export function memoryStorage() {
 }
 
 /** The whole survey against `server` in jsPsych's data-only simulation: no waits, no images, no redirect. */
-export function simulateSurvey(server, target, { storage = memoryStorage(), params = { prolific_pid: "PID1" }, ...rest } = {}) {
+export async function simulateSurvey(server, target, { storage = memoryStorage(), params = { prolific_pid: "PID1" }, ...rest } = {}) {
+  const { runSurvey } = await import("../src/main.js");
   return runSurvey({
     config: CONFIG,
     params,
