@@ -147,15 +147,20 @@ class Backbone:
             self._batchnorm_pairs = batchnorm_pairs(self.module)
         return batchnorm_folded(self.module, self._batchnorm_pairs, keep=keep_layer)
 
-    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
-        """Map a [0,1] batch to model input space; values outside [0,1] are clamped first."""
+    def normalize(self, x01: torch.Tensor, *, in_box: bool = False) -> torch.Tensor:
+        """Map a [0,1] batch to model input space; values outside [0,1] are clamped first.
+
+        ``in_box=True``: the caller knows ``x01`` lies in [0, 1], so the clamp (the identity there, with
+        gradient 1) is skipped; the inversion loop knows this of every projected iterate.
+        """
         key = (x01.dtype, x01.device)
         if key not in self._stats:
             mean = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
             std = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-            self._stats[key] = (mean, 1.0 / std)
-        mean, inv_std = self._stats[key]
-        return (_clamp01(x01) - mean) * inv_std
+            self._stats[key] = (-mean / std, 1.0 / std)
+        shift, inv_std = self._stats[key]
+        # (x - mean) / std as x * (1 / std) + (-mean / std): one pass over the batch instead of two
+        return torch.addcmul(shift, x01 if in_box else _clamp01(x01), inv_std)
 
     def layer_names(self) -> list[str]:
         """Dotted names accepted by ``features`` (modules that run once per forward)."""
@@ -192,11 +197,11 @@ class Backbone:
                 f"Backbone '{self.name}' needs images of at least {self.min_size}x{self.min_size} px, not {size}."
             )
 
-    def features(self, x01: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    def features(self, x01: torch.Tensor, layer: str | None = None, *, in_box: bool = False) -> torch.Tensor:
         """Representation g(x) at ``layer`` (default: penultimate), shape (B, D).
 
         ``x01``: float (B, 3, H, W) in [0, 1] on ``self.device``. Normalisation
-        happens here; the result is the layer output flattened per sample and
+        happens here (``in_box``: see ``normalize``); the result is the layer output flattened per sample and
         keeps its autograd graph back to ``x01``.
         """
         layer = self.default_layer if layer is None else layer
@@ -205,7 +210,7 @@ class Backbone:
                 self._layer_modules[layer] = self.module.get_submodule(layer)
             else:
                 self.check_layer(layer)
-        out = extract(self.module, self._layer_modules[layer], self.normalize(x01))
+        out = extract(self.module, self._layer_modules[layer], self.normalize(x01, in_box=in_box))
         return out.flatten(1)
 
     def classify(self, x01: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbones import Backbone, load_backbone
-from .losses import Loss, LossContext
+from .losses import Loss, LossContext, target_norm
 from .params import Parametrization, build_param
 from .recipes import build_loss, recipe_has_adaptive_c
 from .seeds import PHOTO_SEED
@@ -150,9 +150,9 @@ def invert(
             )
             with torch.no_grad():
                 target_rep = base.representation(targets).detach()
-            with torch.no_grad():
                 start_image = param.to_image(variable).clamp(0, 1)
-            ctx = dataclasses.replace(base, target_rep=target_rep, targets=targets, seeds=start_image)
+            ctx = dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
+                                      targets=targets, seeds=start_image)
             return _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
     finally:
         backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
@@ -193,27 +193,27 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
     best_loss = torch.full((batch,), math.inf, device=dev)
     best_step = torch.zeros(batch, dtype=torch.long, device=dev)
     active = torch.ones(batch, dtype=torch.bool, device=dev)
-    nan_mask = torch.zeros(batch, dtype=torch.bool, device=dev)
     stopped = torch.zeros(batch, dtype=torch.bool, device=dev)
     stop_loss = spec.stop_loss
     state = rule.init(variable)
     initial: torch.Tensor | None = None
 
-    def context(x: torch.Tensor) -> LossContext:
+    def context(x: torch.Tensor, in_box: bool) -> LossContext:
         if transform is None:
-            return dataclasses.replace(ctx, x=x)
+            return dataclasses.replace(ctx, x=x, in_box=in_box)
         # One random draw per step, shared by every term that looks through the transform.
         step_seed = int(torch.randint(2**62, (1,), generator=generator))
         return dataclasses.replace(
-            ctx, x=x, transform=lambda img: transform(img, torch.Generator().manual_seed(step_seed))
+            ctx, x=x, in_box=in_box, transform=lambda img: transform(img, torch.Generator().manual_seed(step_seed))
         )
 
-    def keep_best(image: torch.Tensor, losses: torch.Tensor, index: int) -> None:
+    def keep_best(image: torch.Tensor, losses: torch.Tensor, index: int, in_box: bool) -> None:
         nonlocal best_x, best_loss, best_step
-        better = losses < best_loss  # NaN never wins
-        # Store the clipped image: the loss is the same (the normaliser clamps)
-        # and returned images must lie in [0, 1].
-        best_x = torch.where(better.view(image_view), image.detach().clamp(0, 1), best_x)
+        # NaN never wins, nor does an image that stopped (its later iterates are not its own any more).
+        better = (losses < best_loss) & active
+        # Store the clipped image: the loss is the same (the normaliser clamps) and returned images must lie
+        # in [0, 1]; an iterate known to be in the box needs no clipping.
+        best_x = torch.where(better.view(image_view), image.detach() if in_box else image.detach().clamp(0, 1), best_x)
         best_loss = torch.where(better, losses, best_loss)
         best_step = torch.where(better, index, best_step)
 
@@ -228,9 +228,10 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
             round_index += 1
             rule.step_size = round_step_size(spec.step_size, round_index)
             next_round = later_rounds[round_index] if round_index < len(later_rounds) else -1
+        in_box = param.image_in_box(projected=i > 0)
         variable = variable.detach().requires_grad_(True)
         image = param.to_image(variable)
-        losses = loss(context(image))
+        losses = loss(context(image, in_box))
         if losses.shape != (batch,):
             raise RuntimeError(f"loss '{loss}' must return shape ({batch},), got {tuple(losses.shape)}")
         # Gradient of the SUM: image b's gradient depends only on its own loss.
@@ -240,26 +241,30 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
             losses = losses.detach().float()
             if initial is None:
                 initial = losses.clone()
-            keep_best(image, losses, i)
-            finite = torch.isfinite(losses)
-            nan_mask |= active & ~finite
-            active &= finite
+            keep_best(image, losses, i, in_box)
+            active &= torch.isfinite(losses)  # a NaN/inf loss stops that image (nan_mask below)
+            stepped = rule.step(variable, grad, state)
             if stop_loss is not None:
                 reached = active & (losses <= stop_loss)
                 stopped |= reached
                 active &= ~reached
-            updated = param.project(rule.step(variable, grad, state))
-            variable = torch.where(active.view(batch, *view), updated, variable)
+                # A stopped image keeps its pixels (its loss stays put in on_step). Without stop_loss only a
+                # NaN stops an image, and keep_best ignores it from then on, so the loop saves this pass.
+                stepped = torch.where(active.view(batch, *view), stepped, variable)
+            # Projected after the freeze, so every iterate after the first is in the box (see image_in_box).
+            variable = param.project(stepped)
         steps_run = i + 1
         if on_step is not None:
             on_step(i, losses)
         if stop_loss is not None and steps_run % STOP_CHECK_EVERY == 0 and not bool(active.any()):
             break  # one host read every STOP_CHECK_EVERY steps, only when early stop is on
+    nan_mask = ~active & ~stopped  # inactive for one of two reasons: a non-finite loss, or the stop loss
 
     with torch.no_grad():  # the final iterate competes too
+        in_box = param.image_in_box(projected=steps_run > 0)
         image = param.to_image(variable)
-        losses = loss(context(image)).float()
-        keep_best(image, losses, steps_run)
+        losses = loss(context(image, in_box)).float()
+        keep_best(image, losses, steps_run, in_box)
         if initial is None:  # steps == 0: the seed is the final iterate
             initial = losses.clone()
             nan_mask |= ~torch.isfinite(losses)

@@ -66,6 +66,8 @@ class LossContext:
     autocast. ``channels_last``: feed the backbone channels-last tensors.
     ``state``: per-run scratch dict shared by every step of one run (the
     adaptive adversarial weight lives here); the loop reads it at the end.
+    ``in_box``: ``x`` is known to lie in [0, 1] (the normaliser then skips its
+    clamp). ``target_norm``: ||g(x_t)||_2 per image, computed once per run.
     """
 
     x: torch.Tensor
@@ -78,17 +80,22 @@ class LossContext:
     amp: bool = False
     channels_last: bool = False
     state: dict[str, Any] = field(default_factory=dict)
+    in_box: bool = False
+    target_norm: torch.Tensor | None = None
 
     def representation(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """g(T(x)) as float32 (B, D): transform, layout, autocast as configured."""
+        # A transform's interpolation may round just past 1, so only the untransformed iterate skips the clamp.
+        in_box = x is None and self.in_box and self.transform is None
         x = self.x if x is None else x
         if self.transform is not None:
             x = self.transform(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            rep = self.backbone.features(x, self.layer)
-        return rep.float()
+        if not self.amp:  # entering even a disabled autocast costs a few microseconds per step
+            return self.backbone.features(x, self.layer, in_box=in_box).float()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.backbone.features(x, self.layer, in_box=in_box).float()
 
 
 LossFn = Callable[[LossContext], torch.Tensor]
@@ -161,15 +168,24 @@ class Loss:
         return f"Loss({self.name!r})"
 
 
-def _relative_gap(rep: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def target_norm(target: torch.Tensor) -> torch.Tensor:
+    """||g(x_t)||_2 per image, the relative gap's denominator (clamp_min only guards an all-zero target
+    representation against 0/0)."""
+    return torch.linalg.vector_norm(target.detach().float(), dim=1).clamp_min(1e-12)
+
+
+def _relative_gap(rep: torch.Tensor, target: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
     target = target.detach().float()
-    # clamp_min only guards an all-zero target representation against 0/0
-    return (rep - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-12)
+    return torch.linalg.vector_norm(rep - target, dim=1) / (target_norm(target) if norm is None else norm)
+
+
+def _rep_term(ctx: LossContext) -> torch.Tensor:
+    return _relative_gap(ctx.representation(), ctx.target_rep, ctx.target_norm)
 
 
 def representation_distance() -> Loss:
     """||g(x) - g(x_t)||_2 / ||g(x_t)||_2 per image (the paper's reg-free loss)."""
-    return Loss(lambda ctx: _relative_gap(ctx.representation(), ctx.target_rep), "rep")
+    return Loss(_rep_term, "rep")
 
 
 def total_variation(beta: float = 2.0) -> Loss:
@@ -258,7 +274,7 @@ def adversarial(metric: str = "ms_ssim", reference: str = "target", c: float | s
     sign = -1.0 if reference == "target" else 1.0
 
     def fn(ctx: LossContext) -> torch.Tensor:
-        rep = _relative_gap(ctx.representation(), ctx.target_rep)
+        rep = _rep_term(ctx)
         d = _distance(ctx.x.float(), _reference(ctx, reference), metric)
         weight = c
         if c == "adaptive":

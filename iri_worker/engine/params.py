@@ -46,6 +46,11 @@ class Parametrization:
     def project(self, variable: torch.Tensor) -> torch.Tensor:
         return variable
 
+    def image_in_box(self, *, projected: bool) -> bool:
+        """Whether ``to_image`` of the variable surely lies in [0, 1] (``projected``: the variable has been
+        through ``project``), so the normaliser's clamp is the identity and can be skipped."""
+        return False
+
 
 class PixelParam(Parametrization):
     name = "pixel"
@@ -62,6 +67,9 @@ class PixelParam(Parametrization):
 
     def project(self, variable):
         return variable.clamp(0.0, 1.0)
+
+    def image_in_box(self, *, projected):
+        return projected  # the seed is fed unclipped once; every later iterate went through the clamp
 
 
 class FFTParam(Parametrization):
@@ -94,6 +102,9 @@ class FFTParam(Parametrization):
         color = COLOR_DECORRELATION.to(variable.device, spatial.dtype)
         mixed = torch.einsum("ij,bjhw->bihw", color, spatial)
         return torch.sigmoid(mixed)
+
+    def image_in_box(self, *, projected):
+        return True  # a sigmoid
 
     def encode(self, images):
         """Coefficients whose image is ``images`` (clamped into (0, 1) first)."""
