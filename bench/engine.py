@@ -31,7 +31,8 @@ Layer sweep (``layer_sweep`` in the JSON): the same backbone and images at sever
 layer-sweep job runs them (one job per layer). Per layer, alternating A B, B A for --rounds rounds, the engine
 with ``spec.layer`` set against the folded floor up to that layer (forward to the layer, stopped there as the
 engine stops, BatchNorms folded except the read layer's, the faster of NCHW / channels-last), and
-engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU).
+engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU), and engine_added_ms_per_step,
+what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
 engine_over_reference >= 1.8.
 """
@@ -313,6 +314,9 @@ def run_sweep(name: str, size: int, batch: int, steps: int, layers: tuple[str, .
             "engine_steps_per_s": round(statistics.median(rates["engine"]), 3),
             "folded_floor_steps_per_s": round(statistics.median(rates["folded_floor"]), 3),
             "engine_over_folded_floor": paired_ratio(rates, "folded_floor"),
+            # what the engine adds to each step (normalising, the loss, keep-best, the step, Python), in ms
+            "engine_added_ms_per_step": round(statistics.median(
+                1000 / e - 1000 / f for e, f in zip(rates["engine"], rates["folded_floor"])), 3),
             "steps_per_s_by_round": {k: [round(r, 3) for r in v] for k, v in rates.items()},
         })
     return rows
