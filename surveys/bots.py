@@ -13,7 +13,16 @@ study. Policies choose the answer:
 * `target` — looks the right answer (its screen position for this session) up in the database. A TEST policy:
   it cheats on purpose.
 
-`bots_run(...)` returns the summary; lost and duplicated answers are counted against the database.
+Classification surveys (name the category of a briefly shown image) are walked practice, screening, main
+trials; the options are the session's categories and every answer carries the timing a 60 Hz browser reports
+(the image up for the survey's image_ms). There `random` clicks a category uniformly; `perceptual` names the
+category of the nearest practice photo by pixel distance (it learns them from the practice feedback, which
+names the right category; random until then); `adversarial` names any other category than that; `target`
+names the true category from the database. The catch trials of a classification look like any other trial,
+so a `fail_catch` bot clicks at random from the screening block on (and is usually screened out).
+
+`bots_run(...)` returns the summary; lost and duplicated answers are counted against the database. A session
+that fails the screening block counts as `screened_out`, not as an error.
 """
 import io
 import random
@@ -30,6 +39,8 @@ from PIL import Image
 
 BOT_SALT = "surveys.bot"
 POLICIES = ("perceptual", "random", "target", "adversarial")
+BLOCKS = ("practice", "screening", "trials")  # the order a session is walked in (screening: classification only)
+REFRESH_HZ = 60.0  # the display the bots pretend to have
 CASES = ("attentive", "attentive", "attentive", "dropout", "reload", "double_post", "offline", "fail_catch", "returner")
 
 
@@ -66,6 +77,9 @@ class Bot:
         self.http = requests.Session()
         self.result = BotResult(case=case)
         self.images: dict[str, np.ndarray] = {}
+        self.classification: dict | None = None  # the session's categories and durations (classification only)
+        self.exemplars: list[tuple[np.ndarray, int]] = []  # practice photos and their right category
+        self.started = time.monotonic()
 
     # -- HTTP with retries: network errors and 5xx are retried with backoff (15-30 s in all, long enough for
     # a database or web server restart; a 503's Retry-After is honoured); 4xx are answers
@@ -105,6 +119,8 @@ class Bot:
         return self.images[url]
 
     def choose(self, trial) -> int:
+        if self.classification:
+            return self.category_choose(trial)
         n = len(trial["options"])
         if self.policy == "random":
             return self.rng.randrange(n)
@@ -116,9 +132,37 @@ class Bot:
             return int(np.argmax(dist))
         return int(np.argmax(dist) if self.policy == "adversarial" else np.argmin(dist))
 
+    def category_choose(self, trial) -> int:
+        n = len(self.classification["categories"])
+        careless = self.case == "fail_catch" and trial["block"] != "practice"
+        if self.policy == "random" or careless:
+            return self.rng.randrange(n)
+        if self.policy == "target":
+            return self.target_lookup(self.result.token, trial["id"])
+        query = self.image(trial["query"])
+        if not self.exemplars:  # nothing learnt yet: a guess
+            guess = self.rng.randrange(n)
+        else:
+            guess = min(self.exemplars, key=lambda e: float(np.mean((e[0] - query) ** 2)))[1]
+        return (guess + 1 + self.rng.randrange(n - 1)) % n if self.policy == "adversarial" else guess
+
+    def timing(self, rt_ms: float) -> dict:
+        """What the browser measures at 60 Hz: the image up for the whole frames nearest the survey's image_ms (as
+        the page schedules it), so no answer is flagged mistimed; an image shown until answered was up for the RT."""
+        frame_ms = 1000 / REFRESH_HZ
+        image_ms = self.classification["image_ms"]
+        frames = max(1, round((rt_ms if image_ms is None else image_ms) / frame_ms))
+        onset = (time.monotonic() - self.started) * 1000 + self.classification["fixation_ms"]
+        shown = frames * frame_ms
+        return {"image_onset_ms": round(onset, 2), "image_offset_ms": round(onset + shown, 2),
+                "shown_ms": round(shown, 2), "refresh_hz": REFRESH_HZ, "frames": frames}
+
     def answer(self, trial, *, lose_ack=False):
+        """Post one answer; False when the walk ends here (the session ended, or this answer failed a block)."""
         key = str(uuid.uuid4())
         body = {"trial": trial["id"], "choice": self.choose(trial), "rt_ms": round(300 + self.rng.random() * 900, 1), "idempotency_key": key}
+        if self.classification:
+            body["timing"] = self.timing(body["rt_ms"])
         r = self.call("POST", f"/api/p/sessions/{self.result.token}/responses", body, lose_ack=lose_ack)
         if r.status_code in (200, 201):
             self.result.acked[trial["id"]] = key
@@ -134,7 +178,15 @@ class Bot:
                 self.result.refused_as_expected += 1
             else:
                 self.result.errors.append(f"double post {again.status_code}/{other.status_code}")
-        return True
+        return self.answered(trial, r.json())
+
+    def answered(self, trial, reply: dict) -> bool:
+        """Learn from practice feedback; False once a block is failed (the server ended the session, so the
+        bot goes straight to complete for its code, as the page does)."""
+        correct = reply.get("feedback", {}).get("correct_choice")
+        if correct is not None and trial["query"] in self.images:  # only the pixel policies fetched the photo
+            self.exemplars.append((self.images[trial["query"]], correct))
+        return not any(reply.get(block, {}).get("passed") is False for block in ("practice", "screening"))
 
     def run(self) -> BotResult:
         try:
@@ -155,9 +207,9 @@ class Bot:
             self.result.errors.append(f"enroll {r.status_code}: {r.text[:120]}")
             return
         self.result.token = token = r.json()["token"]
+        self.classification = r.json().get("classification")
         self.call("POST", f"/api/p/sessions/{token}/consent", {})
-        session = self.call("GET", f"/api/p/sessions/{token}/trials").json()
-        todo = session["practice"] + session["trials"]
+        todo = walk_order(self.call("GET", f"/api/p/sessions/{token}/trials").json())
         stop_at = self.rng.randrange(1, max(2, len(todo))) if self.case in ("dropout", "reload", "returner", "offline") else None
         offline_queue = []
         k = 0
@@ -177,8 +229,7 @@ class Bot:
                     if again["token"] != token:
                         self.result.errors.append("reload got a different session")
                     fetched = self.call("GET", f"/api/p/sessions/{token}/trials").json()
-                    done = set(fetched["done"])
-                    todo = [t for t in fetched["practice"] + fetched["trials"] if t["id"] not in done]
+                    todo = walk_order(fetched, done=set(fetched["done"]))
                     k, stop_at = 0, None
                     continue
                 if self.case == "offline":  # a burst offline: the next answers wait in the outbox
@@ -200,6 +251,11 @@ class Bot:
             self.result.outcome = done.json()["outcome"]
         else:
             self.result.errors.append(f"complete {done.status_code}: {done.text[:120]}")
+
+
+def walk_order(session: dict, *, done: set = frozenset()) -> list[dict]:
+    """The session's unanswered entries in the order a page shows them, each tagged with its block."""
+    return [dict(t, block=block) for block in BLOCKS for t in session.get(block, []) if t["id"] not in done]
 
 
 def _with_database_retries(query, *, tries: int = 16):
@@ -233,13 +289,13 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     targets: dict[str, dict[str, int]] = {}
 
     def target_lookup(token: str, public_id: str) -> int:
-        """The `target` policy's cheat: the screen position of the target in this session's layout, from the
-        database (one query per session, in the bot's thread, whose connection is closed when the bot ends)."""
+        """The `target` policy's cheat: the screen position of the target in this session's layout (a classification
+        has no layout: its category's index), from the database (one query per session, in the bot's thread, whose
+        connection is closed when the bot ends)."""
         if token not in targets:
-            targets[token] = {t: order.index(str(target)) for t, order, target in _with_database_retries(
-                lambda: list(Assignment.objects.filter(participant__token=token)
-                             .values_list("trial__public_id", "option_order", "trial__target_option"))
-            )}
+            rows = _with_database_retries(lambda: list(Assignment.objects.filter(participant__token=token).values_list(
+                "trial__public_id", "option_order", "trial__target_option")))
+            targets[token] = {t: order.index(str(target)) if order else target for t, order, target in rows}
         return targets[token][public_id]
     master = random.Random(seed)
     bots = [
@@ -277,6 +333,7 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
         "lost": lost,
         "errors": len(errors),
         "failed_attention": outcomes.count("failed_attention"),
+        "screened_out": outcomes.count("screened_out"),
         "dropped": outcomes.count("dropped"),
         "returned": outcomes.count("returned"),
         "timed_out": outcomes.count("timed_out"),
