@@ -15,7 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--participants", type=int, default=10)
         parser.add_argument("--concurrency", type=int, default=4)
-        parser.add_argument("--policy", choices=POLICIES, default="perceptual")
+        parser.add_argument("--policy", choices=POLICIES, default="perceptual",
+                            help="How bots answer (surveys/bots.py); a classification survey is walked practice, "
+                                 "screening, main trials, and screened-out bots are counted as screened_out.")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
         parser.add_argument("--live", action="store_true", help="Fill live slots (default: pilot mode, never mixed with live data).")
         parser.add_argument("--attentive-only", action="store_true", help="No dropouts, reloads, double posts, offline bursts.")
