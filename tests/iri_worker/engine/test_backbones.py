@@ -103,6 +103,26 @@ def test_pixels_pinned_at_0_or_1_still_get_a_gradient(tiny):
     assert (x.grad != 0).float().mean() > 0.5
 
 
+def test_the_normaliser_skips_its_clamp_only_where_the_caller_vouches_for_the_box(tiny):
+    inside = torch.rand(2, 3, 32, 32)
+    inside[..., ::3] = 1.0  # pinned pixels keep gradient 1 either way
+    pair = [inside.clone().requires_grad_(True) for _ in range(2)]
+    checked, trusted = tiny.normalize(pair[0]), tiny.normalize(pair[1], in_box=True)
+    assert torch.equal(checked, trusted)
+    checked.square().sum().backward()
+    trusted.square().sum().backward()
+    assert torch.equal(pair[0].grad, pair[1].grad)
+    outside = inside * 3 - 1
+    assert torch.equal(tiny.normalize(outside), tiny.normalize(outside.clamp(0, 1), in_box=True))
+
+
+def test_a_channels_last_batch_is_normalised_in_its_own_layout(tiny):
+    x = torch.rand(2, 3, 32, 32)
+    channels_last = tiny.normalize(x.contiguous(memory_format=torch.channels_last))
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(channels_last, tiny.normalize(x))
+
+
 def test_an_unknown_backbone_is_refused_with_a_hint():
     with pytest.raises(ValueError) as error:
         load_backbone("resnet81")

@@ -88,6 +88,17 @@ def test_a_photo_seed_must_be_given_and_is_used(random_images):
     assert torch.equal(result.seeds, photo.expand(2, -1, -1, -1))
 
 
+def test_a_photo_seed_outside_the_box_is_clamped_where_it_is_first_evaluated(random_images):
+    # The seed is fed unclipped once (the paper's normaliser clamps it); only later iterates, projected into
+    # [0, 1], skip that clamp.
+    spec = dataclasses.replace(SPEC, seed_kind="photo", steps=3)
+    targets, photo = random_images(2), random_images(1, seed=9)[0] * 3 - 1
+    raw = invert(spec, targets, seeds=photo)
+    clipped = invert(spec, targets, seeds=photo.clamp(0, 1))
+    assert torch.equal(raw.initial_losses, clipped.initial_losses)
+    assert raw.images.min() >= 0 and raw.images.max() <= 1
+
+
 def test_another_target_can_be_the_seed_of_each_image(random_images):
     targets = random_images(2)
     result = invert(dataclasses.replace(SPEC, seed_kind="photo", steps=5), targets, seeds=targets.flip(0))
