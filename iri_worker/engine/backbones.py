@@ -207,12 +207,14 @@ class Backbone:
                 f"Backbone '{self.name}' needs images of at least {self.min_size}x{self.min_size} px, not {size}."
             )
 
-    def features(self, x01: torch.Tensor, layer: str | None = None, *, in_box: bool = False) -> torch.Tensor:
+    def features(self, x01: torch.Tensor, layer: str | None = None, *, in_box: bool = False,
+                 flat: bool = True) -> torch.Tensor:
         """Representation g(x) at ``layer`` (default: penultimate), shape (B, D).
 
         ``x01``: float (B, 3, H, W) in [0, 1] on ``self.device``. Normalisation
         happens here (``in_box``: see ``normalize``); the result is the layer output flattened per sample and
-        keeps its autograd graph back to ``x01``.
+        keeps its autograd graph back to ``x01``. ``flat=False``: the layer's output as it comes, (B, ...) in
+        its own memory layout (flattening a channels-last output copies it, forward and backward).
         """
         layer = self.default_layer if layer is None else layer
         if layer not in self._layer_modules:
@@ -221,7 +223,7 @@ class Backbone:
             else:
                 self.check_layer(layer)
         out = extract(self.module, self._layer_modules[layer], self.normalize(x01, in_box=in_box))
-        return out.flatten(1)
+        return out.flatten(1) if flat else out
 
     def classify(self, x01: torch.Tensor) -> torch.Tensor:
         """The classifier's logits (B, C) as float32 for a [0, 1] batch; ``ValueError`` without a classifier."""

@@ -149,7 +149,7 @@ def invert(
                 amp=spec.amp, channels_last=channels_last,
             )
             with torch.no_grad():
-                target_rep = base.representation(targets).detach()
+                target_rep = base.layer_output(targets).detach()  # compared in the layer's own shape
                 start_image = param.to_image(variable).clamp(0, 1)
             ctx = dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
                                       targets=targets, seeds=start_image)

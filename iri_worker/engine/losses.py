@@ -59,8 +59,8 @@ class LossContext:
     """What a loss may look at during one step.
 
     ``x``: current images (B, 3, H, W), in [0, 1] except the unclipped seed at
-    step 0 (the backbone's normaliser clamps it). ``target_rep``: g(x_t), (B, D),
-    detached. ``targets`` / ``seeds``: the target and clipped seed images.
+    step 0 (the backbone's normaliser clamps it). ``target_rep``: g(x_t), detached,
+    (B, D) or, as the loop stores it, the layer's own output shape (B, ...). ``targets`` / ``seeds``: the target and clipped seed images.
     ``transform``: this step's random transform (applied only inside the
     representation term), or None. ``amp``: run the backbone under bf16
     autocast. ``channels_last``: feed the backbone channels-last tensors.
@@ -85,6 +85,11 @@ class LossContext:
 
     def representation(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """g(T(x)) as float32 (B, D): transform, layout, autocast as configured."""
+        return self.layer_output(x).flatten(1)
+
+    def layer_output(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """g(T(x)) as float32 in the layer's own shape (B, ...) and memory layout: what the loop compares,
+        without the copy that flattening a channels-last output costs forward and backward."""
         # A transform's interpolation may round just past 1, so only the untransformed iterate skips the clamp.
         in_box = x is None and self.in_box and self.transform is None
         x = self.x if x is None else x
@@ -93,9 +98,9 @@ class LossContext:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if not self.amp:  # entering even a disabled autocast costs a few microseconds per step
-            return self.backbone.features(x, self.layer, in_box=in_box).float()
+            return self.backbone.features(x, self.layer, in_box=in_box, flat=False).float()
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return self.backbone.features(x, self.layer, in_box=in_box).float()
+            return self.backbone.features(x, self.layer, in_box=in_box, flat=False).float()
 
 
 LossFn = Callable[[LossContext], torch.Tensor]
@@ -168,19 +173,27 @@ class Loss:
         return f"Loss({self.name!r})"
 
 
+def _per_image_norm(values: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(values, dim=tuple(range(1, values.dim())))
+
+
 def target_norm(target: torch.Tensor) -> torch.Tensor:
     """||g(x_t)||_2 per image, the relative gap's denominator (clamp_min only guards an all-zero target
     representation against 0/0)."""
-    return torch.linalg.vector_norm(target.detach().float(), dim=1).clamp_min(1e-12)
+    return _per_image_norm(target.detach().float()).clamp_min(1e-12)
 
 
 def _relative_gap(rep: torch.Tensor, target: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
+    """||rep - target|| / ||target|| per image, the norms over every non-batch dim (any shape, same for both)."""
     target = target.detach().float()
-    return torch.linalg.vector_norm(rep - target, dim=1) / (target_norm(target) if norm is None else norm)
+    return _per_image_norm(rep - target) / (target_norm(target) if norm is None else norm)
 
 
 def _rep_term(ctx: LossContext) -> torch.Tensor:
-    return _relative_gap(ctx.representation(), ctx.target_rep, ctx.target_norm)
+    rep, target = ctx.layer_output(), ctx.target_rep
+    if rep.shape != target.shape:  # a caller's flat (B, D) target (or a mismatch, refused as before)
+        rep, target = rep.flatten(1), target.flatten(1)
+    return _relative_gap(rep, target, ctx.target_norm)
 
 
 def representation_distance() -> Loss:
