@@ -34,6 +34,8 @@ engine stops, BatchNorms folded except the read layer's, the faster of NCHW / ch
 engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU), and engine_added_ms_per_step,
 what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor). The overhead probe
 (``overhead_probe``) runs the same at two layers of tiny_cnn, a 0.5 ms step, to show that added time nearly bare.
+Every loop runs with the C allocator set up as a worker sets it up (``keep_freed_memory``: freed blocks stay in the
+heap for the next step; ``--glibc-malloc`` leaves glibc's defaults, under which each step faults in fresh pages).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
 engine_over_reference >= 1.8.
 """
@@ -57,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from iri_worker.engine import InversionSpec, invert, load_backbone  # noqa: E402
+from iri_worker.engine import InversionSpec, invert, keep_freed_memory, load_backbone  # noqa: E402
 from iri_worker.engine.features import extract  # noqa: E402
 from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
@@ -85,6 +87,8 @@ def parse_args():
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA figures")
     parser.add_argument("--cuda-only", action="store_true", help="only the CUDA figures (on a GPU machine)")
     parser.add_argument("--sweep-only", action="store_true", help="only the layer-sweep case (CPU)")
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (workers call keep_freed_memory, as this does by default)")
     return parser.parse_args()
 
 
@@ -402,6 +406,7 @@ def run_cuda(configs, rounds: int) -> list[dict]:
 
 def main() -> None:
     args = parse_args()
+    kept = False if args.glibc_malloc else keep_freed_memory()  # as a worker process runs the engine
     if args.threads:
         torch.set_num_threads(args.threads)
     configs = QUICK if args.quick else FULL
@@ -413,7 +418,7 @@ def main() -> None:
                     if not args.cuda_only else ([], []))
     report = {
         "benchmark": "engine", "quick": args.quick, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "keeps_freed_memory": kept,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # bf16 pays only with AVX512-BF16 / AMX
         "configs": rows,
         "layer_sweep": sweep,

@@ -378,6 +378,7 @@ def iri_set_make(model: TrainedModel, data: ExperimentData, *, loss: str, recipe
     """One IRI per target with the engine, from the data's seeds (photos) or ``config.seed_kind`` noise."""
     from iri_worker import engine
 
+    engine.keep_freed_memory()  # as a worker process does (idempotent); manage.py reproduce runs here too
     backbone = as_backbone(model.model, BACKBONE, config.image_size, model.weights_sha256)
     spec = engine.InversionSpec(
         backbone=BACKBONE, layer=backbone.default_layer, recipe=recipe, seed_kind=config.seed_kind,

@@ -15,10 +15,12 @@ per-image terms and the paper's recipes as data), transforms (transformation
 robustness), params (pixel / Fourier parametrisation), steps (normalised
 gradient / Adam), seeds, backbones (registry, checkpoints, FakeReLU),
 proxy (the perceptual alignment proxy), validity (null distribution, percentile,
-label check, loss-curve steps), images (PIL/PNG <-> tensors).
+label check, loss-curve steps), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
+set up so each step reuses the last step's memory instead of faulting in fresh pages).
 """
 
 from . import losses, proxy, validity
+from .allocator import keep_freed_memory
 from .backbones import (
     Backbone,
     checkpoint_sha256,
@@ -75,4 +77,5 @@ __all__ = [
     "perceptual_distance",
     "proxy_alignment",
     "lpips_available",
+    "keep_freed_memory",
 ]

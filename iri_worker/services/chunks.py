@@ -176,9 +176,15 @@ def iri_worker_device() -> str:
 
 
 def iri_worker_process_init() -> None:
-    """Once per worker process: CPU thread count (IRI_TORCH_THREADS, 0 = torch's default)."""
+    """Once per worker process: the C allocator keeps freed memory for the next step (see
+    engine.keep_freed_memory; IRI_KEEP_FREED_MEMORY=false leaves glibc's defaults), and the CPU thread count
+    (IRI_TORCH_THREADS, 0 = torch's default)."""
     import torch
 
+    from iri_worker import engine
+
+    if settings.IRI_KEEP_FREED_MEMORY:
+        engine.keep_freed_memory()
     threads = settings.IRI_TORCH_THREADS
     if threads > 0 and not torch.cuda.is_available():
         torch.set_num_threads(threads)

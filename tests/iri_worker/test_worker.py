@@ -140,3 +140,15 @@ def test_cancel_stops_a_running_job_and_frees_the_worker(celery_worker_process, 
     job.refresh_from_db()
     assert job.status == IriJob.Status.CANCELLED and not job.images.exists()
     assert job.chunks.get().status == IriChunk.Status.CANCELLED
+
+
+def test_a_worker_process_keeps_freed_memory_unless_told_not_to(settings, monkeypatch):
+    from iri_worker import engine
+    from iri_worker.services import iri_worker_process_init
+
+    calls = []
+    monkeypatch.setattr(engine, "keep_freed_memory", lambda: calls.append(True) or True)
+    iri_worker_process_init()
+    settings.IRI_KEEP_FREED_MEMORY = False
+    iri_worker_process_init()
+    assert calls == [True]
