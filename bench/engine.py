@@ -276,7 +276,7 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
         "floor_layout": "channels_last" if floor_cl else "nchw",
         "floor_nchw_steps_per_s": round(layouts[False], 3),
         "floor_channels_last_steps_per_s": round(layouts[True], 3),
-        "engine_layout": "channels_last" if backbone.channels_last else "nchw",
+        "engine_layout": "channels_last" if backbone.prefers_channels_last(size) else "nchw",
         "floor_steps_per_s": round(med["floor"], 3),
         "reference_steps_per_s": round(med["reference"], 3),
         "engine_steps_per_s": round(med["engine"], 3),

@@ -90,7 +90,7 @@ class Backbone:
     ``fake_relu_modules``: the last activation before the default layer, as
     ``SwitchableReLU`` (empty where the architecture ends in another activation:
     no FakeReLU there, as in the paper). ``channels_last``: the layout this model
-    runs fastest in on CPU. ``fixed_size``: the model accepts only
+    runs fastest in on CPU, from images of ``channels_last_from`` px (see ``prefers_channels_last``). ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
     ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
     ``classifier``: the module's forward ends in a classification head whose weights are the model's
@@ -115,6 +115,7 @@ class Backbone:
     classifier: bool = False
     label_names: tuple[str, ...] | None = None
     stages: tuple[str, ...] = ()
+    channels_last_from: int = 0
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
@@ -134,6 +135,10 @@ class Backbone:
         """Turn the FakeReLU on the last activation on or off (no-op where unsupported)."""
         for module in self.fake_relu_modules:
             module.fake = bool(enabled)
+
+    def prefers_channels_last(self, size: int) -> bool:
+        """The layout a run at ``size`` px uses unless its spec says otherwise."""
+        return self.channels_last and size >= self.channels_last_from
 
     def set_channels_last(self, enabled: bool) -> None:
         """Store the weights channels-last (True) or contiguous (False)."""
@@ -531,7 +536,8 @@ def _tiny_cnn(weights_path: str | None) -> Backbone:
 
 def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, stages: tuple[str, ...],
                        min_size: int = 32,
-                       channels_last: bool = True, fixed_size: bool = False, input_size: int = 224,
+                       channels_last: bool = True, channels_last_from: int = 0, fixed_size: bool = False,
+                       input_size: int = 224,
                        patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
                        **kwargs) -> None:
     """Register a torchvision classification architecture (random init or a local checkpoint)."""
@@ -547,7 +553,8 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
             head = _load_weights(module, weights_path, name=name, classifier_prefix=classifier_prefix)
         fakes = tuple(patch(module))
         return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
-                        fake_relu_modules=fakes, channels_last=channels_last, fixed_size=fixed_size,
+                        fake_relu_modules=fakes, channels_last=channels_last,
+                        channels_last_from=channels_last_from, fixed_size=fixed_size,
                         min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages)
 
 
@@ -578,10 +585,13 @@ def _patch_vit(module: nn.Module) -> tuple[SwitchableReLU, ...]:
 # Stages for layer sweeps, as in Feather et al.'s metamer stages: the stem's activation or pool, each
 # residual stage / block group / conv block's output (its ReLU or pool), the pooled layer, the fc ReLUs.
 _RESNET_STAGES = ("relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+# ResNets run channels-last from 64 px: the folded floor of resnet18 (batch 32) ran NCHW ÷ channels-last 1.06 at 32 px,
+# 1.04 at 48, 1.01 at 64 and 0.90 at 96 (bench/engine.py's floor loop; EfficientNet-Lite0 is faster channels-last at
+# every size).
 _torchvision_entry("resnet18", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
-                   patch=lambda m: (_patch_resnet(m),))
+                   patch=lambda m: (_patch_resnet(m),), channels_last_from=64)
 _torchvision_entry("resnet50", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
-                   patch=lambda m: (_patch_resnet(m),))
+                   patch=lambda m: (_patch_resnet(m),), channels_last_from=64)
 _torchvision_entry("vgg16", default_layer="classifier.4", classifier_prefix="classifier.6.",
                    stages=("features.4", "features.9", "features.16", "features.23", "features.30",
                            "classifier.1", "classifier.4"),

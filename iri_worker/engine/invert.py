@@ -132,7 +132,7 @@ def invert(
     else:
         variable = param.seed_variable(spec.seed_kind, batch, size, generator).to(dev)
 
-    channels_last = spec.channels_last if spec.channels_last is not None else backbone.channels_last
+    channels_last = spec.channels_last if spec.channels_last is not None else backbone.prefers_channels_last(size)
     if channels_last and spec.param == "pixel":
         variable = variable.contiguous(memory_format=torch.channels_last)
     transform = build_transform(spec.transforms)

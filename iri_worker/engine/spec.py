@@ -58,7 +58,7 @@ class InversionSpec:
     stop_loss            None, or stop an image once its loss is <= this
     fake_relu            FakeReLU on the last activation (where the backbone supports it)
     amp                  bf16 autocast for the backbone (CPU and CUDA)
-    channels_last        None: the backbone's preferred layout; True/False to force
+    channels_last        None: the backbone's preferred layout at the image size; True/False to force
     weights_path         local checkpoint for the backbone (None: the entry's default)
     checkpoint_sha256    SHA-256 of that file (filled in by ``resolved``; checked by ``invert``)
     recipe_terms         the expanded recipe (filled in by ``resolved``); when set, it is what
@@ -223,13 +223,14 @@ class InversionSpec:
         digest = self.checkpoint_sha256
         if digest is None and self.weights_path is not None:
             digest = backbone.checkpoint_sha256 or checkpoint_sha256(self.weights_path)
+        size = self.image_size if self.image_size is not None else backbone.input_size
         return dataclasses.replace(
             self,
             layer=self.layer if self.layer is not None else backbone.default_layer,
-            image_size=self.image_size if self.image_size is not None else backbone.input_size,
+            image_size=size,
             recipe_terms=self.recipe_terms if self.recipe_terms is not None else expand_recipe(self.recipe),
             fake_relu=bool(self.fake_relu and backbone.supports_fake_relu),
-            channels_last=self.channels_last if self.channels_last is not None else backbone.channels_last,
+            channels_last=self.channels_last if self.channels_last is not None else backbone.prefers_channels_last(size),
             checkpoint_sha256=digest,
         )
 
