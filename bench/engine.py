@@ -22,7 +22,8 @@ median of the per-round ratios):
              own (the floor as the issue defines it keeps the BatchNorms).
 
 Reported per configuration: steps/s of each loop, engine_over_floor, engine_over_reference, the
-peak resident memory of each loop (VmHWM, reset between loops), and the effect of bf16 autocast
+peak resident memory of each loop (VmHWM, reset between loops; with freed memory kept, see below, a loop's peak
+includes the heap earlier loops left, so use --glibc-malloc for per-loop peaks), and the effect of bf16 autocast
 (``amp=True``): engine steps/s and the final mean loss with and without it, after the same steps.
 Where CUDA is present (``--cuda-only`` skips the CPU part), the same comparison runs on the GPU with
 larger batches (the GPU drained before and after each timing), plus images*steps/s in fp32 and bf16,
