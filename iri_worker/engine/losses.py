@@ -191,8 +191,14 @@ def _relative_gap(rep: torch.Tensor, target: torch.Tensor, norm: torch.Tensor | 
 
 def _rep_term(ctx: LossContext) -> torch.Tensor:
     rep, target = ctx.layer_output(), ctx.target_rep
-    if rep.shape != target.shape:  # a caller's flat (B, D) target (or a mismatch, refused as before)
+    if rep.shape != target.shape:  # a caller's flat (B, D) target
         rep, target = rep.flatten(1), target.flatten(1)
+        if rep.shape != target.shape:
+            raise ValueError(
+                f"Layer '{ctx.layer}' gives {rep.shape[1]} values per image here but {target.shape[1]} for the "
+                "target: a transform that changes the image size (the 'imagenet' transforms pad it by 12 px) needs a "
+                "pooled layer (the backbone's default) or transforms null."
+            )
     return _relative_gap(rep, target, ctx.target_norm)
 
 

@@ -99,6 +99,13 @@ def test_a_photo_seed_outside_the_box_is_clamped_where_it_is_first_evaluated(ran
     assert raw.images.min() >= 0 and raw.images.max() <= 1
 
 
+def test_a_spatial_layer_with_a_transform_that_resizes_the_image_is_refused_with_a_reason(random_images):
+    spec = dataclasses.replace(SPEC, layer="relu1", transforms="imagenet", steps=2)
+    with pytest.raises(ValueError, match="Layer 'relu1' gives 50176 values per image here but 16384"):
+        invert(spec, random_images(2))
+    assert invert(dataclasses.replace(spec, layer="pool"), random_images(2)).steps_run == 2
+
+
 def test_another_target_can_be_the_seed_of_each_image(random_images):
     targets = random_images(2)
     result = invert(dataclasses.replace(SPEC, seed_kind="photo", steps=5), targets, seeds=targets.flip(0))
