@@ -90,7 +90,8 @@ class Backbone:
     ``fake_relu_modules``: the last activation before the default layer, as
     ``SwitchableReLU`` (empty where the architecture ends in another activation:
     no FakeReLU there, as in the paper). ``channels_last``: the layout this model
-    runs fastest in on CPU, from images of ``channels_last_from`` px (see ``prefers_channels_last``). ``fixed_size``: the model accepts only
+    runs fastest in on CPU, from images of ``channels_last_from`` px (see
+    ``prefers_channels_last``). ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
     ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
     ``classifier``: the module's forward ends in a classification head whose weights are the model's
