@@ -111,8 +111,8 @@ IRI_MAX_CHECKPOINT_BYTES = env.int("IRI_MAX_CHECKPOINT_BYTES", default=1024 * 10
 # A RUNNING chunk whose worker sent no heartbeat for this long is taken over by another worker.
 IRI_CHUNK_STALE_S = env.int("IRI_CHUNK_STALE_S", default=120)
 IRI_TORCH_THREADS = env.int("IRI_TORCH_THREADS", default=0)  # 0 = torch's default (one per core)
-# glibc keeps freed blocks for the next optimisation step instead of unmapping them (about 3x the CPU steps/s
-# at cheap layers, measured in bench/engine.py); false leaves the allocator as it is.
+# glibc keeps freed blocks for the next optimisation step instead of unmapping them (up to 3x the CPU steps/s at
+# cheap layers while the host's page faults are slow, measured in bench/engine.py); false leaves the allocator as it is.
 IRI_KEEP_FREED_MEMORY = env.bool("IRI_KEEP_FREED_MEMORY", default=True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024

@@ -378,7 +378,6 @@ def iri_set_make(model: TrainedModel, data: ExperimentData, *, loss: str, recipe
     """One IRI per target with the engine, from the data's seeds (photos) or ``config.seed_kind`` noise."""
     from iri_worker import engine
 
-    engine.keep_freed_memory()  # as a worker process does (idempotent); manage.py reproduce runs here too
     backbone = as_backbone(model.model, BACKBONE, config.image_size, model.weights_sha256)
     spec = engine.InversionSpec(
         backbone=BACKBONE, layer=backbone.default_layer, recipe=recipe, seed_kind=config.seed_kind,
@@ -434,6 +433,9 @@ def run_experiment(config: ReproductionConfig, *, data_dir: str | Path = FASHION
     False), and per "model/loss" the proxy alignment for each metric (``iri_set_measure``). ``adversarial_recipe``
     (a recipe name or term list for the engine) is skipped when None.
     """
+    from iri_worker import engine
+
+    engine.keep_freed_memory()  # once, as a worker process does: training and the IRIs reuse freed memory
     started = time.monotonic()
     data = experiment_data(config, data_dir=data_dir, device=device)
     losses = {"reg_free": "reg_free"}

@@ -94,11 +94,15 @@ def participant_answered_ids(*, participant: Participant) -> list[str]:
     return list(participant.responses.values_list("trial__public_id", flat=True))
 
 
+# Trials a session answers before its main trials; progress and the monitor count them apart.
+BEFORE_MAIN_KINDS = (Trial.Kind.PRACTICE, Trial.Kind.SCREENING)
+
+
 def participant_progress(*, participant: Participant) -> dict:
     """Main trials (with catch trials) assigned and answered; practice and screening (classification) separately,
     so `done == total` means the main part is finished whatever came before it."""
     practice, screening = Q(trial__kind=Trial.Kind.PRACTICE), Q(trial__kind=Trial.Kind.SCREENING)
-    main = ~(practice | screening)
+    main = ~Q(trial__kind__in=BEFORE_MAIN_KINDS)
     counts = Assignment.objects.filter(participant=participant).aggregate(
         total=Count("id", filter=main),
         practice_total=Count("id", filter=practice),
@@ -173,7 +177,7 @@ def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
     participants = list(
         Participant.objects.filter(survey=survey, is_pilot=pilot)
         .annotate(
-            main_done=Count("responses", filter=~Q(responses__trial__kind__in=(Trial.Kind.PRACTICE, Trial.Kind.SCREENING))),
+            main_done=Count("responses", filter=~Q(responses__trial__kind__in=BEFORE_MAIN_KINDS)),
             practice_done=Count("responses", filter=Q(responses__trial__kind=Trial.Kind.PRACTICE)),
         )
         .order_by("-id")

@@ -60,7 +60,8 @@ class LossContext:
 
     ``x``: current images (B, 3, H, W), in [0, 1] except the unclipped seed at
     step 0 (the backbone's normaliser clamps it). ``target_rep``: g(x_t), detached,
-    (B, D) or, as the loop stores it, the layer's own output shape (B, ...). ``targets`` / ``seeds``: the target and clipped seed images.
+    (B, D) or, as the loop stores it, the layer's own output shape (B, ...).
+    ``targets`` / ``seeds``: the target and clipped seed images.
     ``transform``: this step's random transform (applied only inside the
     representation term), or None. ``amp``: run the backbone under bf16
     autocast. ``channels_last``: feed the backbone channels-last tensors.
