@@ -387,7 +387,9 @@ class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
         self.audit(request, "create", obj)
 
     def save_related(self, request, form, formsets, change):
-        pass  # targets were set by the service
+        if change:  # nothing is editable, but Django's change message reads what the (read-only) inlines saved
+            super().save_related(request, form, formsets, change)
+        # a new job: its targets were set by the service
 
     @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):

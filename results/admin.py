@@ -1,6 +1,6 @@
 """The researcher's report page per survey: tables, plots (PNG/SVG/PDF) and exports, under Results → Survey reports."""
 from django.contrib import admin
-from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -58,6 +58,9 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The report page is the change page; an id that is not a number names no survey (404, not a 500).
+        if not object_id.isdecimal():
+            raise Http404("No survey with that id.")
         return redirect("admin:results_surveyreport_report", int(object_id))
 
     def _survey(self, request, pk, min_role: str = Role.VIEWER) -> Survey:

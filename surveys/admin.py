@@ -330,6 +330,9 @@ class ParticipantAdmin(TeamScopedAdmin, admin.ModelAdmin):
     readonly_fields = [f.name for f in Participant._meta.fields]
     actions = ["erase"]
 
+    def has_add_permission(self, request):
+        return False  # sessions come from enrolment; an add form of read-only fields could save nothing
+
     @admin.action(description="Erase the selected participants' data", permissions=["delete"])
     def erase(self, request, queryset):
         """Every session of the selected people (by Prolific PID or worker ID) in the surveys of the teams where
@@ -352,3 +355,6 @@ class ResponseAdmin(TeamScopedAdmin, admin.ModelAdmin):
     list_display = ["id", "participant", "trial", "choice", "rt_ms", "created_at"]
     list_filter = ["trial__survey"]
     readonly_fields = [f.name for f in Response._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # answers come from participants; an add form of read-only fields could save nothing
