@@ -29,6 +29,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import selectors
 import shutil
 import socket
@@ -108,7 +109,7 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
 def start_server(port: int, workers: int | None = None) -> subprocess.Popen:
     """gunicorn as gunicorn.conf.py sets it up (sync workers, 4 per core, backlog, CONN_MAX_AGE), on `port`."""
     env = {**os.environ, "DATABASE_URL": DB_URL, "DJANGO_DEBUG": "false",
-           "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex, "DJANGO_SECURE_SSL_REDIRECT": "false",
+           "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_SECURE_SSL_REDIRECT": "false",
            # All simulated participants share one IP: keep the limits (their cost is measured) but out of reach.
            "RATE_LIMIT_ENROLL": "1000000000/min", "RATE_LIMIT_SESSION": "1000000000/min"}
     env.pop("DJANGO_CONN_MAX_AGE", None)  # the configuration's own value
