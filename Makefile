@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iri_platform
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-python test-frontend services frontend clean
+.PHONY: install demo test test-python test-frontend services frontend clean env
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,13 @@ frontend: frontend/dist/participant.js
 
 install: $(VENV)/.installed frontend
 
+# The demo and the suite run with DEBUG on even where .env (written for the compose stack) turns it off.
 demo: install
-	$(PY) manage.py demo
+	DJANGO_DEBUG=true $(PY) manage.py demo
+
+# .env for the compose stack: .env.example with a new secret key and database password; never overwrites one.
+env:
+	./scripts/make_env.sh
 
 services:
 	./scripts/services.sh
@@ -36,7 +41,7 @@ test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test --silent
 
 test-python: install
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest
+	DJANGO_DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist var
