@@ -1,4 +1,5 @@
 """Participant endpoints: no login; a session is named by its unguessable token."""
+import functools
 import json
 import math
 import re
@@ -7,6 +8,7 @@ import uuid
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -413,6 +415,26 @@ class AbortApi(ParticipantApi):
         return Response(participant_completion(participant=participant))
 
 
+# MTurk shows a HIT's page in a frame on its worker site: production, the legacy www site (which turkSubmitTo
+# still names) and the sandbox. docs/mturk.md.
+MTURK_WORKER_SITES = ("https://worker.mturk.com", "https://www.mturk.com", "https://workersandbox.mturk.com")
+
+
+def framed_by_mturk_only(view):
+    """A participant page may be shown inside MTurk's HIT frame and in no other: CSP frame-ancestors names MTurk's
+    worker sites. X-Frame-Options is left off, as it can only say DENY or SAMEORIGIN; every other page keeps
+    settings.X_FRAME_OPTIONS (DENY)."""
+
+    @functools.wraps(view)
+    def view_framed_by_mturk(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response["Content-Security-Policy"] = "frame-ancestors " + " ".join(MTURK_WORKER_SITES)
+        return response
+
+    return xframe_options_exempt(view_framed_by_mturk)
+
+
+@framed_by_mturk_only
 def survey_page(request, slug: str):
     pilot_key = request.GET.get("pilot", "")
     survey = survey_get_for_enroll(slug=slug, pilot_key=pilot_key)
