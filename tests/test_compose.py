@@ -5,6 +5,8 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,33 @@ def test_make_env_never_overwrites_an_env(tmp_path):
 def test_web_workers_and_beat_have_health_checks():
     for name in ("db", "redis", "web", "worker-gpu", "worker-cpu", "beat"):
         assert COMPOSE["services"][name]["healthcheck"]["test"], name
+
+
+@pytest.mark.parametrize("allowed_hosts", ["iri.example.org,localhost", ".example.org", "*", "localhost,127.0.0.1"])
+def test_the_web_health_check_passes_whatever_names_the_site_serves(tmp_path, allowed_hosts):
+    """The check runs inside the web container against gunicorn there; here against gunicorn on a free port."""
+    from tests.backend.test_secret_checks import GOOD_KEY
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env |= {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": GOOD_KEY, "DJANGO_ALLOWED_HOSTS": allowed_hosts,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "DJANGO_SECURE_SSL_REDIRECT": "true"}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen([str(gunicorn), "backend.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kind, *command = COMPOSE["services"]["web"]["healthcheck"]["test"]
+    assert kind == "CMD" and command[0] == "python"
+    command = [sys.executable, *(part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in command[1:])]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            check = subprocess.run(command, env=env, capture_output=True, text=True)
+            if check.returncode == 0 or "Connection refused" not in check.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    assert check.returncode == 0, check.stderr[-1000:]
