@@ -32,9 +32,11 @@ def page():
         browser.close()
 
 
-def worker_site(page, *, origin: str, survey_url: str, submitted: list | None = None):
+def worker_site(page, *, origin: str, survey_url: str) -> list[dict]:
     """Serve `origin` as MTurk's worker site: every page is a HIT whose frame shows the survey with MTurk's
-    parameters taken from the HIT page's own query; a POST to /mturk/externalSubmit is recorded in `submitted`."""
+    parameters taken from the HIT page's own query. Returns the list the forms posted to /mturk/externalSubmit
+    will be added to."""
+    submitted = []
 
     def serve(route):
         request = route.request
@@ -52,6 +54,7 @@ def worker_site(page, *, origin: str, survey_url: str, submitted: list | None = 
             </body></html>""")
 
     page.route(f"{origin}/**", serve)
+    return submitted
 
 
 def hit_frame(page):
@@ -59,8 +62,7 @@ def hit_frame(page):
 
 
 def test_an_mturk_worker_takes_the_survey_inside_the_hit_frame_and_the_hit_is_submitted(live_server, live_survey, page):
-    submitted = []
-    worker_site(page, origin=SANDBOX, survey_url=f"{live_server.url}/s/{live_survey.slug}/", submitted=submitted)
+    submitted = worker_site(page, origin=SANDBOX, survey_url=f"{live_server.url}/s/{live_survey.slug}/")
     worker = Worker(page)  # hears the frame's responses through the page
 
     page.goto(f"{SANDBOX}/projects/3EXAMPLE/tasks/1?assignmentId=A7&hitId=H1&workerId=W7")
