@@ -113,7 +113,8 @@ def test_without_a_gpu_no_service_reserves_one_and_a_cpu_worker_takes_the_iri_jo
 
 def test_the_main_file_starts_the_gpu_worker_by_default():
     assert not COMPOSE["services"]["worker-gpu"].get("profiles")
-    assert queues(COMPOSE["services"]["worker-gpu"]) == {"gpu"} and queues(COMPOSE["services"]["worker-cpu"]) == {"celery"}
+    assert queues(COMPOSE["services"]["worker-gpu"]) == {"gpu"}
+    assert queues(COMPOSE["services"]["worker-cpu"]) == {"celery"}
 
 
 # Variables of .env.example that compose does not pass on as they are. It builds these from its own services:
@@ -178,8 +179,10 @@ def test_make_env_writes_a_private_env_whose_new_secrets_the_stack_and_the_setti
     key, password = values["DJANGO_SECRET_KEY"], values["POSTGRES_PASSWORD"]
     assert secret_weakness(key, min_length=50) is None and secret_weakness(password, min_length=16) is None
     assert re.fullmatch(r"[A-Za-z0-9_-]+", password), "the password goes into DATABASE_URL as it is"
-    others = lambda text: [line for line in text.splitlines() if not line.startswith(("DJANGO_SECRET_KEY=", "POSTGRES_PASSWORD="))]  # noqa: E731
-    assert others(target.read_text()) == others(env_example_text())
+    secret_lines = ("DJANGO_SECRET_KEY=", "POSTGRES_PASSWORD=")
+    assert [line for line in target.read_text().splitlines() if not line.startswith(secret_lines)] == [
+        line for line in env_example_text().splitlines() if not line.startswith(secret_lines)
+    ]
 
     assert compose_config(tmp_path, env_file=target).returncode == 0
     started = settings_start(DJANGO_DEBUG=values["DJANGO_DEBUG"], DJANGO_SECRET_KEY=key,
