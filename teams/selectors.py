@@ -1,5 +1,6 @@
 """The one place that decides what a user may see and change: every API, admin page, export and command
 reads team-owned objects through these functions."""
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from rest_framework import status
 
@@ -115,3 +116,15 @@ def team_for_command(*, value: str | None) -> Team:
     if team is None:
         raise ApplicationError(f"No team '{value}'; --team takes a team's id or its exact name.")
     return team
+
+
+def user_find(*, identifier: str):
+    """The one active user whose username is exactly `identifier` or whose e-mail it is (in any case); None when
+    there is none, or when several share that e-mail. Nobody is listed: who else is on the server stays unknown."""
+    users = get_user_model().objects.filter(is_active=True)
+    identifier = identifier.strip()
+    found = users.filter(username=identifier).first()
+    if found is None and "@" in identifier:
+        by_email = list(users.filter(email__iexact=identifier)[:2])
+        found = by_email[0] if len(by_email) == 1 else None
+    return found

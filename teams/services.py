@@ -2,7 +2,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from backend.exceptions import ApplicationError
+
 from .models import AuditEntry, Membership, Role, Team
+
+LAST_OWNER = "Team '{team}' would be left without an owner: make another member owner first."
 
 
 def client_ip(request) -> str | None:
@@ -46,12 +50,32 @@ def team_create(*, name: str, owner=None) -> Team:
     return team
 
 
+@transaction.atomic
 def membership_set(*, team: Team, user, role: str) -> Membership:
+    """The user joins the team with `role`, or their role there changes; the last owner is never demoted."""
+    if Role(role) != Role.OWNER:
+        _owner_remains_check(team=team, leaving=user)
     membership, _ = Membership.objects.update_or_create(team=team, user=user, defaults={"role": Role(role)})
     return membership
 
 
 @transaction.atomic
+def membership_remove(*, team: Team, user) -> bool:
+    """The user leaves the team (False: they were not in it); the last owner never leaves."""
+    _owner_remains_check(team=team, leaving=user)
+    deleted, _ = Membership.objects.filter(team=team, user=user).delete()
+    return bool(deleted)
+
+
+def _owner_remains_check(*, team: Team, leaving) -> None:
+    # A team whose last owner left could never manage its members again. The team's row is locked so that two
+    # owners who leave at once do not each see the other still there.
+    Team.objects.select_for_update().filter(pk=team.pk).first()
+    owners = Membership.objects.filter(team=team, role=Role.OWNER)
+    if owners.filter(user=leaving).exists() and not owners.exclude(user=leaving).exists():
+        raise ApplicationError(LAST_OWNER.format(team=team.name))
+
+
 @transaction.atomic
 def api_token_issue(*, user) -> Token:
     """A new API token for the user; the one they had, if any, stops working."""
@@ -65,3 +89,4 @@ def api_token_revoke(*, user) -> bool:
     """The user's API token stops working; False when they had none."""
     deleted, _ = Token.objects.filter(user=user).delete()
     return bool(deleted)
+

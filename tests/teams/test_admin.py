@@ -1,6 +1,7 @@
 """Two labs in one Django admin: members who are not superusers see and change only their own lab's photos, jobs,
 surveys and reports, as their role allows; every write lands in the audit log, which only owners read."""
 import io
+import re
 
 import pytest
 from django.test import Client
@@ -12,10 +13,13 @@ from iri_worker.services import target_photo_create
 from results.models import SurveyTaskRun, TrialProxyChoice
 from surveys.models import Survey
 from surveys.services import survey_create
+from backend.exceptions import ApplicationError
+from teams.admin import ALREADY_MEMBER, UNKNOWN_MEMBER
 from teams.models import AuditEntry, Membership, Role
-from teams.services import audit_record, membership_set, team_create
+from teams.services import LAST_OWNER, audit_record, membership_remove, membership_set, team_create
 from tests.conftest import finished_iri_set, wait_for
 from tests.iri_worker.test_checkpoints import tiny_weights
+from tests.teams.test_admin_crawl import rendered_form
 
 pytestmark = pytest.mark.django_db
 
@@ -192,27 +196,118 @@ def test_owners_read_their_labs_audit_log_and_nobody_elses(django_user_model, te
     assert [e.username for e in filtered.context["cl"].result_list] == ["rex"]
 
 
-def test_an_owner_manages_members_and_a_researcher_sees_the_lab_read_only(django_user_model, team, lab_b):
-    owner = staff_member(django_user_model, "olga", a=(team, Role.OWNER))
-    member = staff_member(django_user_model, "rex", a=(team, Role.RESEARCHER))
-    newcomer = staff_member(django_user_model, "nia")
-    form = {"name": "Lab A", "memberships-TOTAL_FORMS": 3, "memberships-INITIAL_FORMS": 2, "memberships-MIN_NUM_FORMS": 0,
-            "memberships-MAX_NUM_FORMS": 1000, "memberships-2-user": newcomer.pk, "memberships-2-role": Role.VIEWER,
-            "memberships-2-team": team.pk}
-    for i, membership in enumerate(Membership.objects.filter(team=team)):
-        form.update({f"memberships-{i}-id": membership.pk, f"memberships-{i}-team": team.pk,
-                     f"memberships-{i}-user": membership.user_id, f"memberships-{i}-role": membership.role})
+@pytest.fixture
+def lab_a_members(django_user_model, team, lab_b):
+    """Lab A: olga owns it, rex researches, vic views; nia is in no team yet; sam is in Lab B only."""
+    users = {name: staff_member(django_user_model, name, a=(team, role))
+             for name, role in [("olga", Role.OWNER), ("rex", Role.RESEARCHER), ("vic", Role.VIEWER)]}
+    users["nia"] = staff_member(django_user_model, "nia")
+    users["nia"].email = "Nia.Newcomer@example.org"
+    users["nia"].save()
+    users["sam"] = staff_member(django_user_model, "stranger-sam", b=(lab_b, Role.OWNER))
+    return users
 
-    saved = logged_in(owner).post(f"/admin/teams/team/{team.pk}/change/", form)
+
+def members_form(client, team) -> tuple[str, dict]:
+    """The team's page and its form as rendered (rows of members included), ready to be changed and posted."""
+    url = f"/admin/teams/team/{team.pk}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    return url, rendered_form(page)
+
+
+def row(form: dict, user) -> str:
+    """The prefix of the user's row in the members form."""
+    membership = Membership.objects.get(user=user)
+    (key,) = [k for k, v in form.items() if re.fullmatch(r"memberships-\d+-id", k) and v == [str(membership.pk)]]
+    return key.removesuffix("-id")
+
+
+def new_row(form: dict, member: str, role: str) -> dict:
+    i = int(form["memberships-TOTAL_FORMS"][0])
+    return {**form, "memberships-TOTAL_FORMS": [str(i + 1)], f"memberships-{i}-member": [member], f"memberships-{i}-role": [role]}
+
+
+def members(team) -> dict[str, str]:
+    return dict(Membership.objects.filter(team=team).values_list("user__username", "role"))
+
+
+def test_an_owner_sees_changes_and_removes_the_members_of_their_lab(team, lab_a_members):
+    client = logged_in(lab_a_members["olga"])
+    url, form = members_form(client, team)
+    shown = client.get(url).context["inline_admin_formsets"][0].formset.queryset
+    assert {m.user.username for m in shown} == {"olga", "rex", "vic"}
+
+    form[f"{row(form, lab_a_members['rex'])}-role"] = [Role.VIEWER]
+    form[f"{row(form, lab_a_members['vic'])}-DELETE"] = ["on"]
+    saved = client.post(url, form)
 
     assert saved.status_code == 302, saved.context["inline_admin_formsets"][0].formset.errors
-    assert Membership.objects.get(user=newcomer).role == Role.VIEWER
-    assert AuditEntry.objects.filter(action="membership.set", team=team, details__user="nia").exists()
-    as_member = logged_in(member)
-    assert as_member.get(f"/admin/teams/team/{team.pk}/change/").status_code == 200
-    assert as_member.post(f"/admin/teams/team/{team.pk}/change/", form).status_code == 403
-    assert logged_in(owner).get(f"/admin/teams/team/{lab_b.pk}/change/").status_code == 302  # "doesn't exist"
-    assert logged_in(owner).get("/admin/teams/team/add/").status_code == 403  # superusers create teams
+    assert members(team) == {"olga": Role.OWNER, "rex": Role.VIEWER}
+    logged = set(AuditEntry.objects.filter(team=team).values_list("action", "details__user"))
+    assert logged == {("membership.set", "rex"), ("membership.delete", "vic"), ("team.change", None)}
+
+
+def test_researchers_and_viewers_see_the_members_but_change_nothing(team, lab_a_members):
+    for name in ("rex", "vic"):
+        client = logged_in(lab_a_members[name])
+        page = client.get(f"/admin/teams/team/{team.pk}/change/")
+        form = rendered_form(page)
+
+        shown = set(re.findall(r'class="field-member">\s*<p>([\w-]+)</p>', page.content.decode()))
+        assert page.status_code == 200 and shown == {"olga", "rex", "vic"}
+        assert not any(k.endswith("-role") for k in form)  # nothing to edit
+        assert client.post(f"/admin/teams/team/{team.pk}/change/", new_row(form, "nia", Role.OWNER)).status_code == 403
+    assert members(team) == {"olga": Role.OWNER, "rex": Role.RESEARCHER, "vic": Role.VIEWER}
+
+
+def test_the_last_owner_can_be_neither_demoted_nor_removed_but_may_hand_over(team, lab_a_members):
+    olga, rex = lab_a_members["olga"], lab_a_members["rex"]
+    client = logged_in(olga)
+    url, form = members_form(client, team)
+    mine = row(form, olga)
+
+    demoted = client.post(url, {**form, f"{mine}-role": [Role.RESEARCHER]})
+    removed = client.post(url, {**form, f"{mine}-DELETE": ["on"]})
+
+    for refused in (demoted, removed):
+        assert refused.status_code == 200
+        assert refused.context["inline_admin_formsets"][0].formset.non_form_errors() == [LAST_OWNER.format(team="Lab A")]
+    assert members(team)["olga"] == Role.OWNER
+    handed_over = client.post(url, {**form, f"{row(form, rex)}-role": [Role.OWNER], f"{mine}-DELETE": ["on"]})
+    assert handed_over.status_code == 302 and members(team) == {"rex": Role.OWNER, "vic": Role.VIEWER}
+
+
+def test_the_membership_services_keep_the_last_owner_for_the_api_and_the_admin_alike(team, lab_a_members):
+    olga, rex = lab_a_members["olga"], lab_a_members["rex"]
+
+    with pytest.raises(ApplicationError, match="without an owner"):
+        membership_set(team=team, user=olga, role=Role.VIEWER)
+    with pytest.raises(ApplicationError, match="without an owner"):
+        membership_remove(team=team, user=olga)
+    membership_set(team=team, user=rex, role=Role.OWNER)
+
+    assert membership_remove(team=team, user=olga) and members(team)["rex"] == Role.OWNER
+
+
+def test_the_member_picker_finds_a_user_by_exact_username_or_e_mail_and_lists_nobody(team, lab_a_members):
+    client = logged_in(lab_a_members["olga"])
+    url, form = members_form(client, team)
+    page = client.get(url).content.decode()
+    assert "stranger-sam" not in page and "Newcomer" not in page and "<select name=\"memberships-__prefix__-user" not in page
+
+    for typed in ("ni", "nia@example", "stranger"):
+        refused = client.post(url, new_row(form, typed, Role.VIEWER))
+        errors = refused.context["inline_admin_formsets"][0].formset.errors
+        assert errors[-1] == {"member": [UNKNOWN_MEMBER.format(value=typed)]}, errors
+    again = client.post(url, new_row(form, "rex", Role.VIEWER)).context["inline_admin_formsets"][0].formset.errors
+    assert again[-1] == {"member": [ALREADY_MEMBER.format(user="rex")]}
+    assert client.post(url, new_row(form, "nia.newcomer@EXAMPLE.org", Role.VIEWER)).status_code == 302
+    assert client.post(url, new_row(members_form(client, team)[1], "stranger-sam", Role.RESEARCHER)).status_code == 302
+
+    assert members(team) == {"olga": Role.OWNER, "rex": Role.RESEARCHER, "vic": Role.VIEWER, "nia": Role.VIEWER,
+                             "stranger-sam": Role.RESEARCHER}
+    assert logged_in(lab_a_members["olga"]).get("/admin/teams/team/add/").status_code == 403  # superusers create teams
 
 
 def test_staff_see_and_revoke_only_their_own_api_token(django_user_model, team, researcher):

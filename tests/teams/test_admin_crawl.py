@@ -161,8 +161,8 @@ class PostForms(HTMLParser):
             self._form = {"data": [], "submitted": False} if posts_here else None
             if posts_here:
                 self.forms.append(self._form)
-        elif self._form is None or "name" not in a and tag != "option":
-            return
+        elif self._form is None or ("name" not in a or "disabled" in a) and tag != "option":
+            return  # a browser sends neither nameless nor disabled fields
         elif tag == "input":
             kind = a.get("type", "text").lower()
             if kind in ("submit", "image"):
