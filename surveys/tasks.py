@@ -31,23 +31,49 @@ def survey_bots_run_task(run_id: int) -> None:
     survey_task_run(run_id=run_id, work=work)
 
 
-@shared_task
-def prolific_study_pause_when_done(survey_id: int) -> dict | None:
-    """Adaptive collection has stopped: pause the survey's Prolific study, if it has one and Prolific is configured.
-    A refusal is kept on the study's row (last_error) and logged; the admin's "Pause" action can try again."""
-    import logging
+@shared_task(bind=True, max_retries=None)  # the bound is PROLIFIC_TASK_RETRIES, checked below
+def prolific_study_pause_when_done(self, survey_id: int) -> dict | None:
+    """Adaptive collection has stopped: pause the survey's Prolific study, if it has one and Prolific is
+    configured, so it stops recruiting (and paying)."""
+    from .services.prolific import prolific_study_pause
+
+    return _prolific_background(self, survey_id, what="pause", work=prolific_study_pause)
+
+
+@shared_task(bind=True, max_retries=None)
+def prolific_places_from_forecast_task(self, survey_id: int) -> dict | None:
+    """Adaptive collection re-estimated what it still needs: give the survey's published Prolific study the places
+    the forecast asks for (they only grow; surveys.services.prolific.prolific_places_from_forecast)."""
+    from .services.prolific import prolific_places_from_forecast
+
+    return _prolific_background(self, survey_id, what="places", work=prolific_places_from_forecast)
+
+
+def _prolific_background(task, survey_id: int, *, what: str, work) -> dict | None:
+    """Run one Prolific service for the survey's study. While Prolific is busy or away (429, 5xx, no answer: the
+    client has retried already) the task is retried with exponential back-off and full jitter, up to
+    PROLIFIC_TASK_RETRIES times; a refusal, or the last failure, is kept on the study's row (the survey's admin
+    page shows it) and in the audit log by prolific_background_failed."""
+    from celery.utils.time import get_exponential_backoff_interval
+    from django.conf import settings
 
     from backend.exceptions import ApplicationError
 
     from .models import ProlificStudy
     from .prolific import prolific_enabled
-    from .services.prolific import prolific_study_pause
+    from .services.prolific import prolific_background_failed
 
     study = ProlificStudy.objects.select_related("survey").filter(survey_id=survey_id).first()
     if study is None or not prolific_enabled():
         return None
     try:
-        return prolific_study_pause(survey=study.survey)
+        return work(survey=study.survey)
     except ApplicationError as exc:
-        logging.getLogger(__name__).warning("Prolific study %s of survey %s not paused: %s", study.study_id, survey_id, exc.message)
-        return {"paused": False, "error": exc.message}
+        tries = task.request.retries + 1
+        if exc.extra.get("transient") and tries <= settings.PROLIFIC_TASK_RETRIES:
+            countdown = get_exponential_backoff_interval(
+                factor=settings.PROLIFIC_TASK_BACKOFF_S, retries=task.request.retries,
+                maximum=settings.PROLIFIC_TASK_BACKOFF_MAX_S, full_jitter=True)
+            raise task.retry(exc=exc, countdown=countdown) from exc
+        prolific_background_failed(survey_id=survey_id, what=what, message=exc.message, tries=tries)
+        return {"error": exc.message, "tries": tries}

@@ -29,7 +29,7 @@ from results.adaptive import Stop, allocation_next, collection_stop, condition_i
 
 from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
 from ..prolific import prolific_enabled
-from ..tasks import prolific_study_pause_when_done
+from ..tasks import prolific_places_from_forecast_task, prolific_study_pause_when_done
 
 logger = logging.getLogger(__name__)
 
@@ -118,20 +118,26 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
         state = adaptive_estimate(survey=survey, state=state)
         Survey.objects.filter(pk=survey_id).update(adaptive_state=state)
         if state["stop"] and not stopped_before:
-            transaction.on_commit(lambda: _prolific_pause(survey_id=survey_id))
+            transaction.on_commit(lambda: _prolific_enqueue(prolific_study_pause_when_done, survey_id=survey_id))
+        elif not state["stop"]:
+            transaction.on_commit(lambda: _prolific_enqueue(prolific_places_from_forecast_task, survey_id=survey_id,
+                                                            only_status="ACTIVE"))
     return state
 
 
-def _prolific_pause(*, survey_id: int) -> None:
-    """Collection has stopped: pause the survey's Prolific study in the background, if it has one. A broker that
-    cannot be reached must not fail the participant's completion: the admin's "Pause" action remains."""
-    if not (prolific_enabled() and ProlificStudy.objects.filter(survey_id=survey_id).exists()):
+def _prolific_enqueue(task, *, survey_id: int, only_status: str | None = None) -> None:
+    """Collection stopped (pause the survey's Prolific study) or re-estimated what it needs (its active study's
+    places follow the forecast): in the background, if it has a study. A broker that cannot be reached must not
+    fail the participant's completion: the admin's actions remain."""
+    studies = ProlificStudy.objects.filter(survey_id=survey_id)
+    if only_status:
+        studies = studies.filter(status=only_status)
+    if not (prolific_enabled() and studies.exists()):
         return
     try:
-        prolific_study_pause_when_done.delay(survey_id)
+        task.delay(survey_id)
     except Exception:  # noqa: BLE001 (any broker error)
-        logger.warning("Collection stopped but the pause of survey %s's Prolific study could not be queued", survey_id,
-                       exc_info=True)
+        logger.warning("Survey %s's Prolific study: %s could not be queued", survey_id, task.name, exc_info=True)
 
 
 def adaptive_list_order(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
