@@ -22,7 +22,7 @@ from .selectors import (
     team_scoped,
     user_find,
 )
-from .services import LAST_OWNER, audit_record, membership_remove, membership_set
+from .services import LAST_OWNER, api_token_audit, audit_record, membership_remove, membership_set
 
 
 class TeamScopedAdmin:
@@ -413,11 +413,15 @@ class OwnTokenAdmin(TokenAdmin):
     def has_change_permission(self, request, obj=None):
         return request.user.is_superuser
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        api_token_audit(action="token.issue", user=obj.user, request=request)
+
     def delete_model(self, request, obj):
-        audit_record(action="token.revoke", request=request, details={"user": obj.user.get_username()})
+        api_token_audit(action="token.revoke", user=obj.user, request=request)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):  # the list's bulk delete action
         for token in queryset.select_related("user"):
-            audit_record(action="token.revoke", request=request, details={"user": token.user.get_username()})
+            api_token_audit(action="token.revoke", user=token.user, request=request)
         super().delete_queryset(request, queryset)

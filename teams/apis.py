@@ -4,7 +4,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .services import api_token_issue, api_token_revoke, audit_record
+from .services import api_token_audit, api_token_issue, api_token_revoke
 
 
 class ApiTokenApi(APIView):
@@ -16,11 +16,11 @@ class ApiTokenApi(APIView):
     def post(self, request):
         """A new API token for the caller; the one they had stops working."""
         token = api_token_issue(user=request.user)
-        audit_record(action="token.issue", request=request)  # never the token itself
+        api_token_audit(action="token.issue", user=request.user, request=request)
         return Response(self.OutputSerializer({"token": token.key, "created": token.created}).data, status=status.HTTP_201_CREATED)
 
     def delete(self, request):
         """The caller's API token stops working."""
         revoked = api_token_revoke(user=request.user)
-        audit_record(action="token.revoke", request=request, details={"had_token": revoked})
+        api_token_audit(action="token.revoke", user=request.user, request=request, details={"had_token": revoked})
         return Response(status=status.HTTP_204_NO_CONTENT)

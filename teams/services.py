@@ -90,3 +90,10 @@ def api_token_revoke(*, user) -> bool:
     deleted, _ = Token.objects.filter(user=user).delete()
     return bool(deleted)
 
+
+def api_token_audit(*, action: str, user, request=None, details: dict | None = None) -> list[AuditEntry]:
+    """A token event in the audit log of every team the token's user belongs to (the token reaches them all),
+    so each team's owners read it; for a user in no team, one entry without a team (superusers read it)."""
+    teams = list(Team.objects.filter(memberships__user=user)) or [None]
+    details = {"user": user.get_username(), **(details or {})}  # never the token itself
+    return [audit_record(action=action, request=request, team=team, details=details) for team in teams]

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from surveys.models import Participant
 from teams.models import AuditEntry, Role
-from teams.services import membership_set
+from teams.services import membership_set, team_create
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +73,26 @@ def test_the_audit_log_records_issue_and_revoke_but_never_the_token(member, memb
     entries = list(AuditEntry.objects.filter(user=member).order_by("id"))
     assert [e.action for e in entries] == ["token.issue", "token.revoke"]
     assert all(key not in str(vars(e)) for e in entries)
+
+
+def test_token_events_are_in_the_audit_log_of_every_team_of_the_user_and_only_there(
+        django_user_model, team, member, member_session):
+    lab_b, lab_c = team_create(name="Lab B"), team_create(name="Lab C")
+    membership_set(team=lab_b, user=member, role=Role.RESEARCHER)
+    owners = {}
+    for lab in (team, lab_b, lab_c):
+        owners[lab.name] = django_user_model.objects.create_user(username=f"owner of {lab.name}", is_staff=True)
+        membership_set(team=lab, user=owners[lab.name], role=Role.OWNER)
+
+    key = issue(member_session)
+    with_token(key).delete("/api/tokens")
+
+    for lab, seen in [("Lab A", {"token.issue", "token.revoke"}), ("Lab B", {"token.issue", "token.revoke"}), ("Lab C", set())]:
+        owner = Client()
+        owner.force_login(owners[lab])
+        log = owner.get("/admin/teams/auditentry/").context["cl"].result_list
+        assert {e.action for e in log if e.details.get("user") == "bob"} == seen, lab
+    assert not AuditEntry.objects.filter(action__startswith="token.", team=None).exists()
 
 
 def test_a_session_needs_its_csrf_token_to_issue_one(member_session):
