@@ -45,8 +45,15 @@ from .alignment import Z95, dense_codes, dense_codes_with_values, wilson_interva
 # A condition counts as done only with at least this many answers: the design effect needs a few clusters, and a
 # short run of zeros must not end a condition (Wilson's half-width at 0 of n is z²/(2(n+z²)): 0.05 after 35).
 MIN_ANSWERS = 20
-PROLIFIC_RECOMMENDED_RATE = 9.0  # £ per hour
-PROLIFIC_MINIMUM_RATE = 6.0
+# Prolific's hourly pay per currency: the minimum it enforces and the pay it recommends ("Prolific's payment
+# principles", researcher-help.prolific.com, read 2026-12-06: at least £9.00 / $12.00 recommended, £6.00 / $8.00
+# the minimum). A study's rewards are in its workspace's currency (backend.settings.PROLIFIC_CURRENCY).
+PROLIFIC_RATES = {
+    "GBP": {"symbol": "£", "minimum": 6.0, "recommended": 9.0},
+    "USD": {"symbol": "$", "minimum": 8.0, "recommended": 12.0},
+}
+PROLIFIC_RECOMMENDED_RATE = PROLIFIC_RATES["GBP"]["recommended"]  # £ per hour
+PROLIFIC_MINIMUM_RATE = PROLIFIC_RATES["GBP"]["minimum"]
 
 STOPPING_RULE = (
     "Adaptive stopping: after every trial list, each condition's 95 % design-effect Wilson interval is recomputed; "
@@ -71,7 +78,11 @@ GOAL_UNREACHABLE = (
     "half_width: a goal of {half_width} needs {needed} participants even with adaptive allocation, above "
     "cap_participants {cap}"
 )
-RATE_BELOW_MINIMUM = "rate_per_hour: £{rate:.2f}/h is below Prolific's minimum of £6/h (recommended £9/h)"
+RATE_BELOW_MINIMUM = (
+    "rate_per_hour: {symbol}{rate:.2f}/h is below Prolific's minimum of {symbol}{minimum:g}/h "
+    "(recommended {symbol}{recommended:g}/h)"
+)
+CURRENCY_UNKNOWN = "currency: Prolific pays in {known}; got {value}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +426,7 @@ def plan_budget(
     participants_per_list: int = 1,
     cap_participants: int | None = None,
     min_answers: int = MIN_ANSWERS,
+    currency: str = "GBP",
 ) -> BudgetPlan:
     """Participants and cost to bring every condition's 95 % half-width to ``half_width``.
 
@@ -430,8 +442,11 @@ def plan_budget(
       lists of participants_per_list participants.
 
     Raises ValueError naming the field: half_width outside (0, 0.5), rate ≤ 0, a cap below one trial list, or a
-    goal that adaptive allocation cannot reach within cap_participants. A rate below £6/h is a warning.
+    goal that adaptive allocation cannot reach within cap_participants. A rate below Prolific's minimum for the
+    currency (PROLIFIC_RATES: £6/h, $8/h) is a warning.
     """
+    if currency not in PROLIFIC_RATES:
+        raise ValueError(CURRENCY_UNKNOWN.format(known=" or ".join(PROLIFIC_RATES), value=currency))
     if not isinstance(half_width, (int, float)) or not 0 < half_width < 0.5:
         raise ValueError(HALF_WIDTH_RANGE.format(value=half_width))
     if not isinstance(rate_per_hour, (int, float)) or not rate_per_hour > 0 or not math.isfinite(rate_per_hour):
@@ -455,8 +470,8 @@ def plan_budget(
         raise ValueError(CAP_BELOW_ONE_LIST.format(value=cap_participants, per_list=participants_per_list))
 
     warnings = []
-    if rate_per_hour < PROLIFIC_MINIMUM_RATE:
-        warnings.append(RATE_BELOW_MINIMUM.format(rate=rate_per_hour))
+    if rate_per_hour < PROLIFIC_RATES[currency]["minimum"]:
+        warnings.append(RATE_BELOW_MINIMUM.format(rate=rate_per_hour, **PROLIFIC_RATES[currency]))
     seconds = trials_per_participant * trial_s + fixed_s
     pay = math.ceil(round(rate_per_hour * seconds / 3600 * 100, 9)) / 100  # round() keeps 30.000000000000004 at 30
     cost_each = round(pay * (1 + fee), 4)

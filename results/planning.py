@@ -38,6 +38,7 @@ import math
 import statistics
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Count
 
 from backend.exceptions import ApplicationError
@@ -46,7 +47,7 @@ from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
 from .adaptive import (
     FEE_RANGE,
     MIN_ANSWERS,
-    PROLIFIC_RECOMMENDED_RATE,
+    PROLIFIC_RATES,
     RATE_POSITIVE,
     condition_answers_needed,
     condition_intervals,
@@ -71,6 +72,12 @@ P_COUNT = "p: give one expected alignment for every IRI set, or one per set ({k}
 CAP_ROOM = "the cap of {cap} participants leaves room for {room} more, and about {needed} are still needed"
 PLACES_ROOM = "{name} needs {needed} more answers and its trial lists' free places hold {places}"
 STOPPED_SHORT = "collection stopped ({reason}) before every IRI set reached the goal"
+
+
+def prolific_pay_rates() -> dict:
+    """The Prolific workspace's currency (PROLIFIC_CURRENCY) with its symbol and its minimum and recommended hourly
+    pay (results.adaptive.PROLIFIC_RATES): what the planner, the forecast and the draft form use."""
+    return {"currency": settings.PROLIFIC_CURRENCY, **PROLIFIC_RATES[settings.PROLIFIC_CURRENCY]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +176,7 @@ def survey_plan(
     *,
     survey: Survey,
     half_width: float,
-    rate_per_hour: float = PROLIFIC_RECOMMENDED_RATE,
+    rate_per_hour: float | None = None,
     fee: float = 0.0,
     seconds_per_trial: float | None = None,
     seconds_per_participant: float | None = None,
@@ -180,7 +187,10 @@ def survey_plan(
     adaptive allocation (results.adaptive.plan_budget on the survey's sets and lists). Assumptions not given come
     from the pilot, then from defaults; ``assumptions`` says which. The cap defaults to the survey's
     ``max_participants``. Bad input (a half-width outside (0, 0.5), a rate ≤ 0, a fee outside [0, 1), a cap below
-    one round of the lists, a goal the cap cannot reach, ...) is an ApplicationError (400) naming the field."""
+    one round of the lists, a goal the cap cannot reach, ...) is an ApplicationError (400) naming the field. Pay is
+    in the Prolific workspace's currency; no rate: the rate Prolific recommends in it."""
+    rates = prolific_pay_rates()
+    rate_per_hour = rates["recommended"] if rate_per_hour is None else rate_per_hour
     pilot = survey_pilot_figures(survey=survey)
     warnings: list[str] = []
 
@@ -216,6 +226,7 @@ def survey_plan(
             p=expected, half_width=half_width, seconds_per_trial=trial_s, seconds_per_participant=fixed_s,
             trials_per_participant=per_participant, rate_per_hour=rate_per_hour, fee=fee,
             design_effect=design_effect, participants_per_list=n_lists, cap_participants=cap,
+            currency=rates["currency"],
         )
     except ValueError as exc:
         raise _application_error(exc) from exc
@@ -229,6 +240,8 @@ def survey_plan(
         "survey": survey.slug,
         "half_width": half_width,
         "rate_per_hour": rate_per_hour,
+        "currency": rates["currency"],
+        "currency_symbol": rates["symbol"],
         "fee": fee,
         "assumptions": {
             "seconds_per_trial": {"value": float(trial_s), "source": trial_source},
@@ -278,7 +291,14 @@ def _seconds_per_participant(survey: Survey, per_participant: int) -> tuple[floa
     return per_participant * DEFAULT_SECONDS_PER_TRIAL + DEFAULT_SECONDS_PER_PARTICIPANT, "default (no sessions yet)"
 
 
-def survey_forecast(*, survey: Survey, rate_per_hour: float = PROLIFIC_RECOMMENDED_RATE, fee: float = 0.0) -> dict | None:
+def survey_seconds_per_participant(*, survey: Survey) -> tuple[float, str]:
+    """The time one participant takes, with its source: the completed live sessions' median, else the pilot's, else
+    the planner's defaults (what a Prolific draft's estimated time starts from)."""
+    _, per_participant = _survey_lists(survey)
+    return _seconds_per_participant(survey, per_participant)
+
+
+def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: float = 0.0) -> dict | None:
     """For a survey with a precision goal (None otherwise): per IRI set its current half-width, the goal, its
     answers, the answers it needs at its current alignment and design effect (condition_answers_needed; 0.5 where
     it has no answers yet; at least MIN_ANSWERS) and those still needed (0 once done, at least 1 while above the
@@ -288,7 +308,10 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float = PROLIFIC_RECOMMEND
 
     Participants still needed is a lower bound: max(all answers still needed ÷ main trials per participant, per set
     its answers still needed ÷ the most trials of it one list holds). Sessions in progress are among them (their
-    answers are not in the estimate yet), so the cap's room counts only finished sessions."""
+    answers are not in the estimate yet), so the cap's room counts only finished sessions. Pay is in the Prolific
+    workspace's currency; no rate: the rate Prolific recommends in it."""
+    rates = prolific_pay_rates()
+    rate_per_hour = rates["recommended"] if rate_per_hour is None else rate_per_hour
     if not 0 < rate_per_hour or not math.isfinite(rate_per_hour):
         raise ApplicationError(RATE_POSITIVE.format(value=rate_per_hour), extra={"field": "rate_per_hour"})
     if not 0 <= fee < 1:
@@ -342,7 +365,8 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float = PROLIFIC_RECOMMEND
     elif reasons:
         note = "The goal cannot be met: " + "; ".join(reasons) + "."
     else:
-        note = f"About {participants} more participants (£{participants * cost_each:,.2f}) to reach the goal."
+        cost = f"{rates['symbol']}{participants * cost_each:,.2f}"
+        note = f"About {participants} more participants ({cost}) to reach the goal."
     return {
         "goal": goal,
         "conditions": conditions,
@@ -351,6 +375,8 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float = PROLIFIC_RECOMMEND
         "seconds_per_participant": round(seconds, 1),
         "seconds_source": seconds_source,
         "rate_per_hour": rate_per_hour,
+        "currency": rates["currency"],
+        "currency_symbol": rates["symbol"],
         "fee": fee,
         "pay_per_participant": pay,
         "cost_per_participant": cost_each,

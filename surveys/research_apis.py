@@ -7,7 +7,6 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
-from results.adaptive import PROLIFIC_RECOMMENDED_RATE
 from results.planning import survey_plan
 from teams.models import Role
 from teams.fields import TeamScopedPrimaryKeyField
@@ -160,7 +159,7 @@ class SurveyPlanApi(APIView):
     @extend_schema_serializer(component_name="SurveyPlanFilter")
     class FilterSerializer(serializers.Serializer):
         half_width = serializers.FloatField(required=False, help_text="the goal, in (0, 0.5); default: the survey's precision goal, else 0.05")
-        rate = serializers.FloatField(default=PROLIFIC_RECOMMENDED_RATE, help_text="pay per hour (£9 recommended; below £6 a warning)")
+        rate = serializers.FloatField(required=False, help_text="pay per hour in PROLIFIC_CURRENCY; default: Prolific's recommended (£9, $12); below its minimum (£6, $8) a warning")
         fee = serializers.FloatField(default=0.0, help_text="the platform's fee as a fraction of the pay (0.33 = 33 %)")
         seconds_per_trial = serializers.FloatField(required=False, help_text="default: the pilot's")
         seconds_per_participant = serializers.FloatField(required=False, help_text="the fixed part; default: the pilot's")
@@ -171,6 +170,8 @@ class SurveyPlanApi(APIView):
         survey = serializers.CharField()
         half_width = serializers.FloatField()
         rate_per_hour = serializers.FloatField()
+        currency = serializers.CharField(help_text="PROLIFIC_CURRENCY: GBP or USD")
+        currency_symbol = serializers.CharField()
         fee = serializers.FloatField()
         assumptions = serializers.DictField(help_text="per assumption: value, and source (entered / pilot / default / survey)")
         pilot = serializers.DictField(help_text="completed pilot sessions, median session seconds, seconds per trial and per participant")
@@ -191,7 +192,7 @@ class SurveyPlanApi(APIView):
         v = filters.validated_data
         try:
             plan = survey_plan(
-                survey=survey, half_width=v.get("half_width", survey.precision_goal or 0.05), rate_per_hour=v["rate"],
+                survey=survey, half_width=v.get("half_width", survey.precision_goal or 0.05), rate_per_hour=v.get("rate"),
                 fee=v["fee"], seconds_per_trial=v.get("seconds_per_trial"),
                 seconds_per_participant=v.get("seconds_per_participant"), cap_participants=v.get("cap"),
             )

@@ -1,11 +1,10 @@
-"""python manage.py survey_plan SLUG --half-width 0.05 [--rate 9] [--fee 0.33] [--seconds-per-trial S]
+"""python manage.py survey_plan SLUG --half-width 0.05 [--rate R] [--fee 0.33] [--seconds-per-trial S]
 [--seconds-per-participant S] [--p P[,P...]] [--cap N] [--team T] [--format table|json]"""
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.exceptions import ApplicationError
-from results.adaptive import PROLIFIC_RECOMMENDED_RATE
 from results.planning import survey_plan
 from surveys.models import Survey
 from teams.selectors import team_for_command
@@ -28,7 +27,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--half-width", type=float, required=True, help="the goal: 95 %% CI half-width, in (0, 0.5)")
-        parser.add_argument("--rate", type=float, default=PROLIFIC_RECOMMENDED_RATE, help="pay per hour (default 9; below 6 a warning)")
+        parser.add_argument("--rate", type=float, help="pay per hour in PROLIFIC_CURRENCY (default: Prolific's recommended: £9, $12; below £6, $8 a warning)")
         parser.add_argument("--fee", type=float, default=0.0, help="the platform's fee as a fraction of the pay (0.33 = 33 %%)")
         parser.add_argument("--seconds-per-trial", type=float, help="default: the pilot's")
         parser.add_argument("--seconds-per-participant", type=float, help="the fixed part (consent, instructions); default: the pilot's")
@@ -55,9 +54,9 @@ class Command(BaseCommand):
 
 def plan_table(plan: dict) -> list[str]:
     """The plan as text: assumptions with their sources, each set's need, fixed N beside adaptive, warnings."""
-    a = plan["assumptions"]
+    a, money = plan["assumptions"], plan["currency_symbol"]
     lines = [
-        f"Budget plan for {plan['survey']}: half-width {plan['half_width']:g} · £{plan['rate_per_hour']:.2f}/h · "
+        f"Budget plan for {plan['survey']}: half-width {plan['half_width']:g} · {money}{plan['rate_per_hour']:.2f}/h · "
         f"fee {plan['fee']:.0%}",
         "",
         "assumption                    value  source",
@@ -78,14 +77,14 @@ def plan_table(plan: dict) -> list[str]:
     fixed, adaptive = plan["fixed"], plan["adaptive"]
     lines += [
         "",
-        f"time per participant {plan['seconds_per_participant']:g} s · pay £{plan['pay_per_participant']:.2f} · "
-        f"cost with fee £{plan['cost_per_participant']:.2f}",
+        f"time per participant {plan['seconds_per_participant']:g} s · pay {money}{plan['pay_per_participant']:.2f} · "
+        f"cost with fee {money}{plan['cost_per_participant']:.2f}",
         "",
         f"{'':<16}{'fixed N':>12}{'adaptive':>12}",
         f"{'answers':<16}{fixed['answers']:>12}{adaptive['answers']:>12}",
         f"{'participants':<16}{fixed['participants']:>12}{adaptive['participants']:>12}",
         f"{'N per list':<16}{fixed['ratings_per_list']:>12}{adaptive['ratings_per_list']:>12}",
-        f"{'cost (£)':<16}{fixed['cost']:>12,.2f}{adaptive['cost']:>12,.2f}",
+        f"{f'cost ({money})':<16}{fixed['cost']:>12,.2f}{adaptive['cost']:>12,.2f}",
         f"{'reachable':<16}{'yes' if fixed['reachable'] else 'no':>12}{'yes' if adaptive['reachable'] else 'no':>12}",
     ]
     lines += [f"warning: {w}" for w in plan["warnings"]]
