@@ -310,6 +310,14 @@ def test_the_member_picker_finds_a_user_by_exact_username_or_e_mail_and_lists_no
     assert logged_in(lab_a_members["olga"]).get("/admin/teams/team/add/").status_code == 403  # superusers create teams
 
 
+def test_sessions_answers_and_reports_are_never_added_by_hand(researcher):
+    client = logged_in(researcher)  # a superuser: no role could add them either
+
+    for page in ("surveys/participant", "surveys/response", "results/surveyreport"):
+        assert client.get(f"/admin/{page}/add/").status_code == 403, page
+        assert not client.get(f"/admin/{page}/").context["has_add_permission"], page
+
+
 def test_staff_see_and_revoke_only_their_own_api_token(django_user_model, team, researcher):
     ada = staff_member(django_user_model, "ada", a=(team, Role.RESEARCHER))
     own, other = Token.objects.create(user=ada), Token.objects.create(user=researcher)

@@ -36,7 +36,7 @@ from tests.results.helpers import session_answer, target
 pytestmark = pytest.mark.django_db
 
 MISSING_ID = "987654321"
-MALFORMED_IDS = ("not-an-id", "0x1")
+MALFORMED_IDS = ("not-an-id", "0x1", "99999999999999999999")  # the last overflows a bigint
 ID_PARAMS = {"object_id", "pk", "id"}
 # Values for route parameters that are not an object's id, by (URL name, parameter).
 ROUTE_VALUES = {
