@@ -26,7 +26,7 @@ from surveys.services.prolific import (
     prolific_places_set,
     prolific_study_create,
 )
-from surveys.tasks import prolific_study_pause_when_done
+from surveys.tasks import prolific_places_from_forecast_task, prolific_study_pause_when_done
 from teams.models import AuditEntry, Role
 from teams.services import membership_set, team_create
 from tests.conftest import free_port
@@ -475,3 +475,17 @@ def test_with_a_goal_the_places_come_from_the_planners_forecast(fake, admin_clie
 
     assert needed >= 1 and messages == [f"adaptive: the Prolific study now has {1 + needed} places."]
     assert fake.studies[study.study_id]["total_available_places"] == 1 + needed
+
+
+def test_the_places_task_gives_an_active_study_the_places_the_forecast_asks_for(fake, admin_client, iri_set):
+    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set], precision_goal=0.25))
+    study = draft(admin_client, survey, places=1)
+    fake.publish(study.study_id)
+    needed = survey_forecast(survey=survey)["participants_still_needed"]
+    fake.fail(502, method="PATCH", times=5)  # the first run's every try: the task runs again
+
+    result = prolific_places_from_forecast_task.apply(args=[survey.pk]).get()
+
+    assert result == {"places": needed, "target": needed, "changed": True}
+    assert fake.studies[study.study_id]["total_available_places"] == needed
+    assert [c["status"] for c in fake.calls("PATCH", r"studies/\w+/")] == [502] * 5 + [200]
