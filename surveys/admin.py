@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -18,7 +19,7 @@ from teams.models import Role
 from teams.selectors import team_scoped
 
 from .models import Participant, ProlificStudy, Response, Survey
-from .selectors import survey_monitor
+from .selectors import survey_monitor, survey_mturk_external_question
 from .services import build_summary, participant_erase, survey_check, survey_create, survey_pilot_reset, survey_publish
 from .services.prolific import (
     prolific_places_from_forecast,
@@ -107,7 +108,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
-        "bot_runs", "precision_goal", "prolific", "categories", "screening_trials",
+        "bot_runs", "precision_goal", "prolific", "categories", "screening_trials", "mturk_external_question",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
@@ -235,6 +236,18 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         error = format_html(" · last error: {}", study.last_error) if study.last_error else ""
         return format_html("{} · {} · {} places · reward {} · updated {}{}", study.study_id, study.status, study.places,
                            study.reward, study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
+
+    @admin.display(description="MTurk ExternalQuestion")
+    def mturk_external_question(self, obj):
+        html = format_html(
+            '<textarea readonly rows="6" cols="110" id="mturk-external-question">{}</textarea>'
+            "<div class=\"help\">The HIT's Question (create_hit). FrameHeight 0: MTurk fits the frame to the worker's "
+            "window. Step by step: docs/mturk.md.</div>",
+            survey_mturk_external_question(survey=obj),
+        )
+        if not settings.SITE_URL.startswith("https://"):  # MTurk refuses an ExternalURL that is not HTTPS
+            html += format_html('<p class="errornote">SITE_URL is {}: MTurk needs an https:// address.</p>', settings.SITE_URL)
+        return html
 
     def get_urls(self):
         extra = [

@@ -2,9 +2,12 @@
 import hashlib
 import hmac
 import statistics
+from xml.sax.saxutils import escape
 
 import markdown
+from django.conf import settings
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from iri_worker.models import StoredImage
@@ -152,6 +155,27 @@ def participant_completion(*, participant: Participant) -> dict:
             "fields": {"assignmentId": participant.assignment_id, "completion_code": code},
         }
     return {"completion_code": code, "redirect_url": redirect, "outcome": participant.status, "mturk_submit": mturk}
+
+
+MTURK_EXTERNAL_QUESTION_NAMESPACE = (
+    "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
+)
+# 0 lets MTurk fit the frame to the worker's window (AWS, "ExternalQuestion"): the survey lays its screens out
+# for the window it gets, where a fixed height would cut images off on small screens and leave a gap on tall ones.
+MTURK_FRAME_HEIGHT = 0
+
+
+def survey_mturk_external_question(*, survey: Survey, frame_height: int = MTURK_FRAME_HEIGHT) -> str:
+    """The ExternalQuestion XML to paste into an MTurk HIT (create_hit's Question): the survey's public page at
+    SITE_URL, to which MTurk appends assignmentId, hitId, workerId and turkSubmitTo. docs/mturk.md."""
+    url = settings.SITE_URL.rstrip("/") + reverse("survey-page", kwargs={"slug": survey.slug})
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<ExternalQuestion xmlns="{MTURK_EXTERNAL_QUESTION_NAMESPACE}">\n'
+        f"  <ExternalURL>{escape(url)}</ExternalURL>\n"
+        f"  <FrameHeight>{int(frame_height)}</FrameHeight>\n"
+        "</ExternalQuestion>\n"
+    )
 
 
 def participant_state(*, participant: Participant, main_done: int | None = None, practice_done: int | None = None) -> str:
