@@ -195,7 +195,8 @@ class TeamScopedInline(TeamScopedAdmin):
 # ------------------------------------------------------------------------------------------- teams
 
 
-UNKNOWN_MEMBER = "No single user has the username or e-mail '{value}': check the spelling (an e-mail that several accounts share needs the username)."
+UNKNOWN_MEMBER = ("No single user has the username or e-mail '{value}': check the spelling "
+                  "(an e-mail that several accounts share needs the username).")
 TWICE = "{user} appears twice: one row per member."
 ALREADY_MEMBER = "{user} is already a member: change the role in their row."
 

@@ -225,7 +225,8 @@ def row(form: dict, user) -> str:
 
 def new_row(form: dict, member: str, role: str) -> dict:
     i = int(form["memberships-TOTAL_FORMS"][0])
-    return {**form, "memberships-TOTAL_FORMS": [str(i + 1)], f"memberships-{i}-member": [member], f"memberships-{i}-role": [role]}
+    added = {f"memberships-{i}-member": [member], f"memberships-{i}-role": [role]}
+    return {**form, **added, "memberships-TOTAL_FORMS": [str(i + 1)]}
 
 
 def members(team) -> dict[str, str]:
@@ -272,7 +273,8 @@ def test_the_last_owner_can_be_neither_demoted_nor_removed_but_may_hand_over(tea
 
     for refused in (demoted, removed):
         assert refused.status_code == 200
-        assert refused.context["inline_admin_formsets"][0].formset.non_form_errors() == [LAST_OWNER.format(team="Lab A")]
+        errors = refused.context["inline_admin_formsets"][0].formset.non_form_errors()
+        assert errors == [LAST_OWNER.format(team="Lab A")]
     assert members(team)["olga"] == Role.OWNER
     handed_over = client.post(url, {**form, f"{row(form, rex)}-role": [Role.OWNER], f"{mine}-DELETE": ["on"]})
     assert handed_over.status_code == 302 and members(team) == {"rex": Role.OWNER, "vic": Role.VIEWER}
@@ -294,7 +296,7 @@ def test_the_member_picker_finds_a_user_by_exact_username_or_e_mail_and_lists_no
     client = logged_in(lab_a_members["olga"])
     url, form = members_form(client, team)
     page = client.get(url).content.decode()
-    assert "stranger-sam" not in page and "Newcomer" not in page and "<select name=\"memberships-__prefix__-user" not in page
+    assert "stranger-sam" not in page and "Newcomer" not in page and "memberships-__prefix__-user" not in page
 
     for typed in ("ni", "nia@example", "stranger"):
         refused = client.post(url, new_row(form, typed, Role.VIEWER))

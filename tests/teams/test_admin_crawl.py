@@ -56,7 +56,7 @@ def lab_objects(team: Team, owner: User, photo_names: list[str]) -> dict:
     """One object of every model the admin shows, all of them the lab's."""
     photos = [target_photo_create(team=team, name=n, data=bundled_photos()[n]) for n in photo_names]
     job = finished_iri_set(photos)
-    survey = survey_publish(survey=survey_create(slug=f"{team.name.lower().replace(' ', '-')}-crawl", title="t", iri_jobs=[job]))
+    survey = survey_publish(survey=survey_create(slug=f"crawl-{team.pk}", title="t", iri_jobs=[job]))
     participant = session_answer(survey, pid=f"P-{team.pk}", choose=target, limit=1, complete=False)
     Token.objects.create(user=owner)
     return {
@@ -83,12 +83,13 @@ def cast(django_user_model, team):
     lab_b = team_create(name="Lab B")
     users = {"superuser": django_user_model.objects.create_user(username="root", is_staff=True, is_superuser=True)}
     for role in (Role.OWNER, Role.RESEARCHER, Role.VIEWER):
-        users[role] = django_user_model.objects.create_user(username=f"a-{role}", email=f"{role}@a.example", is_staff=True)
+        users[role] = django_user_model.objects.create_user(username=f"a-{role}", is_staff=True)
         membership_set(team=team, user=users[role], role=role)
-    b_owner = django_user_model.objects.create_user(username="b-owner", email="owner@b.example", is_staff=True)
+    b_owner = django_user_model.objects.create_user(username="b-owner", is_staff=True)
     membership_set(team=lab_b, user=b_owner, role=Role.OWNER)
     names = list(bundled_photos())
-    return {"users": users, "a": lab_objects(team, users[Role.OWNER], names[:2]), "b": lab_objects(lab_b, b_owner, names[2:4])}
+    a, b = lab_objects(team, users[Role.OWNER], names[:2]), lab_objects(lab_b, b_owner, names[2:4])
+    return {"users": users, "a": a, "b": b}
 
 
 # --------------------------------------------------------------------------------------------- the pages
@@ -120,7 +121,7 @@ def route_urls(route: str, name: str | None, model, cast) -> list[tuple[str, str
     model = model or (Survey if "object_id" in params else None)  # view_on_site: a survey
     ids = {"none": None}
     if ID_PARAMS & set(params):
-        assert model in cast["a"], f"admin route {route}: tell this story which object of {model.__name__} to try it with"
+        assert model in cast["a"], f"admin route {route}: tell this story which {model.__name__} to try it with"
         ids = {"own": url_id(cast["a"][model]), "other team's": url_id(cast["b"][model]), "missing": MISSING_ID,
                **{m: m for m in MALFORMED_IDS}}
 
