@@ -9,9 +9,8 @@ from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
-from results.adaptive import PROLIFIC_RECOMMENDED_RATE
 from results.models import SurveyTaskRun
-from results.planning import survey_forecast, survey_plan
+from results.planning import prolific_pay_rates, survey_forecast, survey_plan
 from results.selectors import report_cached, survey_task_run_list
 from results.services import survey_task_run_create
 from teams.admin import TeamScopedAdmin
@@ -22,6 +21,7 @@ from .models import Participant, ProlificStudy, Response, Survey
 from .selectors import survey_monitor, survey_mturk_external_question
 from .services import build_summary, participant_erase, survey_check, survey_create, survey_pilot_reset, survey_publish
 from .services.prolific import (
+    prolific_draft_defaults,
     prolific_places_from_forecast,
     prolific_places_target,
     prolific_study_create,
@@ -31,11 +31,22 @@ from .services.prolific import (
 
 
 class ProlificDraftForm(forms.Form):
-    reward_pence = forms.IntegerField(
-        min_value=1, initial=150, label="reward (pence / cents)",
-        help_text="Per participant: 150 for 10 minutes is £9/h, the rate Prolific recommends.")
-    minutes = forms.IntegerField(min_value=1, initial=10, label="estimated minutes")
+    """The draft's reward, estimated minutes and places; each left empty takes the survey's own figure."""
+
+    reward_pence = forms.IntegerField(min_value=1, required=False)
+    minutes = forms.IntegerField(
+        min_value=1, required=False, label="estimated minutes",
+        help_text="Empty: the time participants took (live sessions, else the pilot, else the planner's defaults).")
     places = forms.IntegerField(min_value=1, required=False, help_text="Empty: from the forecast (or the quota).")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rates = prolific_pay_rates()  # the Prolific workspace's currency (PROLIFIC_CURRENCY)
+        money, unit = rates["symbol"], "pence" if rates["currency"] == "GBP" else "cents"
+        self.fields["reward_pence"].label = f"reward ({unit}, {rates['currency']})"
+        self.fields["reward_pence"].help_text = (
+            f"Per participant. Prolific's minimum is {money}{rates['minimum']:.2f}/h and it recommends "
+            f"{money}{rates['recommended']:.2f}/h. Empty: the recommended rate for the estimated minutes.")
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -82,13 +93,21 @@ class SurveyPlanForm(forms.Form):
     """The budget planner's questions (results.planning.survey_plan checks the values and names a bad one)."""
 
     half_width = forms.FloatField(label="goal: 95 % CI half-width", help_text="per IRI set, in (0, 0.5), e.g. 0.05")
-    rate_per_hour = forms.FloatField(label="pay per hour (£)", help_text="£9/h recommended; below £6/h a warning")
+    rate_per_hour = forms.FloatField(label="pay per hour")
     fee = forms.FloatField(label="platform fee", help_text="a fraction of the pay: 0.33 for 33 %")
     seconds_per_trial = forms.FloatField(required=False, help_text="empty: the pilot's")
     seconds_per_participant = forms.FloatField(required=False, help_text="the fixed part (consent, instructions); empty: the pilot's")
     p = forms.CharField(label="expected alignment", required=False,
                         help_text="one share for every set, or one per set, comma-separated; empty: the pilot's")
     cap_participants = forms.IntegerField(required=False, help_text="empty: the survey's max participants")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rates = prolific_pay_rates()  # the Prolific workspace's currency (PROLIFIC_CURRENCY)
+        money = rates["symbol"]
+        self.fields["rate_per_hour"].label = f"pay per hour ({rates['currency']})"
+        self.fields["rate_per_hour"].help_text = (
+            f"{money}{rates['recommended']:g}/h recommended by Prolific; below {money}{rates['minimum']:g}/h a warning")
 
     def clean_p(self):
         text = self.cleaned_data["p"].strip()
@@ -193,10 +212,13 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             return TemplateResponse(request, "surveys/admin_prolific_draft.html", context)
 
         def create(survey):
+            defaults = prolific_draft_defaults(survey=survey, minutes=form.cleaned_data["minutes"])
+            minutes, reward = defaults["minutes"], form.cleaned_data["reward_pence"] or defaults["reward"]
             places = form.cleaned_data["places"] or prolific_places_target(survey=survey)
-            study = prolific_study_create(survey=survey, reward_pence=form.cleaned_data["reward_pence"],
-                                          minutes=form.cleaned_data["minutes"], places=places, request=request)
-            return f"draft study {study.study_id} on Prolific with {study.places} places: review and publish it there."
+            study = prolific_study_create(survey=survey, reward_pence=reward, minutes=minutes, places=places,
+                                          request=request)
+            return (f"draft study {study.study_id} on Prolific with {study.places} places, {minutes} minutes and a "
+                    f"reward of {study.reward} ({defaults['currency']}): review and publish it there.")
 
         self._prolific_each(request, queryset, create)
 
@@ -234,8 +256,9 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         if study is None:
             return "–"
         error = format_html(" · last error: {}", study.last_error) if study.last_error else ""
-        return format_html("{} · {} · {} places · reward {} · updated {}{}", study.study_id, study.status, study.places,
-                           study.reward, study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
+        return format_html("{} · {} · {} places · reward {} ({}) · updated {}{}", study.study_id, study.status,
+                           study.places, study.reward, settings.PROLIFIC_CURRENCY,
+                           study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
 
     @admin.display(description="MTurk ExternalQuestion")
     def mturk_external_question(self, obj):
@@ -272,7 +295,8 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     def plan_view(self, request, pk):
         """The budget planner (a GET form: it only computes). Bad input re-shows the form with a 400."""
         survey = self.team_object_get(request, pk)
-        initial = {"half_width": survey.precision_goal or 0.05, "rate_per_hour": PROLIFIC_RECOMMENDED_RATE, "fee": 0}
+        initial = {"half_width": survey.precision_goal or 0.05, "rate_per_hour": prolific_pay_rates()["recommended"],
+                   "fee": 0}
         form = SurveyPlanForm(request.GET or initial)
         plan = None
         if form.is_valid():
