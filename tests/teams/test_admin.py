@@ -15,7 +15,7 @@ from surveys.models import Survey
 from surveys.services import survey_create
 from backend.exceptions import ApplicationError
 from teams.admin import ALREADY_MEMBER, UNKNOWN_MEMBER
-from teams.models import AuditEntry, Membership, Role
+from teams.models import AuditEntry, Membership, Role, Team
 from teams.services import LAST_OWNER, audit_record, membership_remove, membership_set, team_create
 from tests.conftest import finished_iri_set, wait_for
 from tests.iri_worker.test_checkpoints import tiny_weights
@@ -310,6 +310,16 @@ def test_the_member_picker_finds_a_user_by_exact_username_or_e_mail_and_lists_no
     assert members(team) == {"olga": Role.OWNER, "rex": Role.RESEARCHER, "vic": Role.VIEWER, "nia": Role.VIEWER,
                              "stranger-sam": Role.RESEARCHER}
     assert logged_in(lab_a_members["olga"]).get("/admin/teams/team/add/").status_code == 403  # superusers create teams
+
+
+def test_a_superuser_creates_a_team_and_names_its_first_owner(researcher, lab_a_members):
+    client = logged_in(researcher)
+    form = rendered_form(client.get("/admin/teams/team/add/"))
+
+    created = client.post("/admin/teams/team/add/", {**new_row(form, "nia", Role.OWNER), "name": "Lab N"})
+
+    assert created.status_code == 302
+    assert members(Team.objects.get(name="Lab N")) == {"nia": Role.OWNER}
 
 
 def test_sessions_answers_and_reports_are_never_added_by_hand(researcher):
