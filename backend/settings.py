@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from backend.secret_checks import secrets_refuse_weak
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -15,7 +17,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
+# With DEBUG off the key (and the database password, below) must be real secrets: backend/secret_checks.py.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key" if DEBUG else "")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -86,6 +89,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # pooler in transaction mode (pgbouncer), which cannot keep prepared statements.
     threshold = env("DJANGO_DB_PREPARE_THRESHOLD", default="5")
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold) if threshold else None
+if not DEBUG:
+    # Refuses (ImproperlyConfigured, saying how to make one) an empty, placeholder or short key or database password.
+    secrets_refuse_weak(secret_key=SECRET_KEY, database_password=DATABASES["default"].get("PASSWORD"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -195,6 +201,21 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 # Prolific from the admin (surveys/prolific.py): an API token from Prolific's settings page; empty = off.
 PROLIFIC_API_TOKEN = env("PROLIFIC_API_TOKEN", default="")
 PROLIFIC_API_URL = env("PROLIFIC_API_URL", default="https://api.prolific.com/api/v1/")
+# The Prolific workspace's currency (rewards are in its pence or cents; the planner and the draft form use its
+# minimum and recommended hourly pay) and the project new drafts go to (empty: Prolific's first project).
+PROLIFIC_CURRENCY = env("PROLIFIC_CURRENCY", default="GBP").upper()
+if PROLIFIC_CURRENCY not in ("GBP", "USD"):
+    raise environ.ImproperlyConfigured(f"PROLIFIC_CURRENCY must be GBP or USD, not {PROLIFIC_CURRENCY!r}")
+PROLIFIC_PROJECT_ID = env("PROLIFIC_PROJECT_ID", default="")
+# Retries when Prolific is busy (429) or failing (5xx): per request at most PROLIFIC_RETRY_TOTAL retries, waits
+# growing from PROLIFIC_RETRY_BACKOFF_S, each (and any Retry-After) at most PROLIFIC_RETRY_WAIT_MAX_S; background
+# tasks (pause, places) then retry up to PROLIFIC_TASK_RETRIES times, waits up to PROLIFIC_TASK_BACKOFF_MAX_S.
+PROLIFIC_RETRY_TOTAL = env.int("PROLIFIC_RETRY_TOTAL", default=4)
+PROLIFIC_RETRY_BACKOFF_S = env.float("PROLIFIC_RETRY_BACKOFF_S", default=1.0)
+PROLIFIC_RETRY_WAIT_MAX_S = env.float("PROLIFIC_RETRY_WAIT_MAX_S", default=20.0)
+PROLIFIC_TASK_RETRIES = env.int("PROLIFIC_TASK_RETRIES", default=10)
+PROLIFIC_TASK_BACKOFF_S = env.int("PROLIFIC_TASK_BACKOFF_S", default=30)
+PROLIFIC_TASK_BACKOFF_MAX_S = env.int("PROLIFIC_TASK_BACKOFF_MAX_S", default=1800)
 
 # Logs: JSON lines (with job/chunk/participant ids where known) unless DJANGO_LOG_FORMAT=plain.
 LOG_FORMAT = env("DJANGO_LOG_FORMAT", default="plain" if DEBUG else "json")
