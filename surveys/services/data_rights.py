@@ -35,10 +35,7 @@ def participant_erase(
     id_hash = external_id_hash(value=value)
     with transaction.atomic():
         ids = list(Participant.objects.filter(survey__in=surveys, **{kind: value}).values_list("pk", flat=True))
-        # Slots first, in the order _session_end and slot_claim lock them: no deadlock with a session ending now.
-        holders = set(
-            Slot.objects.select_for_update().filter(participant__in=ids).order_by("pk").values_list("participant_id", flat=True)
-        )
+        holders = sessions_slots_lock(ids=ids)
         sessions = list(Participant.objects.filter(pk__in=ids).select_related("survey__team").order_by("pk"))
         erased: dict[str, dict] = {}  # team name -> what was erased there
         for session in sessions:
@@ -53,8 +50,7 @@ def participant_erase(
             counts["assignments"] += session.assignments.count()
             counts["slots_freed"] += session.pk in holders
         if not dry_run and sessions:
-            Slot.objects.filter(participant__in=ids).update(participant=None, reserved_until=None, filled_at=None)
-            Participant.objects.filter(pk__in=ids).delete()  # answers, events and assignments go with it
+            sessions_delete(ids=ids)
             Survey.objects.filter(pk__in={s.survey_id for s in sessions}).update(data_version=F("data_version") + 1)
             for survey_id in {s.survey_id for s in sessions if s.survey.precision_goal is not None}:
                 # adaptive collection's estimate must not count erased answers either
@@ -63,6 +59,21 @@ def participant_erase(
                 details = {"id_hash": id_hash, "id_kind": kind, **erased[team.name]}
                 audit_record(action="participant.erase", team=team, user=user, request=request, details=details)
     return {"id_hash": id_hash, "id_kind": kind, "dry_run": dry_run, "teams": erased}
+
+
+def sessions_slots_lock(*, ids: list[int]) -> set[int]:
+    """Lock the slots these sessions hold or filled, before erasing them (in a transaction). Slots first, in the
+    order _session_end and slot_claim lock them: no deadlock with a session ending now. Returns the sessions
+    that hold a slot."""
+    slots = Slot.objects.select_for_update().filter(participant__in=ids).order_by("pk")
+    return set(slots.values_list("participant_id", flat=True))
+
+
+def sessions_delete(*, ids: list[int]) -> None:
+    """Free the sessions' slots, so their lists can be refilled to exactly N, and delete the sessions; their answers,
+    events and assignments go with them."""
+    Slot.objects.filter(participant__in=ids).update(participant=None, reserved_until=None, filled_at=None)
+    Participant.objects.filter(pk__in=ids).delete()
 
 
 def participant_ids_expire(*, now=None) -> dict[str, int]:
