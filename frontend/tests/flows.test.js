@@ -240,13 +240,13 @@ describe("resume policy and ended sessions", () => {
     const server = createFakeServer({
       intercept: (req) =>
         req.path.endsWith("/enroll")
-          ? server.json(409, { message: "This study has collected all the answers it needs.", extra: { reason: "full" } })
+          ? server.json(409, { message: "This study is full: there is no place left for a new participant.", extra: { reason: "full" } })
           : undefined,
     });
     const result = await run(server);
     expect(result.state).toBe("error");
     const alert = target.querySelector('[role="alert"]').textContent;
-    expect(alert).toMatch(/collected all the answers it needs/);
+    expect(alert).toMatch(/This study is full/);
     expect(alert).toMatch(/return this study on Prolific/);
     expect(server.requests).toHaveLength(1);
   });

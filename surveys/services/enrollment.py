@@ -18,8 +18,9 @@ from ..selectors import prolific_complete_url
 from .adaptive import adaptive_cap_reached, adaptive_list_order
 
 SURVEY_NOT_LIVE = "This study is not open."
-SURVEY_FULL = "This study is full: every trial list has all its ratings. Thank you for your interest."
-SURVEY_DONE = "This study has collected all the answers it needs. Thank you for your interest."
+# What someone turned away reads, whatever the design: the truth (no place for them), never a claim about the
+# study's answers (adaptive collection may end short of its goal). The page adds the platform's return advice.
+SURVEY_FULL = "This study is full: there is no place left for a new participant. Thank you for your interest."
 RETURNING_BLOCKED = "You have started this study before; it cannot be taken again."
 BAD_SUBMIT_TO = "turkSubmitTo must be https://www.mturk.com or https://workersandbox.mturk.com."
 DUPLICATE_ENROLL = (
@@ -96,8 +97,7 @@ def participant_enroll(
             )
             slot = slot_claim(participant=participant)
             if slot is None:
-                message = SURVEY_DONE if survey.precision_goal is not None and not pilot else SURVEY_FULL
-                raise ApplicationError(message, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
+                raise ApplicationError(SURVEY_FULL, extra={"reason": "full"}, status_code=status.HTTP_409_CONFLICT)
             _assignments_create(participant=participant)
     except IntegrityError:  # the same PID / worker enrolled twice at once: hand back the one that won
         existing = _participant_find(survey=survey, prolific_pid=prolific_pid, worker_id=worker_id, token="")
