@@ -45,6 +45,10 @@ from .alignment import Z95, dense_codes, dense_codes_with_values, wilson_interva
 # A condition counts as done only with at least this many answers: the design effect needs a few clusters, and a
 # short run of zeros must not end a condition (Wilson's half-width at 0 of n is z²/(2(n+z²)): 0.05 after 35).
 MIN_ANSWERS = 20
+# What the planner assumes before any data: the widest interval (p = 0.5) and answers as if independent (a design
+# effect of 1, unless a pilot says otherwise). The survey builder checks a goal against its cap at these.
+WORST_CASE_P = 0.5
+DEFAULT_DESIGN_EFFECT = 1.0
 # Prolific's hourly pay per currency: the minimum it enforces and the pay it recommends ("Prolific's payment
 # principles", researcher-help.prolific.com, read 2026-12-06: at least £9.00 / $12.00 recommended, £6.00 / $8.00
 # the minimum). A study's rewards are in its workspace's currency (backend.settings.PROLIFIC_CURRENCY).

@@ -43,12 +43,15 @@ from django.db.models import Count
 
 from backend.exceptions import ApplicationError
 from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
+from surveys.services.adaptive import adaptive_outcome
 
 from .adaptive import (
+    DEFAULT_DESIGN_EFFECT,
     FEE_RANGE,
     MIN_ANSWERS,
     PROLIFIC_RATES,
     RATE_POSITIVE,
+    WORST_CASE_P,
     condition_answers_needed,
     condition_intervals,
     plan_budget,
@@ -56,7 +59,6 @@ from .adaptive import (
 
 DEFAULT_SECONDS_PER_TRIAL = 5.0
 DEFAULT_SECONDS_PER_PARTICIPANT = 120.0
-WORST_CASE_P = 0.5
 
 NO_PILOT_TIMES = (
     "No completed pilot session: assumed {trial:g} s per trial and {fixed:g} s per participant; run a pilot "
@@ -218,7 +220,7 @@ def survey_plan(
             warnings.append(NO_PILOT_ANSWERS.format(names=", ".join(unanswered)))
         if few:
             warnings.append(FEW_PILOT_ANSWERS.format(names=", ".join(few), n=MIN_ANSWERS))
-    design_effect, deff_source = (pilot["design_effect"], "pilot") if pilot["design_effect_sets"] else (1.0, "default")
+    design_effect, deff_source = (pilot["design_effect"], "pilot") if pilot["design_effect_sets"] else (DEFAULT_DESIGN_EFFECT, "default")
     cap, cap_source = assumption(cap_participants, survey.max_participants, None)
     n_lists, per_participant = _survey_lists(survey)
     try:
@@ -346,8 +348,9 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
     cost_each = round(pay * (1 + fee), 4)
 
     reasons = []
-    if state["stop"] and state["reason"] != "goal" and still_total:
-        reasons.append(STOPPED_SHORT.format(reason=state["reason"]))
+    outcome = adaptive_outcome(survey=survey)
+    if outcome["missed"]:  # collection ended (cap, no useful place, the researcher, late sessions) short of the goal
+        reasons.append(STOPPED_SHORT.format(reason=outcome["stop_reason"]))
     cap, room = survey.max_participants, None
     if cap is not None:
         finished = Participant.objects.filter(
@@ -386,6 +389,7 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
         "completed": state["completed"],
         "stop": state["stop"],
         "reason": state["reason"],
+        "outcome": outcome,  # why collection ended, and which sets missed the goal by how much
         "estimated_at": state["estimated_at"],
         "met": met,
         "reachable": not reasons,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from backend.exceptions import ApplicationError
 from iri_worker.selectors import VALIDITY_REASONS
 from surveys.models import Survey, Trial
+from surveys.services.adaptive import adaptive_outcome
 
 from .alignment import (
     KAPPA_CATEGORIES,
@@ -40,7 +41,7 @@ from .alignment import (
     side_summary,
     split_half_ceilings,
 )
-from .adaptive import condition_intervals, stopping_rule_describe
+from .adaptive import condition_intervals, conditions_done, stopping_rule_describe
 from .recognition import recognition_by_condition, recognition_overall
 from .models import SurveyTaskRun, TrialProxyChoice
 from .selectors import (
@@ -466,27 +467,62 @@ ADAPTIVE_INTERVAL = (
 
 
 def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[dict]) -> dict:
-    """The stopping rule the survey used and, for adaptive collection, each condition's design-effect Wilson
-    interval on the report's included answers beside its goal."""
+    """The stopping rule the survey used and, for adaptive collection, the units it stops on: each IRI set's
+    design-effect Wilson interval on the report's included answers beside the goal (``sets``), how those map to
+    the report's conditions (``conditions``: one row per condition, its pooled interval and its IRI sets), and why
+    collection ended (``stop_reason``, surveys.services.adaptive.adaptive_outcome) with the sets that missed."""
     if survey.precision_goal is None:
         return {"design": "fixed", "stopping_rule": FIXED_RULE.format(n=survey.ratings_per_list)}
-    intervals = condition_intervals(
+    goal = survey.precision_goal
+    state = survey.adaptive_state or {}
+    jobs = state.get("conditions") or sorted(survey.iri_jobs.values_list("pk", flat=True))
+    answer_job = data.trials["job"][data.t_row] if data.t_row.size else np.zeros(0, dtype=np.int64)
+    known = np.asarray(jobs, dtype=np.int64)  # sorted, as adaptive_state keeps them; a survey has at least one set
+    at = np.minimum(np.searchsorted(known, answer_job), known.size - 1)
+    answer_set = np.where(known[at] == answer_job, at, -1)  # catch and practice trials (job -1): no set
+    in_set = use & (answer_set >= 0)
+    per_set = condition_intervals(
+        correct=data.correct[in_set], participants=data.p_row[in_set], items=data.t_row[in_set],
+        conditions=answer_set[in_set], n_conditions=len(jobs),
+    )
+    outcome = adaptive_outcome(survey=survey, half_width=[i.half_width for i in per_set],
+                               n_answers=[i.n_answers for i in per_set]) or {}
+    condition_of = {job: c for c, condition in enumerate(data.conditions) for job in condition["iri_sets"]}
+    names = dict(survey.iri_jobs.values_list("pk", "name"))
+    sets = []
+    for job, interval in zip(jobs, per_set):
+        c = condition_of.get(job)
+        meets = bool(conditions_done(half_width=[interval.half_width], goal=goal, n_answers=[interval.n_answers])[0])
+        sets.append({
+            "iri_job": job, "name": names.get(job) or f"IRI set {job}",
+            "condition": (rows[c]["condition"] or rows[c]["name"]) if c is not None else None, "condition_index": c,
+            **interval.as_dict(), "goal": goal, "answers": interval.n_answers, "meets_goal": meets,
+            "missed_by": round(max(interval.half_width - goal, 0.0), 6),
+        })
+    pooled = condition_intervals(
         correct=data.correct[use], participants=data.p_row[use], items=data.t_row[use], conditions=answer_cond[use],
         n_conditions=len(data.conditions),
     )
-    state = survey.adaptive_state or {}
     return {
         "design": "adaptive",
-        "stopping_rule": stopping_rule_describe(goal=survey.precision_goal, cap_participants=survey.max_participants),
-        "stopped": bool(state.get("stop")),
-        "reason": state.get("reason", ""),
+        "stopping_rule": stopping_rule_describe(goal=goal, cap_participants=survey.max_participants),
+        "units": "IRI sets: the rule stops on each set's interval; a condition pools the sets that share its key",
+        "stopped": bool(outcome.get("stopped")),
+        "stop_reason": outcome.get("stop_reason", ""),
+        "reason": outcome.get("stop_reason", ""),  # the older name of stop_reason
+        "stop_note": outcome.get("note", ""),
+        "sessions_under_way": outcome.get("sessions_under_way", 0),
+        "missed": [s for s in sets if not s["meets_goal"]] if outcome.get("missed") else [],
         "completed_at_last_estimate": state.get("completed", 0),
-        "goal": survey.precision_goal,
+        "goal": goal,
         "interval": ADAPTIVE_INTERVAL,
+        "sets": sets,
         "conditions": [
-            {"condition": row["condition"] or row["name"], **interval.as_dict(), "goal": survey.precision_goal,
-             "meets_goal": interval.half_width <= survey.precision_goal}
-            for row, interval in zip(rows, intervals)
+            {"condition": row["condition"] or row["name"], "iri_sets": data.conditions[c]["iri_sets"],
+             **interval.as_dict(), "goal": goal,
+             # a condition meets the goal when every set it pools does: the rule stops on sets, not on the pool
+             "meets_goal": all(s["meets_goal"] for s in sets if s["condition_index"] == c)}
+            for c, (row, interval) in enumerate(zip(rows, pooled))
         ],
     }
 

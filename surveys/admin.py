@@ -55,6 +55,11 @@ class SurveyCreateForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         label="finished IRI sets",
     )
+    accept_goal_risk = forms.BooleanField(
+        required=False, label="accept the goal's risk",
+        help_text="Build a precision goal that the cap or the places may not reach where people disagree most "
+                  "(refused otherwise); the survey's page keeps the warning.",
+    )
 
     class Meta:
         model = Survey
@@ -64,8 +69,8 @@ class SurveyCreateForm(forms.ModelForm):
             "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
             "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
             "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
-            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every", "fixation_ms",
-            "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out", "desktop_only",
+            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every", "accept_goal_risk",
+            "fixation_ms", "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out", "desktop_only",
             "exclude_mistimed",
         ]
 
@@ -83,6 +88,7 @@ class SurveyCreateForm(forms.ModelForm):
                     one_side_max_fraction=cleaned["one_side_max_fraction"], precision_goal=cleaned["precision_goal"],
                     max_participants=cleaned["max_participants"], ratings_per_list=cleaned["ratings_per_list"],
                     trials_per_participant=cleaned["trials_per_participant"],
+                    accept_goal_risk=cleaned.get("accept_goal_risk", False),
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc

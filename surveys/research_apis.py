@@ -16,6 +16,7 @@ from teams.services import audit_record
 from .models import Survey
 from .selectors import survey_monitor
 from .services import survey_create, survey_publish
+from .services.adaptive import adaptive_outcome
 
 UNKNOWN_SET = "Unknown IRI set id: {pk_value}."
 
@@ -101,6 +102,11 @@ class SurveyCreateApi(APIView):
         precision_every = serializers.IntegerField(
             min_value=1, required=False, help_text="Adaptive collection: re-estimate after this many completed sessions."
         )
+        accept_goal_risk = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Adaptive collection: build a goal that the cap or the places may not reach where people "
+                      "disagree most (refused otherwise); the build report and the survey's page keep the warning.",
+        )
         completion_code = serializers.CharField(max_length=32, required=False)
         code_failed_attention = serializers.CharField(max_length=32, required=False)
         code_timed_out = serializers.CharField(max_length=32, required=False)
@@ -146,7 +152,10 @@ class SurveyMonitorApi(APIView):
 
     def get(self, request, slug: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
-        return Response(survey_monitor(survey=survey, pilot=request.query_params.get("mode") == "pilot"))
+        pilot = request.query_params.get("mode") == "pilot"
+        # Adaptive collection: why it ended (or that it goes on) and which IRI sets missed the goal, by how much.
+        outcome = None if pilot else adaptive_outcome(survey=survey)
+        return Response({**survey_monitor(survey=survey, pilot=pilot), "collection": outcome})
 
 
 class SurveyPlanApi(APIView):

@@ -11,9 +11,13 @@ lives in ``Survey.adaptive_state``:
 - ``lists``: trial list id -> main trials per condition (fixed at build);
 - ``half_width``, ``n_answers``, ``alignment``, ``design_effect``, ``n_participants_set``, ``done``: per condition,
   from the live sessions completed so far (not pilots, bots or excluded sessions);
-- ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal" or "cap_participants"),
-  ``stopped_at`` (the estimate that stopped collection; the rule stops once, later estimates keep it stopped).
-Enrollment also closes when no list with a set still above its goal has a free slot (every such list has its N).
+- ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal", "cap_participants" or
+  "no_place": no list holding a set above its goal has a place left, free or held), ``stopped_at`` (the estimate
+  that stopped collection; the rule stops once, later estimates keep it stopped).
+Enrollment also closes, for now, when every list that helps has its places held by sessions under way.
+
+Once stopped, every completion re-estimates (the sessions under way when it stopped still add answers), and
+``adaptive_outcome`` says how collection ended: "goal" only when every set meets the goal after those sessions.
 """
 from __future__ import annotations
 
@@ -25,7 +29,14 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from results.adaptive import Stop, allocation_next, collection_stop, condition_intervals
+from results.adaptive import (
+    MIN_ANSWERS,
+    Stop,
+    allocation_next,
+    collection_stop,
+    condition_intervals,
+    conditions_done,
+)
 
 from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
 from ..prolific import prolific_enabled
@@ -85,6 +96,8 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
         half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,
         cap_participants=survey.max_participants,
     )
+    if not verdict.stop and not adaptive_places_left(survey=survey, lists=state["lists"], done=verdict.done):
+        verdict = Stop(True, "no_place", verdict.done)  # every list that could still help is full: say so
     if state.get("stop"):  # the rule stops once: later estimates (sessions that were under way) never reopen it
         verdict = Stop(True, state["reason"], verdict.done)
     return {
@@ -106,15 +119,19 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
 def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | None:
     """Re-estimate when ``precision_every`` more live sessions have completed since the last estimate (or when
     forced). The survey row is locked meanwhile, so estimates are written in order and enrollment reads the newest.
+    Once collection has stopped, every completion is due: the final estimate must include the sessions that were
+    under way. So is one that leaves no place in a list that helps (the rule then stops with "no_place").
     Returns the new state, or None when nothing was due."""
     with transaction.atomic():
         survey = Survey.objects.select_for_update(no_key=True).get(pk=survey_id)
         state = survey.adaptive_state
         if survey.precision_goal is None or not state:
             return None
-        if not force and _completed_count(survey) < state["completed"] + survey.precision_every:
-            return None
         stopped_before = state.get("stop", False)
+        due = (force or stopped_before or _completed_count(survey) >= state["completed"] + survey.precision_every
+               or not adaptive_places_left(survey=survey, lists=state["lists"], done=state["done"]))
+        if not due:
+            return None
         state = adaptive_estimate(survey=survey, state=state)
         Survey.objects.filter(pk=survey_id).update(adaptive_state=state)
         if state["stop"] and not stopped_before:
@@ -188,6 +205,78 @@ def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bo
         return False
     taken = _live_sessions(survey).filter(status__in=CAP_STATUSES).exclude(pk=exclude_pk).count()
     return taken >= survey.max_participants
+
+
+def adaptive_places_left(*, survey: Survey, lists: dict, done) -> bool:
+    """Whether a list holding a set that is not done has a live place not yet filled (free, or held by a session
+    under way, which may still time out and free it). False means no participant can help any more."""
+    useful = [int(k) for k, per_set in lists.items() if any(n and not d for n, d in zip(per_set, done))]
+    return Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True, trial_list_id__in=useful).exists()
+
+
+# Why collection ended, in the report's and the monitor's words ("" while it goes on).
+OUTCOME_NOTES = {
+    "": "Collection goes on.",
+    "goal": "Collection stopped: every IRI set meets the goal, with every session ended.",
+    "goal_pending": (
+        "Enrollment closed when every IRI set met the goal; {under_way} session{s} under way still add answers, so "
+        "whether every set stays within the goal is known once they end."
+    ),
+    "late_sessions": (
+        "Enrollment closed when every IRI set met the goal, but the answers of the sessions then under way moved a "
+        "set back above it."
+    ),
+    "cap_participants": "Collection ended: the cap of {cap} participants was reached.",
+    "no_place": "Collection ended: no trial list holding an IRI set above the goal has a place left.",
+    "researcher": "Collection ended: the researcher closed the survey.",
+}
+
+
+def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict | None:
+    """How adaptive collection stands (None without a precision goal): ``stop_reason`` (a key of OUTCOME_NOTES),
+    the sessions still under way, and every set that missed the goal with how far (``missed``), in a sentence.
+
+    "goal" is said only when every set meets the goal (half-width at most the goal, with MIN_ANSWERS answers) and
+    no live session is under way; before that it is "goal_pending". ``half_width`` and ``n_answers`` (per set, in
+    the state's condition order) default to the last estimate; the report passes its own."""
+    state = survey.adaptive_state
+    if survey.precision_goal is None or not state:
+        return None
+    goal = survey.precision_goal
+    if half_width is None:  # the last estimate's own verdict
+        half_width, n_answers, meets = state["half_width"], state["n_answers"], list(state["done"])
+    else:
+        half_width, n_answers = [float(h) for h in half_width], [int(n) for n in n_answers]
+        meets = conditions_done(half_width=half_width, goal=goal, n_answers=n_answers).tolist()
+    under_way = _live_sessions(survey).filter(status=Participant.Status.ACTIVE).count()
+    if state.get("stop"):
+        reason = state["reason"]
+        if reason == "goal":  # the stop happened at the goal; the sessions under way then decide whether it holds
+            reason = "goal_pending" if under_way else ("goal" if all(meets) else "late_sessions")
+    elif survey.status == Survey.Status.CLOSED:
+        reason = "researcher"
+    elif adaptive_cap_reached(survey=survey):
+        reason = "cap_participants"
+    elif not all(meets) and not adaptive_places_left(survey=survey, lists=state["lists"], done=meets):
+        reason = "no_place"
+    else:
+        reason = ""
+    names = dict(survey.iri_jobs.values_list("pk", "name"))
+    ended = reason not in ("", "goal_pending")
+    missed = [
+        {"iri_job": job, "name": names.get(job) or f"IRI set {job}", "half_width": round(h, 6), "goal": goal,
+         "answers": n, "missed_by": round(max(h - goal, 0.0), 6), "answers_short": max(MIN_ANSWERS - n, 0)}
+        for job, h, n, ok in zip(state["conditions"], half_width, n_answers, meets) if not ok
+    ] if ended else []
+    note = OUTCOME_NOTES[reason].format(under_way=under_way, s="" if under_way == 1 else "s",
+                                        cap=survey.max_participants)
+    if missed:
+        note += " Missed the goal: " + "; ".join(
+            f"{m['name']} (half-width {m['half_width']:.3f}, goal {goal:g}, missed by {m['missed_by']:.3f}"
+            + (f", {m['answers_short']} answers short of {MIN_ANSWERS}" if m["answers_short"] else "") + ")"
+            for m in missed) + "."
+    return {"stopped": bool(reason), "stop_reason": reason, "sessions_under_way": under_way, "met": all(meets),
+            "missed": missed, "note": note}
 
 
 def adaptive_lists_split(*, units: list[list[Trial]], per_list: int, condition_of, rng) -> list[list[list[Trial]]]:

@@ -16,7 +16,7 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
 from iri_worker.services import stored_image_save
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
-from results.adaptive import MIN_ANSWERS, condition_answers_needed
+from results.adaptive import DEFAULT_DESIGN_EFFECT, MIN_ANSWERS, WORST_CASE_P, condition_answers_needed
 
 from ..models import DEFAULT_CLUSTER_INSTRUCTIONS, Participant, Slot, Survey, Trial, TrialList
 from ..stimuli import PhotoPool, image_size, stored_image_bytes, stored_image_fitted
@@ -60,6 +60,14 @@ GOAL_UNREACHABLE = (
     "at most {reachable} are possible (the smallest set's IRIs × N ratings, and the cap on participants). Choose a "
     "wider goal, a higher N or cap, or larger sets."
 )
+GOAL_AT_RISK = (
+    "precision_goal: a half-width of {goal} needs {needed} answers per IRI set where people disagree most "
+    "(alignment 0.5, design effect {design_effect:g}); at most {reachable} are possible (the smallest set's IRIs × N "
+    "ratings, and the cap on participants), so collection may end with sets above the goal."
+)
+GOAL_RISK_CONFIRM = (
+    " Choose a wider goal, a higher N or cap, or larger sets; or confirm with accept_goal_risk to build it anyway."
+)
 
 NEEDS_TWO_CATEGORIES = "categories: a classification survey needs target photos of at least 2 classes (their labels)."
 NATURAL_TOO_FEW = (
@@ -89,6 +97,7 @@ def survey_create(
     size_policy: str = Survey.SizePolicy.RESIZE,
     iri_max_percentile: float | None = None,
     iri_require_label_match: bool = False,
+    accept_goal_risk: bool = False,
     **settings,
 ) -> Survey:
     """A DRAFT survey: trials from the IRI sets, split into trial lists, each with N slots per mode (live, pilot).
@@ -98,6 +107,8 @@ def survey_create(
     is decided per participant (surveys.layouts). Catch and practice trials are made of natural photos outside
     the main trials (surveys.stimuli). `settings` are further Survey fields (texts, codes, thresholds, time
     limit, resume policy, quota). What the builder did (resizing, IRIs left out) is in `survey.build_report`.
+    ``accept_goal_risk``: build a precision goal that the cap or the places may not reach at the worst case (it is
+    refused otherwise); the risk is recorded in the build report (``goal_risk``) and shown on the survey's page.
     """
     _numbers_check(ratings_per_list=ratings_per_list, catch_trials=catch_trials, practice_trials=practice_trials, **settings)
     iris, report = survey_check(
@@ -105,7 +116,7 @@ def survey_create(
         iri_max_percentile=iri_max_percentile, iri_require_label_match=iri_require_label_match,
         one_side_max_fraction=settings.get("one_side_max_fraction"), precision_goal=settings.get("precision_goal"),
         max_participants=settings.get("max_participants"), ratings_per_list=ratings_per_list,
-        trials_per_participant=trials_per_participant,
+        trials_per_participant=trials_per_participant, accept_goal_risk=accept_goal_risk,
     )
     if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
         settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
@@ -182,6 +193,7 @@ def survey_check(
     max_participants: int | None = None,
     ratings_per_list: int = 10,
     trials_per_participant: int | None = None,
+    accept_goal_risk: bool = False,
 ) -> tuple[list[IriImage], dict]:
     """Everything that must hold before a survey is created. Returns the IRIs its trials will use (those that
     pass the validity filter) and the start of its build report."""
@@ -242,8 +254,11 @@ def survey_check(
             raise ApplicationError(NEEDS_TWO_PER_CLASS.format(labels=", ".join(f"'{label}'" for label in lonely)))
     if precision_goal is not None:
         _numbers_check(precision_goal=precision_goal)
-        _precision_check(iris=iris, ratings_per_list=ratings_per_list, trials_per_participant=trials_per_participant,
-                         precision_goal=precision_goal, max_participants=max_participants)
+        risk = _precision_check(iris=iris, ratings_per_list=ratings_per_list,
+                                trials_per_participant=trials_per_participant, precision_goal=precision_goal,
+                                max_participants=max_participants, accept_goal_risk=accept_goal_risk)
+        if risk:
+            report["goal_risk"] = risk
     return iris, report
 
 
@@ -268,7 +283,10 @@ def build_summary(report: dict) -> str:
         parts = ["no image needed resizing (every screen shows one size)"]
     left_out = report.get("left_out") or {}
     parts.append(f"IRIs left out: {_reasons_text(left_out)}" if any(left_out.values()) else "no IRI left out")
-    return "; ".join(parts) + "."
+    summary = "; ".join(parts) + "."
+    if report.get("goal_risk"):  # the researcher confirmed a goal the worst case may not reach: say so every time
+        summary += " Accepted at risk: " + report["goal_risk"]["warning"].removeprefix("precision_goal: ")
+    return summary
 
 
 def _validity_filter(*, iris: list[IriImage], max_percentile: float | None, require_label_match: bool):
@@ -344,9 +362,12 @@ def _numbers_check(**fields) -> None:
 
 
 def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_participant: int | None,
-                     precision_goal: float, max_participants: int | None) -> None:
+                     precision_goal: float, max_participants: int | None, accept_goal_risk: bool = False) -> dict | None:
     """Refuse a precision goal that cannot be met even if every answer agreed (the narrowest interval there is):
-    a cap below one list's N, or fewer answers than each set needs within the cap or the sets' N ratings."""
+    a cap below one list's N, or fewer answers than each set needs within the cap or the sets' N ratings.
+
+    Then the same count at the worst case the planner assumes (alignment 0.5, its default design effect): refused
+    too unless the researcher accepts the risk; returns the risk to record (None when the worst case fits)."""
     if max_participants is not None and max_participants < ratings_per_list:
         raise ApplicationError(CAP_BELOW_ONE_LIST.format(cap=max_participants, n=ratings_per_list),
                                extra={"field": "max_participants"})
@@ -361,6 +382,16 @@ def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_
     if reachable < needed:
         raise ApplicationError(GOAL_UNREACHABLE.format(goal=precision_goal, needed=needed, reachable=reachable),
                                extra={"field": "precision_goal"})
+    # Nobody knows the sets' alignment before collection: a set near 0.5 needs the most answers.
+    worst = max(MIN_ANSWERS, condition_answers_needed(p=WORST_CASE_P, half_width=precision_goal,
+                                                      design_effect=DEFAULT_DESIGN_EFFECT))
+    if reachable >= worst:
+        return None
+    warning = GOAL_AT_RISK.format(goal=precision_goal, needed=worst, design_effect=DEFAULT_DESIGN_EFFECT,
+                                  reachable=reachable)
+    if not accept_goal_risk:
+        raise ApplicationError(warning + GOAL_RISK_CONFIRM, extra={"field": "precision_goal"})
+    return {"accepted": True, "needed": worst, "reachable": reachable, "warning": warning}
 
 
 def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random, report: dict) -> Survey:

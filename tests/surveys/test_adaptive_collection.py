@@ -1,5 +1,6 @@
 """Adaptive collection: a survey with a precision goal gives each new participant the trial list that most narrows
-the widest interval still above the goal, and closes as soon as every IRI set meets it or the cap is reached."""
+the widest interval still above the goal, and closes as soon as every IRI set meets it, the cap is reached or no
+list that helps has a place; the report and the monitor say which of these ended it and which sets missed."""
 import io
 import json
 import random
@@ -15,9 +16,10 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob
 from iri_worker.services import target_photo_create
 from results.adaptive import MIN_ANSWERS
+from results.services import alignment_report
 from surveys.models import Participant, Slot, Survey, Trial
 from surveys.services import participant_enroll, participant_erase, survey_adaptive_refresh, survey_create, survey_publish
-from surveys.services.adaptive import adaptive_lists_split
+from surveys.services.adaptive import adaptive_lists_split, adaptive_outcome
 from tests.conftest import finished_iri_set
 from tests.surveys.test_assignment import answer_all
 
@@ -107,7 +109,8 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
         completed += 1
 
     assert closed.status_code == 409 and closed.extra == {"reason": "full"}
-    assert "collected all the answers it needs" in closed.message
+    # The truth for the one turned away: no place; never a claim about the study's answers.
+    assert closed.message.startswith("This study is full") and "answers" not in closed.message
     survey.refresh_from_db()
     state = survey.adaptive_state
     assert state["stop"] and state["reason"] == "goal" and all(state["done"])
@@ -123,7 +126,9 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
 
 
 def test_the_cap_on_participants_closes_enrollment_even_when_goals_are_unmet(four_sets):
-    survey = adaptive(four_sets, max_participants=14, precision_goal=0.15)
+    # At the worst case (every set at 0.5) 14 people × 6 trials ÷ 4 sets = 21 answers a set cannot reach 0.15
+    # (39 needed): the researcher accepts that risk.
+    survey = adaptive(four_sets, max_participants=14, precision_goal=0.15, accept_goal_risk=True)
     for k in range(14):
         participant_enroll(survey=survey, prolific_pid=f"P{k}")
 
@@ -153,6 +158,9 @@ def test_a_fixed_survey_is_untouched_by_adaptive_collection(four_sets):
         ({"precision_goal": 0.1, "max_participants": 5}, "max_participants"),  # below one list's N = 10
         ({"precision_goal": 0.01}, "precision_goal"),  # needs ~9,600 answers a set; 12 IRIs × 10 ratings give 120
         ({"precision_goal": 0.1, "max_participants": 10}, "precision_goal"),  # 10 people × 6 trials ÷ 4 sets = 15
+        # Reachable if every answer agreed (20 needed), not at the worst case, p = 0.5 (93 needed):
+        ({"precision_goal": 0.1, "max_participants": 40}, "precision_goal"),  # 40 × 6 ÷ 4 = 60 answers a set
+        ({"precision_goal": 0.08}, "precision_goal"),  # 147 needed; 12 IRIs × 10 ratings give 120
         ({"precision_goal": 0.1, "precision_every": 0}, "precision_every"),
     ],
 )
@@ -210,3 +218,135 @@ def test_erasing_a_participant_takes_their_answers_out_of_the_estimate(four_sets
 
     survey.refresh_from_db()
     assert sum(survey.adaptive_state["n_answers"]) == 12 and survey.adaptive_state["completed"] == 2
+
+
+# ------------------------------------------------------------------------------------------ never a silent shortfall
+
+
+def test_a_goal_the_worst_case_cannot_reach_is_built_only_when_the_researcher_accepts_the_risk(researcher_client, client, researcher, four_sets):
+    body = {"slug": "risky", "title": "t", "iri_jobs": [j.pk for j in four_sets], "trials_per_participant": 6,
+            "ratings_per_list": 10, "precision_goal": 0.1, "max_participants": 40}
+
+    refused = researcher_client.post("/api/surveys/", body, format="json")
+    built = researcher_client.post("/api/surveys/", {**body, "accept_goal_risk": True}, format="json")
+
+    assert refused.status_code == 400 and refused.json()["extra"]["field"] == "precision_goal"
+    assert "accept_goal_risk" in refused.json()["message"]
+    assert built.status_code == 201, built.json()
+    # Wilson at p = 0.5 reaches 0.1 at n = 93 (half-width 0.0996; 0.1001 at 92); the cap gives each of the four
+    # sets at most 40 people × 6 trials ÷ 4 = 60 answers.
+    risk = built.json()["build_report"]["goal_risk"]
+    assert (risk["accepted"], risk["needed"], risk["reachable"]) == (True, 93, 60)
+    assert "needs 93 answers" in risk["warning"] and "at most 60" in risk["warning"]
+    # The survey's page keeps the warning.
+    client.force_login(researcher)
+    page = client.get(f"/admin/surveys/survey/{Survey.objects.get(slug='risky').pk}/change/")
+    assert b"Accepted at risk" in page.content and b"needs 93 answers" in page.content
+
+
+def test_collection_that_runs_out_of_useful_places_says_so_and_names_each_set_that_missed(four_sets, researcher_client):
+    # Two ratings per list: 24 answers a set, too few for 0.15 when people disagree (risk accepted).
+    survey = adaptive(four_sets, ratings_per_list=2, precision_goal=0.15, accept_goal_risk=True)
+    rng = random.Random(1)
+
+    def coin(trial):  # a coin toss: every set stays near 0.5
+        return trial.target_option if rng.random() < 0.5 else 1 - trial.target_option
+
+    places = survey.trial_lists.count() * 2
+    for k in range(places):
+        answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0], choose=coin)
+    with pytest.raises(ApplicationError) as refused:
+        participant_enroll(survey=survey, prolific_pid="late")
+
+    assert refused.value.message.startswith("This study is full")
+    survey.refresh_from_db()
+    state = survey.adaptive_state
+    assert state["stop"] and state["reason"] == "no_place" and not any(state["done"])
+    monitor = researcher_client.get(f"/api/surveys/{survey.slug}/monitor").json()["collection"]
+    assert monitor["stop_reason"] == "no_place" and monitor["stopped"] and not monitor["met"]
+    assert {m["iri_job"] for m in monitor["missed"]} == {j.pk for j in four_sets}
+    for m, half_width in zip(monitor["missed"], state["half_width"]):
+        assert m["missed_by"] == pytest.approx(half_width - 0.15, abs=1e-6) and m["missed_by"] > 0
+    assert "no trial list holding an IRI set above the goal has a place left" in monitor["note"]
+    report = alignment_report(survey=survey, n_boot=20)["collection"]
+    assert report["stopped"] and report["stop_reason"] == report["reason"] == "no_place"
+    assert {s["iri_job"] for s in report["missed"]} == {j.pk for j in four_sets}
+    assert all(s["answers"] == 24 and not s["meets_goal"] for s in report["sets"])
+
+
+def test_a_goal_stop_is_final_only_once_the_sessions_under_way_have_ended(four_sets, researcher_client, client, researcher):
+    survey = adaptive(four_sets, precision_goal=0.2, precision_every=2)
+    # Two sessions under way while the others finish.
+    late = [participant_enroll(survey=survey, prolific_pid=f"late {k}")[0] for k in range(2)]
+    k = 0
+    while True:
+        try:
+            participant = participant_enroll(survey=survey, prolific_pid=f"P{k}")[0]
+        except ApplicationError:
+            break
+        answer_all(participant)  # always the target
+        k += 1
+    survey.refresh_from_db()
+    assert survey.adaptive_state["reason"] == "goal" and all(survey.adaptive_state["done"])
+    pending = alignment_report(survey=survey, n_boot=20)["collection"]
+    assert pending["stop_reason"] == "goal_pending" and pending["sessions_under_way"] == 2 and not pending["missed"]
+
+    for participant in late:  # three wrong answers in each of its two sets: a set near 20 answers goes above 0.2
+        answer_all(participant, choose=lambda t: 1 - t.target_option)
+
+    survey.refresh_from_db()
+    state = survey.adaptive_state
+    late_sets = {job for participant in late for job in sets_of(participant)}
+    missed = {job for job, done in zip(state["conditions"], state["done"]) if not done}
+    # Once stopped, every completion re-estimates (precision_every 2 would have skipped the last one).
+    assert state["completed"] == k + 2 and missed and missed <= late_sets
+    report = alignment_report(survey=survey, n_boot=20)["collection"]
+    assert report["stopped"] and report["stop_reason"] == "late_sessions" and report["sessions_under_way"] == 0
+    assert report["missed"] and {s["iri_job"] for s in report["missed"]} <= late_sets
+    assert all(s["missed_by"] == round(s["half_width"] - 0.2, 6) > 0 for s in report["missed"])
+    monitor = researcher_client.get(f"/api/surveys/{survey.slug}/monitor").json()["collection"]
+    assert monitor["stop_reason"] == "late_sessions" and {m["iri_job"] for m in monitor["missed"]} == missed
+    client.force_login(researcher)
+    page = client.get(f"/admin/surveys/survey/{survey.pk}/monitor/").content.decode()
+    assert "the sessions then under way moved a set back above it" in page and "Missed the goal" in page
+
+
+def test_the_outcome_says_by_how_much_each_set_missed(four_sets):
+    survey = adaptive(four_sets, precision_goal=0.2)
+    state = survey.adaptive_state
+    jobs = state["conditions"]
+    state.update(stop=True, reason="cap_participants", half_width=[0.24, 0.18, 0.2, 0.19], n_answers=[30, 30, 30, 12],
+                 done=[False, True, True, False])
+    Survey.objects.filter(pk=survey.pk).update(adaptive_state=state, max_participants=12)
+    survey.refresh_from_db()
+
+    outcome = adaptive_outcome(survey=survey)
+
+    assert outcome["stop_reason"] == "cap_participants" and outcome["stopped"] and not outcome["met"]
+    # 0.24 - 0.2 = 0.04; the fourth set is within the goal but 8 answers short of the rule's 20.
+    assert [(m["iri_job"], m["missed_by"], m["answers_short"]) for m in outcome["missed"]] == [
+        (jobs[0], 0.04, 0), (jobs[3], 0.0, 8)]
+    assert "cap of 12 participants" in outcome["note"] and "missed by 0.040" in outcome["note"]
+
+
+def test_the_report_lists_each_iri_set_the_rule_stops_on_and_maps_it_to_its_condition(four_sets, capsys):
+    survey = adaptive(four_sets)
+    for k in range(3):
+        answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0])
+
+    collection = alignment_report(survey=survey, n_boot=20)["collection"]
+
+    # The four sets share one condition key, so the report pools them into one condition; the rule stops per set.
+    assert len(collection["conditions"]) == 1 and len(collection["sets"]) == 4
+    assert sorted(collection["conditions"][0]["iri_sets"]) == sorted(j.pk for j in four_sets)
+    assert [s["iri_job"] for s in collection["sets"]] == sorted(j.pk for j in four_sets)
+    assert all(s["condition_index"] == 0 and s["condition"] == collection["conditions"][0]["condition"]
+               for s in collection["sets"])
+    assert sum(s["answers"] for s in collection["sets"]) == 18 == collection["conditions"][0]["n_answers"]
+    assert all(s["goal"] == 0.2 and s["low"] <= s["high"] for s in collection["sets"])
+    assert collection["stop_reason"] == "" and not collection["stopped"] and not collection["missed"]
+    # The table names every set too.
+    call_command("alignment_report", survey.slug, "--format", "table", "--n-boot", "20")
+    table = capsys.readouterr().out
+    assert "collection still open: Collection goes on." in table
+    assert all(job.name[:28] in table for job in four_sets)
