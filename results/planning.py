@@ -220,7 +220,8 @@ def survey_plan(
             warnings.append(NO_PILOT_ANSWERS.format(names=", ".join(unanswered)))
         if few:
             warnings.append(FEW_PILOT_ANSWERS.format(names=", ".join(few), n=MIN_ANSWERS))
-    design_effect, deff_source = (pilot["design_effect"], "pilot") if pilot["design_effect_sets"] else (DEFAULT_DESIGN_EFFECT, "default")
+    design_effect, deff_source = ((pilot["design_effect"], "pilot") if pilot["design_effect_sets"]
+                                  else (DEFAULT_DESIGN_EFFECT, "default"))
     cap, cap_source = assumption(cap_participants, survey.max_participants, None)
     n_lists, per_participant = _survey_lists(survey)
     try:

@@ -70,8 +70,8 @@ class SurveyCreateForm(forms.ModelForm):
             "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
             "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
             "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every", "accept_goal_risk",
-            "fixation_ms", "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out", "desktop_only",
-            "exclude_mistimed",
+            "fixation_ms", "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out",
+            "desktop_only", "exclude_mistimed",
         ]
 
     def validate_unique(self):

@@ -362,7 +362,8 @@ def _numbers_check(**fields) -> None:
 
 
 def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_participant: int | None,
-                     precision_goal: float, max_participants: int | None, accept_goal_risk: bool = False) -> dict | None:
+                     precision_goal: float, max_participants: int | None,
+                     accept_goal_risk: bool = False) -> dict | None:
     """Refuse a precision goal that cannot be met even if every answer agreed (the narrowest interval there is):
     a cap below one list's N, or fewer answers than each set needs within the cap or the sets' N ratings.
 

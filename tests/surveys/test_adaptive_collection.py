@@ -223,7 +223,8 @@ def test_erasing_a_participant_takes_their_answers_out_of_the_estimate(four_sets
 # ------------------------------------------------------------------------------------------ never a silent shortfall
 
 
-def test_a_goal_the_worst_case_cannot_reach_is_built_only_when_the_researcher_accepts_the_risk(researcher_client, client, researcher, four_sets):
+def test_a_goal_the_worst_case_cannot_reach_is_built_only_when_the_researcher_accepts_the_risk(
+        researcher_client, client, researcher, four_sets):
     body = {"slug": "risky", "title": "t", "iri_jobs": [j.pk for j in four_sets], "trials_per_participant": 6,
             "ratings_per_list": 10, "precision_goal": 0.1, "max_participants": 40}
 
@@ -274,7 +275,8 @@ def test_collection_that_runs_out_of_useful_places_says_so_and_names_each_set_th
     assert all(s["answers"] == 24 and not s["meets_goal"] for s in report["sets"])
 
 
-def test_a_goal_stop_is_final_only_once_the_sessions_under_way_have_ended(four_sets, researcher_client, client, researcher):
+def test_a_goal_stop_is_final_only_once_the_sessions_under_way_have_ended(
+        four_sets, researcher_client, client, researcher):
     survey = adaptive(four_sets, precision_goal=0.2, precision_every=2)
     # Two sessions under way while the others finish.
     late = [participant_enroll(survey=survey, prolific_pid=f"late {k}")[0] for k in range(2)]

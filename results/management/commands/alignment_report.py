@@ -159,13 +159,13 @@ def _collection(collection: dict):
     yield f"stopping rule: {collection['stopping_rule']}"
     if collection["design"] != "adaptive":
         return
-    yield (f"    collection {'stopped (' + collection['stop_reason'] + ')' if collection['stopped'] else 'still open'}: "
-           f"{collection['stop_note']} {collection['interval']}")
+    state = f"stopped ({collection['stop_reason']})" if collection["stopped"] else "still open"
+    yield f"    collection {state}: {collection['stop_note']} {collection['interval']}"
     for c in collection["sets"]:  # the units the rule stops on
         met = ", met" if c["meets_goal"] else f", missed by {_fmt(c['missed_by'])}"
         yield (f"    {c['name'][:28]:<28} ({(c['condition'] or '')[:26]:<26}) design-effect Wilson {_fmt(c['low'])}–"
-               f"{_fmt(c['high'])} half-width {_fmt(c['half_width'])} (goal {_fmt(c['goal'])}{met}), n {c['n_answers']}, "
-               f"n_eff {_fmt(c['n_effective'], 1)}, deff {_fmt(c['design_effect'], 2)}")
+               f"{_fmt(c['high'])} half-width {_fmt(c['half_width'])} (goal {_fmt(c['goal'])}{met}), "
+               f"n {c['n_answers']}, n_eff {_fmt(c['n_effective'], 1)}, deff {_fmt(c['design_effect'], 2)}")
 
 
 def _design(design: dict):
