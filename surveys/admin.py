@@ -19,7 +19,15 @@ from teams.selectors import team_scoped
 
 from .models import Participant, ProlificStudy, Response, Survey
 from .selectors import survey_monitor, survey_mturk_external_question
-from .services import build_summary, participant_erase, survey_check, survey_create, survey_pilot_reset, survey_publish
+from .services import (
+    build_summary,
+    participant_erase,
+    survey_check,
+    survey_create,
+    survey_pilot_reset,
+    survey_publish,
+    survey_rehearsal_erase,
+)
 from .services.prolific import (
     prolific_draft_defaults,
     prolific_places_from_forecast,
@@ -128,7 +136,8 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     audit_name = "survey"
     list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
     list_filter = ["status", "task_type"]
-    actions = ["publish", "run_bots", "pilot_reset", "prolific_create", "prolific_places", "prolific_pause", "prolific_review"]
+    actions = ["publish", "run_bots", "pilot_reset", "rehearsal_erase", "prolific_create", "prolific_places",
+               "prolific_pause", "prolific_review"]
     readonly_fields = [
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
@@ -196,6 +205,15 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             deleted = survey_pilot_reset(survey=survey)
             self.audit(request, "pilot_reset", survey, {"rows": deleted})
             self.message_user(request, f"{survey.slug}: {deleted} pilot rows deleted.")
+
+    @admin.action(description="Erase rehearsal sessions (run_bots --as-people)", permissions=["change"])
+    def rehearsal_erase(self, request, queryset):
+        # The service writes the audit entry (the command erases through it too).
+        for survey in queryset:
+            erased = survey_rehearsal_erase(survey=survey, request=request)
+            self.message_user(
+                request, f"{survey.slug}: {erased['sessions']} rehearsal session(s) with {erased['responses']} answers "
+                         f"erased; {erased['slots_freed']} place(s) free again.")
 
     # ------------------------------------------------------------------ Prolific (surveys/services/prolific.py)
 
@@ -368,8 +386,9 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
 @admin.register(Participant)
 class ParticipantAdmin(TeamScopedAdmin, admin.ModelAdmin):
     team_path = "survey__team"
-    list_display = ["id", "survey", "prolific_pid", "worker_id", "status", "stage", "excluded", "is_pilot", "is_bot", "last_seen_at", "created_at"]
-    list_filter = ["survey", "status", "is_pilot", "is_bot", "excluded"]
+    list_display = ["id", "survey", "prolific_pid", "worker_id", "status", "stage", "excluded", "is_pilot", "is_bot",
+                    "is_rehearsal", "last_seen_at", "created_at"]
+    list_filter = ["survey", "status", "is_pilot", "is_bot", "is_rehearsal", "excluded"]
     readonly_fields = [f.name for f in Participant._meta.fields]
     actions = ["erase"]
 

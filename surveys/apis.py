@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError, api_exception_handler
 
-from .bots import bot_credential_valid
+from .bots import bot_credential_kind
 from .images import image_bytes_for_participant
 
 from .models import Participant, ParticipantEvent, Survey
@@ -114,7 +114,7 @@ class EnrollApi(ParticipantApi):
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
         pilot_key = v.pop("pilot")
-        is_bot = bot_credential_valid(credential=v.pop("bot").rsplit(".", 1)[0], slug=slug)
+        bot = bot_credential_kind(credential=v.pop("bot").rsplit(".", 1)[0], slug=slug)
         survey = survey_get_for_enroll(slug=slug, pilot_key=pilot_key)
         if survey is None:
             raise ApplicationError(SURVEY_NOT_LIVE, status_code=status.HTTP_404_NOT_FOUND)
@@ -128,7 +128,8 @@ class EnrollApi(ParticipantApi):
                     "instructions_html": markdown_html(survey.instructions_md),
                 }
             )
-        participant, created = participant_enroll(survey=survey, pilot=bool(pilot_key), is_bot=is_bot, **v)
+        participant, created = participant_enroll(
+            survey=survey, pilot=bool(pilot_key), is_bot=bot == "bot", is_rehearsal=bot == "rehearsal", **v)
         return Response(_session_body(participant), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

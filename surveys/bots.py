@@ -44,16 +44,21 @@ REFRESH_HZ = 60.0  # the display the bots pretend to have
 CASES = ("attentive", "attentive", "attentive", "dropout", "reload", "double_post", "offline", "fail_catch", "returner")
 
 
-def bot_credential(*, slug: str) -> str:
-    """A signed token that marks an enrollment as a bot's (only code holding SECRET_KEY can make one)."""
-    return signing.dumps({"slug": slug}, salt=BOT_SALT)
+def bot_credential(*, slug: str, rehearsal: bool = False) -> str:
+    """A signed token that marks an enrollment as a bot's, or as a rehearsal's bot (`run_bots --as-people`), which
+    the estimates count like a person (only code holding SECRET_KEY can make one)."""
+    return signing.dumps({"slug": slug, "rehearsal": True} if rehearsal else {"slug": slug}, salt=BOT_SALT)
 
 
-def bot_credential_valid(*, credential: str, slug: str) -> bool:
+def bot_credential_kind(*, credential: str, slug: str) -> str:
+    """"bot", "rehearsal", or "" for anything else (a person, a forged or another survey's credential)."""
     try:
-        return signing.loads(credential, salt=BOT_SALT).get("slug") == slug
-    except (signing.BadSignature, AttributeError):
-        return False
+        payload = signing.loads(credential, salt=BOT_SALT)
+    except signing.BadSignature:
+        return ""
+    if not isinstance(payload, dict) or payload.get("slug") != slug:
+        return ""
+    return "rehearsal" if payload.get("rehearsal") else "bot"
 
 
 @dataclass
@@ -68,11 +73,10 @@ class BotResult:
 
 
 class Bot:
-    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup, retries=12,
-                 as_people=False):
+    def __init__(self, *, base_url, slug, index, case, policy, pilot_key, credential, rng, think_s, target_lookup,
+                 retries=12):
         self.base, self.slug, self.index, self.case, self.policy = base_url.rstrip("/"), slug, index, case, policy
         self.pilot_key, self.credential, self.rng, self.think_s = pilot_key, credential, rng, think_s
-        self.as_people = as_people
         self.target_lookup, self.retries = target_lookup, retries
         self.http = requests.Session()
         self.result = BotResult(case=case)
@@ -103,9 +107,7 @@ class Bot:
         raise RuntimeError(f"{method} {path}: no answer after {self.retries} tries")
 
     def enroll(self, token=""):
-        body = {"prolific_pid": f"bot-{self.credential[-8:]}-{self.index}"}
-        if not self.as_people:
-            body["bot"] = self.credential
+        body = {"prolific_pid": f"bot-{self.credential[-8:]}-{self.index}", "bot": self.credential}
         if self.pilot_key:
             body["pilot"] = self.pilot_key
         if token:
@@ -277,15 +279,17 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
              cases: tuple = CASES, think_s: float = 0.0, seed: int | None = None, as_people: bool = False) -> dict:
     """Run `participants` bots with `concurrency` threads against `base_url`; return the JSON-able summary.
 
-    as_people: enroll without the bot credential, so that while the run lasts the server counts the bots as live
-    participants (adaptive collection's estimates do); they are marked as bots when it ends, like every bot."""
+    as_people: a rehearsal. The bots enroll with a rehearsal credential: their sessions are marked is_rehearsal,
+    not is_bot, so adaptive collection's estimates (and the report) count them like people, and
+    surveys.services.survey_rehearsal_erase deletes them in one action. Refusals and the audit entry are the
+    command's (surveys.services.survey_rehearsal_start)."""
     from .models import Assignment, Participant, Response, Survey
 
     if policy not in POLICIES:
         raise ValueError(f"Unknown policy '{policy}'; choose one of {', '.join(POLICIES)}.")
     survey = Survey.objects.get(slug=slug)
     pilot_key = "" if live else survey.pilot_key
-    credential = bot_credential(slug=slug) + "." + uuid.uuid4().hex[:8]
+    credential = bot_credential(slug=slug, rehearsal=as_people) + "." + uuid.uuid4().hex[:8]
     targets: dict[str, dict[str, int]] = {}
 
     def target_lookup(token: str, public_id: str) -> int:
@@ -300,8 +304,7 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     master = random.Random(seed)
     bots = [
         Bot(base_url=base_url, slug=slug, index=i, case=cases[i % len(cases)], policy=policy, pilot_key=pilot_key,
-            credential=credential, rng=random.Random(master.random()), think_s=think_s, target_lookup=target_lookup,
-            as_people=as_people)
+            credential=credential, rng=random.Random(master.random()), think_s=think_s, target_lookup=target_lookup)
         for i in range(participants)
     ]
     started = time.monotonic()
@@ -323,7 +326,8 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
     duplicates = sum(len(keys) - 1 for keys in stored.values()) + sum(
         1 for pair, key in acked.items() if pair in stored and key not in stored[pair]
     )
-    Participant.objects.filter(token__in=tokens).update(is_bot=True)
+    if not as_people:  # the server marked them already; a rehearsal's sessions must stay counted like people
+        Participant.objects.filter(token__in=tokens).update(is_bot=True)
     outcomes = [r.outcome for r in results]
     errors = [e for r in results for e in r.errors]
     return {
@@ -340,7 +344,7 @@ def bots_run(*, base_url: str, slug: str, participants: int, concurrency: int, p
         "full": sum(r.full for r in results),
         "double_posts_refused": sum(r.refused_as_expected for r in results),
         "participants": participants,
-        "mode": "live" if live else "pilot",
+        "mode": ("rehearsal" if as_people else "live") if live else "pilot",
         "policy": policy,
         "elapsed_s": round(elapsed, 2),
         "error_samples": errors[:5],

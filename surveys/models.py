@@ -14,7 +14,8 @@ chosen option's index, saved exactly once under its idempotency key.
 Contract for `results/selectors.py` (keep these names): Trial.kind / task_type / target_option / n_options /
 options; Participant.is_pilot / is_bot / excluded / exclusion_reasons / status; Response.choice / rt_ms.
 "Correct" = choice == trial.target_option; chance = 1 / n_options. Pilot participants (is_pilot) and bots
-(is_bot) are never live data.
+(is_bot) are never live data. A rehearsal's bots (is_rehearsal: `run_bots --as-people`) are live data on
+purpose, counted like people, until surveys.services.survey_rehearsal_erase deletes them.
 """
 import secrets
 
@@ -273,6 +274,9 @@ class Participant(models.Model):
     turk_submit_to = models.CharField(max_length=200, blank=True)
     is_pilot = models.BooleanField(default=False)
     is_bot = models.BooleanField(default=False)
+    # A rehearsal's bot: not a bot to the estimates and the report (it rehearses the real study), only to the
+    # one action that erases the rehearsal.
+    is_rehearsal = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.ARRIVED)
     consented_at = models.DateTimeField(null=True, blank=True)

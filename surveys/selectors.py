@@ -237,6 +237,7 @@ def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
                 "practice_done": p.practice_done,
                 "last_seen_s": int((now - p.last_seen_at).total_seconds()) if p.last_seen_at else None,
                 "is_bot": p.is_bot,
+                "is_rehearsal": p.is_rehearsal,
                 "exclusion_reasons": p.exclusion_reasons,
             }
             for p, state in zip(participants, states)

@@ -1,7 +1,8 @@
 """Writes for surveys, one module per concern: design (build trials and trial lists from finished IRI sets,
 publish, pilot reset), adaptive (collection to a precision goal), enrollment (sessions in reserved slots), session (consent, heartbeat, events, ending
-with an outcome and exclusion flags), answers (the answer hot path) and data_rights (erase a participant,
-drop external IDs after a survey's retention period). The names other modules use are re-exported here."""
+with an outcome and exclusion flags), answers (the answer hot path), data_rights (erase a participant,
+drop external IDs after a survey's retention period) and rehearsal (bots the estimates count like people, erased
+in one action). The names other modules use are re-exported here."""
 from .adaptive import adaptive_estimate, adaptive_state_initial, survey_adaptive_refresh
 from .answers import UNKNOWN_SESSION, response_record
 from .data_rights import external_id_hash, participant_erase, participant_ids_expire
@@ -22,6 +23,11 @@ from .enrollment import (
     participant_enroll,
     reservations_release_expired,
     slot_claim,
+)
+from .rehearsal import (
+    survey_rehearsal_check,
+    survey_rehearsal_erase,
+    survey_rehearsal_start,
 )
 from .session import (
     HEARTBEAT_HOLD_S,
@@ -59,6 +65,9 @@ __all__ = [
     "survey_create",
     "survey_pilot_reset",
     "survey_publish",
+    "survey_rehearsal_check",
+    "survey_rehearsal_erase",
+    "survey_rehearsal_start",
     "survey_slug_check",
     "survey_adaptive_refresh",
 ]

@@ -55,6 +55,7 @@ def participant_enroll(
     token: str = "",
     pilot: bool = False,
     is_bot: bool = False,
+    is_rehearsal: bool = False,
     client: dict | None = None,
 ) -> tuple[Participant, bool]:
     """Start a session in a reserved slot, or hand back an earlier one per the resume policy.
@@ -92,6 +93,7 @@ def participant_enroll(
                 turk_submit_to=turk_submit_to.rstrip("/"),
                 is_pilot=pilot,
                 is_bot=is_bot,
+                is_rehearsal=is_rehearsal,
                 client_info=client or {},
                 last_seen_at=timezone.now(),
             )
