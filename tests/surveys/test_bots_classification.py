@@ -3,24 +3,12 @@ main trials, name categories and report what a 60 Hz browser measured. Bots that
 (and counted so), bots that know the categories pass and complete, and every acknowledged answer is stored once."""
 from collections import Counter
 
-import pytest
-from django.db import connection
 
 from surveys.bots import bots_run
 from surveys.models import Participant, Response, Trial
-from tests.surveys import gunicorn_server
 from tests.surveys.test_classification import classification, labelled_photos
 
 PER_SESSION = {"practice": 2, "screening": 3, "main": 7}  # 6 main trials and a catch trial
-
-
-@pytest.fixture
-def server(transactional_db):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run through `make test` (DATABASE_URL)")
-    proc, url = gunicorn_server.start(workers=4)
-    yield url
-    gunicorn_server.stop(proc)
 
 
 def test_a_bot_pilot_screens_out_random_clickers_and_lets_the_knowing_complete(server, team):

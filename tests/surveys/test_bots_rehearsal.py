@@ -11,7 +11,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import RequestFactory
 
 from surveys.bots import bot_credential
@@ -19,18 +18,8 @@ from surveys.models import Participant, Response, Slot, Survey
 from surveys.services import adaptive_state_initial, participant_enroll
 from teams.models import AuditEntry
 from tests.conftest import database_url
-from tests.surveys import gunicorn_server
 from tests.surveys.test_adaptive_collection import adaptive, four_sets  # noqa: F401 (a fixture)
 from tests.surveys.test_assignment import answer_all
-
-
-@pytest.fixture
-def server(transactional_db):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run through `make test` (DATABASE_URL)")
-    proc, url = gunicorn_server.start(workers=4)
-    yield url
-    gunicorn_server.stop(proc)
 
 
 def run_bots(*args) -> dict:
