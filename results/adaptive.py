@@ -56,8 +56,6 @@ PROLIFIC_RATES = {
     "GBP": {"symbol": "£", "minimum": 6.0, "recommended": 9.0},
     "USD": {"symbol": "$", "minimum": 8.0, "recommended": 12.0},
 }
-PROLIFIC_RECOMMENDED_RATE = PROLIFIC_RATES["GBP"]["recommended"]  # £ per hour
-PROLIFIC_MINIMUM_RATE = PROLIFIC_RATES["GBP"]["minimum"]
 
 STOPPING_RULE = (
     "Adaptive stopping: after every trial list, each condition's 95 % design-effect Wilson interval is recomputed; "
@@ -424,9 +422,9 @@ def plan_budget(
     seconds_per_trial: float,
     seconds_per_participant: float,
     trials_per_participant: int,
-    rate_per_hour: float = PROLIFIC_RECOMMENDED_RATE,
+    rate_per_hour: float | None = None,
     fee: float = 0.0,
-    design_effect: float = 1.0,
+    design_effect: float = DEFAULT_DESIGN_EFFECT,
     participants_per_list: int = 1,
     cap_participants: int | None = None,
     min_answers: int = MIN_ANSWERS,
@@ -434,6 +432,7 @@ def plan_budget(
 ) -> BudgetPlan:
     """Participants and cost to bring every condition's 95 % half-width to ``half_width``.
 
+    - rate_per_hour: in ``currency``; None is the rate Prolific recommends in it.
     - p: the expected alignment per condition (assumed, or a pilot's shares); design_effect: from a pilot's
       ``condition_intervals`` (1 = independent answers).
     - Time per participant = trials_per_participant × seconds_per_trial + seconds_per_participant (instructions,
@@ -451,6 +450,8 @@ def plan_budget(
     """
     if currency not in PROLIFIC_RATES:
         raise ValueError(CURRENCY_UNKNOWN.format(known=" or ".join(PROLIFIC_RATES), value=currency))
+    if rate_per_hour is None:  # the pay Prolific recommends in that currency
+        rate_per_hour = PROLIFIC_RATES[currency]["recommended"]
     if not isinstance(half_width, (int, float)) or not 0 < half_width < 0.5:
         raise ValueError(HALF_WIDTH_RANGE.format(value=half_width))
     if not isinstance(rate_per_hour, (int, float)) or not rate_per_hour > 0 or not math.isfinite(rate_per_hour):
