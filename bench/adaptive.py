@@ -493,7 +493,8 @@ def scenario_run(*, index: int, mu: list[float], studies: int, goal: float, mode
             "stop_reasons": {str(k): int(v) for k, v in zip(reasons, counts)},
         },
         "fixed": {
-            "n": fixed_n, "answers": fixed_answers, "studies_meeting_goal_by_n": [round(float(x), 3) for x in met_share],
+            "n": fixed_n, "answers": fixed_answers,
+            "studies_meeting_goal_by_n": [round(float(x), 3) for x in met_share],
         },
         "oracle": {"answers": round(oracle, 1), "answers_per_set": [int(x) for x in needs]},
         "adaptive_over_oracle": round(float(answers.mean()) / oracle, 4),
