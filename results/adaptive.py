@@ -313,75 +313,415 @@ def collection_stop(
     return Stop(False, "", done)
 
 
-def allocation_next(
+# An adaptive survey's block: this many trials of one IRI set (a clustering screen counts as one unit), two so
+# that each block shows a participant the target once on each side. Small blocks let each participant's session
+# be composed, at enrollment, of the sets still above their goal, each in proportion to how far it is from it.
+BLOCK_TRIALS = 2
+
+
+def blocks_layout(*, trials_per_participant: int, unit_size: int) -> tuple[int, int]:
+    """(units per block, blocks per participant) for a session of about ``trials_per_participant`` trials made of
+    units of ``unit_size`` trials."""
+    units_per_block = max(1, round(BLOCK_TRIALS / unit_size))
+    units_per_participant = max(1, math.ceil(trials_per_participant / unit_size))
+    return units_per_block, max(1, round(units_per_participant / units_per_block))
+
+
+def blocks_split(*, units: list, condition_of, units_per_block: int) -> list[list]:
+    """Cut each IRI set's units (in the order given) into blocks of ``units_per_block`` units of that set alone
+    (sizes differ by at most one unit within a set, so a set of 5 trials in blocks of 2 makes blocks of 2 and 3).
+    Blocks come set by set, in order of first appearance."""
+    sets: dict = {}
+    for unit in units:
+        sets.setdefault(condition_of(unit), []).append(unit)
+    out = []
+    for members in sets.values():
+        n_blocks = max(1, len(members) // units_per_block)
+        sizes = [len(members) // n_blocks + (i < len(members) % n_blocks) for i in range(n_blocks)]
+        start = 0
+        for size in sizes:
+            out.append(members[start:start + size])
+            start += size
+    return out
+
+
+def blocks_choose(
     *,
+    block_conditions: np.ndarray,
+    block_sizes: np.ndarray,
+    free: np.ndarray,
+    held: np.ndarray,
     half_width: np.ndarray,
-    goal: float | np.ndarray,
     n_answers: np.ndarray,
-    slots: int,
+    done: np.ndarray,
+    goal: float | np.ndarray,
+    blocks: int,
     rng: np.random.Generator,
-    done: np.ndarray | None = None,
-    max_conditions: int | None = None,
-    min_answers: int = MIN_ANSWERS,
-) -> np.ndarray:
-    """The conditions of the next trial list: one condition index per slot (``slots`` of them, sorted; the caller
-    shuffles the order on screen and picks each condition's least-answered items).
+) -> list[int]:
+    """The blocks the next participant of an adaptive survey gets (indices into the block arrays; at most one place
+    in each block, so never the same trial twice), in the order chosen; empty when no block can help.
 
-    Rule, in order:
-    1. Candidates are the conditions not done (``done``, or else ``conditions_done``); when all are done, all are
-       candidates (a list is never left empty while collection goes on).
-    2. The list holds at most ``cap = min(slots, max_conditions)`` distinct conditions. If more candidates than that
-       are left, it takes the ``cap`` with the largest half-width ÷ goal (ties in random order from ``rng``);
-       otherwise it takes them all, so no condition still above its goal is starved.
-    3. Each chosen condition gets one slot; every further slot goes, one at a time, to the chosen condition whose
-       *projected* ratio (half-width ÷ goal) × sqrt((n + 1) / (n + 1 + slots already given)) is largest: the widest
-       interval relative to its goal, counting the answers this list will add (half-width ∝ 1/√n).
+    An adaptive survey's trials are cut into blocks of a few trials of one IRI set (``block_conditions``: the set;
+    ``block_sizes``: its trials), each with N places; ``free`` counts a block's places one can claim now and
+    ``held`` those held by sessions under way, whose answers are not in the estimate yet. Rule, in order:
 
-    Deterministic given the rng's state.
-    """
+    1. Each set's half-width is projected down by the answers under way: × sqrt((n + 1) / (n + 1 + pending)).
+    2. Candidates are the sets not ``done`` that have a free block; when every set is done, every set with one (the
+       estimate that stops collection is then due: until it is made, a participant still gets a full session).
+    3. Candidates get one block each, widest (half-width ÷ goal) first, ties in random order from ``rng``; every
+       further block goes, one at a time, to the candidate whose projected ratio, counting the blocks already
+       given, × sqrt((n + 1) / (n + 1 + given answers)), is largest and which has a free block left: the widest
+       interval relative to its goal, counting what this participant will add (half-width ∝ 1/√n).
+    4. A set's blocks are taken most free places first (then lowest index), so its trials fill breadth-first.
+
+    Deterministic given the rng's state. ``blocks``: blocks per participant (fewer when too few are free)."""
+    block_conditions = np.asarray(block_conditions, dtype=np.int64)
+    sizes = np.asarray(block_sizes, dtype=np.float64)
+    free, held = np.asarray(free), np.asarray(held)
     half_width = np.asarray(half_width, dtype=np.float64)
     n_conditions = half_width.size
     goal = np.broadcast_to(np.asarray(goal, dtype=np.float64), half_width.shape)
     n_answers = np.asarray(n_answers, dtype=np.float64)
-    if slots < 1:
-        raise ValueError(f"slots: must be at least 1; got {slots}")
-    if max_conditions is not None and max_conditions < 1:
-        raise ValueError(f"max_conditions: must be at least 1; got {max_conditions}")
-    if n_conditions == 0:
-        raise ValueError("half_width: no conditions to allocate to")
+    done = np.asarray(done, dtype=bool)
+    if blocks < 1:
+        raise ValueError(f"blocks: must be at least 1; got {blocks}")
     if not np.all(goal > 0):
         raise ValueError(f"goal: every goal must be above 0; got {goal.tolist()}")
-    if done is None:
-        done = conditions_done(half_width=half_width, goal=goal, n_answers=n_answers, min_answers=min_answers)
-    done = np.asarray(done, dtype=bool)
-    candidates = np.flatnonzero(~done) if not done.all() else np.arange(n_conditions)
-    ratio = half_width / goal
+    pending = np.bincount(block_conditions, weights=held * sizes, minlength=n_conditions)
+    projected = half_width / goal * np.sqrt((n_answers + 1) / (n_answers + 1 + pending))
+    # each set's free blocks, most free places first, then lowest index
+    queues: dict[int, list[int]] = {}
+    for b in sorted(np.flatnonzero(free > 0).tolist(), key=lambda b: (-int(free[b]), b)):
+        queues.setdefault(int(block_conditions[b]), []).append(b)
+    open_sets = [c for c in queues if not done[c]]
+    candidates = np.array(sorted(open_sets or queues), dtype=np.int64)
+    if candidates.size == 0:
+        return []
     order = rng.permutation(candidates)  # random tie order, then a stable sort by ratio (widest first)
-    order = order[np.argsort(-ratio[order], kind="stable")]
-    cap = min(slots, max_conditions or slots)
-    chosen = order[:cap]
+    order = order[np.argsort(-projected[order], kind="stable")]
     given = np.zeros(n_conditions)
-    given[chosen] = 1
-    base = ratio[chosen] * np.sqrt(n_answers[chosen] + 1)
-    for _ in range(slots - chosen.size):
-        projected = base / np.sqrt(n_answers[chosen] + 1 + given[chosen])
-        given[chosen[int(np.argmax(projected))]] += 1  # argmax keeps the first (widest, then rng) on ties
-    return np.repeat(np.arange(n_conditions), given.astype(np.int64))
+    chosen: list[int] = []
+    for c in order[:blocks]:
+        b = queues[int(c)].pop(0)
+        chosen.append(b)
+        given[c] += sizes[b]
+    base = projected * np.sqrt(n_answers + pending + 1)
+    while len(chosen) < blocks:
+        left = [int(c) for c in order if queues[int(c)]]
+        if not left:
+            break
+        score = base[left] / np.sqrt(n_answers[left] + pending[left] + 1 + given[left])
+        c = left[int(np.argmax(score))]  # argmax keeps the first (widest, then rng) on ties
+        b = queues[c].pop(0)
+        chosen.append(b)
+        given[c] += sizes[b]
+    return chosen
+
+
+def useful_places_left(*, block_conditions: np.ndarray, unfilled: np.ndarray, done: np.ndarray) -> bool:
+    """Whether a block of a set not done has a place not yet filled (free, or held by a session under way, which may
+    still time out and free it). False means no participant can help any more."""
+    done = np.asarray(done, dtype=bool)
+    return bool(np.any((np.asarray(unfilled) > 0) & ~done[np.asarray(block_conditions, dtype=np.int64)]))
+
+
+def collection_verdict(
+    *,
+    half_width: np.ndarray,
+    goal: float | np.ndarray,
+    n_answers: np.ndarray,
+    n_participants: int,
+    cap_participants: int | None,
+    block_conditions: np.ndarray,
+    unfilled: np.ndarray,
+    stopped_reason: str = "",
+) -> Stop:
+    """The stopping rule of a running adaptive survey: collection_stop, then "no_place" when no block of a set
+    above its goal has a place left; once stopped (``stopped_reason``), stopped for that reason for good (later
+    estimates only add the answers of the sessions that were under way)."""
+    verdict = collection_stop(half_width=half_width, goal=goal, n_answers=n_answers, n_participants=n_participants,
+                              cap_participants=cap_participants)
+    if not verdict.stop and not useful_places_left(block_conditions=block_conditions, unfilled=unfilled,
+                                                   done=verdict.done):
+        verdict = Stop(True, "no_place", verdict.done)
+    if stopped_reason:
+        verdict = Stop(True, stopped_reason, verdict.done)
+    return verdict
+
+
+def estimate_due(*, completed: int, completed_at_estimate: int, every: int, stopped: bool, places_left: bool) -> bool:
+    """Whether a completion calls for a new estimate: ``every`` more completed sessions since the last one; every
+    completion once collection has stopped (the final estimate must include the sessions that were under way); and
+    one that leaves no place in a block that helps (the rule then stops with "no_place")."""
+    return stopped or completed >= completed_at_estimate + every or not places_left
 
 
 # ---------------------------------------------------------------------------------------------
 # The budget planner
+#
+# The forecast's model. Answers are clustered twice: one participant answers m trials of a set, one item is answered
+# by r participants. With intra-class correlations ρ_P (two answers of one participant, different items) and ρ_I
+# (two answers to one item, different participants), the share's variance is the binomial one times
+#     deff(m, r) = 1 + ρ_P (m − 1) + ρ_I (r − 1)
+# (m and r the answer-weighted cluster sizes Σ size² / n), which is what the interval's two-way cluster-robust design
+# effect estimates. So a design effect measured under one design does not carry over to another: the fixed design
+# spreads every list over all K sets (m ≈ T / K), the adaptive one hands a participant blocks of the sets still
+# above their goal (m from 2 up to T once one set is left). cluster_correlations splits a pilot's (or the live
+# sessions') design effects into ρ_P and ρ_I; plan_budget puts them back at each design's m and r.
+
+
+@dataclass(frozen=True)
+class ClusterCorrelations:
+    """One set's answers split into the parts of its design effect: 1 + ρ_P (m − 1) + ρ_I (r − 1) = the interval's
+    design effect (before its floor at 1). A part is None where its clusters hold one answer each (nothing to see)
+    or every answer agrees (no variance to share)."""
+
+    participant: float | None  # ρ_P
+    item: float | None  # ρ_I
+    design_effect: float  # the interval's (condition_intervals), at least 1
+    n_answers: int
+    n_participants: int
+    n_items: int
+    answers_per_participant: float  # m = Σ m_i² / n: the cluster size the design effect weighs
+    answers_per_item: float  # r = Σ r_j² / n
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cluster_correlations(
+    *, correct: np.ndarray, participants: np.ndarray, items: np.ndarray, conditions: np.ndarray, n_conditions: int,
+) -> list[ClusterCorrelations]:
+    """Per condition, its participant and item intra-class correlations, read off the interval's design effect:
+    deff − 1 = A_P + A_I with A = (G/(G−1) Σ_clusters (Σ residuals)² − Σ residuals²) / (n p̂(1−p̂)), the part of the
+    two-way cluster-robust variance each kind of cluster adds, and ρ = A / (m − 1) (resp. r − 1). One entry per
+    answer in each array, as condition_intervals."""
+    correct = np.asarray(correct, dtype=np.float64)
+    conditions = np.asarray(conditions, dtype=np.int64)
+    n = np.bincount(conditions, minlength=n_conditions).astype(np.float64)
+    share = np.divide(np.bincount(conditions, weights=correct, minlength=n_conditions), n,
+                      out=np.zeros(n_conditions), where=n > 0)
+    residual = correct - share[conditions]
+    p_idx, n_p = dense_codes(np.asarray(participants))
+    i_idx, n_i = dense_codes(np.asarray(items))
+    parts = {}
+    for name, key, span in (("participants", p_idx, n_p), ("items", i_idx, n_i)):
+        cluster, values = dense_codes_with_values(conditions * span + key)
+        squares, clusters = _cluster_squares(residual, cluster, values // span, n_conditions)
+        sizes = np.bincount(cluster, minlength=values.size).astype(np.float64)
+        size_squares = np.bincount(values // span, weights=sizes * sizes, minlength=n_conditions)
+        parts[name] = (squares, clusters, size_squares)
+    cells, cell_of = np.unique((conditions * max(n_p, 1) + p_idx) * max(n_i, 1) + i_idx, return_inverse=True)
+    cell_squares, _ = _cluster_squares(residual, cell_of, cells // (max(n_p, 1) * max(n_i, 1)), n_conditions)
+    intervals = condition_intervals(correct=correct, participants=participants, items=items, conditions=conditions,
+                                    n_conditions=n_conditions)
+    out = []
+    for c in range(n_conditions):
+        binomial = n[c] * share[c] * (1 - share[c])
+        rho, size = {}, {}
+        for name, (squares, clusters, size_squares) in parts.items():
+            g = clusters[c]
+            size[name] = size_squares[c] / n[c] if n[c] else 0.0
+            if binomial > 0 and size[name] > 1:
+                scale = g / (g - 1) if g > 1 else 1.0  # the interval's small-sample factor
+                rho[name] = float((scale * squares[c] - cell_squares[c]) / binomial / (size[name] - 1))
+            else:
+                rho[name] = None
+        out.append(ClusterCorrelations(
+            participant=rho["participants"], item=rho["items"], design_effect=intervals[c].design_effect,
+            n_answers=int(n[c]), n_participants=int(parts["participants"][1][c]), n_items=int(parts["items"][1][c]),
+            answers_per_participant=float(size["participants"]), answers_per_item=float(size["items"]),
+        ))
+    return out
+
+
+def answers_per_cluster(*, answers: float, clusters: int) -> float:
+    """The answer-weighted cluster size Σ size² / answers when ``answers`` are spread as evenly as possible over
+    ``clusters`` clusters (sizes q and q + 1): a fixed design's trials of one set over its lists (m), a set's
+    answers over its items filled breadth-first (r). At least 1."""
+    if answers <= 0 or clusters < 1:
+        return 1.0
+    q, s = divmod(answers, clusters)
+    return max(1.0, (s * (q + 1) ** 2 + (clusters - s) * q * q) / answers)
+
+
+def design_effect_expected(
+    *, icc_participant: float, icc_item: float, answers_per_participant: float, answers_per_item: float,
+) -> float:
+    """1 + ρ_P (m − 1) + ρ_I (r − 1), at least 1: the design effect a design with those answer-weighted cluster
+    sizes gives (see "The forecast's model" above)."""
+    return max(1.0, 1 + icc_participant * (answers_per_participant - 1) + icc_item * (answers_per_item - 1))
+
+
+def _df_factor(df: float) -> float:
+    """(t_df / z)²: what the interval's few-cluster adjustment costs in answers (df = min(participants, items) − 1)."""
+    return float((stats.t.ppf(0.975, max(df, 1)) / Z95) ** 2)
+
+
+@dataclass(frozen=True)
+class _SetModel:
+    """One set as the forecast sees it: expected share, ρ_P, ρ_I, items, and a design-effect floor (entered)."""
+
+    p: float
+    icc_participant: float
+    icc_item: float
+    items: int
+    floor: float
+
+    def design_effect(self, *, answers: float, answers_per_participant: float) -> float:
+        r = answers_per_cluster(answers=answers, clusters=self.items)
+        return max(self.floor, design_effect_expected(icc_participant=self.icc_participant, icc_item=self.icc_item,
+                                                      answers_per_participant=answers_per_participant,
+                                                      answers_per_item=r))
+
+    def half_width(self, *, answers: float, answers_per_participant: float, participants: float) -> float:
+        if answers <= 0:
+            return 0.5
+        deff = self.design_effect(answers=answers, answers_per_participant=answers_per_participant)
+        df = min(participants, min(answers, self.items)) - 1
+        return wilson_half_width(p=self.p, n=answers / (deff * _df_factor(df)))
+
+    def half_width_spread(self, *, answers: float, answers_per_participant: float, participants: float) -> float:
+        """The standard deviation of the half-width a study observes at these answers (delta method): the share
+        moves by sqrt(p(1−p) deff / n), and the estimated design effect by a relative variance of about
+        2 (m − 1 + r − 1) / (n deff²) (the cross-products inside each participant's and each item's answers)."""
+        if answers <= 0:
+            return 0.0
+        deff = self.design_effect(answers=answers, answers_per_participant=answers_per_participant)
+        df = min(participants, min(answers, self.items)) - 1
+        n_eff = answers / (deff * _df_factor(df))
+        r = answers_per_cluster(answers=answers, clusters=self.items)
+        step = 1e-4
+        low, high = max(0.0, self.p - step), min(1.0, self.p + step)
+        by_share = (wilson_half_width(p=high, n=n_eff) - wilson_half_width(p=low, n=n_eff)) / (high - low)
+        by_log_n = (wilson_half_width(p=self.p, n=n_eff * (1 + step))
+                    - wilson_half_width(p=self.p, n=n_eff * (1 - step))) / (2 * step)
+        share_var = self.p * (1 - self.p) * deff / answers
+        log_deff_var = 2 * (answers_per_participant - 1 + r - 1) / (answers * deff * deff)
+        return math.sqrt(by_share**2 * share_var + by_log_n**2 * log_deff_var)
+
+    def chance_at_goal(self, goal: float, **at) -> float:
+        """The chance that a study's half-width is at or below the goal at these answers (normal approximation)."""
+        mean, spread = self.half_width(**at), self.half_width_spread(**at)
+        if spread <= 0:
+            return float(mean <= goal)
+        return float(stats.norm.cdf((goal - mean) / spread))
+
+    def half_width_limit(self) -> float:
+        """The half-width with answers without end: item differences alone leave n / deff → items / ρ_I."""
+        if self.icc_item <= 0:
+            return 0.0
+        return wilson_half_width(p=self.p, n=self.items / self.icc_item / _df_factor(self.items - 1))
+
+
+def _fixed_forecast(*, sets: list[_SetModel], goal: float, lists: int, min_answers: int) -> dict:
+    """The smallest N (answers per item) with which every set meets the goal in at least half the studies, when
+    every list mixes all sets: set c's items spread over the lists, so one participant answers
+    m = answers_per_cluster(items_c, lists) ≈ T / K of it, and each item is answered N times (r = N). A study meets
+    the goal when every set does; the sets' half-widths vary independently (half_width_spread), so the chance is
+    the product of each set's, and several sets near the widest need a larger N than the widest alone."""
+    per_participant = [answers_per_cluster(answers=s.items, clusters=lists) for s in sets]
+    seeing = [min(lists, s.items) for s in sets]  # lists that hold set c: N participants each
+
+    def chance(ratings: int) -> float:
+        if any(ratings * s.items < min_answers for s in sets):
+            return 0.0
+        return float(np.prod([s.chance_at_goal(goal, answers=ratings * s.items, answers_per_participant=m,
+                                               participants=ratings * k)
+                              for s, m, k in zip(sets, per_participant, seeing)]))
+
+    ratings = 1
+    while chance(ratings) < 0.5:
+        ratings += 1
+        if ratings > REPLAY_LIMIT:  # within reach (half_width_limit), but only with more ratings than any list gets
+            return None
+    return {
+        "ratings": ratings,
+        "answers_per_set": [ratings * s.items for s in sets],
+        "answers_per_participant": per_participant,
+        "design_effect": [s.design_effect(answers=ratings * s.items, answers_per_participant=m)
+                          for s, m in zip(sets, per_participant)],
+    }
+
+
+def _adaptive_forecast(
+    *, sets: list[_SetModel], goal: float, trials_per_participant: int, every: int, in_flight: int,
+    min_answers: int, max_participants: int,
+) -> dict:
+    """Adaptive collection replayed on expected half-widths: each participant gets blocks_choose's blocks (the shipped
+    rule, places never short), ``in_flight`` sessions are under way at once, the estimate (each set's half-width at
+    its expected share, with the design effect of the answers so far: m = Σ m_i² / n over the participants who
+    answered it) is redone every ``every`` completions, and once it says every set is done the sessions under way
+    still add their answers. None when ``max_participants`` sessions do not get there."""
+    k = len(sets)
+    units_per_block, blocks = blocks_layout(trials_per_participant=trials_per_participant, unit_size=1)
+    units = [(c, j) for c, s in enumerate(sets) for j in range(s.items)]
+    split = blocks_split(units=units, condition_of=lambda u: u[0], units_per_block=units_per_block)
+    block_conditions = np.array([b[0][0] for b in split], dtype=np.int64)
+    block_sizes = np.array([len(b) for b in split], dtype=np.int64)
+    first_block = np.array([int(np.flatnonzero(block_conditions == c)[0]) for c in range(k)])
+    free = np.full(block_conditions.size, 1_000_000)  # places are not the limit here (the survey planner checks them)
+    rng = np.random.default_rng(0)
+    answers, squares, people = np.zeros(k), np.zeros(k), np.zeros(k)
+    half_width, done = np.full(k, 0.5), np.zeros(k, dtype=bool)
+    flight: list[np.ndarray] = []
+    enrolled = completed = 0
+
+    def enroll() -> None:
+        nonlocal enrolled
+        pending = np.sum(flight, axis=0) if flight else np.zeros(k)
+        held = np.zeros(block_conditions.size)
+        held[first_block] = pending / block_sizes[first_block]
+        chosen = blocks_choose(block_conditions=block_conditions, block_sizes=block_sizes, free=free, held=held,
+                               half_width=half_width, n_answers=answers, done=done, goal=goal, blocks=blocks, rng=rng)
+        flight.append(np.bincount(block_conditions[chosen], weights=block_sizes[chosen], minlength=k))
+        enrolled += 1
+
+    def complete() -> None:
+        nonlocal answers, squares, people, completed
+        given = flight.pop(0)
+        answers, squares, people = answers + given, squares + given**2, people + (given > 0)
+        completed += 1
+
+    for _ in range(in_flight):
+        enroll()
+    while True:
+        complete()
+        if completed % every == 0:
+            half_width = np.array([
+                s.half_width(answers=answers[c], answers_per_participant=squares[c] / answers[c] if answers[c] else 1,
+                             participants=people[c])
+                for c, s in enumerate(sets)
+            ])
+            done = (half_width <= goal) & (answers >= min_answers)
+            if done.all():
+                break
+        if enrolled >= max_participants:
+            return None
+        enroll()
+    while flight:  # the sessions under way when collection stopped
+        complete()
+    per_participant = np.where(answers > 0, squares / np.maximum(answers, 1), 1.0)
+    return {
+        "participants": enrolled,
+        "answers_per_set": [int(a) for a in answers],
+        "answers_per_participant": [round(float(m), 3) for m in per_participant],
+        "design_effect": [s.design_effect(answers=a, answers_per_participant=m)
+                          for s, a, m in zip(sets, answers, per_participant)],
+    }
 
 
 @dataclass(frozen=True)
 class BudgetPlan:
     """What a target half-width costs, under fixed N (every condition gets the answers the widest one needs) and
-    under adaptive allocation (each condition gets its own need). Money in the rate's currency (£ by default)."""
+    under adaptive allocation (each condition gets about its own need). Money in the rate's currency (£ by
+    default). The per-design fields (``design_effect_*``, ``answers_per_participant_*``) are filled when the plan
+    knows each set's items (``items_per_set``); otherwise both designs use the design effect given."""
 
     seconds_per_participant: float  # trials × seconds per trial + fixed seconds
     pay_per_participant: float  # at the hourly rate, rounded up to the penny
     cost_per_participant: float  # pay × (1 + fee)
-    answers_needed: list[int]  # per condition, at its expected p
+    answers_needed: list[int]  # per condition: what adaptive collection gathers (at least its need at its p)
     answers_fixed: int
     answers_adaptive: int
     participants_fixed: int  # whole trial lists (participants_per_list each)

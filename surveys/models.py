@@ -313,7 +313,7 @@ class Slot(models.Model):
     """One of the N ratings of a trial list in one mode (live or pilot): free, reserved until a time, or filled.
 
     `rank` = ordinal × lists + list index: claiming the lowest free rank fills lists breadth-first.
-    A participant holds at most one slot (unique `participant`).
+    A participant holds one slot; an adaptive survey's participant holds one in each of their blocks.
     """
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="slots")
@@ -321,7 +321,7 @@ class Slot(models.Model):
     is_pilot = models.BooleanField(default=False)
     ordinal = models.PositiveIntegerField()
     rank = models.PositiveIntegerField()
-    participant = models.OneToOneField(Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="slot")
+    participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.SET_NULL, related_name="slots")
     reserved_until = models.DateTimeField(null=True, blank=True)
     filled_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,20 +1,23 @@
 """Adaptive collection (a survey with a precision goal): the state enrollment reads, its re-estimation after
-completed sessions, and the choice of the trial list a new participant gets.
+completed sessions, and the choice of the blocks a new participant gets.
 
-The statistics are results.adaptive's (pure numpy): each IRI set (condition) has a 95 % design-effect Wilson
-interval; a set is done when its half-width is at or below the goal with enough answers; allocation_next says
-which sets the next list should hold. Lists are built beforehand (surveys.services.design builds them from a few
-sets each, so that choosing a list chooses sets), each with N slots, so a list is never over-filled. The state
-lives in ``Survey.adaptive_state``:
+The decisions are results.adaptive's (pure numpy; ``bench/adaptive.py`` simulates studies through the same
+functions): each IRI set (condition) has a 95 % design-effect Wilson interval; a set is done when its half-width
+is at or below the goal with enough answers. The trials are cut into blocks of a few trials of one set
+(results.adaptive.blocks_split), each a trial list with N places; at enrollment ``blocks_choose`` composes the
+participant's session of blocks of the sets still above their goal, and the participant holds one place in each
+(a slot per block), so no block is ever over-filled and no trial is seen twice. The state lives in
+``Survey.adaptive_state``:
 
 - ``conditions``: the survey's IRI set (job) ids, in condition order;
-- ``lists``: trial list id -> main trials per condition (fixed at build);
+- ``lists``: block (trial list) id -> main trials per condition (fixed at build; one set per block);
+  ``blocks_per_participant``: how many blocks make a session;
 - ``half_width``, ``n_answers``, ``alignment``, ``design_effect``, ``n_participants_set``, ``done``: per condition,
   from the live sessions completed so far (not pilots, bots or excluded sessions);
 - ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal", "cap_participants" or
-  "no_place": no list holding a set above its goal has a place left, free or held), ``stopped_at`` (the estimate
+  "no_place": no block of a set above its goal has a place left, free or held), ``stopped_at`` (the estimate
   that stopped collection; the rule stops once, later estimates keep it stopped).
-Enrollment also closes, for now, when every list that helps has its places held by sessions under way.
+Enrollment also closes, for now, when every block that helps has its places held by sessions under way.
 
 Once stopped, every completion re-estimates (the sessions under way when it stopped still add answers), and
 ``adaptive_outcome`` says how collection ended: "goal" only when every set meets the goal after those sessions.
@@ -22,7 +25,6 @@ Once stopped, every completion re-estimates (the sessions under way when it stop
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 from django.db import transaction
@@ -31,11 +33,12 @@ from django.utils import timezone
 
 from results.adaptive import (
     MIN_ANSWERS,
-    Stop,
-    allocation_next,
-    collection_stop,
+    blocks_choose,
+    collection_verdict,
     condition_intervals,
     conditions_done,
+    estimate_due,
+    useful_places_left,
 )
 
 from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
@@ -46,11 +49,13 @@ logger = logging.getLogger(__name__)
 
 # Sessions that count toward the cap: everyone who holds or held a live place and was not timed out or returned.
 CAP_STATUSES = (Participant.Status.ACTIVE, Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION)
-SETS_PER_LIST = 2  # IRI sets per trial list of an adaptive survey: few enough that a list choice is a set choice
 
 
-def adaptive_state_initial(*, survey: Survey) -> dict:
-    """The state of a survey just built: every list's main trials per condition, no answers yet."""
+def adaptive_state_initial(*, survey: Survey, blocks_per_participant: int | None = None) -> dict:
+    """The state of a survey just built (or put back to its start): every block's main trials per condition, no
+    answers yet. ``blocks_per_participant``: fixed at build; None keeps the survey's."""
+    if blocks_per_participant is None:
+        blocks_per_participant = (survey.adaptive_state or {}).get("blocks_per_participant", 1)
     conditions = sorted(survey.iri_jobs.values_list("pk", flat=True))
     index = {job: c for c, job in enumerate(conditions)}
     lists: dict[str, list[int]] = {}
@@ -59,7 +64,7 @@ def adaptive_state_initial(*, survey: Survey) -> dict:
         lists.setdefault(str(list_id), [0] * len(conditions))[index[job_id]] += 1
     k = len(conditions)
     return {
-        "conditions": conditions, "lists": lists, "half_width": [0.5] * k, "n_answers": [0] * k,
+        "conditions": conditions, "lists": lists, "blocks_per_participant": blocks_per_participant, "half_width": [0.5] * k, "n_answers": [0] * k,
         "alignment": [None] * k, "design_effect": [1.0] * k, "n_participants_set": [0] * k, "done": [False] * k,
         "completed": 0, "stop": False, "reason": "", "estimated_at": None,
     }
@@ -92,14 +97,12 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
     half_width = np.array([i.half_width for i in intervals])
     n_answers = np.array([i.n_answers for i in intervals])
     completed = _completed_count(survey)
-    verdict = collection_stop(
+    ids, block_conditions, _ = _blocks(state)
+    verdict = collection_verdict(
         half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,
-        cap_participants=survey.max_participants,
+        cap_participants=survey.max_participants, block_conditions=block_conditions,
+        unfilled=_places(survey, ids, unfilled=True), stopped_reason=state["reason"] if state.get("stop") else "",
     )
-    if not verdict.stop and not adaptive_places_left(survey=survey, lists=state["lists"], done=verdict.done):
-        verdict = Stop(True, "no_place", verdict.done)  # every list that could still help is full: say so
-    if state.get("stop"):  # the rule stops once: later estimates (sessions that were under way) never reopen it
-        verdict = Stop(True, state["reason"], verdict.done)
     return {
         **state,
         "stopped_at": state.get("stopped_at") or (timezone.now().isoformat() if verdict.stop else None),
@@ -128,8 +131,10 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
         if survey.precision_goal is None or not state:
             return None
         stopped_before = state.get("stop", False)
-        due = (force or stopped_before or _completed_count(survey) >= state["completed"] + survey.precision_every
-               or not adaptive_places_left(survey=survey, lists=state["lists"], done=state["done"]))
+        due = force or estimate_due(
+            completed=_completed_count(survey), completed_at_estimate=state["completed"], every=survey.precision_every,
+            stopped=stopped_before, places_left=adaptive_places_left(survey=survey, state=state, done=state["done"]),
+        )
         if not due:
             return None
         state = adaptive_estimate(survey=survey, state=state)
@@ -157,46 +162,37 @@ def _prolific_enqueue(task, *, survey_id: int, only_status: str | None = None) -
         logger.warning("Survey %s's Prolific study: %s could not be queued", survey_id, task.name, exc_info=True)
 
 
-def adaptive_list_order(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
-    """The trial lists with a free live slot, best first, for the next participant; empty when none helps.
+def _blocks(state: dict) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The state's blocks: ids, each one's IRI set (condition index) and its number of main trials."""
+    ids = [int(k) for k in state["lists"]]
+    per_set = np.array([state["lists"][str(k)] for k in ids], dtype=np.int64).reshape(len(ids), -1)
+    return ids, per_set.argmax(axis=1), per_set.sum(axis=1)
 
-    The wanted composition is results.adaptive.allocation_next's for one list, counting the answers that the
-    sessions now holding a reservation will add (their lists' trials per condition; each such condition's
-    half-width projected down by sqrt(n / (n + pending))). A list's score is how many of its trials the wanted
-    composition asks for; lists with a score of 0 (only done sets) are left out while a set is above its goal.
-    Ties go to the list with the most free slots, so lists fill breadth-first."""
-    lists = {int(k): np.asarray(v) for k, v in state["lists"].items()}
-    if not lists:
+
+def _places(survey: Survey, ids: list[int], *, unfilled: bool = False, now=None, held: bool = False) -> np.ndarray:
+    """Per block (in ``ids`` order), its live places not filled (``unfilled``), claimable now (``now``: free or
+    held past its reservation) or held by a session under way (``held``, with ``now``)."""
+    slots = Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
+    if held:
+        slots = slots.filter(participant__isnull=False, reserved_until__gte=now)
+    elif now is not None:
+        slots = slots.filter(Q(participant__isnull=True) | Q(reserved_until__lt=now))
+    counts = dict(slots.values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n"))
+    return np.array([counts.get(i, 0) for i in ids], dtype=np.int64)
+
+
+def adaptive_blocks_choose(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
+    """The blocks (trial list ids) the next participant gets, in the order chosen (results.adaptive.blocks_choose
+    on the places free and held now); empty when none helps."""
+    ids, block_conditions, sizes = _blocks(state)
+    if not ids:
         return []
-    n_conditions = len(state["conditions"])
-    pending = np.zeros(n_conditions)
-    held = (
-        Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True, participant__isnull=False,
-                            reserved_until__gte=now)
-        .values("trial_list_id").annotate(n=Count("id"))
+    chosen = blocks_choose(
+        block_conditions=block_conditions, block_sizes=sizes, free=_places(survey, ids, now=now),
+        held=_places(survey, ids, now=now, held=True), half_width=state["half_width"], n_answers=state["n_answers"],
+        done=state["done"], goal=survey.precision_goal, blocks=state.get("blocks_per_participant", 1), rng=rng,
     )
-    for row in held:
-        pending += row["n"] * lists.get(row["trial_list_id"], 0)
-    n_answers = np.asarray(state["n_answers"], dtype=np.float64)
-    half_width = np.asarray(state["half_width"]) * np.sqrt((n_answers + 1) / (n_answers + 1 + pending))
-    slots = int(max(v.sum() for v in lists.values())) or 1
-    wanted = np.bincount(
-        allocation_next(half_width=half_width, goal=survey.precision_goal, n_answers=n_answers + pending, slots=slots,
-                        rng=rng, done=np.asarray(state["done"], dtype=bool)),
-        minlength=n_conditions,
-    )
-    free = dict(
-        Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
-        .filter(Q(participant__isnull=True) | Q(reserved_until__lt=now))
-        .values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n")
-    )
-    some_open = not all(state["done"])
-    scored = []
-    for list_id, n_free in free.items():
-        score = int(np.minimum(lists.get(list_id, np.zeros(n_conditions)), wanted).sum())
-        if score or not some_open:
-            scored.append((-score, -n_free, list_id))
-    return [list_id for *_, list_id in sorted(scored)]
+    return [ids[b] for b in chosen]
 
 
 def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bool:
@@ -207,11 +203,12 @@ def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bo
     return taken >= survey.max_participants
 
 
-def adaptive_places_left(*, survey: Survey, lists: dict, done) -> bool:
-    """Whether a list holding a set that is not done has a live place not yet filled (free, or held by a session
-    under way, which may still time out and free it). False means no participant can help any more."""
-    useful = [int(k) for k, per_set in lists.items() if any(n and not d for n, d in zip(per_set, done))]
-    return Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True, trial_list_id__in=useful).exists()
+def adaptive_places_left(*, survey: Survey, state: dict, done) -> bool:
+    """Whether a block of a set that is not done has a live place not yet filled (free, or held by a session under
+    way, which may still time out and free it). False means no participant can help any more."""
+    ids, block_conditions, _ = _blocks(state)
+    return useful_places_left(block_conditions=block_conditions, unfilled=_places(survey, ids, unfilled=True),
+                              done=done)
 
 
 # Why collection ended, in the report's and the monitor's words ("" while it goes on).
@@ -227,7 +224,7 @@ OUTCOME_NOTES = {
         "set back above it."
     ),
     "cap_participants": "Collection ended: the cap of {cap} participants was reached.",
-    "no_place": "Collection ended: no trial list holding an IRI set above the goal has a place left.",
+    "no_place": "Collection ended: no block of trials of an IRI set above the goal has a place left.",
     "researcher": "Collection ended: the researcher closed the survey.",
 }
 
@@ -257,7 +254,7 @@ def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict
         reason = "researcher"
     elif adaptive_cap_reached(survey=survey):
         reason = "cap_participants"
-    elif not all(meets) and not adaptive_places_left(survey=survey, lists=state["lists"], done=meets):
+    elif not all(meets) and not adaptive_places_left(survey=survey, state=state, done=meets):
         reason = "no_place"
     else:
         reason = ""
@@ -277,37 +274,3 @@ def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict
             for m in missed) + "."
     return {"stopped": bool(reason), "stop_reason": reason, "sessions_under_way": under_way, "met": all(meets),
             "missed": missed, "note": note}
-
-
-def adaptive_lists_split(*, units: list[list[Trial]], per_list: int, condition_of, rng) -> list[list[list[Trial]]]:
-    """Split units into lists of about ``per_list`` units drawn from SETS_PER_LIST conditions each (fewer when a
-    set runs short, topped up from the others). Each list starts from the set with the most units left and pairs
-    it with the set it has been paired with least (then the one with most units left; ties at random), so the
-    pairs vary like a round-robin: sets that stay wide get lists of their own together instead of always dragging
-    a finished set along. Sizes differ by at most one unit, as in the fixed design."""
-    queues: dict[int, list] = {}
-    for unit in units:
-        queues.setdefault(condition_of(unit), []).append(unit)
-    n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
-    sizes = [len(units) // n_lists + (i < len(units) % n_lists) for i in range(n_lists)]
-    paired: dict[frozenset, int] = {}
-    out = []
-    for size in sizes:
-        order = sorted((c for c in queues if queues[c]), key=lambda c: (-len(queues[c]), rng.random()))
-        first = order[0]
-        partners = sorted(order[1:], key=lambda c: (paired.get(frozenset((first, c)), 0), -len(queues[c]), rng.random()))
-        order = [first, *partners]
-        for c in order[1:SETS_PER_LIST]:
-            paired[frozenset((first, c))] = paired.get(frozenset((first, c)), 0) + 1
-        share = math.ceil(size / min(SETS_PER_LIST, len(order)))
-        taken: list = []
-        for c in order[:SETS_PER_LIST]:
-            want = min(share, size - len(taken))
-            taken += queues[c][:want]
-            del queues[c][:want]
-        for c in order:  # top up when a chosen set ran short
-            want = size - len(taken)
-            taken += queues[c][:want]
-            del queues[c][:want]
-        out.append(taken)
-    return out

@@ -16,11 +16,18 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
 from iri_worker.services import stored_image_save
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
-from results.adaptive import DEFAULT_DESIGN_EFFECT, MIN_ANSWERS, WORST_CASE_P, condition_answers_needed
+from results.adaptive import (
+    DEFAULT_DESIGN_EFFECT,
+    MIN_ANSWERS,
+    WORST_CASE_P,
+    blocks_layout,
+    blocks_split,
+    condition_answers_needed,
+)
 
 from ..models import DEFAULT_CLUSTER_INSTRUCTIONS, Participant, Slot, Survey, Trial, TrialList
 from ..stimuli import PhotoPool, image_size, stored_image_bytes, stored_image_fitted
-from .adaptive import adaptive_lists_split, adaptive_state_initial
+from .adaptive import adaptive_state_initial
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
@@ -150,7 +157,7 @@ def survey_create(
         main = [t for unit in units for t in unit]
         shown_together = _shown_together(main)
         lists = _lists_build(survey=survey, units=units, rng=rng)
-        _lists_store(lists=lists, catch_for=lambda trial_list, rows: _obvious_trials(
+        _lists_store(survey=survey, lists=lists, catch_for=lambda trial_list, rows: _obvious_trials(
             survey=survey, kind=Trial.Kind.CATCH, count=catch_trials, trial_list=trial_list, main=rows, pool=pool,
             shown_together=shown_together))
         Trial.objects.bulk_create(_obvious_trials(survey=survey, kind=Trial.Kind.PRACTICE, count=practice_trials,
@@ -158,13 +165,18 @@ def survey_create(
         return _survey_built(survey=survey, lists=lists, build_report=report)
 
 
-def _lists_store(*, lists: list[tuple[TrialList, list[list[Trial]]]], catch_for) -> None:
-    """Store every list's main trials, each given its list, with the list's catch trials (catch_for(list, rows))."""
+def _lists_store(*, survey: Survey, lists: list[tuple[TrialList, list[list[Trial]]]], catch_for) -> None:
+    """Store every list's main trials, each given its list, with the list's catch trials (catch_for(list, rows)).
+    An adaptive survey's lists are blocks, several per participant: its catch trials are survey-wide (no list),
+    made once from all its main trials, and every participant gets them."""
+    adaptive = survey.precision_goal is not None
     for trial_list, units in lists:
         rows = [t for unit in units for t in unit]
         for t in rows:
             t.trial_list = trial_list
-        Trial.objects.bulk_create(rows + catch_for(trial_list, rows))
+        Trial.objects.bulk_create(rows + ([] if adaptive else catch_for(trial_list, rows)))
+    if adaptive:
+        Trial.objects.bulk_create(catch_for(None, [t for _, units in lists for unit in units for t in unit]))
 
 
 def _survey_built(*, survey: Survey, lists: list[tuple[TrialList, list]], **fields) -> Survey:
@@ -172,7 +184,8 @@ def _survey_built(*, survey: Survey, lists: list[tuple[TrialList, list]], **fiel
     precision goal, and what the builder recorded (``fields``: build_report, and categories for a classification)."""
     _slots_create(survey=survey, lists=[tl for tl, _ in lists])
     if survey.precision_goal is not None:
-        fields["adaptive_state"] = adaptive_state_initial(survey=survey)
+        _, blocks = _blocks_layout(survey=survey, units=[unit for _, units in lists for unit in units])
+        fields["adaptive_state"] = adaptive_state_initial(survey=survey, blocks_per_participant=blocks)
     Survey.objects.filter(pk=survey.pk).update(**fields)
     for name, value in fields.items():
         setattr(survey, name, value)
@@ -434,7 +447,7 @@ def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random,
                                                           categories=", ".join(categories), found=len(photos)),
                                    extra={"field": field})
     lists = _lists_build(survey=survey, units=[[t] for t in main], rng=rng)
-    _lists_store(lists=lists, catch_for=lambda trial_list, rows: natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
+    _lists_store(survey=survey, lists=lists, catch_for=lambda trial_list, rows: natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
     Trial.objects.bulk_create(natural(Trial.Kind.PRACTICE, survey.practice_trials, None, practice_photos)
                               + natural(Trial.Kind.SCREENING, survey.screening_trials, None, screening_photos))
     report.update(categories=categories, natural_photos=len(photos))
@@ -579,17 +592,25 @@ def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random
 
 def _lists_build(*, survey: Survey, units: list[list[Trial]], rng: random.Random) -> list[tuple[TrialList, list[list[Trial]]]]:
     """Split units (2AFC: a trial; clustering: a screen) into lists whose sizes differ by at most one unit: round
-    robin in condition order, so every list mixes the IRI sets; with a precision goal, a few sets per list
-    (surveys.services.adaptive), so that the list a participant gets decides which sets gain answers."""
+    robin in condition order, so every list mixes the IRI sets. With a precision goal, blocks of a few units of one
+    set instead (results.adaptive.blocks_split), of which each participant gets several, chosen at enrollment."""
     unit_size = len(units[0]) if units else 1
     per_list = math.ceil((survey.trials_per_participant or len(units) * unit_size) / unit_size)
     n_lists = max(1, math.ceil(len(units) / max(1, per_list)))
     if survey.precision_goal is not None:
-        split = adaptive_lists_split(units=units, per_list=per_list, condition_of=lambda u: u[0].iri.job_id, rng=rng)
+        units_per_block, _ = _blocks_layout(survey=survey, units=units)
+        split = blocks_split(units=units, condition_of=lambda u: u[0].iri.job_id, units_per_block=units_per_block)
     else:
         split = [units[i::n_lists] for i in range(n_lists)]
     lists = [TrialList.objects.create(survey=survey, index=i) for i in range(len(split))]
     return list(zip(lists, split))
+
+
+def _blocks_layout(*, survey: Survey, units: list[list[Trial]]) -> tuple[int, int]:
+    """An adaptive survey's (units per block, blocks per participant)."""
+    unit_size = len(units[0]) if units else 1
+    return blocks_layout(trials_per_participant=survey.trials_per_participant or len(units) * unit_size,
+                         unit_size=unit_size)
 
 
 def _obvious_trials(*, survey: Survey, kind: str, count: int, trial_list: TrialList | None, main: list[Trial],

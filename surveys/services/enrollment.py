@@ -15,7 +15,7 @@ from backend.exceptions import ApplicationError
 from ..layouts import TrialShape, option_orders
 from ..models import Assignment, Participant, ParticipantEvent, Slot, Survey, Trial
 from ..selectors import prolific_complete_url
-from .adaptive import adaptive_cap_reached, adaptive_list_order
+from .adaptive import adaptive_blocks_choose, adaptive_cap_reached
 
 SURVEY_NOT_LIVE = "This study is not open."
 # What someone turned away reads, whatever the design: the truth (no place for them), never a claim about the
@@ -157,47 +157,64 @@ def _participant_return(*, participant: Participant) -> Participant:
 def slot_claim(*, participant: Participant) -> Slot | None:
     """Reserve the lowest-ranked claimable slot of the participant's mode: free, or reserved but expired (its
     holder is then timed out). `FOR UPDATE SKIP LOCKED`, so concurrent enrollments never wait for or take
-    the same slot. Live slots beyond the survey's quota are not claimable. Call inside a transaction."""
+    the same slot. Live slots beyond the survey's quota are not claimable. An adaptive survey's participant
+    takes one slot in each block chosen for them (the first is returned). Call inside a transaction."""
     survey = participant.survey
     now = timezone.now()
     candidates = Slot.objects.filter(survey=survey, is_pilot=participant.is_pilot, filled_at__isnull=True).filter(
         models_q_free(now)
     )
     if not participant.is_pilot and survey.precision_goal is not None:
-        slot = _adaptive_slot_claim(participant=participant, candidates=candidates, now=now)
+        slots = _adaptive_slots_claim(participant=participant, candidates=candidates, now=now)
+    elif survey.precision_goal is not None:  # a pilot of an adaptive survey: a full session, blocks breadth-first
+        blocks = (survey.adaptive_state or {}).get("blocks_per_participant", 1)
+        slots, seen = [], set()
+        for slot in candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",))[:blocks * 4]:
+            if slot.trial_list_id not in seen and len(slots) < blocks:
+                seen.add(slot.trial_list_id)
+                slots.append(slot)
     else:
         if not participant.is_pilot and survey.max_participants:
             candidates = candidates.filter(rank__lt=survey.max_participants)
         slot = candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
-    if slot is None:
+        slots = [slot] if slot is not None else []
+    if not slots:
         return None
-    if slot.participant_id is not None:
-        Participant.objects.filter(pk=slot.participant_id, status=Participant.Status.ACTIVE).update(
-            status=Participant.Status.TIMED_OUT, ended_at=now
-        )
-    slot.participant = participant
-    slot.reserved_until = now + timedelta(minutes=survey.time_limit_minutes)
-    slot.save(update_fields=["participant", "reserved_until"])
-    Participant.objects.filter(pk=participant.pk).update(trial_list=slot.trial_list_id)
-    participant.trial_list_id = slot.trial_list_id
-    return slot
+    for slot in slots:
+        if slot.participant_id is not None:  # an expired reservation: its holder timed out, and frees all it held
+            Participant.objects.filter(pk=slot.participant_id, status=Participant.Status.ACTIVE).update(
+                status=Participant.Status.TIMED_OUT, ended_at=now
+            )
+            Slot.objects.filter(participant_id=slot.participant_id, filled_at__isnull=True).exclude(
+                pk__in=[s.pk for s in slots]).update(participant=None, reserved_until=None)
+    until = now + timedelta(minutes=survey.time_limit_minutes)
+    Slot.objects.filter(pk__in=[s.pk for s in slots]).update(participant=participant, reserved_until=until)
+    for slot in slots:
+        slot.participant, slot.reserved_until = participant, until
+    Participant.objects.filter(pk=participant.pk).update(trial_list=slots[0].trial_list_id)
+    participant.trial_list_id = slots[0].trial_list_id
+    return slots[0]
 
 
-def _adaptive_slot_claim(*, participant: Participant, candidates, now) -> Slot | None:
-    """A survey with a precision goal: none once collection has stopped (goal met, cap reached, no list left that
-    helps); else a free slot of the best list (surveys.services.adaptive). The survey row is locked until the
-    enrollment commits, so concurrent enrollments see each other's reservations and the cap holds exactly."""
+def _adaptive_slots_claim(*, participant: Participant, candidates, now) -> list[Slot]:
+    """A survey with a precision goal: none once collection has stopped (goal met, cap reached, no block left that
+    helps); else the lowest-ranked claimable slot of each block chosen (surveys.services.adaptive). The survey row
+    is locked until the enrollment commits, so concurrent enrollments see each other's reservations and the cap
+    holds exactly. The choice's rng is seeded by the survey's seed and the enrollment's ordinal, so a simulation
+    of the same arrivals (bench/adaptive.py) makes the same choices."""
     # NO KEY UPDATE: the key is not changed, so other sessions' foreign-key checks (KEY SHARE) need not wait.
     survey = Survey.objects.select_for_update(no_key=True).get(pk=participant.survey_id)
     state = survey.adaptive_state
     if not state or state.get("stop") or adaptive_cap_reached(survey=survey, exclude_pk=participant.pk):
-        return None
-    rng = np.random.default_rng()
-    for list_id in adaptive_list_order(survey=survey, state=state, now=now, rng=rng):
+        return []
+    ordinal = Participant.objects.filter(survey=survey, is_pilot=False, pk__lt=participant.pk).count()
+    rng = np.random.default_rng([survey.rng_seed, ordinal])
+    slots = []
+    for list_id in adaptive_blocks_choose(survey=survey, state=state, now=now, rng=rng):
         slot = candidates.filter(trial_list_id=list_id).order_by("rank").select_for_update(skip_locked=True, of=("self",)).first()
         if slot is not None:
-            return slot
-    return None
+            slots.append(slot)
+    return slots
 
 
 def models_q_free(now):
@@ -235,12 +252,20 @@ def _assignments_create(*, participant: Participant) -> None:
     survey_wide = Trial.objects.filter(survey_id=survey.pk, trial_list=None).order_by("id").values_list(*fields)
     practice = [TrialShape(*row) for row in survey_wide if row[1] == Trial.Kind.PRACTICE]
     screening = [TrialShape(*row) for row in survey_wide if row[1] == Trial.Kind.SCREENING]
-    rows = [TrialShape(*row) for row in Trial.objects.filter(trial_list_id=participant.trial_list_id).values_list(*fields)]
-    rater = Slot.objects.filter(participant=participant).values_list("ordinal", flat=True).first() or 0
+    # the participant's main trials: one list's, or an adaptive survey's blocks, each laid out by its own slot
+    held = list(Slot.objects.filter(participant=participant).order_by("rank").values_list("trial_list_id", "ordinal"))
+    catch = [TrialShape(*row) for row in survey_wide if row[1] == Trial.Kind.CATCH]  # an adaptive survey's
+    by_list: dict[int, list[TrialShape]] = {}
+    for list_id, *row in Trial.objects.filter(trial_list_id__in=[h[0] for h in held]).values_list("trial_list_id", *fields):
+        by_list.setdefault(list_id, []).append(TrialShape(*row))
+    rows = [t for list_id, _ in held for t in by_list.get(list_id, [])] + catch
+    rater = held[0][1] if held else 0
     if survey.task_type == Survey.TaskType.CLASSIFY:  # the buttons keep the categories' order: no layout
         orders = {t.id: "" for t in practice + screening + rows}
     else:
-        orders = option_orders(trials=rows, rater=rater, seed=f"{survey.rng_seed}:{participant.trial_list_id}")
+        orders = option_orders(trials=catch, rater=rater, seed=f"{survey.rng_seed}:catch")
+        for list_id, ordinal in held:
+            orders.update(option_orders(trials=by_list.get(list_id, []), rater=ordinal, seed=f"{survey.rng_seed}:{list_id}"))
         orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
     order = [t.id for t in practice] + [t.id for t in screening]
     if survey.task_type == Survey.TaskType.CLUSTER:

@@ -139,23 +139,24 @@ def participant_leave(*, participant: Participant, status_to: str, detail: str =
 
 
 def _session_end(*, participant: Participant, status_to: str, reasons: list[str], fill: bool) -> Participant:
-    """Lock the slot first (same order as slot_claim, so no deadlock), then move ACTIVE → final. A slot that
-    went to someone else meanwhile means this session timed out; the list never gets an N + 1st rating."""
+    """Lock the slots first (same order as slot_claim, so no deadlock), then move ACTIVE → final. No slot left
+    (they went to someone else meanwhile) means this session timed out; a list never gets an N + 1st rating. An
+    adaptive survey's participant holds a slot in each of their blocks: all are filled or freed together."""
     now = timezone.now()
     with transaction.atomic():
-        slot = Slot.objects.select_for_update().filter(participant=participant).first()
-        if slot is None:
+        slots = list(Slot.objects.select_for_update().filter(participant=participant).order_by("rank").values_list("pk", flat=True))
+        if not slots:
             status_to, fill = Participant.Status.TIMED_OUT, False
         updates = {"status": status_to, "ended_at": now, "stage": Participant.Stage.DONE}
-        if status_to in (Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION) and slot is not None:
+        if status_to in (Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION) and slots:
             updates["completed_at"] = now
         if reasons:
             updates.update(excluded=True, exclusion_reasons=reasons)
         moved = Participant.objects.filter(pk=participant.pk, status=Participant.Status.ACTIVE).update(**updates)
-        if moved and slot is not None:
+        if moved and slots:
             if fill:
-                Slot.objects.filter(pk=slot.pk).update(filled_at=now)
+                Slot.objects.filter(pk__in=slots).update(filled_at=now)
             else:
-                Slot.objects.filter(pk=slot.pk).update(participant=None, reserved_until=None)
+                Slot.objects.filter(pk__in=slots).update(participant=None, reserved_until=None)
     participant.refresh_from_db()
     return participant

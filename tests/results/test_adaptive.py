@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from results.adaptive import (
     CAP_BELOW_ONE_LIST,
     MIN_ANSWERS,
-    allocation_next,
+    blocks_choose,
     collection_stop,
     condition_answers_needed,
     condition_half_width,
@@ -144,58 +144,87 @@ def test_goals_may_differ_per_condition():
 # Allocation
 
 
-def test_the_widest_condition_relative_to_its_goal_gets_the_most_trials():
-    picks = allocation_next(
-        half_width=np.array([0.10, 0.06, 0.20, 0.04]), goal=0.05, n_answers=np.array([100, 100, 100, 100]),
-        slots=10, rng=np.random.default_rng(0),
+def one_set_blocks(blocks_per_set: list[int], *, size: int = 2):
+    """Block arrays for sets with this many blocks each, every block `size` trials of one set."""
+    conditions = np.repeat(np.arange(len(blocks_per_set)), blocks_per_set)
+    return conditions, np.full(conditions.size, size)
+
+
+def test_the_widest_set_relative_to_its_goal_gets_the_most_blocks_and_a_set_at_its_goal_none():
+    conditions, sizes = one_set_blocks([10, 10, 10, 10])
+    chosen = blocks_choose(
+        block_conditions=conditions, block_sizes=sizes, free=np.full(40, 3), held=np.zeros(40),
+        half_width=np.array([0.10, 0.06, 0.20, 0.04]), n_answers=np.array([100, 100, 100, 100]),
+        done=np.array([False, False, False, True]), goal=0.05, blocks=10, rng=np.random.default_rng(0),
     )
 
-    counts = np.bincount(picks, minlength=4)
-    assert counts.sum() == 10
+    counts = np.bincount(conditions[chosen], minlength=4)
+    assert len(chosen) == len(set(chosen)) == 10  # one place in each of ten different blocks
     assert counts[3] == 0  # already at its goal
-    assert counts[2] > counts[0] > 0 and counts[1] >= 1  # no unfinished condition starved
+    assert counts[2] > counts[0] > 0 and counts[1] >= 1  # no unfinished set starved
+    # By hand: ratios 2, 1.2, 4 on 100 answers; after one block each (102 answers), each further block goes to the
+    # largest ratio × sqrt(101 / (101 + given)): set 2 keeps winning until 4·sqrt(101/(101+2k)) < 2·sqrt(101/103).
+    assert counts.tolist() == [1, 1, 8, 0]
 
 
-def test_when_every_condition_is_done_the_list_still_fills():
-    picks = allocation_next(half_width=np.array([0.01, 0.02]), goal=0.05, n_answers=np.array([50, 50]), slots=4,
-                            rng=np.random.default_rng(0))
+def test_answers_under_way_count_as_if_given_and_a_block_without_free_places_is_skipped():
+    conditions, sizes = one_set_blocks([2, 2])
+    free = np.array([0, 0, 1, 1])  # set 0's blocks are full (held by sessions under way)
+    held = np.array([5, 5, 0, 0])
+    chosen = blocks_choose(block_conditions=conditions, block_sizes=sizes, free=free, held=held,
+                           half_width=np.array([0.3, 0.1]), n_answers=np.array([10, 10]), done=np.array([False, False]),
+                           goal=0.05, blocks=3, rng=np.random.default_rng(0))
 
-    assert picks.size == 4 and set(picks) <= {0, 1}
+    assert chosen == [2, 3]  # only set 1 has places; fewer blocks than asked rather than a full block
 
 
-conditions_state = st.integers(1, 14).flatmap(
+def test_when_every_set_is_done_a_participant_still_gets_a_full_session():
+    conditions, sizes = one_set_blocks([2, 2])
+    chosen = blocks_choose(block_conditions=conditions, block_sizes=sizes, free=np.ones(4), held=np.zeros(4),
+                           half_width=np.array([0.01, 0.02]), n_answers=np.array([50, 50]), done=np.array([True, True]),
+                           goal=0.05, blocks=4, rng=np.random.default_rng(0))
+
+    assert sorted(chosen) == [0, 1, 2, 3]
+
+
+conditions_state = st.integers(1, 10).flatmap(
     lambda k: st.tuples(
         st.lists(st.floats(0.001, 0.5), min_size=k, max_size=k),
         st.lists(st.floats(0.01, 0.2), min_size=k, max_size=k),
         st.lists(st.integers(0, 600), min_size=k, max_size=k),
         st.lists(st.booleans(), min_size=k, max_size=k),
+        st.lists(st.integers(1, 4), min_size=k, max_size=k),
     )
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(conditions_state, st.integers(1, 30), st.one_of(st.none(), st.integers(1, 14)), st.integers(0, 2**32 - 1))
-def test_allocation_never_starves_an_open_condition_nor_feeds_a_finished_one(state, slots, max_conditions, seed):
-    widths, goals, counts, done = (np.array(x) for x in state)
-    picks = allocation_next(half_width=widths, goal=goals, n_answers=counts, slots=slots, done=done,
-                            max_conditions=max_conditions, rng=np.random.default_rng(seed))
+@given(conditions_state, st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_blocks_never_starve_an_open_set_nor_feed_a_finished_one(state, blocks, seed):
+    widths, goals, counts, done, per_set = (np.array(x) for x in state)
+    conditions, sizes = one_set_blocks(per_set.tolist())
+    rng = np.random.default_rng(seed)
+    free = rng.integers(0, 3, size=conditions.size)
+    held = rng.integers(0, 3, size=conditions.size)
+    arguments = dict(block_conditions=conditions, block_sizes=sizes, free=free, held=held, half_width=widths,
+                     n_answers=counts, done=done, goal=goals, blocks=blocks)
+    chosen = blocks_choose(**arguments, rng=np.random.default_rng(seed))
 
-    cap = min(slots, max_conditions or slots)
-    chosen = set(picks.tolist())
-    assert picks.size == slots  # the list is filled exactly, never over-filled
-    assert len(chosen) <= cap  # at most the requested number of conditions
-    open_ = set(np.flatnonzero(~done).tolist())
+    assert len(chosen) == len(set(chosen)) <= blocks  # a place in each of distinct blocks, never over the session
+    assert all(free[b] > 0 for b in chosen)  # never a block without a free place
+    available = set(conditions[free > 0].tolist())
+    open_ = available - set(np.flatnonzero(done).tolist())
+    got = set(conditions[chosen].tolist())
     if open_:
-        assert chosen <= open_  # never a finished condition while one is unfinished
-        if len(open_) <= cap:
-            assert chosen == open_  # every condition still above its goal gets a trial
-        else:  # too many open: the ones left out are no wider (relative to their goal) than any chosen
-            ratio = widths / goals
-            assert max(ratio[list(open_ - chosen)]) <= min(ratio[list(chosen)])
-    # the same rng state gives the same list
-    again = allocation_next(half_width=widths, goal=goals, n_answers=counts, slots=slots, done=done,
-                            max_conditions=max_conditions, rng=np.random.default_rng(seed))
-    assert again.tolist() == picks.tolist()
+        assert got <= open_  # never a finished set while one is unfinished and has places
+        if len(open_) <= blocks:
+            assert got == open_  # every set still above its goal gets a block
+    # fewer blocks than asked only when the candidate sets have no free block left
+    candidates = open_ or available
+    if len(chosen) < blocks:
+        assert sum(int(free[b] > 0) for b in range(conditions.size) if conditions[b] in candidates) == len(chosen)
+    # the same rng state gives the same blocks
+    assert blocks_choose(**arguments, rng=np.random.default_rng(seed)) == chosen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +333,12 @@ def simulated_study(rng, *, mu, goal, items=40, slots=10, kappa=20.0, person_sd=
     answers = {"correct": [], "participants": [], "items": [], "conditions": []}
     counts, widths, person = np.zeros(len(mu), dtype=int), np.full(len(mu), 0.5), 0
     while True:
-        picks = allocation_next(half_width=widths, goal=goal, n_answers=counts, slots=slots, rng=rng)
+        conditions, sizes = one_set_blocks([items] * len(mu), size=1)
+        chosen = blocks_choose(block_conditions=conditions, block_sizes=sizes, free=np.ones(conditions.size),
+                               held=np.zeros(conditions.size), half_width=widths, n_answers=counts,
+                               done=conditions_done(half_width=widths, goal=goal, n_answers=counts), goal=goal,
+                               blocks=slots, rng=rng)
+        picks = np.sort(conditions[chosen])
         chosen_items = rng.integers(0, items, size=slots)
         lapse = rng.beta(1, 49)
         prob = (1 - lapse) / (1 + np.exp(-(logit_q[picks, chosen_items] + rng.normal(0, person_sd)))) + lapse / 2

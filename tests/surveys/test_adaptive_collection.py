@@ -15,11 +15,11 @@ from PIL import Image
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob
 from iri_worker.services import target_photo_create
-from results.adaptive import MIN_ANSWERS
+from results.adaptive import MIN_ANSWERS, blocks_split
 from results.services import alignment_report
 from surveys.models import Participant, Slot, Survey, Trial
 from surveys.services import participant_enroll, participant_erase, survey_adaptive_refresh, survey_create, survey_publish
-from surveys.services.adaptive import adaptive_lists_split, adaptive_outcome
+from surveys.services.adaptive import adaptive_outcome
 from tests.conftest import finished_iri_set
 from tests.surveys.test_assignment import answer_all
 
@@ -57,23 +57,26 @@ def adaptive(sets, **fields):
 
 
 def sets_of(participant) -> Counter:
-    return Counter(Trial.objects.filter(trial_list_id=participant.trial_list_id, kind="main").values_list("iri__job_id", flat=True))
+    """The IRI sets of a participant's main trials (all their blocks), with how many trials of each."""
+    return Counter(Trial.objects.filter(trial_list__slots__participant=participant, kind="main")
+                   .values_list("iri__job_id", flat=True))
 
 
-def test_an_adaptive_survey_builds_lists_of_two_sets_each_and_records_them(four_sets):
+def test_an_adaptive_survey_builds_blocks_of_two_trials_of_one_set_and_records_them(four_sets):
     survey = adaptive(four_sets)
 
-    assert survey.trial_lists.count() == 8  # 48 trials, 6 a list
+    assert survey.trial_lists.count() == 24  # 48 trials, 2 a block
     for trial_list in survey.trial_lists.all():
         per_set = Counter(trial_list.trials.filter(kind="main").values_list("iri__job_id", flat=True))
-        assert sum(per_set.values()) == 6 and len(per_set) <= 2
+        assert sum(per_set.values()) == 2 and len(per_set) == 1
     state = survey.adaptive_state
     assert state["conditions"] == sorted(j.pk for j in four_sets)
+    assert state["blocks_per_participant"] == 3  # 6 trials a participant
     assert [sum(column) for column in zip(*state["lists"].values())] == [12, 12, 12, 12]
     assert not state["stop"] and state["half_width"] == [0.5] * 4
 
 
-def test_each_new_participant_gets_a_list_of_the_sets_still_above_the_goal(four_sets):
+def test_each_new_participant_gets_blocks_of_the_sets_still_above_the_goal_only(four_sets):
     survey = adaptive(four_sets)
     b, c = four_sets[1].pk, four_sets[2].pk
     # Sets a and d have met the goal; b and c are still wide.
@@ -83,10 +86,13 @@ def test_each_new_participant_gets_a_list_of_the_sets_still_above_the_goal(four_
 
     for k in range(6):
         participant = participant_enroll(survey=survey, prolific_pid=f"P{k}")[0]
-        assert set(sets_of(participant)) & {b, c}, f"participant {k} got only sets that met the goal"
+        got = sets_of(participant)
+        assert set(got) == {b, c}, f"participant {k} got {got}: a set that met the goal, or one still open left out"
+        assert sum(got.values()) == 6 and participant.assignments.filter(trial__kind="main").count() == 6
 
-    # A list is never over-filled: every claimed slot is its own.
-    assert Slot.objects.filter(survey=survey, is_pilot=False).exclude(participant=None).count() == 6
+    # A block is never over-filled: every claimed slot is its own, one in each of a participant's three blocks.
+    held = Slot.objects.filter(survey=survey, is_pilot=False).exclude(participant=None)
+    assert held.count() == 18 and held.values("participant", "trial_list").distinct().count() == 18
 
 
 def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four_sets):
@@ -115,12 +121,11 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
     state = survey.adaptive_state
     assert state["stop"] and state["reason"] == "goal" and all(state["done"])
     assert all(h <= 0.12 for h in state["half_width"]) and min(state["n_answers"]) >= MIN_ANSWERS
-    # The easy sets needed fewer answers than the coin tosses, and collection stopped well before every list was full.
+    # The easy sets needed fewer answers than the coin tosses (1.0 under fixed N), and collection stopped well
+    # before every block was full.
     answers = dict(zip(state["conditions"], state["n_answers"]))
-    # (Lists hold two sets, so an easy set still gains some answers beside a wide one: in repeated runs the easy
-    # sets got 0.28-0.47 of the coin tosses' answers, against 1.0 under fixed N.)
-    assert sum(answers[j] for j in easy) < 0.7 * sum(n for j, n in answers.items() if j not in easy)
-    assert completed < survey.trial_lists.count() * survey.ratings_per_list
+    assert sum(answers[j] for j in easy) < 0.5 * sum(n for j, n in answers.items() if j not in easy)
+    assert completed * state["blocks_per_participant"] < survey.trial_lists.count() * survey.ratings_per_list
     # Re-estimating from scratch agrees with what enrollment used.
     assert survey_adaptive_refresh(survey_id=survey.pk, force=True)["done"] == state["done"]
 
@@ -189,21 +194,18 @@ def test_the_report_states_the_stopping_rule_and_its_interval(four_sets, capsys)
     assert all(c["goal"] == 0.2 and c["low"] <= c["high"] for c in collection["conditions"])
 
 
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=8), st.integers(1, 30), st.integers(0, 2**32 - 1))
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=8), st.integers(1, 4))
 @settings(max_examples=200, deadline=None)
-def test_splitting_into_lists_uses_every_trial_once_in_lists_of_even_size_and_few_sets(set_sizes, per_list, seed):
+def test_blocks_use_every_trial_once_each_of_one_set_and_of_even_size(set_sizes, per_block):
     units = [[(c, k)] for c, size in enumerate(set_sizes) for k in range(size)]
 
-    lists = adaptive_lists_split(units=units, per_list=per_list, condition_of=lambda u: u[0][0], rng=random.Random(seed))
+    blocks = blocks_split(units=units, condition_of=lambda u: u[0][0], units_per_block=per_block)
 
-    flat = [u for trial_list in lists for u in trial_list]
-    assert sorted(flat) == sorted(units)
-    sizes = [len(trial_list) for trial_list in lists]
-    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= per_list
-    # The sets with the most trials left go first: the first list holds the largest set's trials.
-    largest = max(range(len(set_sizes)), key=lambda c: set_sizes[c])
-    if set_sizes.count(set_sizes[largest]) == 1:
-        assert any(u[0][0] == largest for u in lists[0])
+    assert sorted(u for block in blocks for u in block) == sorted(units)
+    for c, size in enumerate(set_sizes):
+        sizes = [len(block) for block in blocks if block[0][0][0] == c]
+        assert all(u[0][0] == c for block in blocks if block[0][0][0] == c for u in block)  # one set a block
+        assert max(sizes) - min(sizes) <= 1 and len(sizes) == max(1, size // per_block)
 
 
 def test_erasing_a_participant_takes_their_answers_out_of_the_estimate(four_sets, django_capture_on_commit_callbacks):
@@ -253,7 +255,7 @@ def test_collection_that_runs_out_of_useful_places_says_so_and_names_each_set_th
     def coin(trial):  # a coin toss: every set stays near 0.5
         return trial.target_option if rng.random() < 0.5 else 1 - trial.target_option
 
-    places = survey.trial_lists.count() * 2
+    places = survey.trial_lists.count() * 2 // survey.adaptive_state["blocks_per_participant"]
     for k in range(places):
         answer_all(participant_enroll(survey=survey, prolific_pid=f"P{k}")[0], choose=coin)
     with pytest.raises(ApplicationError) as refused:
@@ -268,7 +270,7 @@ def test_collection_that_runs_out_of_useful_places_says_so_and_names_each_set_th
     assert {m["iri_job"] for m in monitor["missed"]} == {j.pk for j in four_sets}
     for m, half_width in zip(monitor["missed"], state["half_width"]):
         assert m["missed_by"] == pytest.approx(half_width - 0.15, abs=1e-6) and m["missed_by"] > 0
-    assert "no trial list holding an IRI set above the goal has a place left" in monitor["note"]
+    assert "no block of trials of an IRI set above the goal has a place left" in monitor["note"]
     report = alignment_report(survey=survey, n_boot=20)["collection"]
     assert report["stopped"] and report["stop_reason"] == report["reason"] == "no_place"
     assert {s["iri_job"] for s in report["missed"]} == {j.pk for j in four_sets}

@@ -65,7 +65,7 @@ def test_a_quota_caps_live_slots_but_not_pilot_ones(iri_set):
     with pytest.raises(ApplicationError):
         participant_enroll(survey=survey, prolific_pid="c")
     pilot, created = participant_enroll(survey=survey, pilot=True)
-    assert created and pilot.is_pilot and pilot.slot.is_pilot
+    assert created and pilot.is_pilot and pilot.slots.get().is_pilot
 
 
 def test_an_expired_reservation_goes_to_the_next_person_and_its_holder_times_out(iri_set):
@@ -75,7 +75,7 @@ def test_an_expired_reservation_goes_to_the_next_person_and_its_holder_times_out
 
     quick, created = participant_enroll(survey=survey, prolific_pid="quick")
 
-    assert created and quick.slot.trial_list_id == slow.trial_list_id
+    assert created and quick.slots.get().trial_list_id == slow.trial_list_id
     slow.refresh_from_db()
     assert slow.status == "timed_out"
     # The slow one's late answers and completion cannot give the list an N + 1st rating.

@@ -52,7 +52,7 @@ def test_220_bots_fill_every_list_to_exactly_n_with_nothing_lost_or_doubled(tran
     for trial_list in survey.trial_lists.all():
         filled = trial_list.slots.filter(is_pilot=False, filled_at__isnull=False)
         assert filled.count() == survey.ratings_per_list
-        counted = Participant.objects.filter(slot__in=filled)
+        counted = Participant.objects.filter(slots__in=filled)
         # Every rating that counts is a complete, non-excluded session with one answer per assigned trial.
         assert not counted.exclude(status="completed").exists() and not counted.filter(excluded=True).exists()
         per_trial = Response.objects.filter(participant__in=counted).values("trial").annotate(n=Count("id"))
@@ -101,10 +101,13 @@ def test_adaptive_collection_closes_exactly_at_the_goal_under_concurrent_partici
     # Closed exactly at the goal: no session was admitted once the estimate that met it had been written.
     stopped_at = datetime.fromisoformat(state["stopped_at"])
     assert not Participant.objects.filter(survey=survey, created_at__gt=stopped_at).exists()
-    # No list over-filled, nobody holding two places, every kept answer stored once.
+    # No block over-filled, nobody holding two places in one block or more blocks than a session has.
     for trial_list in survey.trial_lists.all():
         assert trial_list.slots.filter(is_pilot=False, filled_at__isnull=False).count() <= survey.ratings_per_list
-    assert not Slot.objects.values("participant").exclude(participant=None).annotate(n=Count("id")).filter(n__gt=1).exists()
+    held = Slot.objects.exclude(participant=None)
+    assert not held.values("participant", "trial_list").annotate(n=Count("id")).filter(n__gt=1).exists()
+    blocks = survey.adaptive_state["blocks_per_participant"]
+    assert not held.values("participant").annotate(n=Count("id")).filter(n__gt=blocks).exists()
     assert Participant.objects.filter(survey=survey).count() < 8 * 20
 
 
