@@ -489,14 +489,16 @@ def scenario_run(*, index: int, mu: list[float], studies: int, goal: float, mode
             "answers_se": round(float(answers.std(ddof=1) / np.sqrt(answers.size)) if answers.size > 1 else 0.0, 1),
             "answers_per_set_mean": [round(float(x), 1) for x in np.mean([r["n_answers"] for r in results], axis=0)],
             "participants_mean": round(float(np.mean([r["participants"] for r in results])), 1),
-            "short_of_goal": round(float(np.mean([r["short"] for r in results])), 4),
+            "short_of_goal": _coverage(np.array([r["short"] for r in results]))["coverage"],
+            "short_of_goal_se": _coverage(np.array([r["short"] for r in results]))["se"],
             "stop_reasons": {str(k): int(v) for k, v in zip(reasons, counts)},
         },
         "fixed": {
-            "n": fixed_n, "answers": fixed_answers,
+            "n": fixed_n, "answers_mean": fixed_answers, "answers_median": fixed_answers,
             "studies_meeting_goal_by_n": [round(float(x), 3) for x in met_share],
         },
-        "oracle": {"answers": round(oracle, 1), "answers_per_set": [int(x) for x in needs]},
+        "oracle": {"answers_mean": round(oracle, 1), "answers_median": round(oracle, 1),
+                   "answers_per_set": [int(x) for x in needs]},
         "adaptive_over_oracle": round(float(answers.mean()) / oracle, 4),
         "adaptive_over_oracle_se": round(_ratio_se(answers, oracle), 4),
         "adaptive_over_oracle_median": round(float(np.median(answers)) / oracle, 4),
@@ -551,8 +553,21 @@ def main() -> int:
         if s["coverage"]["mid_pooled"]:
             goals_met[f"mid_pooled_coverage_{name}_ge_{GOALS['mid_pooled_coverage']}"] = (
                 enough and s["coverage"]["mid_pooled"]["coverage"] >= GOALS["mid_pooled_coverage"])
+    summary = {name: {
+        "answers_adaptive_mean": s["adaptive"]["answers_mean"],
+        "answers_adaptive_median": s["adaptive"]["answers_median"],
+        "answers_fixed": s["fixed"]["answers_mean"], "fixed_n": s["fixed"]["n"],
+        "answers_oracle": s["oracle"]["answers_mean"],
+        "adaptive_over_oracle": [s["adaptive_over_oracle"], s["adaptive_over_oracle_se"]],
+        "adaptive_over_fixed": [s["adaptive_over_fixed"], s["adaptive_over_fixed_se"]],
+        "coverage_worst": [s["coverage"]["worst"]["coverage"], s["coverage"]["worst"]["se"]],
+        "coverage_mid_pooled": ([s["coverage"]["mid_pooled"]["coverage"], s["coverage"]["mid_pooled"]["se"]]
+                                if s["coverage"]["mid_pooled"] else None),
+        "short_of_goal": [s["adaptive"]["short_of_goal"], s["adaptive"]["short_of_goal_se"]],
+    } for name, s in scenarios.items()}
     figures = {
         "benchmark": "adaptive",
+        "summary": summary,  # per scenario; pairs are [value, Monte Carlo standard error]
         "studies": studies,
         "goal_half_width": args.goal,
         "min_answers": MIN_ANSWERS,
@@ -572,8 +587,9 @@ def main() -> int:
         a, cov = s["adaptive"], s["coverage"]
         mid = cov["mid_pooled"]
         print(f"{name}: answers adaptive {a['answers_mean']} (median {a['answers_median']}), fixed N={s['fixed']['n']} "
-              f"{s['fixed']['answers']}, oracle {s['oracle']['answers']}; adaptive/oracle {s['adaptive_over_oracle']}"
-              f" ± {s['adaptive_over_oracle_se']}, adaptive/fixed {s['adaptive_over_fixed']}; coverage worst "
+              f"{s['fixed']['answers_mean']}, oracle {s['oracle']['answers_mean']}; adaptive/oracle "
+              f"{s['adaptive_over_oracle']} ± {s['adaptive_over_oracle_se']}, adaptive/fixed {s['adaptive_over_fixed']}; "
+              "coverage worst "
               f"{cov['worst']['coverage']} ± {cov['worst']['se']} (set {cov['worst']['set']}, true "
               f"{cov['worst']['true_alignment']})" + (f", mid pooled {mid['coverage']} ± {mid['se']}" if mid else "")
               + f"; short of goal {a['short_of_goal']}; stops {a['stop_reasons']}")
