@@ -588,8 +588,8 @@ def main() -> int:
         mid = cov["mid_pooled"]
         print(f"{name}: answers adaptive {a['answers_mean']} (median {a['answers_median']}), fixed N={s['fixed']['n']} "
               f"{s['fixed']['answers_mean']}, oracle {s['oracle']['answers_mean']}; adaptive/oracle "
-              f"{s['adaptive_over_oracle']} ± {s['adaptive_over_oracle_se']}, adaptive/fixed {s['adaptive_over_fixed']}; "
-              "coverage worst "
+              f"{s['adaptive_over_oracle']} ± {s['adaptive_over_oracle_se']}, adaptive/fixed "
+              f"{s['adaptive_over_fixed']}; coverage worst "
               f"{cov['worst']['coverage']} ± {cov['worst']['se']} (set {cov['worst']['set']}, true "
               f"{cov['worst']['true_alignment']})" + (f", mid pooled {mid['coverage']} ± {mid['se']}" if mid else "")
               + f"; short of goal {a['short_of_goal']}; stops {a['stop_reasons']}")
