@@ -61,3 +61,30 @@ class SurveyTaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.survey.slug}: {self.status}"
+
+
+class AnalysisPlanVersion(models.Model):
+    """One version of a survey's analysis plan (results.plans): the canonical JSON text and its SHA-256.
+
+    Version 1 is frozen at publish. An edit before the first real answer adds a version silently (deviation False);
+    an edit after it adds a deviation, which must give a reason. It lives here because the surveys app takes no new
+    migrations now."""
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    canonical = models.TextField(help_text="The plan as canonical JSON (sorted keys, no whitespace): what is hashed.")
+    sha256 = models.CharField(max_length=64)
+    changed = models.JSONField(default=list, blank=True, help_text="What differs from the version before.")
+    deviation = models.BooleanField(default=False, help_text="Made after the first real answer.")
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["survey_id", "version"]
+        constraints = [models.UniqueConstraint(fields=["survey", "version"], name="analysis_plan_version_once")]
+
+    def __str__(self) -> str:
+        return f"{self.survey_id} plan v{self.version} {self.sha256[:12]}"

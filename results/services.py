@@ -42,6 +42,7 @@ from .alignment import (
     split_half_ceilings,
 )
 from .adaptive import condition_intervals, conditions_done, stopping_rule_describe
+from .plans import plan_report
 from .recognition import recognition_by_condition, recognition_overall
 from .models import SurveyTaskRun, TrialProxyChoice
 from .selectors import (
@@ -405,6 +406,7 @@ def alignment_report(
         **({"recognition": _recognition(data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed,
                                         level=level)} if survey.task_type == Survey.TaskType.CLASSIFY else {}),
         "design": survey_design(survey=survey),
+        "plan": plan_report(survey=survey),  # the frozen analysis plan's hash and every deviation (results.plans)
         "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
         "ratings_target": survey.ratings_per_list,
         "proxy": {"metrics": sorted(proxy), "overall": overall_proxy},

@@ -672,9 +672,13 @@ def _slots_create(*, survey: Survey, lists: list[TrialList]) -> None:
 
 
 def survey_publish(*, survey: Survey) -> Survey:
+    from results.plans import plan_freeze  # results.plans reads surveys' models
+
     if not survey.trials.exists():
         raise ApplicationError("A survey without trials cannot be published.")
-    Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.LIVE)
+    with transaction.atomic():
+        plan_freeze(survey=survey)  # the analysis plan, hashed before any data (a changed plan after data is refused)
+        Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.LIVE)
     survey.refresh_from_db()
     return survey
 

@@ -111,6 +111,7 @@ class Command(BaseCommand):
         yield from _recognition(report.get("recognition"))
         yield from _collection(report["collection"])
         yield from _design(report["design"])
+        yield from _plan(report["plan"])
         for d in report["comparisons"]:
             yield f"    {d['a']} − {d['b']}: {_fmt(d['difference'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]{' paired' if d['paired'] else ''}"
 
@@ -179,6 +180,17 @@ def _design(design: dict):
         yield f"    left out {r['count']:>5}  {r['reason']}: {r['description']}"
     for e in design["resized"]:
         yield f"    resized set {e.get('set')} {e.get('name', '')}: {e.get('images')} images from {_size(e.get('from'))} to {_size(e.get('to'))}"
+
+
+def _plan(plan: dict):
+    """The analysis plan's hash (results.plans) and each deviation from it: version, when, who, what, why."""
+    state = f"version {plan['version']}, frozen {plan['frozen_sha256']}" if plan["frozen"] else "not frozen"
+    yield f"analysis plan: sha256 {plan['sha256']} ({state}); {len(plan['deviations'])} deviation(s) {plan['note']}"
+    for d in plan["deviations"]:
+        what = ", ".join(f"{c['path']} {c['before']!r} → {c['after']!r}" for c in d["changed"])
+        yield f"    deviation v{d['version']} {d['at'][:16]} by {d['by'] or '—'}: {what}; reason: {d['reason']}"
+    if plan["unrecorded_changes"]:
+        yield f"    changed without a version: {', '.join(c['path'] for c in plan['unrecorded_changes'])}"
 
 
 def _size(value) -> str:
