@@ -14,6 +14,7 @@ from teams.models import Role
 from . import exports
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport, SurveyTaskRun
+from .plans import plan_files, plan_report
 from .plots import FORMATS, PLOTS, plot_render
 from .selectors import report_cached, survey_task_run_list
 from .services import PROXY_METRICS, survey_task_run_create
@@ -54,6 +55,10 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             path("<int:pk>/report/plot/<str:name>.<str:fmt>", view(self.plot_view), name="results_surveyreport_plot"),
             path("<int:pk>/report/export/<str:name>", view(self.export_view), name="results_surveyreport_export"),
             path("<int:pk>/report/proxy", view(self.proxy_view), name="results_surveyreport_proxy"),
+            path("<int:pk>/report/analysis-plan.md", view(self.plan_view), {"fmt": "md"},
+                 name="results_surveyreport_plan_md"),
+            path("<int:pk>/report/analysis-plan.json", view(self.plan_view), {"fmt": "json"},
+                 name="results_surveyreport_plan_json"),
             *super().get_urls(),
         ]
 
@@ -72,6 +77,7 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             report = report_cached(survey=survey)
         except ApplicationError as exc:  # e.g. a stored threshold out of range: say which, rather than a 500
             return HttpResponse(exc.message, status=400, content_type="text/plain")
+        report = {**report, "plan": plan_report(survey=survey)}  # never a cached plan: a deviation shows at once
         proxy_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.PROXY)
         context = {
             **self.admin_site.each_context(request),
@@ -112,6 +118,17 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             return HttpResponse("Unknown export.", status=404, content_type="text/plain")
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
         self.audit(request, "export", survey, {"export": name, "raw_ids": True} if raw_ids else {"export": name})
+        return response
+
+    def plan_view(self, request, pk, fmt):
+        """The analysis plan for a pre-registration: the Markdown, or the frozen plan's canonical JSON (its SHA-256 is
+        the report's frozen hash)."""
+        survey = self._survey(request, pk)
+        name = f"{survey.slug}-analysis-plan.{fmt}"
+        content_type = "text/markdown; charset=utf-8" if fmt == "md" else "application/json"
+        response = HttpResponse(plan_files(survey=survey)[name].encode("utf-8"), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        self.audit(request, "export", survey, {"export": f"analysis-plan.{fmt}"})
         return response
 
     def proxy_view(self, request, pk):

@@ -1,4 +1,5 @@
-"""Read-only results API: the report JSON, per-answer long-format rows (paginated) and CSV exports (streamed)."""
+"""Results API: the report JSON, per-answer rows (paginated), CSV exports (streamed) and the analysis plan."""
+import json
 from collections.abc import Iterator
 from itertools import islice
 
@@ -17,6 +18,7 @@ from teams.selectors import team_object_get, team_role_check
 from teams.services import audit_record
 
 from . import exports
+from .plans import PLAN_EDITABLE_FIELDS, plan_change, plan_files, plan_report, plan_versions
 from .services import alignment_report, exclusion_rules_for, survey_data_load
 
 
@@ -111,6 +113,10 @@ class AlignmentReportApi(APIView):
                       "and how many participants the one-sided rule flags"
         )
         design = serializers.DictField(help_text="what the survey builder left out and why, the validity filter, images resized")
+        plan = serializers.DictField(
+            help_text="the analysis plan: sha256 of the plan in force, frozen_sha256 of the one frozen before the "
+                      "data, deviations (version, changed, reason, at, by) and changes made without a version"
+        )
         collection = serializers.DictField(
             help_text="the stopping rule (fixed N, or adaptive with its goal and cap, whether and why it stopped) and, "
                       "for adaptive surveys, each condition's design-effect Wilson interval beside its goal"
@@ -216,3 +222,73 @@ class AnswerExportApi(APIView):
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
         return response
+
+
+class SurveyAnalysisPlanApi(APIView):
+    """The survey's analysis plan, frozen at publish (results.plans): GET the plan, its hash and every deviation;
+    POST changes to the survey fields it reads, with a reason once the survey has real answers."""
+
+    @extend_schema_serializer(component_name="AnalysisPlanChange")
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            required=False, allow_blank=True, default="",
+            help_text="why the plan changes; required once the survey has a real answer (the change is a deviation)",
+        )
+        max_participants = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+        precision_every = serializers.IntegerField(min_value=1, required=False)
+        catch_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
+        rt_floor_ms = serializers.FloatField(min_value=0, required=False)
+        rt_floor_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+        one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
+        practice_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        screening_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
+        exclude_mistimed = serializers.BooleanField(required=False)
+        refill_excluded = serializers.BooleanField(required=False)
+        desktop_only = serializers.BooleanField(required=False)
+        fixation_ms = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+        image_ms = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True)
+        mask_ms = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+
+    @extend_schema_serializer(component_name="AnalysisPlan")
+    class OutputSerializer(serializers.Serializer):
+        survey = serializers.CharField()
+        plan = serializers.DictField(help_text="the report's plan block: sha256, frozen_sha256, deviations, note")
+        document = serializers.DictField(help_text="the plan in force (its canonical JSON hashes to plan.sha256)")
+        versions = serializers.ListField(child=serializers.DictField(), help_text="version, sha256, deviation, at")
+        markdown = serializers.CharField(help_text="the plan as Markdown, for an OSF pre-registration")
+
+    def _output(self, survey: Survey) -> dict:
+        versions = plan_versions(survey=survey)
+        files = plan_files(survey=survey)
+        in_force = versions[-1].canonical if versions else files[f"{survey.slug}-analysis-plan.json"]
+        return {
+            "survey": survey.slug,
+            "plan": plan_report(survey=survey),
+            "document": json.loads(in_force),
+            "versions": [{"version": v.version, "sha256": v.sha256, "deviation": v.deviation,
+                          "at": v.created_at.isoformat()} for v in versions],
+            "markdown": files[f"{survey.slug}-analysis-plan.md"],
+        }
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, slug: str):
+        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        return Response(self._output(survey))
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, slug: str):
+        survey = team_object_get(user=request.user, queryset=Survey.objects, min_role=Role.RESEARCHER, slug=slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = {k: v for k, v in data.validated_data.items() if k in PLAN_EDITABLE_FIELDS}
+        if not values:
+            raise ApplicationError(PLAN_NOTHING_TO_CHANGE, extra={"field": "values"})
+        if "one_side_max_fraction" in values or "one_side_min_trials" in values:  # the report's own range checks
+            exclusion_rules_for(survey=survey, **{k: v for k, v in values.items() if k.startswith("one_side")})
+        plan_change(survey=survey, values=values, reason=data.validated_data["reason"], user=request.user,
+                    request=request)
+        return Response(self._output(survey))
+
+
+PLAN_NOTHING_TO_CHANGE = "Give at least one field to change: " + ", ".join(PLAN_EDITABLE_FIELDS) + "."

@@ -11,6 +11,7 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from results.models import SurveyTaskRun
 from results.planning import prolific_pay_rates, survey_forecast, survey_plan
+from results.plans import plan_change, plan_changes, plan_document, plan_locked, plan_report
 from results.selectors import report_cached, survey_task_run_list
 from results.services import survey_task_run_create
 from teams.admin import TeamScopedAdmin
@@ -103,6 +104,32 @@ class SurveyCreateForm(forms.ModelForm):
         return cleaned
 
 
+PLAN_REASON_MISSING = (
+    "This survey has real answers, so this change to its analysis plan ({paths}) is a deviation from the plan frozen "
+    "before the data: say why here. The report lists it with your reason; nothing was saved."
+)
+
+
+class SurveyChangeForm(forms.ModelForm):
+    """The survey's change form, with the reason a change to the analysis plan needs once real answers exist."""
+
+    plan_change_reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), label="reason for a plan change",
+        help_text="Required when a change touches the analysis plan (exclusion rules, stopping rule, design) after "
+                  "the first real answer: it is a deviation, listed in the report with this reason.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {f: cleaned[f] for f in self.changed_data if f in cleaned and f != "plan_change_reason"}
+        if values and not cleaned.get("plan_change_reason", "").strip() and plan_locked(survey=self.instance):
+            changes = plan_changes(survey=self.instance, values=values)
+            if changes:
+                paths = ", ".join(c["path"] for c in changes)
+                self.add_error("plan_change_reason", PLAN_REASON_MISSING.format(paths=paths))
+        return cleaned
+
+
 class SurveyPlanForm(forms.Form):
     """The budget planner's questions (results.planning.survey_plan checks the values and names a bad one)."""
 
@@ -143,19 +170,22 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
         "bot_runs", "precision_goal", "prolific", "categories", "screening_trials", "mturk_external_question",
+        "analysis_plan",
     ]
     fields = readonly_fields + [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
         "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
         "refill_excluded", "retention_days", "precision_every", "fixation_ms", "image_ms", "mask_ms",
-        "screening_pass_fraction", "code_screened_out", "desktop_only", "exclude_mistimed",
+        "screening_pass_fraction", "code_screened_out", "desktop_only", "exclude_mistimed", "plan_change_reason",
     ]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = SurveyCreateForm
             kwargs["fields"] = None
+        else:
+            kwargs["form"] = SurveyChangeForm  # declares plan_change_reason, the one field that is not the model's
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -166,7 +196,12 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            return super().save_model(request, obj, form, change)
+            before = plan_document(survey=Survey.objects.get(pk=obj.pk))  # for a survey live before plans were frozen
+            super().save_model(request, obj, form, change)
+            # A changed plan: a new version (a deviation with its reason after the first real answer), audit-logged.
+            plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""), user=request.user,
+                        request=request, before=before)
+            return
         data = dict(form.cleaned_data)
         data["iri_jobs"] = list(data["iri_jobs"])
         survey = survey_create(**data)
@@ -174,6 +209,15 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         obj.refresh_from_db()
         self.audit(request, "create", obj)
         self.message_user(request, f"{survey.slug}: {build_summary(survey.build_report)}")
+
+    @admin.display(description="analysis plan")
+    def analysis_plan(self, obj):
+        plan = plan_report(survey=obj)
+        url = reverse("admin:results_surveyreport_report", args=[obj.pk]) + "#analysis-plan"
+        state = (f"version {plan['version']}, {len(plan['deviations'])} deviation(s) from the plan frozen before "
+                 "the data" if plan["frozen"] else "not frozen yet: frozen when published")
+        return format_html('SHA-256 <code>{}</code> ({}) · <a href="{}">plan and deviations</a>', plan["sha256"], state,
+                           url)
 
     @admin.display(description="what the builder did")
     def built(self, obj):

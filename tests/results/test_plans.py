@@ -245,3 +245,92 @@ def test_the_files_of_a_draft_say_it_is_not_frozen(iri_set):
 def test_every_field_the_plan_lets_edit_is_one_the_plan_reads(live_survey):
     for field in PLAN_EDITABLE_FIELDS:
         assert hasattr(Survey, field), field
+
+
+# --------------------------------------------------------------------------------------------- the admin
+
+
+def change_form(client, survey) -> dict:
+    """The survey's change form as the admin renders it, as {name: value} a browser would send back."""
+    from tests.teams.test_admin_crawl import rendered_form
+
+    form = rendered_form(client.get(f"/admin/surveys/survey/{survey.pk}/change/"))
+    return {k: v if len(v) > 1 else v[0] for k, v in form.items()}
+
+
+def test_the_admin_form_asks_for_a_reason_after_the_data_and_saves_nothing_without_it(live_survey, researcher):
+    real_answer(live_survey)
+    client = Client()
+    client.force_login(researcher)
+    data = {**change_form(client, live_survey), "catch_min_accuracy": "0.6", "title": "Renamed"}
+
+    refused = client.post(f"/admin/surveys/survey/{live_survey.pk}/change/", data)
+
+    assert refused.status_code == 200 and "exclusions.catch_min_accuracy" in refused.content.decode()
+    live_survey.refresh_from_db()
+    assert live_survey.catch_min_accuracy == 0.75 and live_survey.title != "Renamed" and len(versions(live_survey)) == 1
+
+    saved = client.post(f"/admin/surveys/survey/{live_survey.pk}/change/",
+                        {**data, "plan_change_reason": "Attention checks were too hard."})
+
+    assert saved.status_code == 302
+    live_survey.refresh_from_db()
+    assert live_survey.catch_min_accuracy == 0.6 and live_survey.title == "Renamed"
+    v2 = versions(live_survey)[-1]
+    assert v2.deviation and v2.reason == "Attention checks were too hard." and v2.created_by == researcher
+    page = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/").content.decode()
+    assert 'id="plan-deviations"' in page and "Attention checks were too hard." in page and v2.sha256 in page
+
+
+def test_the_admin_form_saves_a_change_outside_the_plan_without_a_reason(live_survey, researcher):
+    real_answer(live_survey)
+    client = Client()
+    client.force_login(researcher)
+
+    saved = client.post(f"/admin/surveys/survey/{live_survey.pk}/change/", {**change_form(client, live_survey),
+                                                                            "title": "Renamed"})
+
+    assert saved.status_code == 302 and len(versions(live_survey)) == 1
+    live_survey.refresh_from_db()
+    assert live_survey.title == "Renamed"
+
+
+def test_the_report_page_offers_the_plan_for_a_preregistration(live_survey, researcher):
+    client = Client()
+    client.force_login(researcher)
+    sha = versions(live_survey)[0].sha256
+
+    as_json = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/analysis-plan.json")
+    as_md = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/analysis-plan.md")
+
+    assert hashlib.sha256(as_json.content).hexdigest() == sha
+    assert as_md.status_code == 200 and sha in as_md.content.decode()
+    assert AuditEntry.objects.filter(action="survey.export", details__export="analysis-plan.md").exists()
+
+
+# --------------------------------------------------------------------------------------------- the API
+
+
+def test_the_api_shows_the_plan_and_refuses_a_change_without_a_reason_after_the_data(live_survey, researcher_client):
+    real_answer(live_survey)
+    url = f"/api/results/surveys/{live_survey.slug}/analysis-plan"
+    shown = researcher_client.get(url).json()
+
+    refused = researcher_client.post(url, {"rt_floor_ms": 100}, format="json")
+    bad = researcher_client.post(url, {"one_side_max_fraction": 0.3, "reason": "x"}, format="json")
+    empty = researcher_client.post(url, {"reason": "nothing"}, format="json")
+
+    assert shown["plan"]["sha256"] == versions(live_survey)[0].sha256 and "## 6. Deviations" in shown["markdown"]
+    assert refused.status_code == 400 and refused.json()["extra"]["field"] == "reason"
+    assert "reason" in refused.json()["message"]
+    assert bad.status_code == 400 and bad.json()["extra"]["field"] == "one_side_max_fraction"
+    assert empty.status_code == 400
+    live_survey.refresh_from_db()
+    assert live_survey.rt_floor_ms == 200.0 and len(versions(live_survey)) == 1
+
+    changed = researcher_client.post(url, {"rt_floor_ms": 100, "reason": "Readers are fast."}, format="json")
+
+    assert changed.status_code == 200
+    body = changed.json()
+    assert body["plan"]["deviations"][0]["reason"] == "Readers are fast." and body["document"]["exclusions"]["rt_floor_ms"] == 100
+    assert researcher_client.get(f"/api/results/surveys/{live_survey.slug}/alignment?n_boot=10").json()["plan"] == body["plan"]
