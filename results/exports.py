@@ -9,12 +9,19 @@ distribution of distances between unrelated photos, its representation distance 
 network's top-1 label of the IRI equals its label of the target, with both labels); empty where there is none.
 `external_id` is the survey's pseudonym of the Prolific PID or MTurk worker ID (surveys.selectors.participant_pseudonym)
 unless the data was loaded with raw_ids; model-vs-human's `subj` is the participant's row id.
+
+Each answer row also carries what the study measured: its trial kind (practice, screening, catch, main), a
+classification's true and chosen category, the browser's timing of the image (TIMING_COLUMNS, as the participant
+API stores them) and the mistimed flag, and the session's device facts (DEVICE_COLUMNS: Participant.client_info,
+what the browser reported and the refresh rate it measured). They are read on the export path only, streamed in the
+answers' order, so the report's answer query does not grow.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import zipfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,17 +29,34 @@ import numpy as np
 from surveys.models import Survey
 
 from .alignment import KIND_CATCH, KIND_MAIN, position_counts
-from .selectors import iri_validity_table, stored_image_table, target_photo_names
+from .selectors import (
+    KIND_CODES,
+    iri_validity_table,
+    stored_image_table,
+    survey_answer_timing_rows,
+    survey_device_table,
+    target_photo_names,
+)
 from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 
-KIND_NAMES = {0: "main", 1: "catch", 2: "practice"}
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}  # main, catch, practice, screening
+# What the browser measured per answer (surveys.apis.TIMING_FIELDS): image onset and offset (ms since the page's
+# time origin, from requestAnimationFrame), how long it was up, in frames, and the refresh rate frames were counted at.
+TIMING_COLUMNS = ["image_onset_ms", "image_offset_ms", "shown_ms", "frames", "refresh_hz"]
+# The session's device facts (surveys.apis.ClientInfoSerializer, stored in Participant.client_info), prefixed device_.
+DEVICE_FACTS = ["window_w", "window_h", "screen_w", "screen_h", "dpr", "touch", "user_agent", "refresh_hz"]
+DEVICE_COLUMNS = [f"device_{fact}" for fact in DEVICE_FACTS]
 ANSWER_COLUMNS = [
     "survey", "participant", "external_id", "trial", "trial_list", "kind", "task_type",
     "condition", "iri_set", *CONDITION_FIELDS, "target_photo", "query_image",
     "option_0", "option_1", "option_2", "option_0_role", "option_1_role", "option_2_role",
-    "target_option", "choice", "shown_position", "chosen_image", "correct", "rt_ms", "included", "exclusion_rules",
+    "target_option", "choice", "shown_position", "chosen_image", "category", "chosen_category", "correct", "rt_ms",
+    *TIMING_COLUMNS, "mistimed", "included", "exclusion_rules",
     *("iri_null_percentile", "iri_rep_distance", "iri_label_match", "iri_model_label", "target_model_label"),
+    *DEVICE_COLUMNS,
 ]
+# model-vs-human's raw human data (raw-data/<experiment>/*.csv in bethgelab/model-vs-human; read back by
+# modelvshuman/helper/plotting_helper.py, which lower-cases the header): one row per trial.
 MVH_COLUMNS = ["subj", "Session", "trial", "rt", "object_response", "category", "condition", "imagename"]
 
 
@@ -70,13 +94,53 @@ def _label(condition: dict) -> str:
     return " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition.get(f))
 
 
+class _TimingJoin:
+    """The timing and mistimed flag of answers asked for in participant-then-trial order (the exports' order),
+    walking survey_answer_timing_rows alongside: one pass, nothing held but the current row."""
+
+    def __init__(self, *, survey: Survey):
+        self.rows = survey_answer_timing_rows(survey=survey)
+        self.row = next(self.rows, None)
+
+    def at(self, *, participant: int, trial: int) -> tuple[dict, bool]:
+        key = (participant, trial)
+        while self.row is not None and (self.row[0], self.row[1]) < key:
+            self.row = next(self.rows, None)
+        if self.row is None or (self.row[0], self.row[1]) != key:
+            return {}, False
+        timing = self.row[2] if isinstance(self.row[2], dict) else {}
+        return timing, bool(self.row[3])
+
+
+def _timing_columns(timing: dict) -> dict:
+    """The timing as stored (the participant API stores every field as a float), frames as the whole count it is."""
+    out = {column: timing.get(column) for column in TIMING_COLUMNS}
+    frames = out["frames"]
+    if isinstance(frames, float) and frames.is_integer():
+        out["frames"] = int(frames)
+    return out
+
+
+def _categories(*, survey: Survey, task_type: str, target_option: int, choice: int) -> tuple[str, str]:
+    """A classification answer's true and chosen category (its options are the survey's categories); else empty."""
+    if task_type != Survey.TaskType.CLASSIFY:
+        return "", ""
+    names = survey.categories or []
+    name = lambda k: str(names[k]) if 0 <= k < len(names) else ""  # noqa: E731
+    return name(target_option), name(choice)
+
+
 def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[dict]:
     """Every answer as one flat dict (ANSWER_COLUMNS), with the rules that exclude it."""
     data = data or survey_data_load(survey=survey)
     ctx = _context(data)
     trials, people, answers = data.trials, data.people, data.answers
+    timings = _TimingJoin(survey=survey)
+    devices = survey_device_table(survey=survey)
     for i in ctx["order"]:
         t, p = int(data.t_row[i]), int(data.p_row[i])
+        timing, mistimed = timings.at(participant=int(people["id"][p]), trial=int(trials["id"][t]))
+        device = devices.get(int(people["id"][p]), {})
         condition = _condition_of(data, t)
         options = [int(o) for o in trials["options"][t]]
         target_option = int(trials["target_option"][t])
@@ -91,14 +155,20 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
             else:
                 roles.append("foil")
         choice = int(answers["choice"][i])
-        rules = [rule for rule, mask in data.excluded_flags.items() if mask[i] and (rule != "rt_floor" or trials["kind"][t] == KIND_MAIN)]
+        main = trials["kind"][t] == KIND_MAIN
+        rules = [rule for rule, mask in data.excluded_flags.items() if mask[i] and (rule != "rt_floor" or main)]
+        if mistimed and main and survey.exclude_mistimed:  # the answer-level rule, as survey_data_load applies it
+            rules.append("mistimed")
+        category, chosen_category = _categories(
+            survey=survey, task_type=trials["task_type"][t], target_option=target_option, choice=choice
+        )
         yield {
             "survey": survey.slug,
             "participant": int(people["id"][p]),
             "external_id": people["external_id"][p],
             "trial": trials["public_id"][t],
             "trial_list": int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
-            "kind": KIND_NAMES.get(int(trials["kind"][t]), "main"),
+            "kind": KIND_NAMES[int(trials["kind"][t])],
             "task_type": trials["task_type"][t],
             "condition": _label(condition),
             "iri_set": condition.get("iri_sets", [None])[0] if condition else None,
@@ -111,11 +181,16 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
             "choice": choice if choice >= 0 else None,
             "shown_position": int(answers["shown_position"][i]) if answers["shown_position"][i] >= 0 else None,
             "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
+            "category": category,
+            "chosen_category": chosen_category,
             "correct": bool(data.correct[i]),
             "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
+            **_timing_columns(timing),
+            "mistimed": mistimed,
             "included": bool(data.included[i]),
             "exclusion_rules": ";".join(rules),
             **_validity_columns(ctx["validity"].get(int(trials["iri"][t]), {})),
+            **{f"device_{fact}": device.get(fact) for fact in DEVICE_FACTS},
         }
 
 
@@ -141,19 +216,26 @@ def answers_json(*, survey: Survey, data: SurveyData | None = None) -> Iterator[
     yield "]"
 
 
-def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
-    """model-vs-human raw-data layout: subj, Session, trial, rt (s), object_response, category, condition, imagename.
+def _mvh_conditions(data: SurveyData) -> list[str]:
+    """A classification condition's name for model-vs-human: what differs between the survey's conditions (a layer
+    sweep: the layer; several networks: the network and layer), as model-vs-human names a condition by the one thing
+    its experiment varies; the layer where there is one condition."""
+    varying = [f for f in CONDITION_FIELDS if len({str(c.get(f, "")) for c in data.conditions}) > 1] or ["layer"]
+    return [" · ".join(str(c[f]) for f in varying if c.get(f)) or _label(c) for c in data.conditions]
 
-    Included main-trial answers only. category = the target photo's name; object_response = the name of the
-    chosen option (the target photo's name when the target was chosen, else "seed" or "foil-<sha12>"), so
-    model-vs-human's accuracy (object_response == category) is our correctness.
+
+def _mvh_rows(*, survey: Survey, data: SurveyData) -> Iterator[tuple[int, list]]:
+    """(participant id, model-vs-human row) of every included main-trial answer, per participant then trial.
+
+    A classification answer: object_response = the chosen category, category = the true one, condition = the layer
+    or network (_mvh_conditions), so model-vs-human's accuracy (object_response == category) is the recognition
+    accuracy. 2AFC and clustering: category = the target photo's name; object_response = the name of the chosen
+    option (the target photo's name when the target was chosen, else "seed" or "foil-<sha12>"), so their accuracy
+    is our correctness; condition = the full condition label. trial = the answer's ordinal within its subject.
     """
-    data = data or survey_data_load(survey=survey)
     ctx = _context(data)
     trials, answers = data.trials, data.answers
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MVH_COLUMNS)
+    classify_conditions = _mvh_conditions(data)
     previous, ordinal = -1, 0
     for i in ctx["order"]:
         if not data.included[i]:
@@ -161,26 +243,114 @@ def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
         t, p = int(data.t_row[i]), int(data.p_row[i])
         ordinal = ordinal + 1 if p == previous else 1
         previous = p
-        category = ctx["photo"].get(int(trials["target"][t]), f"target-{t}")
         choice = int(answers["choice"][i])
-        if choice == trials["target_option"][t]:
-            response = category
-        elif 0 <= choice < 3 and trials["options"][t][choice] == trials["seed_image"][t]:
-            response = "seed"
+        c = int(data.trial_condition[t])
+        if trials["task_type"][t] == Survey.TaskType.CLASSIFY:
+            true_option = int(trials["target_option"][t])
+            category, response = _categories(survey=survey, task_type=Survey.TaskType.CLASSIFY, target_option=true_option,
+                                             choice=choice)
+            condition = classify_conditions[c] if c >= 0 else ""
         else:
-            option = int(trials["options"][t][choice]) if 0 <= choice < 3 else -1
-            response = f"foil-{ctx['sha'].get(option, '')[:12]}"
-        writer.writerow(
-            [
-                f"subject-{int(data.people['id'][p])}", 1, ordinal, round(float(answers["rt_ms"][i]) / 1000, 4),
-                response, category, _label(_condition_of(data, t)), f"{ctx['sha'].get(int(trials['query'][t]), '')}.png",
-            ]
-        )
+            category = ctx["photo"].get(int(trials["target"][t]), f"target-{t}")
+            if choice == trials["target_option"][t]:
+                response = category
+            elif 0 <= choice < 3 and trials["options"][t][choice] == trials["seed_image"][t]:
+                response = "seed"
+            else:
+                option = int(trials["options"][t][choice]) if 0 <= choice < 3 else -1
+                response = f"foil-{ctx['sha'].get(option, '')[:12]}"
+            condition = _label(_condition_of(data, t))
+        person = int(data.people["id"][p])
+        yield person, [
+            _mvh_subject(person), 1, ordinal, round(float(answers["rt_ms"][i]) / 1000, 4),
+            response, category, condition, f"{ctx['sha'].get(int(trials['query'][t]), '')}.png",
+        ]
+
+
+def _mvh_subject(participant: int) -> str:
+    return f"subject-{participant}"  # model-vs-human tells people from networks by the "subject-" prefix
+
+
+def mvh_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
+    """model-vs-human raw-data layout, every subject in one CSV: subj, Session, trial, rt (s), object_response,
+    category, condition, imagename (see _mvh_rows). Included main-trial answers only."""
+    data = data or survey_data_load(survey=survey)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MVH_COLUMNS)
+    for _, row in _mvh_rows(survey=survey, data=data):
+        writer.writerow(row)
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+class _ZipSink(io.RawIOBase):
+    """A write-only, unseekable file that zipfile writes into (it then uses data descriptors); take() hands over
+    what was written since the last call, so a zip streams out subject by subject."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def mvh_experiment_name(*, survey: Survey) -> str:
+    """The experiment (model-vs-human's dataset) name: the survey's slug; "_" separates the parts of their file
+    names, so it becomes "-" (as their ResultPrinter does with model names)."""
+    return survey.slug.replace("_", "-")
+
+
+def mvh_file_name(*, experiment: str, subject: str, session: int = 1) -> str:
+    """model-vs-human's raw-data file naming: <experiment>_<subject>_session_<n>.csv (e.g.
+    raw-data/high-pass/high-pass_subject-01_session_1.csv in bethgelab/model-vs-human)."""
+    return f"{experiment}_{subject}_session_{session}.csv"
+
+
+def mvh_zip(*, survey: Survey, data: SurveyData | None = None) -> Iterator[bytes]:
+    """model-vs-human's raw data as they ship it: one CSV per subject (MVH_COLUMNS, see _mvh_rows) under a folder
+    named after the experiment, <experiment>/<experiment>_subject-<id>_session_1.csv, so unzipping into their
+    raw-data/ folder makes an experiment their plotting code reads. Streamed one subject at a time; entries carry a
+    fixed date, so the same answers give the same bytes."""
+    data = data or survey_data_load(survey=survey)
+    experiment = mvh_experiment_name(survey=survey)
+    sink = _ZipSink()
+    archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)
+
+    def entry(person: int, rows: list[list]) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(MVH_COLUMNS)
+        writer.writerows(rows)
+        info = zipfile.ZipInfo(f"{experiment}/{mvh_file_name(experiment=experiment, subject=_mvh_subject(person))}")
+        info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        archive.writestr(info, buffer.getvalue())
+        return sink.take()
+
+    person, rows = None, []
+    for subject, row in _mvh_rows(survey=survey, data=data):
+        if subject != person and rows:
+            yield entry(person, rows)
+            rows = []
+        person = subject
+        rows.append(row)
+    if rows:
+        yield entry(person, rows)
+    archive.close()
+    yield sink.take()
 
 
 def conditions_csv(*, report: dict) -> str:
@@ -276,6 +446,7 @@ EXPORTS = {
     "answers.csv": ("text/csv", answers_csv),
     "answers.json": ("application/json", answers_json),
     "model-vs-human.csv": ("text/csv", mvh_csv),
+    "model-vs-human.zip": ("application/zip", mvh_zip),
     "participants.csv": ("text/csv", participants_csv),
 }
 RAW_ID_EXPORTS = ["answers.csv", "answers.json", "participants.csv"]  # the ones with an external_id column

@@ -11,6 +11,7 @@ IRI proxy scores, job checkpoints) are read only when the model has them, so thi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 from django.db import connection
@@ -261,6 +262,23 @@ def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
 def survey_mistimed_pairs(*, survey: Survey) -> list[tuple[int, int]]:
     """(participant id, trial id) of every answer flagged as mistimed."""
     return list(Response.objects.filter(trial__survey=survey, mistimed=True).values_list("participant_id", "trial_id"))
+
+
+def survey_answer_timing_rows(*, survey: Survey) -> Iterator[tuple[int, int, dict | None, bool]]:
+    """(participant id, trial id, timing, mistimed) of every answer the browser timed or that was flagged as
+    mistimed, ordered by participant then trial and streamed: the exports join it to the answer arrays in that
+    order. Read only on the export path, so the report's answer query (bench/analysis.py) stays as it is."""
+    answers = Response.objects.filter(trial__survey=survey).filter(Q(timing__isnull=False) | Q(mistimed=True))
+    rows = answers.order_by("participant_id", "trial_id")
+    rows = rows.values_list("participant_id", "trial_id", "timing", "mistimed")
+    return rows.iterator(chunk_size=5000)
+
+
+def survey_device_table(*, survey: Survey) -> dict[int, dict]:
+    """Participant id -> the session's device facts (Participant.client_info: what the browser reported at enrollment
+    and after, the refresh rate it measured); participants with none are left out. For the exports only."""
+    people = Participant.objects.filter(survey=survey).exclude(client_info={})
+    return {pk: info or {} for pk, info in people.values_list("id", "client_info")}
 
 
 def target_photo_names(*, ids: set[int]) -> dict[int, str]:
