@@ -208,9 +208,14 @@ class AnswerListApi(APIView):
 
 
 class AnswerExportApi(APIView):
-    """The long-format CSV (or JSON) of every answer, model-vs-human's raw-data CSV, or one row per participant, streamed."""
+    """The long-format CSV (or JSON) of every answer (with its trial kind, timing, mistimed flag and device facts),
+    model-vs-human's raw data (one CSV, or a zip of one CSV per subject), or one row per participant, streamed."""
 
-    @extend_schema(parameters=[RawIdsFilterSerializer], responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=[RawIdsFilterSerializer],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.STR,
+                   (200, "application/zip"): OpenApiTypes.BINARY},
+    )
     def get(self, request, slug: str, name: str):
         survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
         if name not in exports.EXPORTS:
