@@ -1,6 +1,7 @@
 """Survey design: build a survey's trials (2AFC or clustering screens, catch and practice trials), split them
 into trial lists with N slots per mode (live, pilot), check the choices before building, publish, and reset the
 pilot."""
+import hashlib
 import io
 import itertools
 import math
@@ -82,7 +83,6 @@ NATURAL_TOO_FEW = (
     "are needed; the team has {found}. Add labelled target photos, or ask for fewer."
 )
 MAX_DURATION_MS = 10_000
-MASKS_PER_SIZE = 8  # noise masks made per image size, used in turn
 
 CLUSTER_REFERENCES = 3
 CLUSTER_IRIS_PER_REFERENCE = 2
@@ -412,13 +412,13 @@ def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random,
     """A timed classification survey (Feather et al. 2023): one main trial per IRI, its options the categories
     (the target photos' labels, sorted), the right one its target's; practice, screening and catch trials show
     natural photos of those categories that are not among the survey's targets, fitted to the IRIs' size; every
-    trial has a noise mask of its image's size. Lists and slots as for 2AFC."""
+    trial has its own noise mask of its image's size (_Masks). Lists and slots as for 2AFC."""
     labels: dict[str, str] = {}
     for iri in sorted(iris, key=lambda i: i.target.label.strip()):
         labels.setdefault(_class_of(iri), iri.target.label.strip())
     keys = sorted(labels)
     categories = [labels[k] for k in keys]
-    masks = _Masks(rng=rng)
+    masks = _Masks(rng=rng, survey=survey)
     main = [
         Trial(survey=survey, iri=iri, query=iri.image, mask=masks.of(image_size(iri.image)), n_options=len(keys),
               target_option=keys.index(_class_of(iri)), task_type=Survey.TaskType.CLASSIFY)
@@ -450,23 +450,31 @@ def _classify_build(*, survey: Survey, iris: list[IriImage], rng: random.Random,
     _lists_store(survey=survey, lists=lists, catch_for=lambda trial_list, rows: natural(Trial.Kind.CATCH, survey.catch_trials, trial_list, photos))
     Trial.objects.bulk_create(natural(Trial.Kind.PRACTICE, survey.practice_trials, None, practice_photos)
                               + natural(Trial.Kind.SCREENING, survey.screening_trials, None, screening_photos))
-    report.update(categories=categories, natural_photos=len(photos))
+    report.update(categories=categories, natural_photos=len(photos),
+                  masks={"noise": "uniform RGB", "per": "trial", "count": len(masks.made), "seed": masks.seed})
     return _survey_built(survey=survey, lists=lists, build_report=report, categories=categories)
 
 
 class _Masks:
-    """Noise masks (uniform RGB noise, PNG) made once per image size, MASKS_PER_SIZE of them used in turn."""
+    """Noise masks (uniform RGB noise, PNG): a fresh one for every trial, so no participant sees a mask twice.
 
-    def __init__(self, *, rng: random.Random):
-        self.rng = np.random.default_rng(rng.getrandbits(32))
-        self.made: dict[tuple[int, int], list[StoredImage]] = {}
-        self.used = 0
+    A mask shared by two trials would link them (the same photo's IRIs at two layers would share their answer);
+    one per trial identifies that trial only, as its query does. The noise is seeded by the survey's seed and its
+    slug, so a rebuild makes the same masks while two surveys (even of one seed) share none; each trial records
+    its mask (Trial.mask)."""
+
+    def __init__(self, *, rng: random.Random, survey: Survey):
+        # 48 bits: the recorded seed stays exact in JavaScript's numbers
+        self.seed = int.from_bytes(hashlib.sha256(f"{survey.slug}:{rng.getrandbits(32)}".encode()).digest()[:6])
+        self.rng = np.random.default_rng(self.seed)
+        self.made: set[int] = set()
 
     def of(self, size: tuple[int, int]) -> StoredImage:
-        if size not in self.made:
-            self.made[size] = [self._noise(size) for _ in range(MASKS_PER_SIZE)]
-        self.used += 1
-        return self.made[size][self.used % MASKS_PER_SIZE]
+        mask = self._noise(size)
+        while mask.pk in self.made:  # the same noise twice: never in practice, but it would link two trials
+            mask = self._noise(size)
+        self.made.add(mask.pk)
+        return mask
 
     def _noise(self, size: tuple[int, int]) -> StoredImage:
         pixels = self.rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
