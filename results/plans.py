@@ -39,6 +39,7 @@ PLAN_REASON_REQUIRED = (
     "frozen plan and needs a reason; nothing was saved."
 )
 BASELINE_REASON = "Recorded at its first edit: the survey went live before analysis plans were frozen at publish."
+LATE_FREEZE_REASON = "Frozen at publish after the first real answer: the survey had gone live before plans were frozen."
 NOT_FROZEN = "Not frozen yet: a draft's plan is frozen when it is published; this hash is the plan as it stands."
 FROZEN_AFTER_DATA = "This plan was first recorded after the first real answer (the survey predates frozen plans)."
 UNRECORDED = ("The survey's plan differs from its latest frozen version in {paths}: it was changed without going "
@@ -198,7 +199,7 @@ def plan_freeze(*, survey: Survey, user=None, request=None) -> AnalysisPlanVersi
         paths = ", ".join(d["path"] for d in plan_diff(before=json.loads(latest.canonical), after=document))
         raise ApplicationError(PLAN_REASON_REQUIRED.format(paths=paths), extra={"field": "reason"})
     version = _version_add(survey=survey, document=document, previous=latest, deviation=False,
-                           reason=BASELINE_REASON if locked else "", user=user)
+                           reason=LATE_FREEZE_REASON if locked else "", user=user)
     audit_record(action="survey.plan_freeze", user=user, request=request, obj=survey,
                  details={"version": version.version, "sha256": version.sha256})
     return version

@@ -44,7 +44,8 @@ def test_publish_freezes_the_plan_as_canonical_json_with_its_sha256(live_survey)
 
     assert v1.version == 1 and not v1.deviation and v1.reason == ""
     assert v1.sha256 == hashlib.sha256(v1.canonical.encode()).hexdigest()
-    assert v1.canonical == json.dumps(json.loads(v1.canonical), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    resorted = json.dumps(json.loads(v1.canonical), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert v1.canonical == resorted
     assert json.loads(v1.canonical) == plan_document(survey=live_survey)
     assert AuditEntry.objects.filter(action="survey.plan_freeze", object_id=str(live_survey.pk)).count() == 1
 
@@ -58,8 +59,8 @@ def test_the_plan_covers_conditions_design_stopping_exclusions_and_the_primary_s
     assert plan["stopping"] == {**plan["stopping"], "rule": "fixed_n", "ratings_per_list": live_survey.ratings_per_list}
     assert plan["exclusions"]["catch_min_accuracy"] == live_survey.catch_min_accuracy
     assert plan["primary"]["statistic"] == "alignment"
-    assert plan["primary"]["interval"] == {"method": "percentile_bootstrap_two_way", "resample": ["participants", "target_photos"],
-                                           "level": 0.95, "n_boot": 1000, "seed": 0}
+    assert plan["primary"]["interval"] == {"method": "percentile_bootstrap_two_way", "level": 0.95, "n_boot": 1000,
+                                           "seed": 0, "resample": ["participants", "target_photos"]}
 
 
 def test_canonical_json_does_not_depend_on_key_order_or_number_spelling():
@@ -154,7 +155,9 @@ def test_pilot_bot_and_rehearsal_answers_are_not_data(live_survey):
     from surveys.services import participant_consent, participant_enroll, response_record
     from tests.conftest import new_key
 
-    for pid, flags in [("PILOT", {"pilot": True}), ("BOT", {"is_bot": True}), ("REHEARSAL", {"is_bot": True, "is_rehearsal": True})]:
+    not_data = [("PILOT", {"pilot": True}), ("BOT", {"is_bot": True}),
+                ("REHEARSAL", {"is_bot": True, "is_rehearsal": True})]
+    for pid, flags in not_data:
         participant, _ = participant_enroll(survey=live_survey, prolific_pid=pid, **flags)
         participant_consent(participant=participant)
         trial = participant.assignments.order_by("position").first().trial
@@ -219,7 +222,8 @@ def test_survey_plan_export_writes_markdown_and_json_whose_sha256_is_the_frozen_
     assert plan["frozen_sha256"] in markdown and plan["sha256"] in markdown
     assert "exclusions.rt_floor_ms: 200.0 → 150.0" in markdown and "fast \\| readers" in markdown
     history = json.loads((tmp_path / "osf" / f"{live_survey.slug}-analysis-plan-versions.json").read_text())
-    assert [v["version"] for v in history["versions"]] == [1, 2] and history["deviations"][0]["reason"] == "fast | readers"
+    assert [v["version"] for v in history["versions"]] == [1, 2]
+    assert history["deviations"][0]["reason"] == "fast | readers"
     assert plan["frozen_sha256"] in capsys.readouterr().out
 
 
@@ -332,5 +336,22 @@ def test_the_api_shows_the_plan_and_refuses_a_change_without_a_reason_after_the_
 
     assert changed.status_code == 200
     body = changed.json()
-    assert body["plan"]["deviations"][0]["reason"] == "Readers are fast." and body["document"]["exclusions"]["rt_floor_ms"] == 100
-    assert researcher_client.get(f"/api/results/surveys/{live_survey.slug}/alignment?n_boot=10").json()["plan"] == body["plan"]
+    assert body["plan"]["deviations"][0]["reason"] == "Readers are fast."
+    assert body["document"]["exclusions"]["rt_floor_ms"] == 100
+    report = researcher_client.get(f"/api/results/surveys/{live_survey.slug}/alignment?n_boot=10").json()
+    assert report["plan"] == body["plan"]
+
+
+def test_an_adaptive_plan_holds_its_goal_cap_and_cadence_and_guards_them_after_the_data(iri_set):
+    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set], precision_goal=0.25))
+    stopping = plan_document(survey=survey)["stopping"]
+    assert stopping == {"rule": "adaptive_precision", "goal_half_width": 0.25, "re_estimate_every": 1,
+                        "min_answers": 20, "max_participants": survey.max_participants,
+                        "interval": "design_effect_wilson", "ratings_per_list": None}
+    real_answer(survey)
+
+    with pytest.raises(ApplicationError, match="stopping.re_estimate_every"):
+        plan_change(survey=survey, values={"precision_every": 5})
+
+    markdown = plan_files(survey=survey)["adaptive-analysis-plan.md"]
+    assert "half-width of at most 0.25" in markdown and "every 1 completed session" in markdown
