@@ -109,7 +109,7 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         raw_ids = request.GET.get("raw_ids") == "1"  # real Prolific / MTurk IDs instead of pseudonyms: researchers only
         survey = self._survey(request, pk, min_role=Role.RESEARCHER if raw_ids else Role.VIEWER)
         if name == "conditions.csv":
-            body = exports.conditions_csv(report=report_cached(survey=survey))
+            body = exports.conditions_csv(report={**report_cached(survey=survey), "plan": plan_report(survey=survey)})
             response = HttpResponse(body, content_type="text/csv")
         elif name in EXPORTS:
             content_type, chunks = export_stream(survey=survey, name=name, raw_ids=raw_ids)

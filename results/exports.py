@@ -369,14 +369,18 @@ def conditions_csv(*, report: dict) -> str:
     recognition = (report.get("recognition") or {}).get("conditions")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns + ([f"recognition_{k}" for k in RECOGNITION_COLUMNS] if recognition else []))
+    # Every row names the analysis plan it was computed under (results.plans): its hash and how many deviations.
+    plan = report.get("plan") or {}
+    plan_values = [plan.get("sha256"), plan.get("frozen_sha256"), len(plan.get("deviations") or [])]
+    writer.writerow(columns + ([f"recognition_{k}" for k in RECOGNITION_COLUMNS] if recognition else [])
+                    + ["plan_sha256", "plan_frozen_sha256", "plan_deviations"])
     for i, c in enumerate(report["conditions"]):
         proxy = c.get("proxy", {})
         values = [nested[k](c) if k in nested else c.get(k) for k in columns[: -2 * len(metrics) or None]]
         values += [proxy.get(m, {}).get("alignment") for m in metrics]
         values += [proxy.get(m, {}).get("error_consistency", {}).get("kappa") for m in metrics]
         values += [recognition[i].get(k) for k in RECOGNITION_COLUMNS] if recognition else []
-        writer.writerow(["" if v is None else v for v in values])
+        writer.writerow(["" if v is None else v for v in values + plan_values])
     return buffer.getvalue()
 
 

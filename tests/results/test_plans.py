@@ -355,3 +355,20 @@ def test_an_adaptive_plan_holds_its_goal_cap_and_cadence_and_guards_them_after_t
 
     markdown = plan_files(survey=survey)["adaptive-analysis-plan.md"]
     assert "half-width of at most 0.25" in markdown and "every 1 completed session" in markdown
+
+
+def test_conditions_csv_names_the_plan_each_row_was_computed_under(live_survey, researcher):
+    import csv
+    import io
+
+    real_answer(live_survey)
+    plan_change(survey=live_survey, values={"rt_floor_ms": 150.0}, reason="Readers are fast.")
+    client = Client()
+    client.force_login(researcher)
+
+    body = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/export/conditions.csv").content.decode()
+
+    [row] = list(csv.DictReader(io.StringIO(body)))
+    plan = plan_report(survey=live_survey)
+    assert (row["plan_sha256"], row["plan_frozen_sha256"]) == (plan["sha256"], plan["frozen_sha256"])
+    assert row["plan_deviations"] == "1"
