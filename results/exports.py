@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import operator
 import zipfile
 from collections.abc import Iterator
 
@@ -30,6 +32,7 @@ from surveys.models import Survey
 
 from .alignment import KIND_CATCH, KIND_MAIN, position_counts
 from .selectors import (
+    ANSWER_TIMING_FIELDS,
     KIND_CODES,
     iri_validity_table,
     stored_image_table,
@@ -42,7 +45,7 @@ from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}  # main, catch, practice, screening
 # What the browser measured per answer (surveys.apis.TIMING_FIELDS): image onset and offset (ms since the page's
 # time origin, from requestAnimationFrame), how long it was up, in frames, and the refresh rate frames were counted at.
-TIMING_COLUMNS = ["image_onset_ms", "image_offset_ms", "shown_ms", "frames", "refresh_hz"]
+TIMING_COLUMNS = list(ANSWER_TIMING_FIELDS)
 # The session's device facts (surveys.apis.ClientInfoSerializer, stored in Participant.client_info), prefixed device_.
 DEVICE_FACTS = ["window_w", "window_h", "screen_w", "screen_h", "dpr", "touch", "user_agent", "refresh_hz"]
 DEVICE_COLUMNS = [f"device_{fact}" for fact in DEVICE_FACTS]
@@ -98,27 +101,22 @@ class _TimingJoin:
     """The timing and mistimed flag of answers asked for in participant-then-trial order (the exports' order),
     walking survey_answer_timing_rows alongside: one pass, nothing held but the current row."""
 
+    NONE = dict.fromkeys(ANSWER_TIMING_FIELDS)
+
     def __init__(self, *, survey: Survey):
         self.rows = survey_answer_timing_rows(survey=survey)
         self.row = next(self.rows, None)
 
     def at(self, *, participant: int, trial: int) -> tuple[dict, bool]:
-        key = (participant, trial)
-        while self.row is not None and (self.row[0], self.row[1]) < key:
-            self.row = next(self.rows, None)
-        if self.row is None or (self.row[0], self.row[1]) != key:
-            return {}, False
-        timing = self.row[2] if isinstance(self.row[2], dict) else {}
-        return timing, bool(self.row[3])
-
-
-def _timing_columns(timing: dict) -> dict:
-    """The timing as stored (the participant API stores every field as a float), frames as the whole count it is."""
-    out = {column: timing.get(column) for column in TIMING_COLUMNS}
-    frames = out["frames"]
-    if isinstance(frames, float) and frames.is_integer():
-        out["frames"] = int(frames)
-    return out
+        row = self.row
+        while row is not None and (row[0] < participant or (row[0] == participant and row[1] < trial)):
+            row = self.row = next(self.rows, None)
+        if row is None or row[0] != participant or row[1] != trial:
+            return self.NONE, False
+        timing = dict(zip(ANSWER_TIMING_FIELDS, row[2:-1]))
+        if timing["frames"] is not None and timing["frames"].is_integer():
+            timing["frames"] = int(timing["frames"])  # a whole count (the participant API stores it as a float)
+        return timing, bool(row[-1])
 
 
 def _categories(*, survey: Survey, task_type: str, target_option: int, choice: int) -> tuple[str, str]:
@@ -130,77 +128,108 @@ def _categories(*, survey: Survey, task_type: str, target_option: int, choice: i
     return name(target_option), name(choice)
 
 
+def _trial_columns(*, data: SurveyData, ctx: dict, t: int) -> tuple[dict, dict, list[int]]:
+    """One trial's columns, the same for each of its answers: (those before choice, the IRI's validity columns,
+    option image ids)."""
+    trials = data.trials
+    condition = _condition_of(data, t)
+    options = [int(o) for o in trials["options"][t]]
+    target_option = int(trials["target_option"][t])
+    roles = []
+    for k, option in enumerate(options):
+        if option < 0:
+            roles.append("")
+        elif k == target_option:
+            roles.append("target")
+        elif option == trials["seed_image"][t]:
+            roles.append("seed")
+        else:
+            roles.append("foil")
+    head = {
+        "trial": trials["public_id"][t],
+        "trial_list": int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
+        "kind": KIND_NAMES[int(trials["kind"][t])],
+        "task_type": trials["task_type"][t],
+        "condition": _label(condition),
+        "iri_set": condition.get("iri_sets", [None])[0] if condition else None,
+        **{f: condition.get(f, "") for f in CONDITION_FIELDS},
+        "target_photo": ctx["photo"].get(int(trials["target"][t]), ""),
+        "query_image": ctx["sha"].get(int(trials["query"][t]), ""),
+        **{f"option_{k}": ctx["sha"].get(options[k], "") for k in range(3)},
+        **{f"option_{k}_role": roles[k] for k in range(3)},
+        "target_option": target_option,
+    }
+    return head, _validity_columns(ctx["validity"].get(int(trials["iri"][t]), {})), options
+
+
 def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[dict]:
-    """Every answer as one flat dict (ANSWER_COLUMNS), with the rules that exclude it."""
+    """Every answer as one flat dict (ANSWER_COLUMNS), with the rules that exclude it.
+
+    What is the same for every answer of a trial or of a participant is built once; the per-answer arrays are read
+    a block at a time as Python lists (indexing numpy arrays one element at a time costs more than the rest)."""
     data = data or survey_data_load(survey=survey)
     ctx = _context(data)
     trials, people, answers = data.trials, data.people, data.answers
     timings = _TimingJoin(survey=survey)
     devices = survey_device_table(survey=survey)
-    for i in ctx["order"]:
-        t, p = int(data.t_row[i]), int(data.p_row[i])
-        timing, mistimed = timings.at(participant=int(people["id"][p]), trial=int(trials["id"][t]))
-        device = devices.get(int(people["id"][p]), {})
-        condition = _condition_of(data, t)
-        options = [int(o) for o in trials["options"][t]]
-        target_option = int(trials["target_option"][t])
-        roles = []
-        for k, option in enumerate(options):
-            if option < 0:
-                roles.append("")
-            elif k == target_option:
-                roles.append("target")
-            elif option == trials["seed_image"][t]:
-                roles.append("seed")
-            else:
-                roles.append("foil")
-        choice = int(answers["choice"][i])
-        main = trials["kind"][t] == KIND_MAIN
-        rules = [rule for rule, mask in data.excluded_flags.items() if mask[i] and (rule != "rt_floor" or main)]
-        if mistimed and main and survey.exclude_mistimed:  # the answer-level rule, as survey_data_load applies it
-            rules.append("mistimed")
-        category, chosen_category = _categories(
-            survey=survey, task_type=trials["task_type"][t], target_option=target_option, choice=choice
+    by_trial: dict[int, tuple[dict, dict, list[int]]] = {}
+    by_person: dict[int, tuple[dict, dict]] = {}
+    main_kind = trials["kind"] == KIND_MAIN
+    flags = [(rule, mask) for rule, mask in data.excluded_flags.items()]
+    order = ctx["order"]
+    for begin in range(0, order.size, 8192):
+        block = order[begin:begin + 8192]
+        columns = zip(
+            data.t_row[block].tolist(), data.p_row[block].tolist(), answers["choice"][block].tolist(),
+            answers["shown_position"][block].tolist(), answers["rt_ms"][block].tolist(), data.correct[block].tolist(),
+            data.included[block].tolist(), zip(*(mask[block].tolist() for _, mask in flags)) if flags else iter(tuple, 1),
         )
-        yield {
-            "survey": survey.slug,
-            "participant": int(people["id"][p]),
-            "external_id": people["external_id"][p],
-            "trial": trials["public_id"][t],
-            "trial_list": int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
-            "kind": KIND_NAMES[int(trials["kind"][t])],
-            "task_type": trials["task_type"][t],
-            "condition": _label(condition),
-            "iri_set": condition.get("iri_sets", [None])[0] if condition else None,
-            **{f: condition.get(f, "") for f in CONDITION_FIELDS},
-            "target_photo": ctx["photo"].get(int(trials["target"][t]), ""),
-            "query_image": ctx["sha"].get(int(trials["query"][t]), ""),
-            **{f"option_{k}": ctx["sha"].get(options[k], "") for k in range(3)},
-            **{f"option_{k}_role": roles[k] for k in range(3)},
-            "target_option": target_option,
-            "choice": choice if choice >= 0 else None,
-            "shown_position": int(answers["shown_position"][i]) if answers["shown_position"][i] >= 0 else None,
-            "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
-            "category": category,
-            "chosen_category": chosen_category,
-            "correct": bool(data.correct[i]),
-            "rt_ms": float(answers["rt_ms"][i]) if np.isfinite(answers["rt_ms"][i]) else None,
-            **_timing_columns(timing),
-            "mistimed": mistimed,
-            "included": bool(data.included[i]),
-            "exclusion_rules": ";".join(rules),
-            **_validity_columns(ctx["validity"].get(int(trials["iri"][t]), {})),
-            **{f"device_{fact}": device.get(fact) for fact in DEVICE_FACTS},
-        }
+        for t, p, choice, shown, rt_ms, correct, included, flagged in columns:
+            if t not in by_trial:
+                by_trial[t] = _trial_columns(data=data, ctx=ctx, t=t)
+            head, validity, options = by_trial[t]
+            if p not in by_person:
+                person = int(people["id"][p])
+                device = devices.get(person, {})
+                by_person[p] = ({"participant": person, "external_id": people["external_id"][p]},
+                                {f"device_{fact}": device.get(fact) for fact in DEVICE_FACTS})
+            ids, device = by_person[p]
+            timing, mistimed = timings.at(participant=ids["participant"], trial=int(trials["id"][t]))
+            main = bool(main_kind[t])
+            rules = [rule for (rule, _), hit in zip(flags, flagged) if hit and (rule != "rt_floor" or main)]
+            if mistimed and main and survey.exclude_mistimed:  # the answer-level rule, as survey_data_load applies it
+                rules.append("mistimed")
+            category, chosen_category = _categories(
+                survey=survey, task_type=head["task_type"], target_option=head["target_option"], choice=choice
+            )
+            yield {
+                "survey": survey.slug,
+                **ids,
+                **head,
+                "choice": choice if choice >= 0 else None,
+                "shown_position": shown if shown >= 0 else None,
+                "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
+                "category": category,
+                "chosen_category": chosen_category,
+                "correct": correct,
+                "rt_ms": rt_ms if math.isfinite(rt_ms) else None,
+                **timing,
+                "mistimed": mistimed,
+                "included": included,
+                "exclusion_rules": ";".join(rules),
+                **validity,
+                **device,
+            }
 
 
 def answers_csv(*, survey: Survey, data: SurveyData | None = None) -> Iterator[str]:
     """The long-format CSV, line by line (header first)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ANSWER_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")  # it writes None as "": no per-row dict to clean
+    writer.writerow(ANSWER_COLUMNS)
+    values = operator.itemgetter(*ANSWER_COLUMNS)
     for row in answer_rows(survey=survey, data=data):
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow(values(row))
         if buffer.tell() > 1 << 16:
             yield buffer.getvalue()
             buffer.seek(0)

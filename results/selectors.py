@@ -15,7 +15,9 @@ from collections.abc import Iterator
 
 import numpy as np
 from django.db import connection
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, ExpressionWrapper, FloatField, Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from iri_worker.models import IriImage, IriJob
 from surveys.models import Participant, Response, Survey, Trial
@@ -264,14 +266,20 @@ def survey_mistimed_pairs(*, survey: Survey) -> list[tuple[int, int]]:
     return list(Response.objects.filter(trial__survey=survey, mistimed=True).values_list("participant_id", "trial_id"))
 
 
-def survey_answer_timing_rows(*, survey: Survey) -> Iterator[tuple[int, int, dict | None, bool]]:
-    """(participant id, trial id, timing, mistimed) of every answer the browser timed or that was flagged as
-    mistimed, ordered by participant then trial and streamed: the exports join it to the answer arrays in that
-    order. Read only on the export path, so the report's answer query (bench/analysis.py) stays as it is."""
+# The browser's timing of a classification answer (Response.timing, as surveys.apis stores it), in export order.
+ANSWER_TIMING_FIELDS = ("image_onset_ms", "image_offset_ms", "shown_ms", "frames", "refresh_hz")
+
+
+def survey_answer_timing_rows(*, survey: Survey) -> Iterator[tuple]:
+    """(participant id, trial id, *ANSWER_TIMING_FIELDS, mistimed) of every answer the browser timed or that was
+    flagged as mistimed, ordered by participant then trial and streamed: the exports join it to the answer arrays
+    in that order. Each timing field comes out of the database as a float (None where absent), so no row's JSON is
+    decoded in Python. Read only on the export path, so the report's answer query (bench/analysis.py) stays as it is.
+    """
+    fields = {f"t_{name}": Cast(KT(f"timing__{name}"), FloatField()) for name in ANSWER_TIMING_FIELDS}
     answers = Response.objects.filter(trial__survey=survey).filter(Q(timing__isnull=False) | Q(mistimed=True))
-    rows = answers.order_by("participant_id", "trial_id")
-    rows = rows.values_list("participant_id", "trial_id", "timing", "mistimed")
-    return rows.iterator(chunk_size=5000)
+    rows = answers.annotate(**fields).order_by("participant_id", "trial_id")
+    return rows.values_list("participant_id", "trial_id", *fields, "mistimed").iterator(chunk_size=5000)
 
 
 def survey_device_table(*, survey: Survey) -> dict[int, dict]:
