@@ -730,6 +730,11 @@ class BudgetPlan:
     cost_adaptive: float
     fixed_reachable: bool  # False when fixed N needs more participants than the cap
     warnings: list[str]
+    ratings_fixed: int | None = None  # fixed N: answers per item
+    design_effect_fixed: list[float] | None = None  # per condition, at the fixed design's m and r
+    design_effect_adaptive: list[float] | None = None  # per condition, at the adaptive design's m and r
+    answers_per_participant_fixed: list[float] | None = None  # m per condition
+    answers_per_participant_adaptive: list[float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -755,6 +760,25 @@ def _whole_lists(answers: int, *, trials_per_participant: int, participants_per_
     return -(-participants // participants_per_list) * participants_per_list
 
 
+def _per_set(value, k: int, field_name: str, *, check, rule: str) -> list[float]:
+    """A scalar or one value per set, as k floats; ValueError naming the field otherwise."""
+    values = list(np.atleast_1d(np.asarray(value, dtype=object)))
+    if len(values) == 1:
+        values = values * k
+    numbers = [v for v in values if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
+    if len(values) != k or len(numbers) != k or not all(math.isfinite(float(v)) and check(float(v)) for v in values):
+        raise ValueError(f"{field_name}: {rule}, one number or one per condition ({k}); got {value}")
+    return [float(v) for v in values]
+
+
+ITEMS_FOR_CORRELATIONS = "items_per_set: give each set's items to plan from intra-class correlations"
+GOAL_ITEMS = (
+    "half_width: a goal of {half_width} is out of reach with {items} items in {name}: with items answering this "
+    "differently (ρ_I {icc:.3f}) its half-width stays above {limit:.3f} however many answers it gets"
+)
+REPLAY_LIMIT = 100_000  # participants: a forecast that would need more is out of reach anyway
+
+
 def plan_budget(
     *,
     p: list[float] | np.ndarray,
@@ -764,29 +788,48 @@ def plan_budget(
     trials_per_participant: int,
     rate_per_hour: float | None = None,
     fee: float = 0.0,
-    design_effect: float = DEFAULT_DESIGN_EFFECT,
+    design_effect: float | list[float] = DEFAULT_DESIGN_EFFECT,
     participants_per_list: int = 1,
     cap_participants: int | None = None,
     min_answers: int = MIN_ANSWERS,
     currency: str = "GBP",
+    items_per_set: int | list[int] | None = None,
+    icc_participant: float | list[float] | None = None,
+    icc_item: float | list[float] | None = None,
+    estimate_every: int = 1,
+    sessions_in_flight: int = 1,
 ) -> BudgetPlan:
     """Participants and cost to bring every condition's 95 % half-width to ``half_width``.
 
     - rate_per_hour: in ``currency``; None is the rate Prolific recommends in it.
-    - p: the expected alignment per condition (assumed, or a pilot's shares); design_effect: from a pilot's
-      ``condition_intervals`` (1 = independent answers).
+    - p: the expected alignment per condition (assumed, or a pilot's or the live sessions' shares).
     - Time per participant = trials_per_participant × seconds_per_trial + seconds_per_participant (instructions,
       practice, consent); pay = rate × time, rounded up to the penny; cost per participant = pay × (1 + fee), the
       platform's fee being a fraction of the pay.
-    - Answers per condition: ``condition_answers_needed`` at its p, at least min_answers (the stopping rule's
-      minimum). Fixed N gives every condition the largest of
-      them; adaptive allocation gives each its own (a lower bound that ``bench/adaptive.py`` shows adaptive
-      collection reaching closely). Participants = answers ÷ trials per participant, rounded up to whole trial
-      lists of participants_per_list participants.
 
-    Raises ValueError naming the field: half_width outside (0, 0.5), rate ≤ 0, a cap below one trial list, or a
-    goal that adaptive allocation cannot reach within cap_participants. A rate below Prolific's minimum for the
-    currency (PROLIFIC_RATES: £6/h, $8/h) is a warning.
+    Two models of the answers, depending on what is known:
+
+    - **Without** ``items_per_set`` (the design unknown): ``design_effect`` (one, or one per condition) applies as
+      given to both designs. Answers per condition: ``condition_answers_needed`` at its p, at least min_answers (the
+      stopping rule's minimum); fixed N gives every condition the largest of them, adaptive allocation each its own
+      (a lower bound). Participants = answers ÷ trials per participant, rounded up to whole trial lists of
+      participants_per_list participants.
+    - **With** ``items_per_set`` (each condition's items; the survey's design): each design gets the design effect
+      it implies, 1 + ρ_P (m − 1) + ρ_I (r − 1) (``icc_participant`` ρ_P and ``icc_item`` ρ_I, one or one per
+      condition, e.g. from ``cluster_correlations`` on a pilot; None is 0), never below ``design_effect`` (a floor
+      per condition), times the interval's few-cluster factor (t_df / z)². Fixed N: lists of T =
+      trials_per_participant trials mixing all K conditions (participants_per_list = the lists), so m ≈ T / K, and
+      every item answered N times (r = N); N is the smallest whole number that brings every condition to the goal
+      at its expected share, and fixed answers = N × all items. Adaptive: the shipped rule replayed on expected
+      half-widths (``_adaptive_forecast``: blocks of BLOCK_TRIALS trials of one set chosen by ``blocks_choose``,
+      so a participant answers m from 2 trials of a set up to T once it is the last one open; the estimate every
+      ``estimate_every`` completions with ``sessions_in_flight`` sessions under way, whose answers still count after
+      the stop). It assumes the expected shares and correlations are right and that places never run short (the
+      survey planner checks them); the realised answers vary around it (``bench/adaptive.py`` measures by how much).
+
+    Raises ValueError naming the field: half_width outside (0, 0.5), rate ≤ 0, a cap below one trial list, a goal
+    that adaptive allocation cannot reach within cap_participants, or one item differences keep out of reach. A rate
+    below Prolific's minimum for the currency (PROLIFIC_RATES: £6/h, $8/h) is a warning.
     """
     if currency not in PROLIFIC_RATES:
         raise ValueError(CURRENCY_UNKNOWN.format(known=" or ".join(PROLIFIC_RATES), value=currency))
@@ -804,15 +847,24 @@ def plan_budget(
         raise ValueError(TRIALS_POSITIVE.format(value=trials_per_participant))
     if not _whole_at_least_one(participants_per_list):
         raise ValueError(PER_LIST_POSITIVE.format(value=participants_per_list))
-    if not isinstance(design_effect, (int, float)) or not (math.isfinite(design_effect) and design_effect >= 1):
+    deffs = np.atleast_1d(np.asarray(design_effect, dtype=object))
+    if not all(isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool)
+               and math.isfinite(d) and d >= 1 for d in deffs) or deffs.size == 0:
         raise ValueError(DESIGN_EFFECT_RANGE.format(value=design_effect))
     expected = np.atleast_1d(np.asarray(p, dtype=np.float64))
     if expected.size == 0:
         raise ValueError(P_EMPTY)
     if not np.all((expected >= 0) & (expected <= 1)):
         raise ValueError(P_RANGE.format(value=list(map(float, expected))))
+    k = expected.size
+    deffs = _per_set(design_effect, k, "design_effect", check=lambda v: v >= 1, rule="must be 1 or more")
     if cap_participants is not None and cap_participants < participants_per_list:
         raise ValueError(CAP_BELOW_ONE_LIST.format(value=cap_participants, per_list=participants_per_list))
+    for name, value in (("estimate_every", estimate_every), ("sessions_in_flight", sessions_in_flight)):
+        if not _whole_at_least_one(value):
+            raise ValueError(f"{name}: must be a whole number of at least 1; got {value}")
+    if items_per_set is None and (icc_participant is not None or icc_item is not None):
+        raise ValueError(ITEMS_FOR_CORRELATIONS)
 
     warnings = []
     if rate_per_hour < PROLIFIC_RATES[currency]["minimum"]:
@@ -820,13 +872,50 @@ def plan_budget(
     seconds = trials_per_participant * trial_s + fixed_s
     pay = math.ceil(round(rate_per_hour * seconds / 3600 * 100, 9)) / 100  # round() keeps 30.000000000000004 at 30
     cost_each = round(pay * (1 + fee), 4)
-    needed = [max(min_answers, condition_answers_needed(p=float(q), half_width=half_width, design_effect=design_effect))
-              for q in expected]
-    answers_fixed = max(needed) * len(needed)
-    answers_adaptive = sum(needed)
     lists = {"trials_per_participant": int(trials_per_participant), "participants_per_list": int(participants_per_list)}
+    per_design: dict = {}
+    if items_per_set is None:
+        needed = [max(min_answers, condition_answers_needed(p=float(q), half_width=half_width, design_effect=d))
+                  for q, d in zip(expected, deffs)]
+        answers_fixed = max(needed) * len(needed)
+        answers_adaptive = sum(needed)
+        participants_adaptive = _whole_lists(answers_adaptive, **lists)
+    else:
+        items = _per_set(items_per_set, k, "items_per_set", check=lambda v: v >= 1 and v == int(v),
+                         rule="must be whole numbers of at least 1")
+        rho_p = _per_set(0.0 if icc_participant is None else icc_participant, k, "icc_participant",
+                         check=lambda v: -1 <= v <= 1, rule="must lie in [-1, 1]")
+        rho_i = _per_set(0.0 if icc_item is None else icc_item, k, "icc_item", check=lambda v: -1 <= v <= 1,
+                         rule="must lie in [-1, 1]")
+        # a negative correlation measured on a small pilot is noise: planned at 0
+        sets = [_SetModel(p=float(q), icc_participant=max(0.0, a), icc_item=max(0.0, b), items=int(n), floor=d)
+                for q, a, b, n, d in zip(expected, rho_p, rho_i, items, deffs)]
+        for c, s in enumerate(sets):
+            if (limit := s.half_width_limit()) > half_width:
+                raise ValueError(GOAL_ITEMS.format(half_width=half_width, items=s.items, name=f"condition {c}",
+                                                   icc=s.icc_item, limit=limit))
+        fixed = _fixed_forecast(sets=sets, goal=half_width, lists=int(participants_per_list), min_answers=min_answers)
+        if fixed is None:
+            raise ValueError(f"half_width: a goal of {half_width} needs more than {REPLAY_LIMIT} ratings of every "
+                             "item under fixed N")
+        adaptive = _adaptive_forecast(sets=sets, goal=half_width, trials_per_participant=int(trials_per_participant),
+                                      every=int(estimate_every), in_flight=int(sessions_in_flight),
+                                      min_answers=min_answers, max_participants=REPLAY_LIMIT)
+        if adaptive is None:
+            raise ValueError(GOAL_UNREACHABLE.format(half_width=half_width, needed=f"more than {REPLAY_LIMIT}",
+                                                     cap=cap_participants))
+        needed = adaptive["answers_per_set"]
+        answers_fixed = sum(fixed["answers_per_set"])
+        answers_adaptive = sum(needed)
+        participants_adaptive = adaptive["participants"]
+        per_design = {
+            "ratings_fixed": fixed["ratings"],
+            "design_effect_fixed": [round(d, 4) for d in fixed["design_effect"]],
+            "design_effect_adaptive": [round(d, 4) for d in adaptive["design_effect"]],
+            "answers_per_participant_fixed": [round(m, 3) for m in fixed["answers_per_participant"]],
+            "answers_per_participant_adaptive": adaptive["answers_per_participant"],
+        }
     participants_fixed = _whole_lists(answers_fixed, **lists)
-    participants_adaptive = _whole_lists(answers_adaptive, **lists)
     if cap_participants is not None and participants_adaptive > cap_participants:
         raise ValueError(
             GOAL_UNREACHABLE.format(half_width=half_width, needed=participants_adaptive, cap=cap_participants)
@@ -841,7 +930,7 @@ def plan_budget(
         seconds_per_participant=float(seconds),
         pay_per_participant=pay,
         cost_per_participant=cost_each,
-        answers_needed=needed,
+        answers_needed=[int(n) for n in needed],
         answers_fixed=int(answers_fixed),
         answers_adaptive=int(answers_adaptive),
         participants_fixed=int(participants_fixed),
@@ -850,4 +939,5 @@ def plan_budget(
         cost_adaptive=round(participants_adaptive * pay * (1 + fee), 2),
         fixed_reachable=fixed_reachable,
         warnings=warnings,
+        **per_design,
     )

@@ -17,16 +17,26 @@ machine speed).
 - **Seconds per participant** (the fixed part: consent, instructions, practice and catch trials) = the median over
   completed pilot sessions of session time − main answers × seconds per trial, at least 0. When every session did
   the survey's trials, a participant's planned time is then the pilot's median session time.
-- **p per IRI set** = the share of the pilot's main answers (all pilot sessions, finished or not) that chose the
-  target; 0.5, the widest interval, for a set without pilot answers.
-- **Design effect** = the answer-weighted mean of the pilot's per-set design effects (results.adaptive.
-  condition_intervals) over the sets with at least MIN_ANSWERS answers; 1 when no set has that many.
+- **p per IRI set** = the share of the main answers that chose the target; 0.5, the widest interval, for a set
+  without answers. Once live sessions have completed, the answers are theirs (what collection really delivers:
+  completed, not pilots, bots or excluded, as the estimates count them); before that, the pilot's (all pilot
+  sessions, finished or not). ``assumptions.answers`` and each set's ``p_source`` say which.
+- **Design effects per set and per design.** A design effect measured under one design does not carry over to
+  another: it grows with the trials of a set one participant answers (m) and with the ratings of one item (r),
+  deff = 1 + ρ_P (m − 1) + ρ_I (r − 1). From the same answers, results.adaptive.cluster_correlations splits each
+  set's design effect into its participant and item correlations ρ_P and ρ_I; a set with fewer than MIN_ANSWERS
+  answers (or whose answers all agree) takes the answer-weighted mean of the others, else 0 (``icc_source``).
+  plan_budget then plans each design at its own m and r: fixed N at m ≈ trials per participant ÷ sets and r = N,
+  adaptive collection replayed block by block (m from 2 up to all of a participant's trials once one set is left).
+  ``assumptions.design_effect`` is the mean design effect measured (1 without one), for reference.
 
 What is entered wins over the pilot, and the pilot over the defaults (``DEFAULT_SECONDS_PER_TRIAL`` and
 ``DEFAULT_SECONDS_PER_PARTICIPANT``, with a warning); the plan says which source each assumption came from.
 
-The plan's trial lists: a participant does the survey's main trials per list (their mean over its lists);
-fixed N adds participants in whole rounds of one per list, so every list keeps the same N.
+The plan's trial lists: a participant does the survey's main trials per list (their mean over its lists; an
+adaptive survey's lists are blocks, and a participant does ``blocks_per_participant`` of them); fixed N adds
+participants in whole rounds of one per list, so every list keeps the same N. Adaptive collection is planned with
+DEFAULT_SESSIONS_IN_FLIGHT sessions under way and the survey's re-estimation cadence (``precision_every``).
 
 The forecast (``survey_forecast``) reads the adaptive state enrollment keeps (surveys.services.adaptive): per IRI
 set the answers still needed at its current alignment and design effect, and the participants and cost they
@@ -46,26 +56,37 @@ from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
 from surveys.services.adaptive import adaptive_outcome
 
 from .adaptive import (
+    BLOCK_TRIALS,
     DEFAULT_DESIGN_EFFECT,
     FEE_RANGE,
     MIN_ANSWERS,
     PROLIFIC_RATES,
     RATE_POSITIVE,
     WORST_CASE_P,
+    answers_per_cluster,
+    cluster_correlations,
     condition_answers_needed,
-    condition_intervals,
+    design_effect_expected,
     plan_budget,
 )
 
 DEFAULT_SECONDS_PER_TRIAL = 5.0
 DEFAULT_SECONDS_PER_PARTICIPANT = 120.0
+# Sessions under way at once while adaptive collection runs (their answers arrive after the estimate that stops
+# it); what bench/adaptive.py simulates. The plan says it assumed this.
+DEFAULT_SESSIONS_IN_FLIGHT = 8
 
 NO_PILOT_TIMES = (
     "No completed pilot session: assumed {trial:g} s per trial and {fixed:g} s per participant; run a pilot "
     "(the survey's pilot link) or enter your own figures."
 )
-FEW_PILOT_ANSWERS = "p: the pilot's share for {names} rests on fewer than {n} answers; treat it as a rough guess."
-NO_PILOT_ANSWERS = "p: no pilot answers for {names}; planned at p = 0.5, the widest interval."
+FEW_ANSWERS = "p: the {source} share for {names} rests on fewer than {n} answers; treat it as a rough guess."
+SOURCE_WORDS = {"pilot": "pilot's", "live": "live sessions'", "default": "pilot's"}
+NO_ANSWERS = {
+    "pilot": "p: no pilot answers for {names}; planned at p = 0.5, the widest interval.",
+    "default": "p: no pilot answers for {names}; planned at p = 0.5, the widest interval.",
+    "live": "p: no live answers yet for {names}; planned at p = 0.5, the widest interval.",
+}
 PLACES_SHORT = (
     "ratings_per_list: the survey's lists hold {n} ratings each; {names} need {needed} for this goal "
     "(adaptive collection cannot reach it without a higher N or a wider goal)."
@@ -126,27 +147,95 @@ def _conditions(survey: Survey) -> list[dict]:
     return [{"id": pk, "name": name or f"IRI set {pk}", "trials": trials.get(pk, 0)} for pk, name in jobs]
 
 
-def survey_pilot_figures(*, survey: Survey) -> dict:
-    """What the survey's pilot says (module docstring): its completed sessions' median session time, seconds per
-    trial and fixed seconds per participant; per IRI set its answers and alignment; the design effect."""
-    pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
-    times = _sessions_times(sessions=pilot)
-    conditions = _conditions(survey)
+def _answers_figures(*, sessions, conditions: list[dict]) -> dict:
+    """Per IRI set, the main answers of ``sessions``: answers, alignment, design effect, and its participant and
+    item intra-class correlations (results.adaptive.cluster_correlations); and the answer-weighted mean design
+    effect and correlations over the sets with at least MIN_ANSWERS answers (the fallback of a set with fewer)."""
     index = {c["id"]: i for i, c in enumerate(conditions)}
-    rows = list(Response.objects.filter(participant__in=pilot, trial__kind=Trial.Kind.MAIN)
+    rows = list(Response.objects.filter(participant__in=sessions, trial__kind=Trial.Kind.MAIN)
                 .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option"))
     rows = [r for r in rows if r[2] in index]
     arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)
-    intervals = condition_intervals(correct=arrays[:, 3], participants=arrays[:, 0], items=arrays[:, 1],
-                                    conditions=arrays[:, 2], n_conditions=len(conditions))
-    enough = [i for i in intervals if i.n_answers >= MIN_ANSWERS]
-    design_effect = (sum(i.design_effect * i.n_answers for i in enough) / sum(i.n_answers for i in enough)) if enough else 1.0
+    parts = cluster_correlations(correct=arrays[:, 3], participants=arrays[:, 0], items=arrays[:, 1],
+                                 conditions=arrays[:, 2], n_conditions=len(conditions))
+    alignment = np.bincount(arrays[:, 2], weights=arrays[:, 3], minlength=len(conditions))
+    enough = [c for c in parts if c.n_answers >= MIN_ANSWERS]
+
+    def pooled(name: str) -> float | None:
+        known = [(getattr(c, name), c.n_answers) for c in enough if getattr(c, name) is not None]
+        return sum(v * n for v, n in known) / sum(n for _, n in known) if known else None
+
+    design_effect = pooled("design_effect")
     return {
-        **times,
-        "conditions": [{**c, "answers": i.n_answers, "alignment": i.alignment} for c, i in zip(conditions, intervals)],
-        "design_effect": round(design_effect, 4),
+        "conditions": [{"answers": c.n_answers, "alignment": float(alignment[i] / c.n_answers) if c.n_answers else None,
+                        "design_effect": round(c.design_effect, 4),
+                        "answers_per_participant": round(c.answers_per_participant, 3),
+                        "icc_participant": None if c.participant is None else round(c.participant, 4),
+                        "icc_item": None if c.item is None else round(c.item, 4)}
+                       for i, c in enumerate(parts)],
+        "design_effect": round(design_effect, 4) if design_effect is not None else 1.0,
         "design_effect_sets": len(enough),
+        "icc_participant": pooled("participant"),
+        "icc_item": pooled("item"),
     }
+
+
+def survey_pilot_figures(*, survey: Survey) -> dict:
+    """What the survey's pilot says (module docstring): its completed sessions' median session time, seconds per
+    trial and fixed seconds per participant; per IRI set its answers, alignment, design effect and intra-class
+    correlations; the mean design effect."""
+    pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
+    conditions = _conditions(survey)
+    answers = _answers_figures(sessions=pilot, conditions=conditions)
+    return {
+        **_sessions_times(sessions=pilot),
+        **answers,
+        "conditions": [{**c, **a} for c, a in zip(conditions, answers["conditions"])],
+    }
+
+
+def _live_sessions(survey: Survey):
+    """The live sessions the estimates count (surveys.services.adaptive): completed, not pilots, bots or excluded."""
+    return Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False, excluded=False,
+                                      status=Participant.Status.COMPLETED)
+
+
+def survey_answer_figures(*, survey: Survey) -> dict:
+    """The answers the planner and the forecast plan from, with their source: the completed live sessions once there
+    are any (what collection has really delivered), else the pilot's sessions, else none (``source`` "default").
+    Per IRI set: answers, alignment, design effect, intra-class correlations (see _answers_figures)."""
+    conditions = _conditions(survey)
+    live = _live_sessions(survey)
+    count = live.count()
+    if count:
+        figures, source = _answers_figures(sessions=live, conditions=conditions), "live"
+    else:
+        pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
+        count = pilot.count()
+        figures, source = _answers_figures(sessions=pilot, conditions=conditions), "pilot"
+        if not any(c["answers"] for c in figures["conditions"]):
+            source = "default"
+    return {**figures, "source": source, "sessions": count,
+            "conditions": [{**c, **a} for c, a in zip(conditions, figures["conditions"])]}
+
+
+def _set_correlations(figures: dict) -> tuple[list[float], list[float], list[str]]:
+    """Per set: ρ_P and ρ_I, with their source. A set with MIN_ANSWERS answers and its own estimate keeps it; the
+    others take the answer-weighted mean of those sets, else 0 (answers as if independent, the default)."""
+    rho_p, rho_i, sources = [], [], []
+    for c in figures["conditions"]:
+        own = c["answers"] >= MIN_ANSWERS
+        p_own, i_own = c["icc_participant"] if own else None, c["icc_item"] if own else None
+        rho_p.append(p_own if p_own is not None else (figures["icc_participant"] or 0.0))
+        rho_i.append(i_own if i_own is not None else (figures["icc_item"] or 0.0))
+        if figures["source"] == "default" or (p_own is None and i_own is None and figures["icc_participant"] is None
+                                              and figures["icc_item"] is None):
+            sources.append("default")
+        elif p_own is not None or i_own is not None:
+            sources.append(figures["source"])
+        else:
+            sources.append(f"{figures['source']}, pooled over sets")
+    return rho_p, rho_i, sources
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,9 +257,16 @@ def _per_set_p(p, k: int) -> list[float]:
 
 
 def _survey_lists(survey: Survey) -> tuple[int, int]:
-    """(trial lists, main trials a participant does: the mean over the lists, at least 1)."""
+    """(trial lists of the fixed design, main trials a participant does, at least 1). A fixed survey: its lists,
+    and their mean main trials. An adaptive survey's lists are blocks, several per participant
+    (``blocks_per_participant`` of its state): a participant does that many blocks' trials, and the fixed design
+    it is compared with would cut its trials into lists of that many."""
     lists = TrialList.objects.filter(survey=survey).count() or 1
     main = Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).count()
+    blocks = (survey.adaptive_state or {}).get("blocks_per_participant") if survey.precision_goal is not None else None
+    if blocks:
+        per_participant = max(1, min(main, round(blocks * main / lists)))
+        return max(1, math.ceil(main / per_participant)), per_participant
     return lists, max(1, round(main / lists))
 
 
@@ -186,14 +282,18 @@ def survey_plan(
     cap_participants: int | None = None,
 ) -> dict:
     """Participants and cost to bring every IRI set's 95 % half-width to ``half_width``, under fixed N and under
-    adaptive allocation (results.adaptive.plan_budget on the survey's sets and lists). Assumptions not given come
-    from the pilot, then from defaults; ``assumptions`` says which. The cap defaults to the survey's
-    ``max_participants``. Bad input (a half-width outside (0, 0.5), a rate ≤ 0, a fee outside [0, 1), a cap below
-    one round of the lists, a goal the cap cannot reach, ...) is an ApplicationError (400) naming the field. Pay is
-    in the Prolific workspace's currency; no rate: the rate Prolific recommends in it."""
+    adaptive allocation (results.adaptive.plan_budget on the survey's sets, items and lists). Assumptions not given
+    come from the answers collected (the completed live sessions once there are any, else the pilot), then from
+    defaults; ``assumptions`` and each set's ``p_source`` and ``icc_source`` say which. Each design is planned
+    with the design effect it implies (the sets' participant and item correlations at its trials per participant
+    and ratings per item; ``design_effect_fixed`` and ``design_effect_adaptive`` per set). The cap defaults to the
+    survey's ``max_participants``. Bad input (a half-width outside (0, 0.5), a rate ≤ 0, a fee outside [0, 1), a
+    cap below one round of the lists, a goal the cap cannot reach, ...) is an ApplicationError (400) naming the
+    field. Pay is in the Prolific workspace's currency; no rate: the rate Prolific recommends in it."""
     rates = prolific_pay_rates()
     rate_per_hour = rates["recommended"] if rate_per_hour is None else rate_per_hour
     pilot = survey_pilot_figures(survey=survey)
+    answers = survey_answer_figures(survey=survey)
     warnings: list[str] = []
 
     def assumption(entered, from_pilot, default):
@@ -208,28 +308,32 @@ def survey_plan(
                                        DEFAULT_SECONDS_PER_PARTICIPANT)
     if "default" in (trial_source, fixed_source):
         warnings.append(NO_PILOT_TIMES.format(trial=DEFAULT_SECONDS_PER_TRIAL, fixed=DEFAULT_SECONDS_PER_PARTICIPANT))
-    conditions = pilot["conditions"]
+    conditions = answers["conditions"]
+    source = answers["source"]
     if p is not None:
         expected, p_sources = _per_set_p(p, len(conditions)), ["entered"] * len(conditions)
     else:
         expected = [c["alignment"] if c["answers"] else WORST_CASE_P for c in conditions]
-        p_sources = ["pilot" if c["answers"] else "default" for c in conditions]
+        p_sources = [source if c["answers"] else "default" for c in conditions]
         unanswered = [c["name"] for c in conditions if not c["answers"]]
         few = [c["name"] for c in conditions if 0 < c["answers"] < MIN_ANSWERS]
         if unanswered:
-            warnings.append(NO_PILOT_ANSWERS.format(names=", ".join(unanswered)))
+            warnings.append(NO_ANSWERS[source].format(names=", ".join(unanswered)))
         if few:
-            warnings.append(FEW_PILOT_ANSWERS.format(names=", ".join(few), n=MIN_ANSWERS))
-    design_effect, deff_source = ((pilot["design_effect"], "pilot") if pilot["design_effect_sets"]
+            warnings.append(FEW_ANSWERS.format(source=SOURCE_WORDS[source], names=", ".join(few), n=MIN_ANSWERS))
+    rho_p, rho_i, icc_sources = _set_correlations(answers)
+    design_effect, deff_source = ((answers["design_effect"], source) if answers["design_effect_sets"]
                                   else (DEFAULT_DESIGN_EFFECT, "default"))
     cap, cap_source = assumption(cap_participants, survey.max_participants, None)
     n_lists, per_participant = _survey_lists(survey)
+    every = survey.precision_every if survey.precision_goal is not None else 1
     try:
         plan = plan_budget(
             p=expected, half_width=half_width, seconds_per_trial=trial_s, seconds_per_participant=fixed_s,
             trials_per_participant=per_participant, rate_per_hour=rate_per_hour, fee=fee,
-            design_effect=design_effect, participants_per_list=n_lists, cap_participants=cap,
-            currency=rates["currency"],
+            participants_per_list=n_lists, cap_participants=cap, currency=rates["currency"],
+            items_per_set=[max(1, c["trials"]) for c in conditions], icc_participant=rho_p, icc_item=rho_i,
+            estimate_every=max(1, every or 1), sessions_in_flight=DEFAULT_SESSIONS_IN_FLIGHT,
         )
     except ValueError as exc:
         raise _application_error(exc) from exc
@@ -253,19 +357,27 @@ def survey_plan(
             "cap_participants": {"value": cap, "source": cap_source if cap is not None else "none"},
             "trials_per_participant": {"value": per_participant, "source": "survey"},
             "trial_lists": {"value": n_lists, "source": "survey"},
+            "sessions_in_flight": {"value": DEFAULT_SESSIONS_IN_FLIGHT, "source": "default"},
+            "answers": {"value": answers["sessions"], "source": source},
         },
         "pilot": {k: pilot[k] for k in ("sessions", "session_seconds", "seconds_per_trial", "seconds_per_participant",
                                         "seconds_per_trial_method", "design_effect", "design_effect_sets")},
         "conditions": [
-            {"id": c["id"], "name": c["name"], "p": float(q), "p_source": source, "pilot_answers": c["answers"],
-             "trials": c["trials"], "answers_needed": needed, "ratings_per_list_needed": n}
-            for c, q, source, needed, n in zip(conditions, expected, p_sources, plan.answers_needed, n_needed)
+            {"id": c["id"], "name": c["name"], "p": float(q), "p_source": p_source, "pilot_answers": pc["answers"],
+             "answers": c["answers"], "trials": c["trials"], "answers_needed": needed, "ratings_per_list_needed": n,
+             "icc_participant": round(a, 4), "icc_item": round(b, 4), "icc_source": icc_source,
+             "design_effect_fixed": d_fixed, "design_effect_adaptive": d_adaptive,
+             "trials_per_participant_adaptive": m}
+            for c, pc, q, p_source, needed, n, a, b, icc_source, d_fixed, d_adaptive, m in zip(
+                conditions, pilot["conditions"], expected, p_sources, plan.answers_needed, n_needed, rho_p, rho_i,
+                icc_sources, plan.design_effect_fixed, plan.design_effect_adaptive,
+                plan.answers_per_participant_adaptive)
         ],
         "seconds_per_participant": plan.seconds_per_participant,
         "pay_per_participant": plan.pay_per_participant,
         "cost_per_participant": plan.cost_per_participant,
         "fixed": {"answers": plan.answers_fixed, "participants": plan.participants_fixed,
-                  "ratings_per_list": plan.participants_fixed // n_lists, "cost": plan.cost_fixed,
+                  "ratings_per_list": plan.ratings_fixed, "cost": plan.cost_fixed,
                   "reachable": plan.fixed_reachable},
         "adaptive": {"answers": plan.answers_adaptive, "participants": plan.participants_adaptive,
                      "ratings_per_list": n_design, "cost": plan.cost_adaptive, "reachable": not places_short},
@@ -303,16 +415,21 @@ def survey_seconds_per_participant(*, survey: Survey) -> tuple[float, str]:
 
 def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: float = 0.0) -> dict | None:
     """For a survey with a precision goal (None otherwise): per IRI set its current half-width, the goal, its
-    answers, the answers it needs at its current alignment and design effect (condition_answers_needed; 0.5 where
-    it has no answers yet; at least MIN_ANSWERS) and those still needed (0 once done, at least 1 while above the
+    answers, the answers it needs at its current alignment (0.5 where it has no answers yet) and planned design effect
+    (condition_answers_needed; at least MIN_ANSWERS) and those still needed (0 once done, at least 1 while above the
     goal: the live interval also pays for few clusters, which the need at the design effect leaves out); in total
     the participants and cost still needed; and ``reachable`` False with a sentence (``note``) when the cap, the
     lists' free places or a stop before the goal leave the goal out of reach.
 
+    The planned design effect is the one the set will have at its need, not the one it has now: the participant and
+    item correlations (``survey_answer_figures``: the completed live sessions once there are any, else the pilot;
+    ``answers_source`` says which, ``icc_source`` per set) at the set's trials per participant so far and the
+    ratings per item its need implies, never below the live estimate's design effect.
+
     Participants still needed is a lower bound: max(all answers still needed ÷ main trials per participant, per set
-    its answers still needed ÷ the most trials of it one list holds). Sessions in progress are among them (their
-    answers are not in the estimate yet), so the cap's room counts only finished sessions. Pay is in the Prolific
-    workspace's currency; no rate: the rate Prolific recommends in it."""
+    its answers still needed ÷ the most trials of it one participant's blocks hold). Sessions in progress are among
+    them (their answers are not in the estimate yet), so the cap's room counts only finished sessions. Pay is in the
+    Prolific workspace's currency; no rate: the rate Prolific recommends in it."""
     rates = prolific_pay_rates()
     rate_per_hour = rates["recommended"] if rate_per_hour is None else rate_per_hour
     if not 0 < rate_per_hour or not math.isfinite(rate_per_hour):
@@ -327,20 +444,43 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
     lists = {int(k): v for k, v in state["lists"].items()}
     free = dict(Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
                 .values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n"))
+    figures = survey_answer_figures(survey=survey)
+    rho_p, rho_i, icc_sources = _set_correlations(figures)
+    blocks = state.get("blocks_per_participant") or 1
+    _, per_session = _survey_lists(survey)
     conditions = []
     for c, job in enumerate(state["conditions"]):
         alignment, n = state["alignment"][c], state["n_answers"][c]
-        needed = max(MIN_ANSWERS, condition_answers_needed(
-            p=WORST_CASE_P if alignment is None else alignment, half_width=goal, design_effect=state["design_effect"][c]))
+        sizes = sorted((per_set[c] for per_set in lists.values() if per_set[c]), reverse=True)
+        most = sum(sizes[:blocks])  # a participant holds one place in each of their blocks
+        measured = figures["conditions"][c] if c < len(figures["conditions"]) else None
+        # the design effect at the end: the sets' correlations at this set's trials per participant so far (or, before
+        # any, the most it can get) and the ratings per item its need implies; never below the live estimate
+        open_sets = max(1, sum(not d for d in state["done"]))
+        per_participant = (measured["answers_per_participant"] if measured and measured.get("answers_per_participant")
+                           else min(max(1, most), max(BLOCK_TRIALS, per_session / open_sets)))
+        items = sum(per_set[c] for per_set in lists.values()) or 1
+        p_planned = WORST_CASE_P if alignment is None else alignment
+        design_effect = state["design_effect"][c]
+        for _ in range(5):  # fixed point: the need sets the ratings per item, which set the design effect
+            needed = max(MIN_ANSWERS, condition_answers_needed(p=p_planned, half_width=goal,
+                                                               design_effect=design_effect))
+            design_effect = max(state["design_effect"][c], design_effect_expected(
+                icc_participant=max(0.0, rho_p[c]), icc_item=max(0.0, rho_i[c]),
+                answers_per_participant=per_participant,
+                answers_per_item=answers_per_cluster(answers=max(needed, n), clusters=items)))
+        needed = max(MIN_ANSWERS, condition_answers_needed(p=p_planned, half_width=goal, design_effect=design_effect))
         still = 0 if state["done"][c] else max(needed - n, 1)
         conditions.append({
             "id": job, "name": names.get(job) or f"IRI set {job}", "half_width": state["half_width"][c], "goal": goal,
             "n_answers": n, "alignment": alignment, "design_effect": state["design_effect"][c], "done": state["done"][c],
+            "design_effect_planned": round(design_effect, 4), "icc_participant": round(rho_p[c], 4),
+            "icc_item": round(rho_i[c], 4), "icc_source": icc_sources[c],
             "answers_needed": needed, "answers_still_needed": still,
             "places_free": sum(per_set[c] * free.get(list_id, 0) for list_id, per_set in lists.items()),
-            "most_per_list": max((per_set[c] for per_set in lists.values()), default=0),
+            "most_per_list": most,
         })
-    _, per_participant = _survey_lists(survey)
+    per_participant = per_session
     still_total = sum(c["answers_still_needed"] for c in conditions)
     participants = max([math.ceil(still_total / per_participant)]
                        + [math.ceil(c["answers_still_needed"] / c["most_per_list"]) for c in conditions if c["most_per_list"]])
@@ -391,6 +531,8 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
         "stop": state["stop"],
         "reason": state["reason"],
         "outcome": outcome,  # why collection ended, and which sets missed the goal by how much
+        "answers_source": figures["source"],  # where the correlations came from: "live", "pilot" or "default"
+        "answers_sessions": figures["sessions"],
         "estimated_at": state["estimated_at"],
         "met": met,
         "reachable": not reasons,
