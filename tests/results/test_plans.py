@@ -372,3 +372,14 @@ def test_conditions_csv_names_the_plan_each_row_was_computed_under(live_survey, 
     plan = plan_report(survey=live_survey)
     assert (row["plan_sha256"], row["plan_frozen_sha256"]) == (plan["sha256"], plan["frozen_sha256"])
     assert row["plan_deviations"] == "1"
+
+
+def test_the_report_table_gives_the_plans_hash_and_each_deviation(live_survey, capsys):
+    real_answer(live_survey)
+    version = plan_change(survey=live_survey, values={"rt_floor_ms": 150.0}, reason="Readers are fast.")
+
+    call_command("alignment_report", live_survey.slug, "--n-boot", "10")
+
+    table = capsys.readouterr().out
+    assert f"analysis plan: sha256 {version.sha256} (version 2, frozen {versions(live_survey)[0].sha256})" in table
+    assert "deviation v2" in table and "exclusions.rt_floor_ms 200.0 → 150.0; reason: Readers are fast." in table
