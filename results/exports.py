@@ -175,14 +175,14 @@ def answer_rows(*, survey: Survey, data: SurveyData | None = None) -> Iterator[d
     by_trial: dict[int, tuple[dict, dict, list[int]]] = {}
     by_person: dict[int, tuple[dict, dict]] = {}
     main_kind = trials["kind"] == KIND_MAIN
-    flags = [(rule, mask) for rule, mask in data.excluded_flags.items()]
+    flags = list(data.excluded_flags.items())  # rule -> mask per answer (rt_floor is always among them)
     order = ctx["order"]
     for begin in range(0, order.size, 8192):
         block = order[begin:begin + 8192]
         columns = zip(
             data.t_row[block].tolist(), data.p_row[block].tolist(), answers["choice"][block].tolist(),
             answers["shown_position"][block].tolist(), answers["rt_ms"][block].tolist(), data.correct[block].tolist(),
-            data.included[block].tolist(), zip(*(mask[block].tolist() for _, mask in flags)) if flags else iter(tuple, 1),
+            data.included[block].tolist(), zip(*(mask[block].tolist() for _, mask in flags)),
         )
         for t, p, choice, shown, rt_ms, correct, included, flagged in columns:
             if t not in by_trial:
@@ -276,8 +276,9 @@ def _mvh_rows(*, survey: Survey, data: SurveyData) -> Iterator[tuple[int, list]]
         c = int(data.trial_condition[t])
         if trials["task_type"][t] == Survey.TaskType.CLASSIFY:
             true_option = int(trials["target_option"][t])
-            category, response = _categories(survey=survey, task_type=Survey.TaskType.CLASSIFY, target_option=true_option,
-                                             choice=choice)
+            category, response = _categories(
+                survey=survey, task_type=Survey.TaskType.CLASSIFY, target_option=true_option, choice=choice
+            )
             condition = classify_conditions[c] if c >= 0 else ""
         else:
             category = ctx["photo"].get(int(trials["target"][t]), f"target-{t}")
