@@ -18,6 +18,7 @@ from results.adaptive import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import bench.adaptive as bench  # noqa: E402
+from tests.results.test_planning import survey, two_sets  # noqa: E402,F401  (fixtures)
 
 GOAL = 0.05
 TRIALS = bench.MODEL["slots"]  # 20 trials per participant
@@ -184,3 +185,33 @@ def test_the_forecast_for_both_designs_is_within_ten_percent_of_the_simulators_m
 
     assert planned["adaptive"] == pytest.approx(figures["adaptive"], rel=0.10), (planned, figures)
     assert planned["fixed"] == pytest.approx(figures["fixed"], rel=0.10), (planned, figures)
+
+
+# ---------------------------------------------------------------------------------------------
+# The survey planner reads the pilot, then the live sessions
+
+
+@pytest.mark.django_db
+def test_the_survey_plan_reads_the_pilot_then_the_live_sessions_and_says_which(survey):
+    from results.planning import survey_answer_figures, survey_plan
+    from tests.results.test_planning import session
+
+    session(survey, minutes=5, spacing_s=5, chose_target={"robust": [True, True, False], "standard": [True] * 3})
+    before = survey_plan(survey=survey, half_width=0.1)
+    assert before["assumptions"]["answers"] == {"value": 1, "source": "pilot"}
+    assert [c["p_source"] for c in before["conditions"]] == ["pilot", "pilot"]
+    assert before["conditions"][0]["p"] == pytest.approx(2 / 3)
+
+    # a completed live session (not a pilot): from now on the plan follows what collection delivers
+    session(survey, minutes=5, spacing_s=5, pilot=False, chose_target={"robust": [False] * 3, "standard": [True] * 3})
+    # an unfinished live session does not count
+    session(survey, minutes=0, spacing_s=5, pilot=False, completed=False, chose_target={"robust": [True] * 3})
+    after = survey_plan(survey=survey, half_width=0.1)
+
+    assert after["assumptions"]["answers"] == {"value": 1, "source": "live"}
+    assert [(c["p"], c["p_source"]) for c in after["conditions"]] == [(0.0, "live"), (1.0, "live")]
+    figures = survey_answer_figures(survey=survey)
+    assert figures["source"] == "live" and [c["answers"] for c in figures["conditions"]] == [3, 3]
+    # fewer than MIN_ANSWERS answers a set and none elsewhere to pool: correlations 0, said to be the default
+    assert {c["icc_source"] for c in after["conditions"]} == {"default"}
+    assert all(c["design_effect_fixed"] == 1.0 for c in after["conditions"])
