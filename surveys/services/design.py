@@ -50,6 +50,7 @@ SLUG_TAKEN = "A survey with the slug '{slug}' exists already."
 BAD_SLUG = "The slug may contain only letters, digits, '-' and '_'."
 SLUG_TOO_LONG = "The slug may be at most {n} characters long."
 BAD_NUMBER = "{field} must be {rule}."
+BAD_TASK_TYPE = "task_type: {value!r} is not a task type; choose one of {known}."
 BAD_SIZE_POLICY = "size_policy must be 'resize' or 'refuse', not '{value}'."
 ALL_LEFT_OUT = "The validity filter leaves no IRI in the chosen sets ({reasons}); loosen it or choose other sets."
 MIXED_SIZES_REFUSED = (
@@ -220,6 +221,9 @@ def survey_check(
         raise ApplicationError(UNFINISHED_SETS.format(names=", ".join(unfinished)))
     if size_policy not in Survey.SizePolicy.values:
         raise ApplicationError(BAD_SIZE_POLICY.format(value=size_policy), extra={"field": "size_policy"})
+    if task_type not in Survey.TaskType.values:  # an unknown task must not build a 2AFC survey in silence
+        raise ApplicationError(BAD_TASK_TYPE.format(value=task_type, known=", ".join(Survey.TaskType.values)),
+                               extra={"field": "task_type"})
     _numbers_check(iri_max_percentile=iri_max_percentile)
     positions = 3 if task_type == Survey.TaskType.CLUSTER else 2
     if one_side_max_fraction is not None and not 1 / positions < one_side_max_fraction <= 1:

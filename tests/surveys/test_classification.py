@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
+from backend.exceptions import ApplicationError
 from iri_worker.services import target_photo_create
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import survey_monitor
@@ -75,6 +76,16 @@ def test_the_categories_are_the_target_photos_labels_and_each_trial_knows_its_ow
                for kind in ("practice", "screening", "catch")}
     assert all(by_kind.values()) and not targets & set().union(*by_kind.values())
     assert not by_kind["practice"] & by_kind["screening"]
+
+
+def test_an_unknown_task_type_is_refused_naming_the_field_instead_of_building_another_task(labelled):
+    iri_set, _ = labelled
+
+    with pytest.raises(ApplicationError) as refused:
+        survey_create(slug="typo", title="t", iri_jobs=[iri_set], task_type="classify")
+
+    assert refused.value.extra == {"field": "task_type"} and "'classify' is not a task type" in refused.value.message
+    assert "classification" in refused.value.message and not Survey.objects.filter(slug="typo").exists()
 
 
 def test_a_participant_sees_images_and_category_buttons_and_nothing_that_names_the_answer(labelled):
