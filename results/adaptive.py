@@ -553,9 +553,16 @@ def design_effect_expected(
     return max(1.0, 1 + icc_participant * (answers_per_participant - 1) + icc_item * (answers_per_item - 1))
 
 
+_DF_FACTORS: dict[int, float] = {}
+
+
 def _df_factor(df: float) -> float:
-    """(t_df / z)²: what the interval's few-cluster adjustment costs in answers (df = min(participants, items) − 1)."""
-    return float((stats.t.ppf(0.975, max(df, 1)) / Z95) ** 2)
+    """(t_df / z)²: what the interval's few-cluster adjustment costs in answers (df = min(participants, items) − 1,
+    whole; the planner asks for the same few thousand values many times, so they are kept)."""
+    key = min(max(int(df), 1), 100_000)
+    if key not in _DF_FACTORS:
+        _DF_FACTORS[key] = float((stats.t.ppf(0.975, key) / Z95) ** 2)
+    return _DF_FACTORS[key]
 
 
 @dataclass(frozen=True)
@@ -630,11 +637,16 @@ def _fixed_forecast(*, sets: list[_SetModel], goal: float, lists: int, min_answe
                                                participants=ratings * k)
                               for s, m, k in zip(sets, per_participant, seeing)]))
 
-    ratings = 1
-    while chance(ratings) < 0.5:
-        ratings += 1
-        if ratings > REPLAY_LIMIT:  # within reach (half_width_limit), but only with more ratings than any list gets
+    high = 1  # the chance grows with N: double, then bisect
+    while chance(high) < 0.5:
+        high *= 2
+        if high > REPLAY_LIMIT:  # within reach (half_width_limit), but only with more ratings than any list gets
             return None
+    low = high // 2  # chance(low) < 0.5, or low = 0
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if chance(mid) >= 0.5 else (mid, high)
+    ratings = high
     return {
         "ratings": ratings,
         "answers_per_set": [ratings * s.items for s in sets],
@@ -657,6 +669,8 @@ def _adaptive_forecast(
     units_per_block, blocks = blocks_layout(trials_per_participant=trials_per_participant, unit_size=1)
     units = [(c, j) for c, s in enumerate(sets) for j in range(s.items)]
     split = blocks_split(units=units, condition_of=lambda u: u[0], units_per_block=units_per_block)
+    # a participant takes one place in at most ``blocks`` blocks of a set: with places never short, those are enough
+    split = [b for c in range(k) for b in [b for b in split if b[0][0] == c][:blocks]]
     block_conditions = np.array([b[0][0] for b in split], dtype=np.int64)
     block_sizes = np.array([len(b) for b in split], dtype=np.int64)
     first_block = np.array([int(np.flatnonzero(block_conditions == c)[0]) for c in range(k)])
@@ -776,7 +790,7 @@ GOAL_ITEMS = (
     "half_width: a goal of {half_width} is out of reach with {items} items in {name}: with items answering this "
     "differently (ρ_I {icc:.3f}) its half-width stays above {limit:.3f} however many answers it gets"
 )
-REPLAY_LIMIT = 100_000  # participants: a forecast that would need more is out of reach anyway
+REPLAY_LIMIT = 20_000  # participants (and ratings per item): a forecast that needs more is out of reach anyway
 
 
 def plan_budget(
