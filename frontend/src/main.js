@@ -168,10 +168,12 @@ export async function runSurvey({
   // Answers left over from an earlier visit go out right away.
   if (outbox.size) outbox.flush();
 
+  // The page names the task; the session's trials, once fetched, have the last word (the end screen speaks of it).
+  let taskType = config.task_type;
   const showEnd = (el, end) =>
     renderCompletion(
       el,
-      { ...end, mturk: end.mturk_submit || null },
+      { ...end, mturk: end.mturk_submit || null, task_type: taskType },
       { redirectDelayMs, navigate, submitForm, doc }
     );
 
@@ -227,7 +229,7 @@ export async function runSurvey({
   let stage = "instructions";
   const flushEvents = () => quality.flush((body) => api.events(token, body));
   const beat = () => api.heartbeat(token, stage).catch(() => {});
-  const taskType = trialsData.task_type || enrollment.task_type || config.task_type;
+  taskType = trialsData.task_type || enrollment.task_type || config.task_type;
   if (taskType === CLASSIFY && !(refreshHz > 0)) refreshHz = await measureRefresh();
   quality.flush((body) => api.events(token, body), { client: client() });
   const timers = [

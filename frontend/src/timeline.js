@@ -380,7 +380,9 @@ export function buildTimeline({
                 unknown: r.practice_unknown,
                 ...(classify
                   ? { hint: reveal ? `<p>It was: <strong class="feedback-answer">${escapeHtml(reveal)}</strong>.</p>` : "" }
-                  : {}),
+                  : type === "cluster"
+                    ? { hint: "<p>Look closely at the images: which photo does each one belong with?</p>" }
+                    : {}),
               }),
           },
         ],

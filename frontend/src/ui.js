@@ -90,27 +90,42 @@ export const OUTCOME_TEXT = {
   },
 };
 
-export const DEFAULT_DEBRIEF =
-  "<p><strong>About this study.</strong> Some of the images you saw were made by a computer program so that " +
-  "a neural network represents them exactly like one of the photos. Your choices tell us whether people " +
-  "see them as alike too. Thank you for helping.</p>";
+const ABOUT = "<p><strong>About this study.</strong> Some of the images you saw were made by a computer program so that ";
+/** What the study was about, in the words of the task the participant did (2AFC, clustering, classification). */
+export const DEBRIEFS = {
+  "2afc":
+    ABOUT +
+    "a neural network represents them exactly like one of the photos. Your choices tell us whether people " +
+    "see them as alike too. Thank you for helping.</p>",
+  cluster:
+    ABOUT +
+    "a neural network represents them exactly like one of the reference photos. Your matches tell us whether " +
+    "people match them to that photo too. Thank you for helping.</p>",
+  classification:
+    ABOUT +
+    "a neural network takes them for a photo of one category. Your answers tell us whether people see that " +
+    "category in them too. Thank you for helping.</p>",
+};
+export const DEFAULT_DEBRIEF = DEBRIEFS["2afc"];
+
+export const debriefFor = (taskType) => DEBRIEFS[taskType] || DEFAULT_DEBRIEF;
 
 /**
- * The end screen: outcome title, debrief, the completion code from the server,
- * then the hand-back: a redirect (Prolific, after `redirectDelayMs`) or a form
+ * The end screen: outcome title, debrief (the server's, else the one of `task_type`),
+ * the completion code from the server, then the hand-back: a redirect (Prolific, after `redirectDelayMs`) or a form
  * POST to MTurk (`mturk` = {action, method, fields}, also after the delay).
  * Returns a function that cancels the pending redirect / submit.
  */
 export function renderCompletion(
   el,
-  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null },
+  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null, task_type = null },
   { redirectDelayMs = 5000, navigate, submitForm, doc = globalThis.document } = {}
 ) {
   const url = mturk ? null : safeUrl(redirect_url);
   const mturkAction = mturk ? safeUrl(mturk.action) : null;
   const seconds = Math.round(redirectDelayMs / 1000);
   const text = OUTCOME_TEXT[outcome || "completed"] || OUTCOME_TEXT.completed;
-  const debrief = (outcome || "completed") === "completed" || outcome === "failed_attention" ? debrief_html || DEFAULT_DEBRIEF : "";
+  const debrief = (outcome || "completed") === "completed" || outcome === "failed_attention" ? debrief_html || debriefFor(task_type) : "";
   const code = completion_code
     ? `<p id="completion-code-label" class="completion-code-label">Your completion code:</p>
     <p id="completion-code" class="completion-code" aria-labelledby="completion-code-label">${escapeHtml(completion_code)}</p>`

@@ -294,20 +294,27 @@ describe("image-classify plugin at a fake 60 Hz", () => {
     await done;
   });
 
-  it("the stylesheet lays the buttons out as a grid that fits a 360 px phone and a desktop", () => {
+  it("the stylesheet centres the buttons in rows that fit a 360 px phone, and never breaks a word", () => {
     const css = readFileSync(`${process.cwd()}/src/participant.css`, "utf8");
-    const rule = (sel) => {
-      const m = css.match(new RegExp(`(^|\\n)${sel.replace(/[.[\]]/g, "\\$&")}\\s*\\{([^}]*)\\}`));
+    const rule = (sel, from = css) => {
+      const m = from.match(new RegExp(`(^|\\n)\\s*${sel.replace(/[.[\]]/g, "\\$&")}\\s*\\{([^}]*)\\}`));
       return m ? m[2] : "";
     };
     const grid = rule(".classify-choices");
-    expect(grid).toMatch(/display:\s*grid/);
-    expect(grid).toMatch(/grid-template-columns:\s*repeat\(auto-fill,\s*minmax\(/);
-    // The smallest column (plus gaps) leaves 4 columns on a 360 px screen: 20 buttons in 5 rows.
-    const min = Number(grid.match(/minmax\(\s*([\d.]+)rem/)[1]) * 16;
-    const gap = Number((grid.match(/gap:\s*([\d.]+)rem/) || [0, 0])[1]) * 16;
-    expect(4 * min + 3 * gap).toBeLessThanOrEqual(360 - 2 * 8 - 2 * 8);
-    expect(rule(".classify-choice")).toMatch(/min-height:\s*2\.\d+rem/);
+    expect(grid).toMatch(/display:\s*flex/);
+    expect(grid).toMatch(/flex-wrap:\s*wrap/);
+    expect(grid).toMatch(/justify-content:\s*center/); // centred under the image, the last row too
+    const button = rule(".classify-choice");
+    // Text wraps between words only: no rule that lets a word break, and no fixed width below its length.
+    expect(button).toMatch(/overflow-wrap:\s*normal/);
+    expect(button).toMatch(/word-break:\s*normal/);
+    expect(button).toMatch(/hyphens:\s*manual/);
+    expect(button).not.toMatch(/(^|[^-])(min-)?width:\s*0/);
+    expect(button).toMatch(/min-height:\s*2\.\d+rem/);
+    // Phones: 4 a row (the basis leaves room for the 3 gaps).
+    const phone = css.slice(css.lastIndexOf("@media (max-width: 480px)"));
+    const gap = Number(grid.match(/gap:\s*([\d.]+)rem/)[1]);
+    expect(rule(".classify-choice", phone)).toMatch(new RegExp(`flex-basis:\\s*calc\\(\\(100% - 3 \\* ${gap}rem\\) / 4\\)`));
     expect(css).toMatch(/\.classify-stage\s*\{[^}]*(width|height):\s*min\(/);
   });
 

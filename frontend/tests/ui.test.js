@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { createConnectionBanner, renderCompletion, safeUrl } from "../src/ui.js";
+import { DEBRIEFS, createConnectionBanner, renderCompletion, safeUrl } from "../src/ui.js";
 import { ensureStylesheet, findTarget, readConfig, readParams } from "../src/main.js";
 
 beforeEach(() => {
@@ -29,6 +29,23 @@ describe("ui", () => {
     expect(el.querySelector("#completion-code").textContent).toBe("<b>X1</b>");
     expect(el.querySelector("#completion-code-label").textContent).toBe("Your completion code:");
     expect(el.querySelector("#completion-redirect")).toBeNull();
+  });
+
+  it("the end screen's debrief speaks of the task the participant did", () => {
+    const el = document.createElement("div");
+    const debrief = (task_type) => {
+      renderCompletion(el, { completion_code: "C1", task_type });
+      return el.querySelector("#debrief").textContent;
+    };
+    expect(debrief("2afc")).toMatch(/choices .* alike/);
+    expect(debrief("cluster")).toMatch(/reference photos.*matches/);
+    expect(debrief("classification")).toMatch(/category/);
+    expect(debrief("classification")).not.toMatch(/alike|choose between two|reference/);
+    expect(debrief("cluster")).not.toMatch(/alike|category/);
+    expect(debrief(null)).toBe(debrief("2afc")); // an older page without a task type
+    expect(Object.keys(DEBRIEFS).sort()).toEqual(["2afc", "classification", "cluster"]);
+    renderCompletion(el, { completion_code: "C1", task_type: "cluster", debrief_html: "<p>Ours</p>" });
+    expect(el.querySelector("#debrief").textContent).toBe("Ours"); // the server's own text wins
   });
 
   it("only follows http(s) redirect URLs", () => {
