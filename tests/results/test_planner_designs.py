@@ -215,3 +215,19 @@ def test_the_survey_plan_reads_the_pilot_then_the_live_sessions_and_says_which(s
     # fewer than MIN_ANSWERS answers a set and none elsewhere to pool: correlations 0, said to be the default
     assert {c["icc_source"] for c in after["conditions"]} == {"default"}
     assert all(c["design_effect_fixed"] == 1.0 for c in after["conditions"])
+
+
+@pytest.mark.django_db
+def test_the_forecast_says_where_its_design_effects_come_from(two_sets):
+    from results.planning import survey_forecast
+    from tests.results.test_planning import adaptive_survey, session
+
+    survey = adaptive_survey(two_sets, goal=0.2)
+    before = survey_forecast(survey=survey)
+    assert (before["answers_source"], before["answers_sessions"]) == ("default", 0)
+    assert {c["icc_source"] for c in before["conditions"]} == {"default"}
+    assert all(c["design_effect_planned"] >= c["design_effect"] for c in before["conditions"])
+
+    session(survey, minutes=5, spacing_s=5, pilot=False, chose_target={"robust": [True] * 3, "standard": [False] * 3})
+    after = survey_forecast(survey=survey)
+    assert (after["answers_source"], after["answers_sessions"]) == ("live", 1)
