@@ -1,0 +1,436 @@
+"""A study archive: one Psych-DS dataset (a zip) that carries a finished survey and recomputes its report.
+
+What it holds (see docs/results.md):
+- dataset_description.json (Psych-DS / schema.org) and datapackage.json (a Frictionless data package: one table
+  schema per CSV, every column with its meaning and unit);
+- data/study-SLUG_data-{answers,trials,sessions,conditions,assignments}_data.csv, written row by row into the zip;
+- stimuli/: every image the trials show (PNG, named by SHA-256), the IRI sets' specs, checkpoint hashes, library
+  versions and each IRI's validity record;
+- design/design.json: the survey's settings, trial lists and the analysis settings the report used;
+- plan/: the frozen analysis plan and its deviations (results.plans.plan_files); report/report.json;
+- analysis/: copies of the pure-numpy statistics modules, and reanalyse.py, which needs only Python and numpy;
+- manifest.json: the SHA-256 and size of every other file (reanalyse.py refuses an archive that does not match).
+
+The zip is written to a temporary name beside the target and renamed at the end: an error leaves nothing half.
+External IDs are the survey's pseudonyms unless ``identified`` (audit-logged).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from django.utils import timezone
+
+from backend.exceptions import ApplicationError
+from iri_worker.models import IriImage, IriJob, StoredImage
+from surveys.models import Assignment, Participant, Response, Survey, Trial
+
+from . import adaptive as adaptive_module
+from . import alignment as alignment_module
+from . import recognition as recognition_module
+from .exports import ANSWER_COLUMNS, answer_rows
+from .plans import plan_files
+from .selectors import KIND_CODES
+from .services import CONDITION_FIELDS, alignment_report, survey_data_load
+
+ARCHIVE_NO_ANSWERS = "The survey '{slug}' has no answers yet: there is nothing to archive, and no file was written."
+ARCHIVE_FILES = Path(__file__).resolve().parent / "archive_files"
+LICENSE = "CC-BY-4.0"
+PSYCH_DS_VERSION = "1.4.0"
+TABLES = ("answers", "trials", "sessions", "conditions", "assignments")
+
+# Column meaning, Frictionless type and unit ("" = none) of each table. The answers table is the platform's answers
+# export (results.exports.ANSWER_COLUMNS); its columns are described here.
+_TIMING = {
+    "image_onset_ms": ("When the image was first painted, from requestAnimationFrame", "number", "ms since page load"),
+    "image_offset_ms": ("When the image was last painted", "number", "ms since page load"),
+    "shown_ms": ("How long the image was up (offset - onset)", "number", "ms"),
+    "frames": ("How many frames the image was up", "number", "frames"),
+    "refresh_hz": ("The refresh rate the frames were counted at", "number", "Hz"),
+}
+_DEVICE = {
+    "device_window_w": ("Browser window width at enrollment", "number", "CSS px"),
+    "device_window_h": ("Browser window height at enrollment", "number", "CSS px"),
+    "device_screen_w": ("Screen width", "number", "CSS px"),
+    "device_screen_h": ("Screen height", "number", "CSS px"),
+    "device_dpr": ("Device pixel ratio", "number", "device px per CSS px"),
+    "device_touch": ("Whether the device has a touch screen", "any", ""),
+    "device_user_agent": ("The browser's user agent string", "string", ""),
+    "device_refresh_hz": ("The refresh rate the browser measured", "number", "Hz"),
+}
+COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "answers": {
+        "survey": ("The survey's slug", "string", ""),
+        "participant": ("The participant's id (sessions.participant_id)", "integer", ""),
+        "external_id": ("The survey's pseudonym of the Prolific PID or MTurk worker ID (raw ID if identified)", "string", ""),
+        "trial": ("The trial's public id (trials.public_id)", "string", ""),
+        "trial_list": ("The trial list (counterbalancing list) the trial belongs to", "integer", ""),
+        "kind": ("Trial kind: practice, screening, catch or main", "string", ""),
+        "task_type": ("Task: 2afc, cluster or classify", "string", ""),
+        "condition": ("The condition's label (backbone · checkpoint · training · recipe · seed kind · layer)", "string", ""),
+        "iri_set": ("The first IRI set (IriJob id) of the condition", "integer", ""),
+        "backbone": ("The network the IRI was made from", "string", ""),
+        "checkpoint": ("The first 12 hex digits of the checkpoint's SHA-256", "string", ""),
+        "training": ("The checkpoint's training label", "string", ""),
+        "recipe": ("The inversion recipe (regulariser terms, parametrisation, transforms)", "string", ""),
+        "seed_kind": ("What the inversion started from (noise kind or photo)", "string", ""),
+        "layer": ("The layer whose representation the IRI matches", "string", ""),
+        "target_photo": ("Name of the target photo the IRI was made from", "string", ""),
+        "query_image": ("SHA-256 of the query image (stimuli/images/SHA.png)", "string", ""),
+        "option_0": ("SHA-256 of option 0's image (empty for classification)", "string", ""),
+        "option_1": ("SHA-256 of option 1's image", "string", ""),
+        "option_2": ("SHA-256 of option 2's image (clustering)", "string", ""),
+        "option_0_role": ("Role of option 0: target, seed or foil", "string", ""),
+        "option_1_role": ("Role of option 1: target, seed or foil", "string", ""),
+        "option_2_role": ("Role of option 2: target, seed or foil", "string", ""),
+        "target_option": ("Index of the right option (or category)", "integer", ""),
+        "choice": ("Index of the chosen option (or category); -1 none", "integer", ""),
+        "shown_position": ("Screen position of the chosen option, 0 = left; empty if not recorded", "integer", ""),
+        "chosen_image": ("SHA-256 of the chosen option's image", "string", ""),
+        "category": ("Classification: the true category", "string", ""),
+        "chosen_category": ("Classification: the chosen category", "string", ""),
+        "correct": ("The answer chose the target (the right reference, the true category)", "boolean", ""),
+        "rt_ms": ("Response time from the first painted frame of the images", "number", "ms"),
+        **_TIMING,
+        "mistimed": ("The browser showed the image more than one frame off its duration", "boolean", ""),
+        "included": ("The answer counts in the report (a main answer no exclusion rule removed)", "boolean", ""),
+        "exclusion_rules": ("The exclusion rules that remove this answer, separated by ;", "string", ""),
+        "iri_null_percentile": ("The IRI's percentile in the null distribution of unrelated photos", "number", "percent"),
+        "iri_rep_distance": ("Representation distance between the IRI and its target", "number", "model units"),
+        "iri_label_match": ("The network's top-1 label of the IRI equals its label of the target", "boolean", ""),
+        "iri_model_label": ("The network's top-1 label of the IRI", "string", ""),
+        "target_model_label": ("The network's top-1 label of the target photo", "string", ""),
+        **_DEVICE,
+    },
+    "trials": {
+        "trial_id": ("The trial's id (answers are linked by public_id)", "integer", ""),
+        "public_id": ("The trial's public id (answers.trial)", "string", ""),
+        "trial_list": ("The trial list (counterbalancing list); empty for shared trials", "integer", ""),
+        "kind": ("Trial kind: practice, screening, catch or main", "string", ""),
+        "task_type": ("Task: 2afc, cluster or classify", "string", ""),
+        "n_options": ("Number of options (categories for classification)", "integer", "options"),
+        "target_option": ("Index of the right option (or category)", "integer", ""),
+        "condition": ("Row of the conditions table (conditions.condition); empty: no IRI", "integer", ""),
+        "iri_set": ("The IRI set (IriJob id) of the query IRI", "integer", ""),
+        "iri_id": ("The query IRI's id (stimuli/iris.json)", "integer", ""),
+        "target_photo_id": ("The target photo's id: the unit the bootstrap resamples", "integer", ""),
+        "target_photo": ("The target photo's name", "string", ""),
+        "category": ("Classification: the true category", "string", ""),
+        "query_image": ("SHA-256 of the query image (stimuli/images/SHA.png)", "string", ""),
+        "option_0": ("SHA-256 of option 0's image", "string", ""),
+        "option_1": ("SHA-256 of option 1's image", "string", ""),
+        "option_2": ("SHA-256 of option 2's image", "string", ""),
+        "mask": ("SHA-256 of the noise mask shown after the image (classification)", "string", ""),
+        "foil_kind": ("How the foil was chosen", "string", ""),
+        "screen": ("Clustering: the screen this row is on", "string", ""),
+        "iri_label_match": ("The IRI's validity record: the network recognises it as its target", "boolean", ""),
+    },
+    "sessions": {
+        "participant_id": ("The participant's id (answers.participant)", "integer", ""),
+        "external_id": ("Pseudonym of the Prolific PID or MTurk worker ID (raw ID if identified)", "string", ""),
+        "trial_list": ("The trial list the participant was given", "integer", ""),
+        "status": ("Session status at export", "string", ""),
+        "completed": ("The session completed", "boolean", ""),
+        "pilot": ("A pilot session", "boolean", ""),
+        "bot": ("A bot session", "boolean", ""),
+        "flagged": ("Flagged for exclusion by the survey", "boolean", ""),
+        "exclusion_reasons": ("Why the survey flagged the session, separated by ;", "string", ""),
+    },
+    "conditions": {
+        "condition": ("Row index of the condition (trials.condition)", "integer", ""),
+        "label": ("The condition's label in the report", "string", ""),
+        "name": ("The IRI sets' names, joined by +", "string", ""),
+        **{f: (f"The condition's {f.replace('_', ' ')}", "string", "") for f in CONDITION_FIELDS},
+        "iri_sets": ("The IRI sets (IriJob ids) the condition pools, separated by ;", "string", ""),
+    },
+    "assignments": {
+        "participant_id": ("The participant (sessions.participant_id)", "integer", ""),
+        "trial_id": ("The trial (trials.trial_id)", "integer", ""),
+        "position": ("Place of the trial in the participant's sequence, practice first", "integer", "trials"),
+        "option_order": ("The option indices in screen order, left to right (counterbalancing)", "string", ""),
+    },
+}
+UNDESCRIBED = "(not described)"  # a column the exports gained after this table was written; the tests look for it
+
+
+def _table_name(*, survey: Survey, table: str) -> str:
+    return f"data/study-{survey.slug}_data-{table}_data.csv"
+
+
+def _field(name: str, table: str) -> dict:
+    description, kind, unit = COLUMNS[table].get(name, (UNDESCRIBED, "any", ""))
+    field = {"name": name, "type": kind, "description": description}
+    if unit:
+        field["unit"] = unit
+    return field
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if value != value else repr(value)
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+class _Entry:
+    """A file inside the zip, hashed as it is written."""
+
+    def __init__(self, archive: zipfile.ZipFile, name: str, manifest: dict):
+        self.name, self.manifest = name, manifest
+        self.stream = archive.open(name, "w", force_zip64=True)
+        self.sha, self.size = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.size += len(data)
+        self.stream.write(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.manifest[self.name] = {"sha256": self.sha.hexdigest(), "bytes": self.size}
+
+
+class _Writer:
+    def __init__(self, archive: zipfile.ZipFile):
+        self.archive, self.manifest = archive, {}
+
+    def text(self, name: str, text: str) -> None:
+        entry = _Entry(self.archive, name, self.manifest)
+        entry.write(text.encode("utf-8"))
+        entry.close()
+
+    def json(self, name: str, value) -> None:
+        self.text(name, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def copy(self, name: str, source) -> None:
+        entry = _Entry(self.archive, name, self.manifest)
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            entry.write(chunk)
+        entry.close()
+
+    def csv(self, name: str, header: list[str], rows: Iterable[Iterable]) -> int:
+        """Rows written as they come (a 64 KiB buffer at most): memory stays bounded whatever the survey's size."""
+        entry, buffer, n = _Entry(self.archive, name, self.manifest), io.StringIO(), 0
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_cell(v) for v in row])
+            n += 1
+            if buffer.tell() > 1 << 16:
+                entry.write(buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
+        entry.write(buffer.getvalue().encode("utf-8"))
+        entry.close()
+        return n
+
+
+def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict) -> Iterable[list]:
+    trials = data.trials
+    kinds = {code: name for name, code in KIND_CODES.items()}
+    masks = dict(Trial.objects.filter(survey=survey).values_list("id", "mask_id"))
+    screens = dict(Trial.objects.filter(survey=survey).values_list("id", "screen"))
+    categories = survey.categories or []
+    for t in range(trials["id"].size):
+        condition = int(data.trial_condition[t])
+        target = int(trials["target"][t])
+        iri = int(trials["iri"][t])
+        task = trials["task_type"][t]
+        target_option = int(trials["target_option"][t])
+        mask = masks.get(int(trials["id"][t]))
+        yield [
+            int(trials["id"][t]), trials["public_id"][t], int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
+            kinds[int(trials["kind"][t])], task, int(trials["n_options"][t]), target_option,
+            condition if condition >= 0 else None, int(trials["job"][t]) if trials["job"][t] >= 0 else None,
+            iri if iri >= 0 else None, target if target >= 0 else None, photos.get(target, ""),
+            categories[target_option] if task == Survey.TaskType.CLASSIFY and target_option < len(categories) else "",
+            sha.get(int(trials["query"][t]), ""), *(sha.get(int(o), "") for o in trials["options"][t]),
+            sha.get(mask, "") if mask else "", trials["foil_kind"][t], screens.get(int(trials["id"][t]), ""),
+            (validity.get(iri) or {}).get("label_match") if iri >= 0 else None,
+        ]
+
+
+def _session_rows(*, data) -> Iterable[list]:
+    people = data.people
+    lists = dict(Participant.objects.filter(survey=data.survey).values_list("id", "trial_list_id"))
+    for p in range(people["id"].size):
+        yield [
+            int(people["id"][p]), people["external_id"][p], lists.get(int(people["id"][p])), people["status"][p],
+            bool(people["completed"][p]), *(bool(people[f][p]) if f in people else None for f in ("pilot", "bot", "flagged")),
+            people["exclusion_reasons"][p],
+        ]
+
+
+def _condition_rows(*, data) -> Iterable[list]:
+    for c, condition in enumerate(data.conditions):
+        label = " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition[f])
+        yield [c, label, " + ".join(condition["names"]), *(condition[f] for f in CONDITION_FIELDS), condition["iri_sets"]]
+
+
+def _stimuli(*, survey: Survey, data) -> tuple[dict, list[dict], list[dict]]:
+    """(image id -> sha256 of every image the trials show, the IRI sets' provenance, every IRI's record)."""
+    trials = data.trials
+    image_ids = set(trials["query"].tolist()) | set(trials["options"][trials["options"] >= 0].tolist())
+    image_ids |= {m for m in Trial.objects.filter(survey=survey, mask__isnull=False).values_list("mask_id", flat=True)}
+    iri_ids = {int(i) for i in trials["iri"] if i >= 0}
+    iris = []
+    for iri in IriImage.objects.filter(pk__in=iri_ids).select_related("image", "target_image", "target", "seed").order_by("id"):
+        image_ids |= {iri.image_id, iri.target_image_id}
+        iris.append({
+            "id": iri.pk, "iri_set": iri.job_id, "target_photo_id": iri.target_id, "target_photo": iri.target.name,
+            "target_label": iri.target.label, "image": iri.image.sha256, "target_image": iri.target_image.sha256,
+            "seed_image": iri.seed.sha256, "initial_loss": iri.initial_loss, "final_loss": iri.final_loss,
+            "best_step": iri.best_step, "nan_loss": iri.nan_loss, "proxy": iri.proxy, "validity": iri.validity,
+        })
+    job_ids = {int(j) for j in trials["job"] if j >= 0} | set(survey.iri_jobs.values_list("pk", flat=True))
+    jobs = []
+    for job in IriJob.objects.filter(pk__in=job_ids).select_related("checkpoint").order_by("id"):
+        checkpoint = job.checkpoint
+        jobs.append({
+            "id": job.pk, "name": job.name, "spec": job.spec, "versions": job.versions,
+            "checkpoint": {"name": checkpoint.name, "sha256": checkpoint.sha256} if checkpoint else
+            {"sha256": (job.spec or {}).get("checkpoint_sha256") or "", "note": "the backbone's published weights"},
+        })
+    sha = dict(StoredImage.objects.filter(pk__in=image_ids).values_list("id", "sha256"))
+    return sha, jobs, iris
+
+
+def _design(*, survey: Survey, report: dict, data) -> dict:
+    settings = {f.name: getattr(survey, f.name) for f in Survey._meta.concrete_fields if f.name not in (
+        "team", "pilot_key", "pseudonym_salt", "consent_md", "instructions_md") and not f.name.startswith("code_")
+        and f.name != "completion_code"}
+    lists = {}
+    for list_id, trial_id in Trial.objects.filter(survey=survey, trial_list__isnull=False).values_list("trial_list__index", "id"):
+        lists.setdefault(int(list_id), []).append(trial_id)
+    return {
+        "survey": settings,
+        "build": report.get("design"),
+        "trial_lists": [{"index": k, "trial_ids": sorted(v)} for k, v in sorted(lists.items())],
+        "counterbalancing": "Each participant's trial order and option order (screen position of each option) is in "
+                            "data/...data-assignments_data.csv; masks per trial in the trials table.",
+        # What reanalyse.py needs to rebuild the report exactly: the report's own settings.
+        "analysis": {
+            "n_boot": report["n_boot"], "seed": report["seed"], "level": report["level"],
+            "rules": data.rules.describe(), "exclude_mistimed": bool(survey.exclude_mistimed),
+            "task_type": survey.task_type, "n_options": survey.n_options,
+            "ratings_per_list": survey.ratings_per_list, "precision_goal": survey.precision_goal,
+            "adaptive_sets": (survey.adaptive_state or {}).get("conditions")
+            or sorted(survey.iri_jobs.values_list("pk", flat=True)),
+        },
+    }
+
+
+def _description(*, survey: Survey, report: dict) -> dict:
+    """Psych-DS's dataset_description.json: schema.org Dataset keys."""
+    tables = COLUMNS["answers"]
+    return {
+        "@context": "https://schema.org/",
+        "@type": "Dataset",
+        "name": f"{survey.title} ({survey.slug})",
+        "schemaVersion": f"Psych-DS {PSYCH_DS_VERSION}",
+        "description": (
+            f"Human judgements on identically represented inputs (IRIs): a {survey.get_task_type_display()} survey of "
+            f"{report['n_participants']} participants and {report['n_answers']} answers over {len(report['conditions'])} "
+            "condition(s). The archive carries the answers, the trials and their stimuli with provenance, the design, "
+            "the frozen analysis plan, the report, and reanalyse.py, which recomputes the report with Python and numpy."
+        ),
+        "author": [{"@type": "Organization", "name": survey.team.name}],
+        "license": LICENSE,
+        "datePublished": timezone.now().date().isoformat(),
+        "date": timezone.now().isoformat(),
+        "keywords": ["model metamers", "invariance", "alignment", "psychophysics", survey.task_type],
+        "variableMeasured": [
+            {"@type": "PropertyValue", "name": name, "description": tables[name][0],
+             **({"unitText": tables[name][2]} if tables[name][2] else {})}
+            for name in ("choice", "correct", "rt_ms", "shown_position", "mistimed")
+        ],
+    }
+
+
+def study_archive_write(
+    *, survey: Survey, out: str | os.PathLike, identified: bool = False, user=None, n_boot: int = 1000, seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict:
+    """Write the survey's study archive to ``out`` (a .zip); returns {path, bytes, files, answers}.
+
+    Refuses a survey without answers (ApplicationError, nothing written). ``identified`` keeps the raw Prolific PID /
+    MTurk worker ID in the sessions and answers tables, and is audit-logged."""
+    if not Response.objects.filter(trial__survey=survey).exists():
+        raise ApplicationError(ARCHIVE_NO_ANSWERS.format(slug=survey.slug))
+    say = progress or (lambda share, step: None)
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    say(0.0, "report")
+    report = alignment_report(survey=survey, n_boot=n_boot, seed=seed)
+    data = survey_data_load(survey=survey, raw_ids=identified)
+    sha, jobs, iris = _stimuli(survey=survey, data=data)
+    validity = {i["id"]: i["validity"] for i in iris}
+    photos = dict(IriImage.objects.filter(pk__in=list(validity)).values_list("target_id", "target__name"))
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            w = _Writer(archive)
+            w.json("dataset_description.json", _description(survey=survey, report=report))
+            say(0.1, "answers")
+            answers = w.csv(_table_name(survey=survey, table="answers"), ANSWER_COLUMNS,
+                            ([row[c] for c in ANSWER_COLUMNS] for row in answer_rows(survey=survey, data=data)))
+            say(0.6, "trials and sessions")
+            w.csv(_table_name(survey=survey, table="trials"), list(COLUMNS["trials"]),
+                  _trial_rows(survey=survey, data=data, validity=validity, sha=sha, photos=photos))
+            w.csv(_table_name(survey=survey, table="sessions"), list(COLUMNS["sessions"]), _session_rows(data=data))
+            w.csv(_table_name(survey=survey, table="conditions"), list(COLUMNS["conditions"]), _condition_rows(data=data))
+            assignments = Assignment.objects.filter(participant__survey=survey).order_by("participant_id", "position")
+            w.csv(_table_name(survey=survey, table="assignments"), list(COLUMNS["assignments"]),
+                  assignments.values_list("participant_id", "trial_id", "position", "option_order").iterator(chunk_size=5000))
+            w.json("datapackage.json", {
+                "name": f"study-{survey.slug}".lower(), "title": survey.title, "licenses": [{"name": LICENSE}],
+                "resources": [
+                    {"name": table, "path": _table_name(survey=survey, table=table), "format": "csv", "encoding": "utf-8",
+                     "schema": {"fields": [_field(c, table) for c in (ANSWER_COLUMNS if table == "answers" else COLUMNS[table])]}}
+                    for table in TABLES
+                ],
+            })
+            say(0.7, "stimuli")
+            for image in StoredImage.objects.filter(pk__in=list(sha)).order_by("sha256"):
+                with image.file.open("rb") as source:
+                    w.copy(f"stimuli/images/{image.sha256}.png", source)
+            w.json("stimuli/iri_sets.json", jobs)
+            w.json("stimuli/iris.json", iris)
+            w.json("design/design.json", _design(survey=survey, report=report, data=data))
+            for name, text in plan_files(survey=survey).items():
+                w.text(f"plan/{name}", text)
+            w.json("report/report.json", report)
+            say(0.9, "analysis")
+            w.text("analysis/__init__.py", '"""Copies of the platform\'s statistics modules (results.*), for reanalyse.py."""\n')
+            for module in (alignment_module, recognition_module, adaptive_module):
+                w.text(f"analysis/{Path(module.__file__).name}", Path(module.__file__).read_text(encoding="utf-8"))
+            w.text("reanalyse.py", (ARCHIVE_FILES / "reanalyse.py").read_text(encoding="utf-8"))
+            w.text("README.md", (ARCHIVE_FILES / "README.md").read_text(encoding="utf-8").format(slug=survey.slug))
+            w.json("manifest.json", {
+                "algorithm": "sha256", "created": timezone.now().isoformat(), "survey": survey.slug,
+                "identified": identified, "numpy": np.__version__, "python": platform.python_version(),
+                "files": dict(sorted(w.manifest.items())),
+            })
+        partial.replace(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if identified:
+        from teams.services import audit_record
+
+        audit_record(action="study_archive.identified", user=user, obj=survey,
+                     details={"file": out.name, "note": "raw Prolific PIDs / MTurk worker IDs in the archive"})
+    say(1.0, "done")
+    return {"path": str(out), "bytes": out.stat().st_size, "files": len(w.manifest) + 1, "answers": answers}
