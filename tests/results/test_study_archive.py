@@ -89,7 +89,7 @@ def archive_check(folder: Path, *, slug: str) -> None:
 def recomputed_identically(python: str, folder: Path) -> dict:
     done, result = reanalyse(python, folder)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "All identical to report/report.json." in done.stdout
+    assert "All identical to report/report.json" in done.stdout
     assert result["different"] == [] and result["compared"] > 50
     return result
 
@@ -191,3 +191,21 @@ def test_another_teams_survey_is_not_found(live_survey, tmp_path):
     with pytest.raises(CommandError, match="no survey with the slug 'pilot' in that team"):
         call_command("study_archive", live_survey.slug, "--out", str(tmp_path / "x.zip"), "--team", str(other.pk))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_adaptive_archive_recomputes_each_sets_design_effect_interval(photos, iri_set, tmp_path, numpy_python):
+    from surveys.services import survey_create, survey_publish
+    from tests.conftest import finished_iri_set
+
+    second = finished_iri_set(photos, rng_seed=4)  # the same condition key: one condition pools two sets
+    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set, second], precision_goal=0.25))
+    for k, choose in enumerate((target, not_target, target, lambda t: t.target_option if t.pk % 2 else 1 - t.target_option)):
+        session_answer(survey, pid=f"P{k}", choose=choose)
+
+    folder = archive_make(survey, tmp_path)
+
+    result = recomputed_identically(numpy_python, folder)
+    collection = result["recomputed"]["collection"]
+    assert collection["design"] == "adaptive" and len(collection["sets"]) == 2
+    assert all(0 < s["half_width"] < 0.5 and s["design_effect"] >= 1 for s in collection["sets"])
+    assert result["largest_gap"] < 1e-9  # numpy's t quantile against scipy's
