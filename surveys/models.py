@@ -36,6 +36,29 @@ left image and **J** for the right one. Go with your first impression."""
 DEFAULT_CLUSTER_INSTRUCTIONS = """On each screen you see **three reference images** and **six images** below them.
 For each of the six, choose the reference image it is **closest to**. Go with your first impression."""
 
+DEFAULT_CLUSTER_CONSENT = DEFAULT_CONSENT.replace(
+    "choose between two of them", "match each of them to one of three reference images"
+)
+
+DEFAULT_CLASSIFY_CONSENT = DEFAULT_CONSENT.replace(
+    "look at images and choose between two of them",
+    "look at images, some shown only for a moment, and choose the category each one shows",
+)
+
+DEFAULT_CLASSIFY_INSTRUCTIONS = """Look at the **+** in the middle of the screen. An image appears there, often only
+for a moment, and then a pattern of noise. Choose the **category** the image shows: click or tap its button, or
+move between the buttons with the arrow keys and press **Enter**. If you are not sure, make your best guess."""
+
+TASK_DEFAULT_HELP = (
+    "Left as a default text, a new survey gets its own task's default (2AFC, clustering, classification)."
+)
+# The consent and instructions a survey gets when the researcher writes none, by task type.
+DEFAULT_TEXTS = {
+    "2afc": {"consent_md": DEFAULT_CONSENT, "instructions_md": DEFAULT_INSTRUCTIONS},
+    "cluster": {"consent_md": DEFAULT_CLUSTER_CONSENT, "instructions_md": DEFAULT_CLUSTER_INSTRUCTIONS},
+    "classification": {"consent_md": DEFAULT_CLASSIFY_CONSENT, "instructions_md": DEFAULT_CLASSIFY_INSTRUCTIONS},
+}
+
 
 DURATION_RANGE = [MinValueValidator(1), MaxValueValidator(10_000)]  # ms: a timed screen lasts at most 10 s
 
@@ -86,12 +109,24 @@ class Survey(models.Model):
     slug = models.SlugField(max_length=64)
     title = models.CharField(max_length=200)
     task_type = models.CharField(max_length=16, choices=TaskType.choices, default=TaskType.TWO_AFC)
-    foil_rule = models.CharField(max_length=16, choices=FoilRule.choices, default=FoilRule.SEED)
-    cluster_variant = models.CharField(max_length=8, choices=ClusterVariant.choices, default=ClusterVariant.RANDOM)
+    foil_rule = models.CharField(
+        max_length=16, choices=FoilRule.choices, default=FoilRule.SEED,
+        help_text="2AFC only: where the second option (the foil) comes from. Clustering and classification ignore it.",
+    )
+    cluster_variant = models.CharField(
+        max_length=8, choices=ClusterVariant.choices, default=ClusterVariant.RANDOM,
+        help_text="Clustering only: how each screen's three reference photos are chosen.",
+    )
     iri_jobs = models.ManyToManyField(IriJob, related_name="surveys")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
-    consent_md = models.TextField("consent text (Markdown)", default=DEFAULT_CONSENT)
-    instructions_md = models.TextField("instructions (Markdown)", default=DEFAULT_INSTRUCTIONS)
+    consent_md = models.TextField(
+        "consent text (Markdown)", default=DEFAULT_CONSENT,
+        help_text=TASK_DEFAULT_HELP,
+    )
+    instructions_md = models.TextField(
+        "instructions (Markdown)", default=DEFAULT_INSTRUCTIONS,
+        help_text=TASK_DEFAULT_HELP,
+    )
     trials_per_participant = models.PositiveIntegerField(
         null=True, blank=True, help_text="Main trials per participant (clustering: rounded up to whole screens). Empty: every trial."
     )
@@ -104,10 +139,15 @@ class Survey(models.Model):
     rt_floor_max_fraction = models.FloatField(default=0.25, help_text="Excluded when more than this share of answers is too fast.")
     one_side_max_fraction = models.FloatField(
         null=True, blank=True,
-        help_text="Exclude one-sided responders: at least this share of answers on one screen position (e.g. 0.9). Empty: off.",
+        help_text="Exclude one-sided responders: at least this share of answers on one screen position (2AFC: a side; "
+                  "clustering: a reference column; classification: a category button), e.g. 0.9. Empty: off.",
     )
     one_side_min_trials = models.PositiveIntegerField(default=20, help_text="The one-sided rule applies from this many answers on.")
-    size_policy = models.CharField(max_length=8, choices=SizePolicy.choices, default=SizePolicy.RESIZE)
+    size_policy = models.CharField(
+        max_length=8, choices=SizePolicy.choices, default=SizePolicy.RESIZE,
+        help_text="When the chosen IRI sets differ in image size. 2AFC: resize the options to their query's size, or "
+                  "refuse. Classification: show each IRI at its own size, or refuse. Clustering always needs one size.",
+    )
     iri_max_percentile = models.FloatField(
         null=True, blank=True,
         help_text="Leave out IRIs whose distance to their target is above this percentile of the null distribution. Empty: off.",
@@ -123,14 +163,22 @@ class Survey(models.Model):
         help_text="Quota of live slots (adaptive collection: the cap on participants). Empty: lists × N.",
     )
     # Timed classification (Feather et al. 2023): fixation, the image for image_ms, a noise mask, then the buttons.
-    fixation_ms = models.PositiveIntegerField("fixation (ms)", default=300, validators=DURATION_RANGE)
-    image_ms = models.PositiveIntegerField(
-        "image shown (ms)", null=True, blank=True, default=300, validators=DURATION_RANGE, help_text="Empty: until answered."
+    fixation_ms = models.PositiveIntegerField(
+        "fixation (ms)", default=300, validators=DURATION_RANGE,
+        help_text="Classification: the fixation cross before the image.",
     )
-    mask_ms = models.PositiveIntegerField("mask (ms)", default=300, validators=DURATION_RANGE)
+    image_ms = models.PositiveIntegerField(
+        "image shown (ms)", null=True, blank=True, default=300, validators=DURATION_RANGE,
+        help_text="Classification: how long the image is shown. Empty: until answered."
+    )
+    mask_ms = models.PositiveIntegerField(
+        "mask (ms)", default=300, validators=DURATION_RANGE, help_text="Classification: the noise mask after the image."
+    )
     categories = models.JSONField(default=list, blank=True, editable=False, help_text="Classification: the category of each button, in order.")
     screening_trials = models.PositiveIntegerField("screening trials", default=0, help_text="Classification: natural photos after practice; failing them ends the session.")
-    screening_pass_fraction = models.FloatField(default=0.75, help_text="Share of screening trials that must be right.")
+    screening_pass_fraction = models.FloatField(
+        default=0.75, help_text="Classification: share of screening trials that must be right."
+    )
     code_screened_out = models.CharField("code: screened out", max_length=32, default=_completion_code)
     desktop_only = models.BooleanField(default=False, help_text="Refuse phones and tablets (touch screens) with a clear page.")
     exclude_mistimed = models.BooleanField(

@@ -70,8 +70,11 @@ class SurveyCreateApi(APIView):
             many=True, allow_empty=False, queryset=IriJob.objects, error_messages={"does_not_exist": UNKNOWN_SET}
         )
         task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
-        foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED)
-        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices, default=Survey.ClusterVariant.RANDOM)
+        foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED,
+                                            help_text="2afc only: where the foil comes from; the other tasks ignore it")
+        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices,
+                                                  default=Survey.ClusterVariant.RANDOM,
+                                                  help_text="cluster only: how the reference photos are chosen")
         trials_per_participant = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
         ratings_per_list = serializers.IntegerField(min_value=1, required=False, default=10)
         catch_trials = serializers.IntegerField(min_value=0, required=False, default=0)
@@ -91,7 +94,8 @@ class SurveyCreateApi(APIView):
         image_ms = serializers.IntegerField(required=False, allow_null=True, help_text="classification: image shown (ms); null: until answered")
         mask_ms = serializers.IntegerField(required=False, help_text="classification: noise mask (ms)")
         screening_trials = serializers.IntegerField(min_value=0, required=False, help_text="classification: natural photos after practice")
-        screening_pass_fraction = serializers.FloatField(required=False, help_text="share of screening trials that must be right")
+        screening_pass_fraction = serializers.FloatField(
+            required=False, help_text="classification: share of screening trials that must be right")
         code_screened_out = serializers.CharField(max_length=32, required=False)
         desktop_only = serializers.BooleanField(required=False, help_text="refuse phones and tablets (touch screens)")
         exclude_mistimed = serializers.BooleanField(required=False, help_text="leave out answers whose image was shown a frame off")

@@ -26,7 +26,7 @@ from results.adaptive import (
     condition_answers_needed,
 )
 
-from ..models import DEFAULT_CLUSTER_INSTRUCTIONS, Participant, Slot, Survey, Trial, TrialList
+from ..models import DEFAULT_TEXTS, Participant, Slot, Survey, Trial, TrialList
 from ..stimuli import PhotoPool, image_size, stored_image_bytes, stored_image_fitted
 from .adaptive import adaptive_state_initial
 
@@ -36,6 +36,12 @@ UNFINISHED_SETS = "These IRI sets are not finished: {names}."
 NEEDS_TWO_TARGETS = "The foil rule '{rule}' needs IRI sets with at least two different target photos{where}."
 NEEDS_LABELS = (
     "The foil rule 'same_class' needs a class label on every target photo; these have none: {names}. "
+    "Set it in the admin (Target photos) or with the `label` field of POST /api/iri/photos."
+)
+# Classification names its buttons after the target photos' labels: a refusal says so, never a 2AFC foil rule.
+NEEDS_CATEGORY_LABELS = (
+    "A classification survey shows one button per category, named by the target photos' class labels; every "
+    "target photo needs one, and these have none: {names}. "
     "Set it in the admin (Target photos) or with the `label` field of POST /api/iri/photos."
 )
 NEEDS_TWO_PER_CLASS = (
@@ -56,6 +62,11 @@ ALL_LEFT_OUT = "The validity filter leaves no IRI in the chosen sets ({reasons})
 MIXED_SIZES_REFUSED = (
     "The chosen IRI sets have different image sizes ({sets}) and size_policy is 'refuse': choose sets of one size, "
     "or size_policy 'resize' to show every option at its query's size."
+)
+MIXED_SIZES_CLASSIFY = (
+    "The chosen IRI sets have different image sizes ({sets}) and size_policy is 'refuse': choose sets of one size, "
+    "or size_policy 'resize' to show each IRI at its own size (practice, screening and catch photos take the most "
+    "common one)."
 )
 MIXED_SIZES_CLUSTER = "A clustering screen shows six IRIs at once, so its sets must share one image size; these differ: {sets}."
 POOL_TOO_SMALL = (
@@ -126,8 +137,7 @@ def survey_create(
         max_participants=settings.get("max_participants"), ratings_per_list=ratings_per_list,
         trials_per_participant=trials_per_participant, accept_goal_risk=accept_goal_risk,
     )
-    if task_type == Survey.TaskType.CLUSTER and "instructions_md" not in settings:
-        settings["instructions_md"] = DEFAULT_CLUSTER_INSTRUCTIONS
+    settings.update(_task_texts(task_type=task_type, settings=settings))
     rng = random.Random(rng_seed)
     with transaction.atomic():
         survey = Survey.objects.create(
@@ -246,7 +256,7 @@ def survey_check(
         raise ApplicationError(ALL_LEFT_OUT.format(reasons=_reasons_text(left_out)), extra={"left_out": left_out})
     _sizes_check(iris=iris, task_type=task_type, foil_rule=foil_rule, size_policy=size_policy)
     if task_type == Survey.TaskType.CLASSIFY:
-        _labels_check(iris=iris)
+        _labels_check(iris=iris, message=NEEDS_CATEGORY_LABELS)
         if len({_class_of(i) for i in iris}) < 2:
             raise ApplicationError(NEEDS_TWO_CATEGORIES, extra={"field": "categories"})
     elif task_type == Survey.TaskType.CLUSTER:
@@ -277,6 +287,20 @@ def survey_check(
         if risk:
             report["goal_risk"] = risk
     return iris, report
+
+
+def _task_texts(*, task_type: str, settings: dict) -> dict:
+    """The consent and instructions of the survey's own task where the researcher wrote none: a text left out, or
+    left as any task's default (the admin's form comes filled with the 2AFC texts), becomes the task's default."""
+    def same(a: str, b: str) -> bool:
+        return " ".join(a.split()) == " ".join(b.split())
+
+    texts = {}
+    for field, default in DEFAULT_TEXTS[task_type].items():
+        given = settings.get(field)
+        if given is None or any(same(given, other[field]) for other in DEFAULT_TEXTS.values()):
+            texts[field] = default
+    return texts
 
 
 def survey_slug_check(*, slug: str) -> None:
@@ -340,13 +364,14 @@ def _sizes_check(*, iris: list[IriImage], task_type: str, foil_rule: str, size_p
     if task_type == Survey.TaskType.CLUSTER:
         raise ApplicationError(MIXED_SIZES_CLUSTER.format(sets=names), extra={"field": "iri_jobs"})
     if size_policy == Survey.SizePolicy.REFUSE:
-        raise ApplicationError(MIXED_SIZES_REFUSED.format(sets=names), extra={"field": "iri_jobs"})
+        refused = MIXED_SIZES_CLASSIFY if task_type == Survey.TaskType.CLASSIFY else MIXED_SIZES_REFUSED
+        raise ApplicationError(refused.format(sets=names), extra={"field": "iri_jobs"})
 
 
-def _labels_check(*, iris: list[IriImage]) -> None:
+def _labels_check(*, iris: list[IriImage], message: str = NEEDS_LABELS) -> None:
     unlabelled = sorted({i.target.name for i in iris if not (i.target.label or "").strip()})
     if unlabelled:
-        raise ApplicationError(NEEDS_LABELS.format(names=", ".join(unlabelled)))
+        raise ApplicationError(message.format(names=", ".join(unlabelled)))
 
 
 def _class_of(iri: IriImage) -> str:

@@ -26,7 +26,7 @@ from ..models import Participant, ProlificStudy, Slot, Survey
 from ..prolific import BULK_APPROVE_MAX, NOT_CONFIGURED, ProlificClient, ProlificError, prolific_enabled
 
 URL_PARAMETERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
-DEVICES = ["desktop"]  # two images side by side at their pixel size: phones are too small
+DEVICES = ["desktop"]  # every task shows its images at their pixel size: phones are too small
 CREATING = "CREATING"  # the row is claimed and Prolific asked; its answer is not recorded yet
 UNPUBLISHED = "UNPUBLISHED"
 AWAITING_REVIEW = "AWAITING REVIEW"
@@ -53,8 +53,10 @@ DESCRIPTIONS = {
                              "third.",
     Survey.TaskType.CLUSTER: "For each screen, look at reference images and match each of several images to the "
                              "reference it belongs with.",
-    Survey.TaskType.CLASSIFY: "For each screen, an image is shown briefly; choose the category it shows.",
+    Survey.TaskType.CLASSIFY: "For each screen, look at an image and choose the category it shows from a set of "
+                              "buttons.",
 }
+TIMED = " Each image is shown only for a moment, then covered by a pattern of noise."
 
 ALREADY_CREATED = "{slug} already has a Prolific study ({study_id})."
 BEING_CREATED = (
@@ -209,6 +211,12 @@ def _claim(*, survey: Survey, places: int, reward: int) -> tuple[ProlificStudy, 
     return existing, True
 
 
+def prolific_description(*, survey: Survey, minutes: int) -> str:
+    """What participants read on Prolific: the survey's own task (a timed classification says the image is brief)."""
+    timed = survey.task_type == Survey.TaskType.CLASSIFY and survey.image_ms is not None
+    return f"{DESCRIPTIONS[survey.task_type]}{TIMED if timed else ''} About {minutes} minutes."
+
+
 def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, places: int, user=None,
                           request=None) -> ProlificStudy:
     """A draft (UNPUBLISHED) study on Prolific with the survey's link, every code it can hand out, a description
@@ -227,7 +235,7 @@ def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, pl
     body = {
         "name": survey.title,
         "internal_name": prolific_internal_name(survey=survey),
-        "description": f"{DESCRIPTIONS[survey.task_type]} About {minutes} minutes.",
+        "description": prolific_description(survey=survey, minutes=minutes),
         "external_study_url": prolific_study_link(survey=survey),
         "prolific_id_option": "url_parameters",
         "completion_codes": prolific_completion_codes(survey=survey),
