@@ -158,7 +158,10 @@ def test_a_csv_edited_after_export_is_detected_from_the_manifest(live_survey, tm
     session_answer(live_survey, pid="B", choose=not_target)
     folder = archive_make(live_survey, tmp_path)
     answers = folder / "data" / f"study-{live_survey.slug}_data-answers_data.csv"
-    answers.write_text(answers.read_text().replace(",false,", ",true,", 1))
+    text = answers.read_text()
+    edited = text.replace(",False,", ",True,", 1)  # one answer turned right after the fact
+    assert edited != text
+    answers.write_text(edited)
 
     done, result = reanalyse(numpy_python, folder)
 
