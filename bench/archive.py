@@ -1,6 +1,6 @@
 """Benchmark: the study archive (results.archive) of a large survey, next to the report's own time.
 
-    python bench/archive.py --json            # 1,000,000 answers: 20,000 participants x 50 items, 5,000 items, 12 conditions
+    python bench/archive.py --json            # 1,000,000 answers: 20,000 participants x 50, 5,000 items, 12 conditions
     python bench/archive.py --json --quick    # 50,000 answers (1,000 participants), same shape
 
 Builds the survey of bench/analysis.py in a dedicated database (default iri_bench_archive; BENCH_DATABASE_URL
@@ -118,7 +118,8 @@ def main() -> int:
                                   capture_output=True, text=True)
             result = json.loads((work / "reanalysis.json").read_text()) if (work / "reanalysis.json").exists() else {}
             reanalyse = {"reanalyse_s": round(time.perf_counter() - start, 2), "reanalyse_exit": done.returncode,
-                         "reanalyse_compared": result.get("compared"), "reanalyse_different": len(result.get("different", []))}
+                         "reanalyse_compared": result.get("compared"),
+                         "reanalyse_different": len(result.get("different", []))}
             if done.returncode:
                 print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
         figures = {

@@ -71,12 +71,14 @@ COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
     "answers": {
         "survey": ("The survey's slug", "string", ""),
         "participant": ("The participant's id (sessions.participant_id)", "integer", ""),
-        "external_id": ("The survey's pseudonym of the Prolific PID or MTurk worker ID (raw ID if identified)", "string", ""),
+        "external_id": ("The survey's pseudonym of the Prolific PID or MTurk worker ID (raw ID if identified)",
+                        "string", ""),
         "trial": ("The trial's public id (trials.public_id)", "string", ""),
         "trial_list": ("The trial list (counterbalancing list) the trial belongs to", "integer", ""),
         "kind": ("Trial kind: practice, screening, catch or main", "string", ""),
         "task_type": ("Task: 2afc, cluster or classify", "string", ""),
-        "condition": ("The condition's label (backbone · checkpoint · training · recipe · seed kind · layer)", "string", ""),
+        "condition": ("The condition's label (backbone · checkpoint · training · recipe · seed kind · layer)",
+                      "string", ""),
         "iri_set": ("The first IRI set (IriJob id) of the condition", "integer", ""),
         "backbone": ("The network the IRI was made from", "string", ""),
         "checkpoint": ("The first 12 hex digits of the checkpoint's SHA-256", "string", ""),
@@ -104,7 +106,8 @@ COLUMNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "mistimed": ("The browser showed the image more than one frame off its duration", "boolean", ""),
         "included": ("The answer counts in the report (a main answer no exclusion rule removed)", "boolean", ""),
         "exclusion_rules": ("The exclusion rules that remove this answer, separated by ;", "string", ""),
-        "iri_null_percentile": ("The IRI's percentile in the null distribution of unrelated photos", "number", "percent"),
+        "iri_null_percentile": ("The IRI's percentile in the null distribution of unrelated photos", "number",
+                                "percent"),
         "iri_rep_distance": ("Representation distance between the IRI and its target", "number", "model units"),
         "iri_label_match": ("The network's top-1 label of the IRI equals its label of the target", "boolean", ""),
         "iri_model_label": ("The network's top-1 label of the IRI", "string", ""),
@@ -255,7 +258,8 @@ def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict
         target_option = int(trials["target_option"][t])
         mask = masks.get(int(trials["id"][t]))
         yield [
-            int(trials["id"][t]), trials["public_id"][t], int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
+            int(trials["id"][t]), trials["public_id"][t],
+            int(trials["trial_list"][t]) if trials["trial_list"][t] >= 0 else None,
             kinds[int(trials["kind"][t])], task, int(trials["n_options"][t]), target_option,
             condition if condition >= 0 else None, int(trials["job"][t]) if trials["job"][t] >= 0 else None,
             iri if iri >= 0 else None, target if target >= 0 else None, photos.get(target, ""),
@@ -272,7 +276,8 @@ def _session_rows(*, data) -> Iterable[list]:
     for p in range(people["id"].size):
         yield [
             int(people["id"][p]), people["external_id"][p], lists.get(int(people["id"][p])), people["status"][p],
-            bool(people["completed"][p]), *(bool(people[f][p]) if f in people else None for f in ("pilot", "bot", "flagged")),
+            bool(people["completed"][p]),
+            *(bool(people[f][p]) if f in people else None for f in ("pilot", "bot", "flagged")),
             people["exclusion_reasons"][p],
         ]
 
@@ -280,7 +285,8 @@ def _session_rows(*, data) -> Iterable[list]:
 def _condition_rows(*, data) -> Iterable[list]:
     for c, condition in enumerate(data.conditions):
         label = " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition[f])
-        yield [c, label, " + ".join(condition["names"]), *(condition[f] for f in CONDITION_FIELDS), condition["iri_sets"]]
+        fields = (condition[f] for f in CONDITION_FIELDS)
+        yield [c, label, " + ".join(condition["names"]), *fields, condition["iri_sets"]]
 
 
 def _stimuli(*, survey: Survey, data) -> tuple[dict, list[dict], list[dict]]:
@@ -290,7 +296,8 @@ def _stimuli(*, survey: Survey, data) -> tuple[dict, list[dict], list[dict]]:
     image_ids |= {m for m in Trial.objects.filter(survey=survey, mask__isnull=False).values_list("mask_id", flat=True)}
     iri_ids = {int(i) for i in trials["iri"] if i >= 0}
     iris = []
-    for iri in IriImage.objects.filter(pk__in=iri_ids).select_related("image", "target_image", "target", "seed").order_by("id"):
+    records = IriImage.objects.filter(pk__in=iri_ids).select_related("image", "target_image", "target", "seed")
+    for iri in records.order_by("id"):
         image_ids |= {iri.image_id, iri.target_image_id}
         iris.append({
             "id": iri.pk, "iri_set": iri.job_id, "target_photo_id": iri.target_id, "target_photo": iri.target.name,
@@ -316,7 +323,8 @@ def _design(*, survey: Survey, report: dict, data) -> dict:
         "team", "pilot_key", "pseudonym_salt", "consent_md", "instructions_md") and not f.name.startswith("code_")
         and f.name != "completion_code"}
     lists = {}
-    for list_id, trial_id in Trial.objects.filter(survey=survey, trial_list__isnull=False).values_list("trial_list__index", "id"):
+    listed = Trial.objects.filter(survey=survey, trial_list__isnull=False)
+    for list_id, trial_id in listed.values_list("trial_list__index", "id"):
         lists.setdefault(int(list_id), []).append(trial_id)
     return {
         "survey": settings,
@@ -346,7 +354,8 @@ def _description(*, survey: Survey, report: dict) -> dict:
         "schemaVersion": f"Psych-DS {PSYCH_DS_VERSION}",
         "description": (
             f"Human judgements on identically represented inputs (IRIs): a {survey.get_task_type_display()} survey of "
-            f"{report['n_participants']} participants and {report['n_answers']} answers over {len(report['conditions'])} "
+            f"{report['n_participants']} participants and {report['n_answers']} answers over "
+            f"{len(report['conditions'])} "
             "condition(s). The archive carries the answers, the trials and their stimuli with provenance, the design, "
             "the frozen analysis plan, the report, and reanalyse.py, which recomputes the report with Python and numpy."
         ),
@@ -394,15 +403,19 @@ def study_archive_write(
             w.csv(_table_name(survey=survey, table="trials"), list(COLUMNS["trials"]),
                   _trial_rows(survey=survey, data=data, validity=validity, sha=sha, photos=photos))
             w.csv(_table_name(survey=survey, table="sessions"), list(COLUMNS["sessions"]), _session_rows(data=data))
-            w.csv(_table_name(survey=survey, table="conditions"), list(COLUMNS["conditions"]), _condition_rows(data=data))
+            w.csv(_table_name(survey=survey, table="conditions"), list(COLUMNS["conditions"]),
+                  _condition_rows(data=data))
             assignments = Assignment.objects.filter(participant__survey=survey).order_by("participant_id", "position")
             w.csv(_table_name(survey=survey, table="assignments"), list(COLUMNS["assignments"]),
-                  assignments.values_list("participant_id", "trial_id", "position", "option_order").iterator(chunk_size=5000))
+                  assignments.values_list("participant_id", "trial_id", "position", "option_order")
+                  .iterator(chunk_size=5000))
             w.json("datapackage.json", {
                 "name": f"study-{survey.slug}".lower(), "title": survey.title, "licenses": [{"name": LICENSE}],
                 "resources": [
-                    {"name": table, "path": _table_name(survey=survey, table=table), "format": "csv", "encoding": "utf-8",
-                     "schema": {"fields": [_field(c, table) for c in (ANSWER_COLUMNS if table == "answers" else COLUMNS[table])]}}
+                    {"name": table, "path": _table_name(survey=survey, table=table), "format": "csv",
+                     "encoding": "utf-8",
+                     "schema": {"fields": [_field(c, table)
+                                           for c in (ANSWER_COLUMNS if table == "answers" else COLUMNS[table])]}}
                     for table in TABLES
                 ],
             })
@@ -417,7 +430,7 @@ def study_archive_write(
                 w.text(f"plan/{name}", text)
             w.json("report/report.json", report)
             say(0.9, "analysis")
-            w.text("analysis/__init__.py", '"""Copies of the platform\'s statistics modules (results.*), for reanalyse.py."""\n')
+            w.text("analysis/__init__.py", '"""Copies of the platform\'s statistics modules, for reanalyse.py."""\n')
             for module in (alignment_module, recognition_module, adaptive_module):
                 w.text(f"analysis/{Path(module.__file__).name}", Path(module.__file__).read_text(encoding="utf-8"))
             w.text("reanalyse.py", (ARCHIVE_FILES / "reanalyse.py").read_text(encoding="utf-8"))

@@ -92,7 +92,9 @@ def _t_cdf(t: float, df: float) -> float:
         d = 1 / (d if abs(d) > tiny else tiny)
         h = d
         for m in range(1, 500):
-            for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)), -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+            odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+            for num in (even, odd):
                 d = 1 + num * d
                 d = 1 / (d if abs(d) > tiny else tiny)
                 c = 1 + num / c
@@ -247,7 +249,8 @@ def report_recompute(*, data: dict, design: dict) -> dict:
     main = kind == alignment.KIND_MAIN
     if settings["task_type"] == "classification":
         mistimed = a["mistimed"] & main
-        counts.append({"rule": "mistimed", "description": MISTIMED_RULE, "participants": int(np.unique(p_row[mistimed]).size),
+        counts.append({"rule": "mistimed", "description": MISTIMED_RULE,
+                       "participants": int(np.unique(p_row[mistimed]).size),
                        "answers": int(mistimed.sum()), **({} if settings["exclude_mistimed"] else {"applies": False})})
         if settings["exclude_mistimed"]:
             included &= ~mistimed
@@ -295,7 +298,8 @@ def report_recompute(*, data: dict, design: dict) -> dict:
             reasons[reason] = reasons.get(reason, 0) + 1
     counted = main | (kind == alignment.KIND_CATCH)
     position = alignment.position_counts(p_row[counted], a["shown_position"][counted], n_people, n_positions)
-    sides = alignment.side_summary(position, max_fraction=rules.one_side_max_fraction, min_trials=rules.one_side_min_trials)
+    sides = alignment.side_summary(position, max_fraction=rules.one_side_max_fraction,
+                                   min_trials=rules.one_side_min_trials)
     sides["answers_unknown_position"] = int(counted.sum()) - sides["answers"]
     out = {
         "task_type": task_type,
@@ -306,7 +310,9 @@ def report_recompute(*, data: dict, design: dict) -> dict:
         "exclusions": {"counts": counts, "answers_excluded": int((main & ~included).sum()),
                        "participants_excluded": int((has_main & ~has_included).sum()),
                        "survey_exclusion_reasons": reasons},
-        "agreement": {"fleiss_kappa": alignment.agreement_kappa(right_wrong[main_trial], categories=categories).as_dict()},
+        "agreement": {
+            "fleiss_kappa": alignment.agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
+        },
         "sides": sides,
         "conditions": rows,
         "comparisons": comparisons,
@@ -343,7 +349,8 @@ def recognition_recompute(*, trials, t_row, p_row, correct, use, answer_cond, n_
     verdict = np.array([trials["label_match"][t] for t in t_row], dtype=object)
     known = use & np.array([v is not None for v in verdict], dtype=bool)
     arrays = {"correct": correct[known], "network_correct": verdict[known].astype(bool), "participants": p_row[known],
-              "items": t_row[known], "n_categories": trials["n_options"][t_row[known]], "units": units_all[t_row[known]]}
+              "items": t_row[known], "n_categories": trials["n_options"][t_row[known]],
+              "units": units_all[t_row[known]]}
     by_condition = recognition.recognition_by_condition(**arrays, conditions=answer_cond[known], n_conditions=n_cond,
                                                         n_boot=n_boot, seed=seed, level=level)
     for row in by_condition:

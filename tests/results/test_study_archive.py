@@ -30,14 +30,16 @@ def numpy_python(request) -> str:
     """A fresh virtual environment with numpy and nothing else (made once, kept in the pytest cache)."""
     folder = Path(request.config.cache.mkdir("study-archive-numpy-venv"))
     python = folder / "bin" / "python"
-    if subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode if python.exists() else True:
+    ready = python.exists() and subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode == 0
+    if not ready:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
         links = [arg for path in NUMPY_WHEELS if Path(path).is_dir() for arg in ("--find-links", path)]
         install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy"]
         done = subprocess.run([*install, "--no-index", *links], capture_output=True, text=True)
         if done.returncode:  # no local wheel: the package index
             subprocess.run(install, check=True)
-    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
+                            check=True)
     assert {p["name"].lower() for p in json.loads(listed.stdout)} <= {"numpy", "pip", "setuptools"}
     return str(python)
 
@@ -53,7 +55,8 @@ def archive_make(survey, tmp_path, *args) -> Path:
 
 def reanalyse(python: str, folder: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
     result_file = folder.parent / f"{folder.name}-reanalysis.json"
-    done = subprocess.run([python, "reanalyse.py", "--json", str(result_file)], cwd=folder, capture_output=True, text=True)
+    done = subprocess.run([python, "reanalyse.py", "--json", str(result_file)], cwd=folder, capture_output=True,
+                          text=True)
     return done, json.loads(result_file.read_text()) if result_file.exists() else None
 
 
@@ -94,7 +97,8 @@ def recomputed_identically(python: str, folder: Path) -> dict:
     return result
 
 
-def test_a_2afc_archive_validates_and_reanalyse_recomputes_the_report_with_numpy_alone(live_survey, tmp_path, numpy_python):
+def test_a_2afc_archive_validates_and_reanalyse_recomputes_the_report_with_numpy_alone(live_survey, tmp_path,
+                                                                                       numpy_python):
     session_answer(live_survey, pid="PROLIFIC-A", choose=target)
     session_answer(live_survey, pid="PROLIFIC-B", choose=not_target)
     session_answer(live_survey, pid="PROLIFIC-C", choose=lambda t: t.target_option if t.pk % 2 else 1 - t.target_option)
@@ -142,7 +146,8 @@ def test_a_classification_archive_recomputes_the_recognition_section(team, tmp_p
     car = survey.categories.index("Car")
     answer_all(participant_enroll(survey=survey, prolific_pid="always")[0], choose=lambda t: t.target_option)
     answer_all(participant_enroll(survey=survey, prolific_pid="cars")[0], choose=lambda t: car)
-    answer_all(participant_enroll(survey=survey, prolific_pid="half")[0], choose=lambda t: t.target_option if t.pk % 2 else car)
+    half = participant_enroll(survey=survey, prolific_pid="half")[0]
+    answer_all(half, choose=lambda t: t.target_option if t.pk % 2 else car)
 
     folder = archive_make(survey, tmp_path)
 
@@ -201,8 +206,10 @@ def test_an_adaptive_archive_recomputes_each_sets_design_effect_interval(photos,
     from tests.conftest import finished_iri_set
 
     second = finished_iri_set(photos, rng_seed=4)  # the same condition key: one condition pools two sets
-    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set, second], precision_goal=0.25))
-    for k, choose in enumerate((target, not_target, target, lambda t: t.target_option if t.pk % 2 else 1 - t.target_option)):
+    survey = survey_publish(survey=survey_create(slug="adaptive", title="t", iri_jobs=[iri_set, second],
+                                                 precision_goal=0.25))
+    mixed = lambda t: t.target_option if t.pk % 2 else 1 - t.target_option  # noqa: E731
+    for k, choose in enumerate((target, not_target, target, mixed)):
         session_answer(survey, pid=f"P{k}", choose=choose)
 
     folder = archive_make(survey, tmp_path)
