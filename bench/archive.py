@@ -100,8 +100,13 @@ def main() -> int:
         out = work / "bench.zip"
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
-        written = study_archive_write(survey=survey, out=out, n_boot=args.n_boot)
+        steps = {}
+        written = study_archive_write(survey=survey, out=out, n_boot=args.n_boot,
+                                      progress=lambda share, step: steps.setdefault(step, time.perf_counter() - start))
         archive_s = time.perf_counter() - start
+        names = list(steps)  # the time from each step's start to the next's
+        step_s = {name: round((steps[names[k + 1]] if k + 1 < len(names) else archive_s) - steps[name], 2)
+                  for k, name in enumerate(names)}
         rss_archive = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         alignment_report(survey=survey, n_boot=args.n_boot)
@@ -132,6 +137,7 @@ def main() -> int:
             "archive_s": round(archive_s, 2),
             "report_s": round(report_s, 2),
             "archive_minus_report_s": round(archive_s - report_s, 2),
+            "archive_steps_s": step_s,
             "archive_bytes": written["bytes"],
             "archive_files": written["files"],
             "answers_csv_bytes": csv_bytes,
