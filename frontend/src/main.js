@@ -8,7 +8,7 @@ import { Outbox } from "./outbox.js";
 import { withRetry, sleep as realSleep } from "./retry.js";
 import { CLASSIFY, buildTimeline, endOf, saysEnded } from "./timeline.js";
 import { estimateRefreshRate } from "./plugin-classify.js";
-import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderPreview } from "./ui.js";
+import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderNotice, renderPreview } from "./ui.js";
 import { enrollFields, platformOf, readParams } from "./platform.js";
 import { QualityLog, environmentSnapshot } from "./quality.js";
 
@@ -20,6 +20,8 @@ const FULL_ADVICE = {
   prolific: " Please return this study on Prolific (choose “Return” on your submission); returning does not count against you.",
   mturk: " Please return this HIT on MTurk; returning does not count against you.",
 };
+
+export const DEVICE_TITLE = "Please use a computer for this study.";
 
 /** One stored token per study and platform ID (anonymous visitors have none). */
 export const tokenKey = (slug, fields = {}) =>
@@ -213,12 +215,16 @@ export async function runSurvey({
     const extra = (err && err.status === 409 && err.data && err.data.extra) || {};
     if (extra.reason === "device") {
       // The survey refuses this kind of device (e.g. phones): the server's page and its screened-out code.
-      const end = { ...endOf(extra), outcome: "screened_out", message: err.message };
+      // Turned away before starting: told what to use, not thanked for taking part.
+      const end = { ...endOf(extra), outcome: "screened_out", message: err.message, title: DEVICE_TITLE };
       showEnd(target, end);
       return { state: "completed", completion: end, outbox };
     }
-    const full = extra.reason === "full";
-    renderError(target, ((err && err.message) || "Something went wrong.") + (full ? FULL_ADVICE[platform] || "" : ""));
+    if (extra.reason === "full") {
+      renderNotice(target, "Sorry, this study is full.", err.message + (FULL_ADVICE[platform] || ""));
+      return { state: "error", error: err, outbox };
+    }
+    renderError(target, (err && err.message) || "Something went wrong.");
     return { state: "error", error: err, outbox };
   }
   target.innerHTML = "";

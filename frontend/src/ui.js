@@ -61,6 +61,14 @@ export function renderError(el, message) {
   el.innerHTML = `<div class="message-screen"><p class="error-message" role="alert">${escapeHtml(message)}</p></div>`;
 }
 
+/** A page that ends the visit without being anyone's fault (e.g. the study is full): a title and the message. */
+export function renderNotice(el, title, message) {
+  el.innerHTML = `<div class="message-screen notice">
+    <h1 class="completion-title" id="notice-title">${escapeHtml(title)}</h1>
+    <p class="notice-message" id="notice-message" role="alert">${escapeHtml(message)}</p>
+  </div>`;
+}
+
 /** Only allow http(s) (absolute or relative) redirect targets. */
 export function safeUrl(url, base = globalThis.location ? globalThis.location.href : "http://localhost/") {
   if (!url) return null;
@@ -118,7 +126,8 @@ export const debriefFor = (taskType) => DEBRIEFS[taskType] || DEFAULT_DEBRIEF;
  */
 export function renderCompletion(
   el,
-  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null, task_type = null },
+  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null, task_type = null,
+    title = null },
   { redirectDelayMs = 5000, navigate, submitForm, doc = globalThis.document } = {}
 ) {
   const url = mturk ? null : safeUrl(redirect_url);
@@ -145,14 +154,14 @@ export function renderCompletion(
     handBack = completion_code ? `<p>Please copy this code and paste it where you were asked for it.</p>` : "";
   }
   el.innerHTML = `<div class="completion" data-outcome="${escapeHtml(outcome || "completed")}">
-    <h1 class="completion-title" id="completion-title" tabindex="-1">${escapeHtml(text.title)}</h1>
+    <h1 class="completion-title" id="completion-title" tabindex="-1">${escapeHtml(title || text.title)}</h1>
     <p id="completion-message">${escapeHtml(message || text.body)}</p>
     ${debrief ? `<div class="debrief server-html" id="debrief">${debrief}</div>` : ""}
     ${code}
     ${handBack}
   </div>`;
-  const title = el.querySelector("#completion-title");
-  if (title && typeof title.focus === "function") title.focus();
+  const heading = el.querySelector("#completion-title");
+  if (heading && typeof heading.focus === "function") heading.focus();
   if (!url && !mturkAction) return () => {};
   const form = el.querySelector("#mturk-submit-form");
   const go = mturkAction

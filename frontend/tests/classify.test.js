@@ -498,6 +498,7 @@ describe("classification sessions", () => {
     expect(result.state).toBe("completed");
     expect(document.querySelector(".completion").dataset.outcome).toBe("screened_out");
     expect(document.querySelector("#completion-message").textContent).toMatch(/needs a computer/);
+    expect(document.querySelector("#completion-title").textContent).toBe("Please use a computer for this study.");
     expect(document.querySelector("#completion-code").textContent).toBe("SCR33N");
   });
 

@@ -211,8 +211,8 @@ def test_the_full_and_closed_pages_use_the_apps_styles(live_server, labelled_set
     page = open_page(browser, viewport)
 
     page.goto(f"{live_server.url}/s/{survey.slug}/?PROLIFIC_PID=f-{viewport}&STUDY_ID=st&SESSION_ID=se")
-    check_end_page(page, tmp_path / f"full-{viewport}.png", says="This study is full", shown=".error-message")
-    assert "Return" in page.inner_text(".message-screen")  # Prolific's advice: return the study
+    check_end_page(page, tmp_path / f"full-{viewport}.png", says="This study is full", shown="#notice-message")
+    assert "Return" in page.inner_text("#notice-message")  # Prolific's advice: return the study
 
     page.goto(f"{live_server.url}/s/no-such-study/")
     check_end_page(page, tmp_path / f"closed-{viewport}.png", says="This study is not open", shown="#study-closed")
