@@ -20,6 +20,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def parse_args():
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--database", default="iri_bench_archive")
     parser.add_argument("--no-reanalyse", action="store_true", help="skip running the archive's reanalyse.py")
-    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database and the archive's folder")
     return parser.parse_args()
 
 
@@ -152,6 +153,7 @@ def main() -> int:
         connection.close()
         if not args.keep:
             bench_analysis.database_drop(base, args.database)
+            shutil.rmtree(work, ignore_errors=True)  # the zip, its unpacked copy and the images
     if args.json:
         print(json.dumps(figures))
     else:

@@ -160,8 +160,9 @@ def numpy_bootstrap(correct, participants, units, conditions, n_conditions, *, n
     hits = np.zeros((n_boot, n_conditions))
     answers = np.zeros((n_boot, n_conditions))
     for start, stop, w_p, w_u in alignment._resample_chunks(rng, n_p, n_u, n_boot):
+        w_p, w_u = np.ascontiguousarray(w_p.T), np.ascontiguousarray(w_u.T)  # one resample per row: gathers stay local
         for j in range(stop - start):
-            weight = w_p[cell_p, j].astype(np.float64) * w_u[cell_u, j]
+            weight = w_p[j][cell_p].astype(np.float64) * w_u[j][cell_u]
             answers[start + j] = np.bincount(cell_c, weights=weight * cell_n, minlength=n_conditions)
             hits[start + j] = np.bincount(cell_c, weights=weight * cell_k, minlength=n_conditions)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -211,14 +212,20 @@ def arrays_load(*, root: Path, slug: str) -> dict:
     for flag in ("pilot", "bot", "flagged"):
         if all(r[flag] != "" for r in people_rows):
             people[flag] = np.array([_bool(r[flag]) for r in people_rows], dtype=bool)
-    columns = {"participant": [], "trial": [], "choice": [], "shown_position": [], "rt_ms": [], "mistimed": []}
-    for r in _rows(table("answers")):
-        columns["participant"].append(int(r["participant"]))
-        columns["trial"].append(public[r["trial"]])
-        columns["choice"].append(_int(r["choice"]))
-        columns["shown_position"].append(_int(r["shown_position"]))
-        columns["rt_ms"].append(float(r["rt_ms"]) if r["rt_ms"] != "" else math.nan)
-        columns["mistimed"].append(_bool(r["mistimed"]) is True)
+    names = ("participant", "trial", "choice", "shown_position", "rt_ms", "mistimed")
+    columns = {name: [] for name in names}
+    with table("answers").open(newline="", encoding="utf-8") as f:  # csv.reader: a million rows, no dict per row
+        rows = csv.reader(f)
+        header = next(rows)
+        at = [header.index(name) for name in names]
+        for r in rows:
+            participant, trial, choice, shown, rt_ms, mistimed = (r[k] for k in at)
+            columns["participant"].append(int(participant))
+            columns["trial"].append(public[trial])
+            columns["choice"].append(_int(choice))
+            columns["shown_position"].append(_int(shown))
+            columns["rt_ms"].append(float(rt_ms) if rt_ms != "" else math.nan)
+            columns["mistimed"].append(mistimed.lower() == "true")
     answers = {k: np.array(v, dtype=np.float64 if k == "rt_ms" else bool if k == "mistimed" else np.int64)
                for k, v in columns.items()}
     conditions = list(_rows(table("conditions")))
