@@ -329,14 +329,15 @@ def blocks_layout(*, trials_per_participant: int, unit_size: int) -> tuple[int, 
 
 def blocks_split(*, units: list, condition_of, units_per_block: int) -> list[list]:
     """Cut each IRI set's units (in the order given) into blocks of ``units_per_block`` units of that set alone
-    (sizes differ by at most one unit within a set, so a set of 5 trials in blocks of 2 makes blocks of 2 and 3).
-    Blocks come set by set, in order of first appearance."""
+    (sizes differ by at most one unit within a set, and none is larger than asked: a set of 5 trials in blocks of
+    2 makes blocks of 2, 2 and 1, so that a session holds about the trials the survey asks for). Blocks come set by
+    set, in order of first appearance."""
     sets: dict = {}
     for unit in units:
         sets.setdefault(condition_of(unit), []).append(unit)
     out = []
     for members in sets.values():
-        n_blocks = max(1, len(members) // units_per_block)
+        n_blocks = math.ceil(len(members) / units_per_block)
         sizes = [len(members) // n_blocks + (i < len(members) % n_blocks) for i in range(n_blocks)]
         start = 0
         for size in sizes:

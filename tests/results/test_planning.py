@@ -119,15 +119,15 @@ def test_the_plan_from_a_pilot_says_what_each_participant_costs_and_how_many_are
     few_clusters = (stats.t.ppf(0.975, 2) / Z95) ** 2
     need = [max(MIN_ANSWERS, condition_answers_needed(p=p, half_width=0.1, design_effect=few_clusters))
             for p in (7 / 9, 0.9)]
-    assert [c["answers_needed"] for c in plan["conditions"]] == [333, 198]
-    assert all(planned >= n for planned, n in zip([333, 198], need))
+    assert [c["answers_needed"] for c in plan["conditions"]] == [331, 191]
+    assert all(planned >= n for planned, n in zip([331, 191], need))
     assert [c["p_source"] for c in plan["conditions"]] == ["pilot", "pilot"]
     # Fixed N: every IRI rated 122 times (every set meets the goal in half the studies), 732 answers over 6 trials:
-    # 122 participants on the one list, each £0.9975: £121.695, £121.70. Adaptive: 531 answers, 111 participants.
+    # 122 participants on the one list, each £0.9975: £121.695, £121.70. Adaptive: 522 answers, 112 participants.
     assert plan["fixed"] == {"answers": 732, "participants": 122, "ratings_per_list": 122, "cost": 121.7,
                              "reachable": True}
-    assert plan["adaptive"]["answers"] == 531 and plan["adaptive"]["participants"] == 111
-    assert plan["adaptive"]["cost"] == round(111 * 0.75 * 1.33, 2)
+    assert plan["adaptive"]["answers"] == 522 and plan["adaptive"]["participants"] == 112
+    assert plan["adaptive"]["cost"] == round(112 * 0.75 * 1.33, 2)
     assert any(w.startswith("p: the pilot's share for robust, standard rests on fewer than") for w in plan["warnings"])
 
 
@@ -178,8 +178,9 @@ def test_a_goal_the_cap_cannot_reach_says_how_many_participants_it_needs(survey)
     with pytest.raises(ApplicationError) as refused:
         survey_plan(survey=survey, half_width=0.05, cap_participants=10)
 
-    # p = 0.5 on three IRIs a set (df = 2): about 1,850 answers a set, over 6 trials a participant
-    assert "needs 618 participants even with adaptive allocation, above cap_participants 10" in refused.value.message
+    # p = 0.5 on three IRIs a set (df = 2): about 1,850 answers a set, over a participant's two blocks (a set's
+    # three IRIs make blocks of 2 and 1)
+    assert "needs 741 participants even with adaptive allocation, above cap_participants 10" in refused.value.message
 
 
 # ------------------------------------------------------------------------------------------ the command
@@ -189,7 +190,7 @@ def test_the_command_prints_the_plan_as_json(pilot, capsys):
     call_command("survey_plan", "plan", "--half-width", "0.1", "--rate", "9", "--fee", "0.33", "--format", "json")
 
     plan = json.loads(capsys.readouterr().out)
-    assert plan["adaptive"]["participants"] == 111 and plan["fixed"]["cost"] == 121.7
+    assert plan["adaptive"]["participants"] == 112 and plan["fixed"]["cost"] == 121.7
 
 
 def test_the_command_prints_a_table_with_sources_and_both_designs(pilot, capsys):
@@ -198,7 +199,7 @@ def test_the_command_prints_a_table_with_sources_and_both_designs(pilot, capsys)
     table = capsys.readouterr().out
     assert "seconds per trial                6  entered" in table
     assert "seconds per participant        270  pilot" in table
-    assert "participants             122         111" in table
+    assert "participants             122         112" in table
     assert "robust" in table and "fee 33%" in table
 
 
@@ -234,7 +235,7 @@ def test_the_admin_planner_shows_the_plan_to_a_member_and_nothing_to_another_lab
     change = member.get(f"/admin/surveys/survey/{pilot.pk}/change/")
 
     assert page.status_code == 200
-    assert page.context["plan"]["adaptive"]["participants"] == 111
+    assert page.context["plan"]["adaptive"]["participants"] == 112
     assert b'id="plan-totals"' in page.content and b"pilot" in page.content
     assert url.encode() in change.content, "the survey's page links to its planner"
     assert stranger.get(url).status_code == 404
@@ -258,7 +259,7 @@ def test_the_api_plans_for_a_member_and_names_the_parameter_it_refuses(pilot, re
     bad_rate = researcher_client.get("/api/surveys/plan/plan", {"half_width": 0.1, "rate": -2})
     bad_goal = researcher_client.get("/api/surveys/plan/plan", {"half_width": 0})
 
-    assert plan.status_code == 200 and plan.json()["adaptive"]["participants"] == 111
+    assert plan.status_code == 200 and plan.json()["adaptive"]["participants"] == 112
     assert bad_rate.status_code == 400 and bad_rate.json()["extra"]["field"] == "rate"
     assert bad_rate.json()["message"].startswith("rate: must be above 0")
     assert bad_goal.status_code == 400 and bad_goal.json()["extra"]["field"] == "half_width"
@@ -290,12 +291,12 @@ def test_the_forecast_counts_what_each_set_still_needs_and_what_it_costs(two_set
     assert (done["name"], done["answers_still_needed"]) == ("robust", 0)
     needed = condition_answers_needed(p=0.5, half_width=0.2, design_effect=1.5)
     assert (open_["name"], open_["answers_needed"], open_["answers_still_needed"]) == ("standard", needed, needed - 8)
-    # No completed sessions yet. Each set's three IRIs make one block and a participant gets two blocks: 6 trials
-    # x 5 s + 120 s = 150 s, £0.375 -> £0.38 at £9/h, £0.5054 with 33 %.
-    assert forecast["seconds_source"].startswith("default") and forecast["cost_per_participant"] == 0.5054
+    # No completed sessions yet. Each set's three IRIs make blocks of 2 and 1 and a participant gets two blocks,
+    # the survey's 3 trials: 3 x 5 s + 120 s = 135 s, £0.3375 -> £0.34 at £9/h, £0.4522 with 33 %.
+    assert forecast["seconds_source"].startswith("default") and forecast["cost_per_participant"] == 0.4522
     participants = forecast["participants_still_needed"]
     assert participants >= -(-(needed - 8) // 3)
-    assert forecast["cost_still_needed"] == round(participants * 0.5054, 2)
+    assert forecast["cost_still_needed"] == round(participants * 0.4522, 2)
     assert forecast["reachable"] and not forecast["met"]
     assert forecast["note"].startswith(f"About {participants} more participants")
 

@@ -205,7 +205,7 @@ def test_blocks_use_every_trial_once_each_of_one_set_and_of_even_size(set_sizes,
     for c, size in enumerate(set_sizes):
         sizes = [len(block) for block in blocks if block[0][0][0] == c]
         assert all(u[0][0] == c for block in blocks if block[0][0][0] == c for u in block)  # one set a block
-        assert max(sizes) - min(sizes) <= 1 and len(sizes) == max(1, size // per_block)
+        assert max(sizes) - min(sizes) <= 1 and max(sizes) <= per_block and len(sizes) == -(-size // per_block)
 
 
 def test_erasing_a_participant_takes_their_answers_out_of_the_estimate(four_sets, django_capture_on_commit_callbacks):
