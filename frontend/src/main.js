@@ -8,7 +8,14 @@ import { Outbox } from "./outbox.js";
 import { withRetry, sleep as realSleep } from "./retry.js";
 import { CLASSIFY, buildTimeline, endOf, saysEnded } from "./timeline.js";
 import { estimateRefreshRate } from "./plugin-classify.js";
-import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderNotice, renderPreview } from "./ui.js";
+import {
+  createConnectionBanner,
+  renderCompletion,
+  renderError,
+  renderMessage,
+  renderNotice,
+  renderPreview,
+} from "./ui.js";
 import { enrollFields, platformOf, readParams } from "./platform.js";
 import { QualityLog, environmentSnapshot } from "./quality.js";
 

@@ -98,7 +98,8 @@ export const OUTCOME_TEXT = {
   },
 };
 
-const ABOUT = "<p><strong>About this study.</strong> Some of the images you saw were made by a computer program so that ";
+const ABOUT =
+  "<p><strong>About this study.</strong> Some of the images you saw were made by a computer program so that ";
 /** What the study was about, in the words of the task the participant did (2AFC, clustering, classification). */
 export const DEBRIEFS = {
   "2afc":
@@ -126,8 +127,16 @@ export const debriefFor = (taskType) => DEBRIEFS[taskType] || DEFAULT_DEBRIEF;
  */
 export function renderCompletion(
   el,
-  { completion_code, redirect_url, outcome = "completed", message = null, debrief_html = null, mturk = null, task_type = null,
-    title = null },
+  {
+    completion_code,
+    redirect_url,
+    outcome = "completed",
+    message = null,
+    debrief_html = null,
+    mturk = null,
+    task_type = null,
+    title = null,
+  },
   { redirectDelayMs = 5000, navigate, submitForm, doc = globalThis.document } = {}
 ) {
   const url = mturk ? null : safeUrl(redirect_url);

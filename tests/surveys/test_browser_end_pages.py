@@ -18,7 +18,8 @@ from tests.surveys.test_classification import png
 CATEGORIES = ("astronomy", "hummingbird", "electric guitar", "refrigerator", "cat")
 VIEWPORTS = {
     "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True},
+    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
+              "has_touch": True},
 }
 # participant.css gives the body this background and font (Chromium's own: transparent, Times): the app's styles.
 APP_BACKGROUND = "rgb(250, 250, 250)"
@@ -132,8 +133,8 @@ class Answers:
     def _on_response(self, response):
         if response.url.endswith("/trials") and response.ok:
             for entries in json.loads(response.text()).values():
-                if isinstance(entries, list):
-                    self.trial_of_url.update({e["query"]: e["id"] for e in entries if isinstance(e, dict) and "id" in e})
+                trials = [e for e in entries if isinstance(e, dict) and "id" in e] if isinstance(entries, list) else []
+                self.trial_of_url.update({e["query"]: e["id"] for e in trials})  # practice, screening, main
 
     def answer(self, *, right: bool, screenshot=None) -> dict:
         page = self.page
