@@ -20,7 +20,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import zipfile
@@ -37,9 +36,9 @@ from surveys.models import Assignment, Participant, Response, Survey, Trial
 from . import adaptive as adaptive_module
 from . import alignment as alignment_module
 from . import recognition as recognition_module
-from .exports import ANSWER_COLUMNS
+from .exports import ANSWER_COLUMNS, answers_csv
 from .plans import plan_files
-from .selectors import KIND_CODES, survey_device_table
+from .selectors import KIND_CODES
 from .services import CONDITION_FIELDS, alignment_report, survey_data_load
 
 ARCHIVE_NO_ANSWERS = "The survey '{slug}' has no answers yet: there is nothing to archive, and no file was written."
@@ -248,111 +247,6 @@ class _Writer:
         return n
 
 
-def _csv_field(value) -> str:
-    """One value as csv.writer (QUOTE_MINIMAL) writes it inside a row: None as "", floats by repr."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        if any(c in value for c in ',"\n\r'):
-            return '"' + value.replace('"', '""') + '"'
-        return value
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _csv_run(values) -> str:
-    return ",".join(map(_csv_field, values))
-
-
-def answer_csv_blocks(*, survey: Survey, data) -> Iterable[str]:
-    """The answers export (results.exports.answers_csv: the same columns, order and bytes) at a few microseconds
-    per answer: what is the same for every answer of a trial or of a participant is encoded once as a run of CSV
-    fields, and each answer joins those runs with its own fields. A million answer rows in seconds, in 64 KiB blocks.
-    tests/results/test_study_archive.py checks it byte for byte against answers_csv."""
-    from .exports import DEVICE_FACTS, _categories, _context, _TimingJoin, _trial_columns
-
-    ctx = _context(data)
-    trials, people, answers = data.trials, data.people, data.answers
-    timings = _TimingJoin(survey=survey)
-    devices = survey_device_table(survey=survey)
-    flags = list(data.excluded_flags.items())
-    main_kind = (trials["kind"] == KIND_CODES["main"]).tolist()
-    head_keys = None
-    by_trial: dict[int, tuple] = {}
-    by_person: dict[int, tuple] = {}
-    # Which columns come from the trial, the participant or the answer, as runs of neighbouring columns.
-    person_cols = {"survey", "participant", "external_id", *(f"device_{f}" for f in DEVICE_FACTS)}
-    runs: list[tuple[str, list[str]]] = []
-
-    def source(column: str) -> str:
-        if column in person_cols:
-            return "person"
-        return "trial" if column in head_keys else "answer"
-
-    order = ctx["order"]
-    out = io.StringIO()
-    out.write(_csv_run(ANSWER_COLUMNS) + "\n")
-    for begin in range(0, order.size, 8192):
-        block = order[begin:begin + 8192]
-        columns = zip(
-            data.t_row[block].tolist(), data.p_row[block].tolist(), answers["choice"][block].tolist(),
-            answers["shown_position"][block].tolist(), answers["rt_ms"][block].tolist(), data.correct[block].tolist(),
-            data.included[block].tolist(), zip(*(mask[block].tolist() for _, mask in flags)),
-        )
-        for t, p, choice, shown, rt_ms, correct, included, flagged in columns:
-            if t not in by_trial:
-                head, validity, options = _trial_columns(data=data, ctx=ctx, t=t)
-                fields = {**head, **validity}
-                if head_keys is None:
-                    head_keys = set(fields)
-                    for column in ANSWER_COLUMNS:
-                        kind = source(column)
-                        if runs and runs[-1][0] == kind:
-                            runs[-1][1].append(column)
-                        else:
-                            runs.append((kind, [column]))
-                by_trial[t] = (head, options, int(trials["id"][t]), bool(main_kind[t]),
-                               [_csv_run(fields[c] for c in cols) for kind, cols in runs if kind == "trial"])
-            head, options, trial_id, main, trial_runs = by_trial[t]
-            if p not in by_person:
-                person = int(people["id"][p])
-                device = devices.get(person, {})
-                fields = {"survey": survey.slug, "participant": person, "external_id": people["external_id"][p],
-                          **{f"device_{fact}": device.get(fact) for fact in DEVICE_FACTS}}
-                by_person[p] = (person, [_csv_run(fields[c] for c in cols) for kind, cols in runs if kind == "person"])
-            person, person_runs = by_person[p]
-            timing, mistimed = timings.at(participant=person, trial=trial_id)
-            rules = [rule for (rule, _), hit in zip(flags, flagged) if hit and (rule != "rt_floor" or main)]
-            if mistimed and main and survey.exclude_mistimed:
-                rules.append("mistimed")
-            category, chosen_category = _categories(
-                survey=survey, task_type=head["task_type"], target_option=head["target_option"], choice=choice
-            )
-            own = {
-                "choice": choice if choice >= 0 else None,
-                "shown_position": shown if shown >= 0 else None,
-                "chosen_image": ctx["sha"].get(options[choice], "") if 0 <= choice < 3 else "",
-                "category": category, "chosen_category": chosen_category, "correct": correct,
-                "rt_ms": rt_ms if math.isfinite(rt_ms) else None, **timing, "mistimed": mistimed,
-                "included": included, "exclusion_rules": ";".join(rules),
-            }
-            line, k_trial, k_person = [], 0, 0
-            for kind, cols in runs:
-                if kind == "trial":
-                    line.append(trial_runs[k_trial])
-                    k_trial += 1
-                elif kind == "person":
-                    line.append(person_runs[k_person])
-                    k_person += 1
-                else:
-                    line.append(_csv_run(own[c] for c in cols))
-            out.write(",".join(line) + "\n")
-        if out.tell() > 1 << 16:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
-
-
 def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict) -> Iterable[list]:
     trials = data.trials
     kinds = {code: name for name, code in KIND_CODES.items()}
@@ -505,7 +399,8 @@ def study_archive_write(
             w = _Writer(archive)
             w.json("dataset_description.json", _description(survey=survey, report=report))
             say(0.1, "answers")
-            w.blocks(_table_name(survey=survey, table="answers"), answer_csv_blocks(survey=survey, data=data))
+            # the answers export itself (results.exports), streamed in 64 KiB blocks
+            w.blocks(_table_name(survey=survey, table="answers"), answers_csv(survey=survey, data=data))
             answers = int(data.answers["trial"].size)
             say(0.6, "trials and sessions")
             w.csv(_table_name(survey=survey, table="trials"), list(COLUMNS["trials"]),

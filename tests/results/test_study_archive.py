@@ -220,22 +220,3 @@ def test_an_adaptive_archive_recomputes_each_sets_design_effect_interval(photos,
     assert all(0 < s["half_width"] < 0.5 and s["design_effect"] >= 1 for s in collection["sets"])
     assert result["largest_gap"] < 1e-9  # numpy's t quantile against scipy's
 
-
-def test_the_archives_answers_csv_is_the_answers_export_byte_for_byte(team, live_survey, tmp_path):
-    from results.archive import answer_csv_blocks
-    from results.exports import answers_csv
-    from results.services import survey_data_load
-    from tests.surveys.test_classification import timing
-
-    session_answer(live_survey, pid="A, with a comma", choose=target, rt_ms=150.0)
-    session_answer(live_survey, pid="B", choose=not_target, complete=False)
-    iri_set, _ = labelled_photos(team)
-    survey = classification(iri_set, slug="words", rt_floor_ms=0)
-    person = participant_enroll(survey=survey, prolific_pid="P1")[0]
-    answer_all(person)
-    from surveys.models import Response
-
-    Response.objects.filter(participant=person).update(timing=timing(99.0), mistimed=True)
-    for s in (live_survey, survey):
-        data = survey_data_load(survey=s)
-        assert "".join(answer_csv_blocks(survey=s, data=data)) == "".join(answers_csv(survey=s, data=data))
