@@ -21,6 +21,7 @@ from iri_worker.services import stored_image_save, target_photo_create
 from surveys.models import Assignment, Participant, Survey, Trial
 from surveys.services import participant_enroll, survey_create, survey_publish
 from tests.conftest import finished_iri_set, new_key
+from tests.surveys.test_classification import CLASSES, png
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,8 @@ class Participant_:
 
     def __init__(self, client: APIClient, slug: str):
         self.client = client
-        self.token = client.post(f"/api/p/surveys/{slug}/enroll", {}, format="json").json()["token"]
+        self.enrolled = client.post(f"/api/p/surveys/{slug}/enroll", {}, format="json").json()
+        self.token = self.enrolled["token"]
         self.session = client.get(f"/api/p/sessions/{self.token}/trials").json()
         self.files: dict[str, bytes] = {}
 
@@ -250,15 +252,7 @@ def test_the_api_schema_is_for_logged_in_researchers_only(researcher_client):
 # size, the URLs, the buttons' order, the position in the list, the feedback of practice) names a trial's category
 # or links two trials of one category.
 
-CLASSES = ("dog", "car", "cat")
 LAYERS = ("relu1", "relu2", "pool")
-
-
-def png(colour, seed) -> bytes:
-    noise = np.random.default_rng(seed).integers(0, 60, (40, 40, 3))
-    out = io.BytesIO()
-    Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(out, format="PNG")
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -301,23 +295,13 @@ def classify_build(sets, *, slug="leak", **fields) -> Survey:
                                                **fields))
 
 
-class Classifier:
+class Classifier(Participant_):
     """One classification session as its browser holds it: the categories, the trial JSON, the images, and the
     feedback of practice (the right category of each practice trial, learnt by answering it)."""
 
     def __init__(self, client: APIClient, slug: str):
-        self.client = client
-        body = client.post(f"/api/p/surveys/{slug}/enroll", {}, format="json").json()
-        self.token, self.categories = body["token"], body["classification"]["categories"]
-        self.session = client.get(f"/api/p/sessions/{self.token}/trials").json()
-        self.files: dict[str, bytes] = {}
-
-    def file(self, url: str) -> bytes:
-        if url not in self.files:
-            response = self.client.get(url)
-            assert response.status_code == 200, url
-            self.files[url] = response.content
-        return self.files[url]
+        super().__init__(client, slug)
+        self.categories = self.enrolled["classification"]["categories"]
 
     @functools.cache
     def pixels(self, url: str) -> np.ndarray:
