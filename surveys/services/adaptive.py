@@ -83,11 +83,14 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
     (results.adaptive.collection_stop). Returns the new state; stores nothing."""
     conditions = state["conditions"]
     index = {job: c for c, job in enumerate(conditions)}
+    # One read of who has completed, for both the answers and the count: a session that completes between two reads
+    # would be counted without its answers, and the next refresh would see nothing new to estimate.
+    completed_ids = list(
+        _live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False).values_list("pk", flat=True)
+    )
     rows = list(
-        Response.objects.filter(
-            participant__in=_live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False),
-            trial__kind=Trial.Kind.MAIN,
-        ).values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option")
+        Response.objects.filter(participant__in=completed_ids, trial__kind=Trial.Kind.MAIN)
+        .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option")
     )
     arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)
     intervals = condition_intervals(
@@ -96,7 +99,7 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
     )
     half_width = np.array([i.half_width for i in intervals])
     n_answers = np.array([i.n_answers for i in intervals])
-    completed = _completed_count(survey)
+    completed = len(completed_ids)
     ids, block_conditions, _ = _blocks(state)
     verdict = collection_verdict(
         half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,

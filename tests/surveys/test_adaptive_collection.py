@@ -4,11 +4,14 @@ list that helps has a place; the report and the monitor say which of these ended
 import io
 import json
 import random
+import threading
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
@@ -19,6 +22,7 @@ from results.adaptive import MIN_ANSWERS, blocks_split
 from results.services import alignment_report
 from surveys.models import Participant, Slot, Survey, Trial
 from surveys.services import participant_enroll, participant_erase, survey_adaptive_refresh, survey_create, survey_publish
+from surveys.services import adaptive as adaptive_service
 from surveys.services.adaptive import adaptive_outcome
 from tests.conftest import finished_iri_set
 from tests.surveys.test_assignment import answer_all
@@ -354,3 +358,40 @@ def test_the_report_lists_each_iri_set_the_rule_stops_on_and_maps_it_to_its_cond
     table = capsys.readouterr().out
     assert "collection still open: Collection goes on." in table
     assert all(job.name[:28] in table for job in four_sets)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_that_completes_while_an_estimate_is_made_is_counted_by_the_next_one(four_sets, monkeypatch):
+    # Two people finish at once. The first one's estimate has read who has completed when the second one's completion
+    # commits; the second one's refresh then waits for the survey's lock. The estimate must not count the second
+    # session without its answers, or the second refresh finds nothing new and its answers never reach the state.
+    survey = adaptive(four_sets, precision_goal=0.1, precision_every=1)
+    first, second = (participant_enroll(survey=survey, prolific_pid=pid)[0] for pid in ("P1", "P2"))
+    estimate = adaptive_service.adaptive_estimate
+    second_done = threading.Thread(target=lambda: (answer_all(second), connection.close()))
+
+    fired = []
+
+    def estimate_while_the_second_completes(*, survey, state):
+        if fired:  # the second session's own estimate
+            return estimate(survey=survey, state=state)
+
+        def after_first_query(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if not fired:
+                fired.append(sql)
+                second_done.start()
+                while not Participant.objects.filter(pk=second.pk, status=Participant.Status.COMPLETED).exists():
+                    time.sleep(0.01)
+            return result
+
+        with connection.execute_wrapper(after_first_query):
+            return estimate(survey=survey, state=state)
+
+    monkeypatch.setattr(adaptive_service, "adaptive_estimate", estimate_while_the_second_completes)
+    answer_all(first)
+    second_done.join(timeout=60)
+
+    state = Survey.objects.get(pk=survey.pk).adaptive_state
+    assert not second_done.is_alive()
+    assert state["completed"] == 2 and sum(state["n_answers"]) == 2 * 6
