@@ -2,9 +2,11 @@
 
     python bench/archive.py --json            # 1,000,000 answers: 20,000 participants x 50, 5,000 items, 12 conditions
     python bench/archive.py --json --quick    # 50,000 answers (1,000 participants), same shape
+    python bench/archive.py --json --database iri_bench_archive_a   # another database name (several at once)
 
 Builds the survey of bench/analysis.py in a dedicated database (default iri_bench_archive; BENCH_DATABASE_URL
-overrides the server), with a small real PNG behind every stored image (the archive copies them), then times
+overrides the server), with a small real PNG behind every stored image (the archive copies them) and an assignment
+behind every answer (the counterbalancing table), then times
   - archive_s: manage.py study_archive's service (the report, the answers written row by row into the zip, the
     stimuli, the plan, the manifest), its size in bytes and the growth of the process's peak memory while it ran;
   - report_s: results.services.alignment_report alone (the archive computes it once inside archive_s);
@@ -68,6 +70,25 @@ def images_write(*, media: Path) -> int:
     return n
 
 
+def assignments_load(*, survey) -> int:
+    """Each answer's assignment (its place in the participant's sequence and its option order), as a real session
+    has: the archive writes them as the counterbalancing table (bench/analysis.py makes answers only)."""
+    from django.db import connection
+
+    from surveys.models import Assignment, Participant, Response
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Assignment._meta.db_table} (participant_id, trial_id, position, option_order) "
+            "SELECT r.participant_id, r.trial_id, ROW_NUMBER() OVER (PARTITION BY r.participant_id ORDER BY r.id) - 1, "
+            "CASE WHEN r.shown_position = r.choice THEN '01' ELSE '10' END "
+            f"FROM {Response._meta.db_table} r JOIN {Participant._meta.db_table} p ON p.id = r.participant_id "
+            "WHERE p.survey_id = %s",
+            [survey.pk],
+        )
+        return cursor.rowcount
+
+
 def main() -> int:
     args = parse_args()
     participants = args.participants or (1000 if args.quick else 20000)
@@ -92,6 +113,7 @@ def main() -> int:
         people = bench_analysis.participants_load(survey=survey, n=participants)
         n_answers = bench_analysis.answers_load(survey=survey, people=people, per_participant=args.per_participant,
                                                 n_conditions=args.conditions)
+        n_assignments = assignments_load(survey=survey)
         n_images = images_write(media=work / "media")
         setup_s = time.perf_counter() - t0
 
@@ -101,9 +123,10 @@ def main() -> int:
         out = work / "bench.zip"
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
-        steps = {}
-        written = study_archive_write(survey=survey, out=out, n_boot=args.n_boot,
-                                      progress=lambda share, step: steps.setdefault(step, time.perf_counter() - start))
+        steps = {}  # step -> when it began ("answers (50,000 of ...)" is the answers step going on)
+        written = study_archive_write(
+            survey=survey, out=out, n_boot=args.n_boot,
+            progress=lambda share, step: steps.setdefault(step.split(" (")[0], time.perf_counter() - start))
         archive_s = time.perf_counter() - start
         names = list(steps)  # the time from each step's start to the next's
         step_s = {name: round((steps[names[k + 1]] if k + 1 < len(names) else archive_s) - steps[name], 2)
@@ -133,6 +156,7 @@ def main() -> int:
             "answers": n_answers,
             "participants": participants,
             "items": args.items,
+            "assignments": n_assignments,
             "images": n_images,
             "n_boot": args.n_boot,
             "archive_s": round(archive_s, 2),

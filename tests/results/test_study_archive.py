@@ -220,3 +220,23 @@ def test_an_adaptive_archive_recomputes_each_sets_design_effect_interval(photos,
     assert all(0 < s["half_width"] < 0.5 and s["design_effect"] >= 1 for s in collection["sets"])
     assert result["largest_gap"] < 1e-9  # numpy's t quantile against scipy's
 
+
+
+def test_the_assignments_table_postgresql_writes_is_what_csv_writer_writes_of_the_rows(live_survey, tmp_path):
+    from io import StringIO
+
+    from surveys.models import Assignment
+
+    session_answer(live_survey, pid="A", choose=target)
+    session_answer(live_survey, pid="B", choose=not_target)
+    Assignment.objects.filter(pk=Assignment.objects.order_by("id").first().pk).update(option_order="")  # none shown
+    assignments = Assignment.objects.filter(participant__survey=live_survey).order_by("participant_id", "position")
+    expected = StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(["participant_id", "trial_id", "position", "option_order"])
+    writer.writerows(assignments.values_list("participant_id", "trial_id", "position", "option_order"))
+
+    folder = archive_make(live_survey, tmp_path)
+
+    written = (folder / "data" / f"study-{live_survey.slug}_data-assignments_data.csv").read_text()
+    assert written == expected.getvalue() and written.count("\n") == 1 + assignments.count() > 3
