@@ -1,6 +1,6 @@
 """The researcher's report page per survey: tables, plots (PNG/SVG/PDF) and exports, under Results → Survey reports."""
 from django.contrib import admin
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,6 +12,7 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role
 
 from . import exports
+from .archive import study_archive_file_open, study_archive_run_start
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport, SurveyTaskRun
 from .plans import plan_files, plan_report
@@ -55,6 +56,9 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             path("<int:pk>/report/plot/<str:name>.<str:fmt>", view(self.plot_view), name="results_surveyreport_plot"),
             path("<int:pk>/report/export/<str:name>", view(self.export_view), name="results_surveyreport_export"),
             path("<int:pk>/report/proxy", view(self.proxy_view), name="results_surveyreport_proxy"),
+            path("<int:pk>/report/archive", view(self.archive_view), name="results_surveyreport_archive"),
+            path("<int:pk>/report/archive.zip", view(self.archive_download_view),
+                 name="results_surveyreport_archive_download"),
             path("<int:pk>/report/analysis-plan.md", view(self.plan_view), {"fmt": "md"},
                  name="results_surveyreport_plan_md"),
             path("<int:pk>/report/analysis-plan.json", view(self.plan_view), {"fmt": "json"},
@@ -79,6 +83,8 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             return HttpResponse(exc.message, status=400, content_type="text/plain")
         report = {**report, "plan": plan_report(survey=survey)}  # never a cached plan: a deviation shows at once
         proxy_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.PROXY)
+        archive_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE)
+        active = (SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -91,7 +97,10 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             "raw_id_exports": RAW_ID_EXPORTS,
             "metrics": PROXY_METRICS,
             "proxy_runs": proxy_runs,
-            "running": any(run.status in (SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING) for run in proxy_runs),
+            "archive_runs": archive_runs,
+            "archive_running": any(run.status in active for run in archive_runs),
+            "archive_latest": next((run for run in archive_runs if run.status == SurveyTaskRun.Status.DONE), None),
+            "running": any(run.status in active for run in proxy_runs + archive_runs),
         }
         return TemplateResponse(request, "admin/results/surveyreport/report.html", context)
 
@@ -141,3 +150,28 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         self.audit(request, "proxy", survey, {"metric": metric, "run": run.pk})
         self.message_user(request, f"Proxy choices ({metric}) are being computed by a worker; progress below.")
         return redirect("admin:results_surveyreport_report", survey.pk)
+
+    def archive_view(self, request, pk):
+        """The study archive, built by a worker (the report, every table, the stimuli: minutes for a large survey).
+        External IDs are pseudonymised: an identified archive is `manage.py study_archive --identified` only."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        survey = self._survey(request, pk, min_role=Role.RESEARCHER)
+        run, started = study_archive_run_start(survey=survey, user=request.user)
+        if started:
+            self.audit(request, "archive", survey, {"run": run.pk})
+            self.message_user(request, "The study archive is being built by a worker; progress below.")
+        else:
+            self.message_user(request, "The study archive is already being built; progress below.")
+        return redirect("admin:results_surveyreport_report", survey.pk)
+
+    def archive_download_view(self, request, pk):
+        """The survey's latest finished study archive (stored privately: only this view hands it out)."""
+        survey = self._survey(request, pk)
+        found = study_archive_file_open(survey=survey)
+        if found is None:
+            raise Http404("No study archive of this survey has been built yet.")
+        run, file = found
+        self.audit(request, "export", survey, {"export": "study-archive.zip", "run": run.pk})
+        return FileResponse(file, as_attachment=True, filename=f"study-{survey.slug}.zip",
+                            content_type="application/zip")

@@ -22,12 +22,16 @@ import io
 import json
 import os
 import platform
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from django.db import connection
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
 from django.utils import timezone
 
 from backend.exceptions import ApplicationError
@@ -38,9 +42,10 @@ from . import adaptive as adaptive_module
 from . import alignment as alignment_module
 from . import recognition as recognition_module
 from .exports import ANSWER_COLUMNS, answers_csv
+from .models import SurveyTaskRun
 from .plans import plan_files
 from .selectors import KIND_CODES
-from .services import CONDITION_FIELDS, alignment_report, survey_data_load
+from .services import CONDITION_FIELDS, alignment_report, survey_data_load, survey_task_run_create
 
 ARCHIVE_NO_ANSWERS = "The survey '{slug}' has no answers yet: there is nothing to archive, and no file was written."
 ARCHIVE_FILES = Path(__file__).resolve().parent / "archive_files"
@@ -499,3 +504,53 @@ def study_archive_write(
     say(1.0, "done")
     return {"path": str(out), "bytes": out.stat().st_size, "files": len(w.manifest) + 1, "answers": answers}
 
+
+# ---------------------------------------------------------------------------------------------
+# The archive as a background run (the survey report page's button): a SurveyTaskRun of kind ARCHIVE
+
+ARCHIVE_STORAGE_DIR = "archives"  # in Django's default storage, beside checkpoints/: never served (only img/ is)
+ARCHIVE_STALE = timedelta(hours=6)  # a run queued or running this long is taken as lost: it blocks no new one
+
+
+def study_archive_run_start(*, survey: Survey, user=None) -> tuple[SurveyTaskRun, bool]:
+    """(the run, whether it is new): a worker builds the survey's archive (pseudonymised IDs); while one is queued or
+    running, that one is returned and nothing new starts (a second click, two researchers at once)."""
+    with transaction.atomic():
+        Survey.objects.select_for_update().filter(pk=survey.pk).first()  # two requests at once: one waits here
+        active = SurveyTaskRun.objects.filter(
+            survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE, created_at__gte=timezone.now() - ARCHIVE_STALE,
+            status__in=(SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING),
+        ).first()
+        if active is not None:
+            return active, False
+        return survey_task_run_create(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE, params={}, user=user), True
+
+
+def study_archive_build(*, run: SurveyTaskRun, progress: Callable[[float], None]) -> dict:
+    """The worker's side of an ARCHIVE run: the archive written to a temporary file, then stored privately under
+    archives/ in the default storage. Returns what the report page shows: {file, bytes, sha256, answers, files}."""
+    survey = run.survey
+    with tempfile.TemporaryDirectory(prefix="study-archive-") as folder:
+        local = Path(folder) / f"study-{survey.slug}.zip"
+        written = study_archive_write(survey=survey, out=local, user=run.created_by,
+                                      progress=lambda share, step: progress(share))
+        sha = hashlib.sha256()
+        with local.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+        with local.open("rb") as f:
+            name = default_storage.save(f"{ARCHIVE_STORAGE_DIR}/{survey.pk}/run-{run.pk}-{survey.slug}.zip", File(f))
+    return {"file": name, "bytes": written["bytes"], "sha256": sha.hexdigest(), "answers": written["answers"],
+            "files": written["files"]}
+
+
+def study_archive_file_open(*, survey: Survey):
+    """(the latest finished archive run of the survey, its file opened for reading), or None where there is none
+    (or its file is gone). The caller has checked that the user may see the survey."""
+    runs = SurveyTaskRun.objects.filter(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE,
+                                        status=SurveyTaskRun.Status.DONE).order_by("-id")
+    for run in runs[:1]:
+        name = (run.result or {}).get("file")
+        if name and default_storage.exists(name):
+            return run, default_storage.open(name, "rb")
+    return None

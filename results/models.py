@@ -32,12 +32,14 @@ class SurveyReport(Survey):
 
 
 class SurveyTaskRun(models.Model):
-    """Work the admin hands to a Celery worker for one survey (the proxy's choices, a pilot run of bots): its state
-    and progress, for the admin pages. It lives here because the surveys app takes no new migrations now."""
+    """Work the admin hands to a Celery worker for one survey (the proxy's choices, a pilot run of bots, the study
+    archive): its state and progress, for the admin pages. It lives here because the surveys app takes no new
+    migrations now."""
 
     class Kind(models.TextChoices):
         PROXY = "proxy", "proxy choices"
         BOTS = "bots", "bots (pilot)"
+        ARCHIVE = "archive", "study archive"
 
     class Status(models.TextChoices):
         QUEUED = "QUEUED", "Queued"

@@ -669,7 +669,8 @@ def trial_proxy_choices_compute(*, survey: Survey, metric: str, batch_size: int 
 
 
 # ---------------------------------------------------------------------------------------------
-# Work the admin hands to a Celery worker (the proxy's choices, bots), with its state for the admin pages
+# Work the admin hands to a Celery worker (the proxy's choices, bots, the study archive), with its state for the
+# admin pages
 
 TASK_QUEUE_DOWN = "The task queue (broker) is unavailable, so this did not start: {error}"
 
@@ -684,9 +685,10 @@ def survey_task_run_create(*, survey: Survey, kind: str, params: dict, user=None
 def survey_task_run_enqueue(*, run_id: int) -> None:
     from surveys.tasks import survey_bots_run_task
 
-    from .tasks import trial_proxy_choices_compute_task
+    from .tasks import study_archive_build_task, trial_proxy_choices_compute_task
 
-    tasks = {SurveyTaskRun.Kind.PROXY: trial_proxy_choices_compute_task, SurveyTaskRun.Kind.BOTS: survey_bots_run_task}
+    tasks = {SurveyTaskRun.Kind.PROXY: trial_proxy_choices_compute_task, SurveyTaskRun.Kind.BOTS: survey_bots_run_task,
+             SurveyTaskRun.Kind.ARCHIVE: study_archive_build_task}
     kind = SurveyTaskRun.objects.values_list("kind", flat=True).get(pk=run_id)
     try:
         tasks[kind].apply_async((run_id,), retry=False)
