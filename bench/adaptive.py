@@ -14,11 +14,12 @@ functions of results/adaptive.py, called with the same arguments):
   the participant holds one place in each block chosen. Nobody enrolls once collection has stopped, past the cap,
   or when no block is chosen (the study is full for now).
 - People in flight: ``concurrency`` sessions at a time; the one that ends next is drawn at random among them; a
-  share ``abandon_share`` leave (or time out) and free their places, the others complete.
+  share ``abandon_share`` leave (or time out) and free their places, then re-estimate if due; the others complete.
 - Completion: the places are filled, the answers join the data; ``estimate_due`` says whether to re-estimate
-  (``precision_every``, every completion once stopped, or no useful place left); an estimate is
-  ``condition_intervals`` (the design-effect Wilson interval) then ``collection_verdict`` (goal, cap, no_place;
-  once stopped, stopped for good). Sessions under way when it stops still complete and re-estimate.
+  (``precision_every``, every completion while the goal is pending or once stopped, or no useful place left); an
+  estimate is ``condition_intervals`` (the design-effect Wilson interval) then ``collection_verdict`` (goal only
+  with no session under way, else "goal_pending"; cap; no_place; once stopped, stopped for good). Sessions under
+  way when it stops (cap, no_place) still complete and re-estimate.
 - The study's result: the intervals from all completed answers; it ends short of the goal when the stop reason is
   not "goal" or a set is above the goal (or under MIN_ANSWERS answers) once the sessions under way completed.
 
@@ -204,10 +205,12 @@ class Collection:
         """A session's main trials (items), block by block in the order chosen."""
         return np.concatenate([self.layout.block_items[b] for b in self.sessions[ordinal]])
 
-    def abandon(self, ordinal: int) -> None:
-        """session.participant_leave, or a timed-out reservation: the places are free again; no estimate."""
+    def abandon(self, ordinal: int) -> bool:
+        """session.participant_leave, or a timed-out reservation (enrollment.reservations_release_expired): the
+        places are free again, then adaptive.survey_adaptive_refresh. Returns whether it re-estimated."""
         self.under_way.remove(ordinal)
         self.held[self.sessions[ordinal]] -= 1
+        return self._refresh()
 
     def complete(self, ordinal: int, correct: np.ndarray) -> bool:
         """session.participant_complete then adaptive.survey_adaptive_refresh (``correct``: one per item of
@@ -224,10 +227,14 @@ class Collection:
         self._answers["item"][stop] = items
         self._answers["cond"][stop] = self._item_condition[items]
         self._size += items.size
+        return self._refresh()
+
+    def _refresh(self) -> bool:
+        """adaptive.survey_adaptive_refresh: re-estimate when ``estimate_due`` says so."""
         unfilled = self.layout.places - self.filled
         due = estimate_due(
             completed=self.completed, completed_at_estimate=self.estimate.completed, every=self.every,
-            stopped=self.estimate.stop,
+            stopped=self.estimate.stop, goal_pending=self.estimate.reason == "goal_pending",
             places_left=useful_places_left(block_conditions=self.layout.block_conditions, unfilled=unfilled,
                                            done=self.estimate.done),
         )
@@ -237,7 +244,8 @@ class Collection:
         verdict = collection_verdict(
             half_width=half_width, goal=self.goal, n_answers=n_answers, n_participants=self.completed,
             cap_participants=self.cap_participants, block_conditions=self.layout.block_conditions,
-            unfilled=unfilled, stopped_reason=self.estimate.reason if self.estimate.stop else "",
+            unfilled=unfilled, under_way=bool(self.under_way),
+            stopped_reason=self.estimate.reason if self.estimate.stop else "",
         )
         if verdict.stop and not self.estimate.stop:
             self.stopped_after = self.completed

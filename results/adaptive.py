@@ -58,10 +58,11 @@ PROLIFIC_RATES = {
 }
 
 STOPPING_RULE = (
-    "Adaptive stopping: after every trial list, each condition's 95 % design-effect Wilson interval is recomputed; "
-    "a condition is done when its half-width is at or below its goal and it has at least {min_answers} answers; "
-    "done conditions get no more trials while another is still above its goal; collection stops when every "
-    "condition is done or the cap is reached."
+    "Adaptive stopping: after every completed session (or every few, as the survey sets), each condition's 95 % "
+    "design-effect Wilson interval is recomputed; a condition is done when its half-width is at or below its goal "
+    "and it has at least {min_answers} answers; done conditions, and conditions the sessions under way will bring "
+    "to their goal, get no more trials; collection stops when every condition is done with no session under way, "
+    "or the cap is reached."
 )
 
 # Error messages (the field first, so a 400 or a command can name it).
@@ -367,15 +368,20 @@ def blocks_choose(
     ``held`` those held by sessions under way, whose answers are not in the estimate yet. Rule, in order:
 
     1. Each set's half-width is projected down by the answers under way: × sqrt((n + 1) / (n + 1 + pending)).
-    2. Candidates are the sets not ``done`` that have a free block; when every set is done, every set with one (the
-       estimate that stops collection is then due: until it is made, a participant still gets a full session).
+    2. Candidates are the sets not ``done`` that have a free block, less those waiting on answers under way (projected
+       at or below the goal, from an estimate on at least MIN_ANSWERS answers): more answers now would overshoot, and
+       if the sessions under way leave, their places come free and the set is a candidate again. No candidate: empty
+       (nobody can help now).
     3. Candidates get one block each, widest (half-width ÷ goal) first, ties in random order from ``rng``; every
        further block goes, one at a time, to the candidate whose projected ratio, counting the blocks already
-       given, × sqrt((n + 1) / (n + 1 + given answers)), is largest and which has a free block left: the widest
-       interval relative to its goal, counting what this participant will add (half-width ∝ 1/√n).
+       given, × sqrt((n + 1) / (n + 1 + given answers)), is largest, which has a free block left and of which this
+       participant holds fewer than ``max_blocks_per_set(blocks, sets)``: the widest interval relative to its goal,
+       counting what this participant will add (half-width ∝ 1/√n). With few sets open, sessions are shorter rather
+       than one person's answers piling into one set, where the differences between people weigh most.
     4. A set's blocks are taken most free places first (then lowest index), so its trials fill breadth-first.
 
-    Deterministic given the rng's state. ``blocks``: blocks per participant (fewer when too few are free)."""
+    Deterministic given the rng's state. ``blocks``: blocks per participant (fewer when too few are free or few sets
+    are open)."""
     block_conditions = np.asarray(block_conditions, dtype=np.int64)
     sizes = np.asarray(block_sizes, dtype=np.float64)
     free, held = np.asarray(free), np.asarray(held)
@@ -390,25 +396,29 @@ def blocks_choose(
         raise ValueError(f"goal: every goal must be above 0; got {goal.tolist()}")
     pending = np.bincount(block_conditions, weights=held * sizes, minlength=n_conditions)
     projected = half_width / goal * np.sqrt((n_answers + 1) / (n_answers + 1 + pending))
+    # projected only from an estimate that rests on MIN_ANSWERS answers (0.5 on none is no estimate at all)
+    waiting = (pending > 0) & (projected <= 1) & (n_answers >= MIN_ANSWERS)
     # each set's free blocks, most free places first, then lowest index
     queues: dict[int, list[int]] = {}
     for b in sorted(np.flatnonzero(free > 0).tolist(), key=lambda b: (-int(free[b]), b)):
         queues.setdefault(int(block_conditions[b]), []).append(b)
-    open_sets = [c for c in queues if not done[c]]
-    candidates = np.array(sorted(open_sets or queues), dtype=np.int64)
+    candidates = np.array(sorted(c for c in queues if not (done[c] or waiting[c])), dtype=np.int64)
     if candidates.size == 0:
         return []
     order = rng.permutation(candidates)  # random tie order, then a stable sort by ratio (widest first)
     order = order[np.argsort(-projected[order], kind="stable")]
+    per_set = max_blocks_per_set(blocks=blocks, sets=n_conditions)
     given = np.zeros(n_conditions)
+    taken = np.zeros(n_conditions, dtype=np.int64)
     chosen: list[int] = []
     for c in order[:blocks]:
         b = queues[int(c)].pop(0)
         chosen.append(b)
         given[c] += sizes[b]
+        taken[c] += 1
     base = projected * np.sqrt(n_answers + pending + 1)
     while len(chosen) < blocks:
-        left = [int(c) for c in order if queues[int(c)]]
+        left = [int(c) for c in order if queues[int(c)] and taken[c] < per_set]
         if not left:
             break
         score = base[left] / np.sqrt(n_answers[left] + pending[left] + 1 + given[left])
@@ -416,7 +426,15 @@ def blocks_choose(
         b = queues[c].pop(0)
         chosen.append(b)
         given[c] += sizes[b]
+        taken[c] += 1
     return chosen
+
+
+def max_blocks_per_set(*, blocks: int, sets: int) -> int:
+    """The most blocks of one IRI set a participant gets: half a session (rounded up) when the survey has two sets or
+    more, so that one person's answers are at most half of what they give any set late in collection (the design
+    effect grows with each person's answers to one set); the whole session when there is one set."""
+    return blocks if sets < 2 else math.ceil(blocks / 2)
 
 
 def useful_places_left(*, block_conditions: np.ndarray, unfilled: np.ndarray, done: np.ndarray) -> bool:
@@ -435,13 +453,20 @@ def collection_verdict(
     cap_participants: int | None,
     block_conditions: np.ndarray,
     unfilled: np.ndarray,
+    under_way: bool = False,
     stopped_reason: str = "",
 ) -> Stop:
     """The stopping rule of a running adaptive survey: collection_stop, then "no_place" when no block of a set
     above its goal has a place left; once stopped (``stopped_reason``), stopped for that reason for good (later
-    estimates only add the answers of the sessions that were under way)."""
+    estimates only add the answers of the sessions that were under way).
+
+    The goal stops collection only with no session ``under_way``: until their answers are in, the verdict is
+    "goal_pending" (not stopped; enrollment has no set to give, since every set is done), and a set their answers
+    move back above the goal is open again."""
     verdict = collection_stop(half_width=half_width, goal=goal, n_answers=n_answers, n_participants=n_participants,
                               cap_participants=cap_participants)
+    if verdict.reason == "goal" and under_way and not stopped_reason:
+        return Stop(False, "goal_pending", verdict.done)
     if not verdict.stop and not useful_places_left(block_conditions=block_conditions, unfilled=unfilled,
                                                    done=verdict.done):
         verdict = Stop(True, "no_place", verdict.done)
@@ -450,11 +475,13 @@ def collection_verdict(
     return verdict
 
 
-def estimate_due(*, completed: int, completed_at_estimate: int, every: int, stopped: bool, places_left: bool) -> bool:
-    """Whether a completion calls for a new estimate: ``every`` more completed sessions since the last one; every
-    completion once collection has stopped (the final estimate must include the sessions that were under way); and
-    one that leaves no place in a block that helps (the rule then stops with "no_place")."""
-    return stopped or completed >= completed_at_estimate + every or not places_left
+def estimate_due(*, completed: int, completed_at_estimate: int, every: int, stopped: bool, places_left: bool,
+                 goal_pending: bool = False) -> bool:
+    """Whether a completion (or a session's end) calls for a new estimate: ``every`` more completed sessions since
+    the last one; every one once collection has stopped or waits on the sessions under way to confirm the goal
+    (``goal_pending``: the final estimate must include them); and one that leaves no place in a block that helps
+    (the rule then stops with "no_place")."""
+    return stopped or goal_pending or completed >= completed_at_estimate + every or not places_left
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,15 +709,18 @@ def _adaptive_forecast(
     flight: list[np.ndarray] = []
     enrolled = completed = 0
 
-    def enroll() -> None:
+    def enroll() -> bool:
+        """Whether the next arrival got blocks (else they are turned away: every set done or waiting)."""
         nonlocal enrolled
         pending = np.sum(flight, axis=0) if flight else np.zeros(k)
         held = np.zeros(block_conditions.size)
         held[first_block] = pending / block_sizes[first_block]
         chosen = blocks_choose(block_conditions=block_conditions, block_sizes=block_sizes, free=free, held=held,
                                half_width=half_width, n_answers=answers, done=done, goal=goal, blocks=blocks, rng=rng)
-        flight.append(np.bincount(block_conditions[chosen], weights=block_sizes[chosen], minlength=k))
-        enrolled += 1
+        if chosen:
+            flight.append(np.bincount(block_conditions[chosen], weights=block_sizes[chosen], minlength=k))
+            enrolled += 1
+        return bool(chosen)
 
     def complete() -> None:
         nonlocal answers, squares, people, completed
@@ -698,9 +728,9 @@ def _adaptive_forecast(
         answers, squares, people = answers + given, squares + given**2, people + (given > 0)
         completed += 1
 
-    for _ in range(in_flight):
-        enroll()
-    while True:
+    while len(flight) < in_flight and enroll():
+        pass
+    while flight:
         complete()
         if completed % every == 0:
             half_width = np.array([
@@ -713,8 +743,9 @@ def _adaptive_forecast(
                 break
         if enrolled >= max_participants:
             return None
-        enroll()
-    while flight:  # the sessions under way when collection stopped
+        while len(flight) < in_flight and enroll():
+            pass
+    while flight:  # the sessions under way when every set met the goal
         complete()
     per_participant = np.where(answers > 0, squares / np.maximum(answers, 1), 1.0)
     return {

@@ -16,10 +16,13 @@ participant's session of blocks of the sets still above their goal, and the part
   from the live sessions completed so far (not pilots, bots or excluded sessions);
 - ``completed``: live sessions completed at the estimate; ``stop`` and ``reason`` ("goal", "cap_participants" or
   "no_place": no block of a set above its goal has a place left, free or held), ``stopped_at`` (the estimate
-  that stopped collection; the rule stops once, later estimates keep it stopped).
-Enrollment also closes, for now, when every block that helps has its places held by sessions under way.
+  that stopped collection; the rule stops once, later estimates keep it stopped). ``reason`` "goal_pending" without
+  ``stop``: every set meets the goal but sessions are under way; the goal stops collection once their answers are
+  in and every set still meets it, else the sets they moved back above are open again.
+Enrollment turns people away, for now, when no set can use them: every set is done or waiting on the answers of
+the sessions under way (their places come free again if those sessions leave or time out).
 
-Once stopped, every completion re-estimates (the sessions under way when it stopped still add answers), and
+While the goal is pending and once stopped, every completion or end of a session re-estimates, and
 ``adaptive_outcome`` says how collection ended: "goal" only when every set meets the goal after those sessions.
 """
 from __future__ import annotations
@@ -104,7 +107,9 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
     verdict = collection_verdict(
         half_width=half_width, goal=survey.precision_goal, n_answers=n_answers, n_participants=completed,
         cap_participants=survey.max_participants, block_conditions=block_conditions,
-        unfilled=_places(survey, ids, unfilled=True), stopped_reason=state["reason"] if state.get("stop") else "",
+        unfilled=_places(survey, ids, unfilled=True),
+        under_way=bool(_places(survey, ids, now=timezone.now(), held=True).any()),
+        stopped_reason=state["reason"] if state.get("stop") else "",
     )
     return {
         **state,
@@ -124,9 +129,10 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
 
 def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | None:
     """Re-estimate when ``precision_every`` more live sessions have completed since the last estimate (or when
-    forced). The survey row is locked meanwhile, so estimates are written in order and enrollment reads the newest.
-    Once collection has stopped, every completion is due: the final estimate must include the sessions that were
-    under way. So is one that leaves no place in a list that helps (the rule then stops with "no_place").
+    forced); called after every completion and every other end of a live session. The survey row is locked
+    meanwhile, so estimates are written in order and enrollment reads the newest. While the goal is pending and
+    once collection has stopped, every call is due: the final estimate must include the sessions that were under
+    way. So is one that leaves no place in a list that helps (the rule then stops with "no_place").
     Returns the new state, or None when nothing was due."""
     with transaction.atomic():
         survey = Survey.objects.select_for_update(no_key=True).get(pk=survey_id)
@@ -136,7 +142,8 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
         stopped_before = state.get("stop", False)
         due = force or estimate_due(
             completed=_completed_count(survey), completed_at_estimate=state["completed"], every=survey.precision_every,
-            stopped=stopped_before, places_left=adaptive_places_left(survey=survey, state=state, done=state["done"]),
+            stopped=stopped_before, goal_pending=state.get("reason") == "goal_pending",
+            places_left=adaptive_places_left(survey=survey, state=state, done=state["done"]),
         )
         if not due:
             return None
@@ -219,8 +226,8 @@ OUTCOME_NOTES = {
     "": "Collection goes on.",
     "goal": "Collection stopped: every IRI set meets the goal, with every session ended.",
     "goal_pending": (
-        "Enrollment closed when every IRI set met the goal; {under_way} session{s} under way still add answers, so "
-        "whether every set stays within the goal is known once they end."
+        "Every IRI set meets the goal; {under_way} session{s} under way still add answers, so whether every set "
+        "stays within the goal is known once they end (a set they move back above it takes new participants)."
     ),
     "late_sessions": (
         "Enrollment closed when every IRI set met the goal, but the answers of the sessions then under way moved a "
@@ -251,8 +258,10 @@ def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict
     under_way = _live_sessions(survey).filter(status=Participant.Status.ACTIVE).count()
     if state.get("stop"):
         reason = state["reason"]
-        if reason == "goal":  # the stop happened at the goal; the sessions under way then decide whether it holds
+        if reason == "goal":  # a session whose place had timed out may still complete after the stop
             reason = "goal_pending" if under_way else ("goal" if all(meets) else "late_sessions")
+    elif state.get("reason") == "goal_pending":
+        reason = "goal_pending"
     elif survey.status == Survey.Status.CLOSED:
         reason = "researcher"
     elif adaptive_cap_reached(survey=survey):

@@ -15,7 +15,7 @@ from backend.exceptions import ApplicationError
 from ..layouts import TrialShape, option_orders
 from ..models import Assignment, Participant, ParticipantEvent, Slot, Survey, Trial
 from ..selectors import prolific_complete_url
-from .adaptive import adaptive_blocks_choose, adaptive_cap_reached
+from .adaptive import adaptive_blocks_choose, adaptive_cap_reached, survey_adaptive_refresh
 
 SURVEY_NOT_LIVE = "This study is not open."
 # What someone turned away reads, whatever the design: the truth (no place for them), never a claim about the
@@ -224,7 +224,8 @@ def models_q_free(now):
 
 
 def reservations_release_expired(*, now=None) -> int:
-    """The periodic cleanup: time out the holders of expired reservations and free their slots. Returns how many."""
+    """The periodic cleanup: time out the holders of expired reservations and free their slots; adaptive surveys
+    whose live sessions timed out re-estimate if due (survey_adaptive_refresh). Returns how many slots."""
     now = now or timezone.now()
     with transaction.atomic():
         slots = list(
@@ -238,6 +239,12 @@ def reservations_release_expired(*, now=None) -> int:
             status=Participant.Status.TIMED_OUT, ended_at=now
         )
         Slot.objects.filter(pk__in=[s for s, _ in slots]).update(participant=None, reserved_until=None)
+        adaptive = set(Survey.objects.filter(
+            participants__pk__in=[p for _, p in slots], participants__is_pilot=False, participants__is_bot=False,
+            precision_goal__isnull=False,
+        ).values_list("pk", flat=True))
+    for survey_id in sorted(adaptive):
+        survey_adaptive_refresh(survey_id=survey_id)
     return len(slots)
 
 

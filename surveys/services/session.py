@@ -107,8 +107,7 @@ def participant_complete(*, participant: Participant) -> Participant:
     status_to = Participant.Status.FAILED_ATTENTION if "catch_accuracy" in reasons else Participant.Status.COMPLETED
     fill = not (reasons and survey.refill_excluded)
     participant = _session_end(participant=participant, status_to=status_to, reasons=reasons, fill=fill)
-    if survey.precision_goal is not None and not (participant.is_pilot or participant.is_bot):
-        survey_adaptive_refresh(survey_id=survey.pk)
+    _adaptive_refresh(participant)
     return participant
 
 
@@ -135,7 +134,15 @@ def participant_leave(*, participant: Participant, status_to: str, detail: str =
     """The participant withdraws (returned) or the browser gives up (technical): end and free the slot."""
     if detail:
         Participant.objects.filter(pk=participant.pk).update(client_info={**participant.client_info, "abort_detail": detail[:500]})
-    return _session_end(participant=participant, status_to=status_to, reasons=[], fill=False)
+    participant = _session_end(participant=participant, status_to=status_to, reasons=[], fill=False)
+    _adaptive_refresh(participant)
+    return participant
+
+
+def _adaptive_refresh(participant: Participant) -> None:
+    """An adaptive survey re-estimates when a live session ends, if due (survey_adaptive_refresh)."""
+    if participant.survey.precision_goal is not None and not (participant.is_pilot or participant.is_bot):
+        survey_adaptive_refresh(survey_id=participant.survey_id)
 
 
 def _session_end(*, participant: Participant, status_to: str, reasons: list[str], fill: bool) -> Participant:

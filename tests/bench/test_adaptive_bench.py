@@ -18,7 +18,8 @@ def test_the_simulated_collection_never_overfills_a_block_and_stops_for_good():
         ordinal = collection.enroll() if len(in_flight) < 3 else None
         if ordinal is not None:
             blocks = collection.sessions[ordinal]
-            assert len(set(blocks)) == len(blocks) and len(set(collection.items_of(ordinal).tolist())) == 6
+            items = collection.items_of(ordinal).tolist()
+            assert len(set(blocks)) == len(blocks) and len(set(items)) == len(items) <= 6  # no trial twice
             in_flight.append(ordinal)
         elif in_flight:
             person = in_flight.pop(int(rng.integers(len(in_flight))))

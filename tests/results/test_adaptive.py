@@ -13,6 +13,7 @@ from results.adaptive import (
     CAP_BELOW_ONE_LIST,
     MIN_ANSWERS,
     blocks_choose,
+    max_blocks_per_set,
     collection_stop,
     condition_answers_needed,
     condition_half_width,
@@ -163,8 +164,9 @@ def test_the_widest_set_relative_to_its_goal_gets_the_most_blocks_and_a_set_at_i
     assert counts[3] == 0  # already at its goal
     assert counts[2] > counts[0] > 0 and counts[1] >= 1  # no unfinished set starved
     # By hand: ratios 2, 1.2, 4 on 100 answers; after one block each (102 answers), each further block goes to the
-    # largest ratio × sqrt(101 / (101 + given)): set 2 keeps winning until 4·sqrt(101/(101+2k)) < 2·sqrt(101/103).
-    assert counts.tolist() == [1, 1, 8, 0]
+    # largest ratio × sqrt(101 / (101 + given)): set 2 would keep winning until 4·sqrt(101/(101+2k)) < 2·sqrt(101/103)
+    # but stops at half the session (5 blocks); set 0 then beats set 1 (2·sqrt(101/105) > 1.2·sqrt(101/103)).
+    assert counts.tolist() == [4, 1, 5, 0]
 
 
 def test_answers_under_way_count_as_if_given_and_a_block_without_free_places_is_skipped():
@@ -178,13 +180,38 @@ def test_answers_under_way_count_as_if_given_and_a_block_without_free_places_is_
     assert chosen == [2, 3]  # only set 1 has places; fewer blocks than asked rather than a full block
 
 
-def test_when_every_set_is_done_a_participant_still_gets_a_full_session():
-    conditions, sizes = one_set_blocks([2, 2])
-    chosen = blocks_choose(block_conditions=conditions, block_sizes=sizes, free=np.ones(4), held=np.zeros(4),
-                           half_width=np.array([0.01, 0.02]), n_answers=np.array([50, 50]), done=np.array([True, True]),
-                           goal=0.05, blocks=4, rng=np.random.default_rng(0))
+def test_a_set_the_answers_under_way_will_bring_to_its_goal_waits_and_nobody_gets_a_set_that_is_done():
+    conditions, sizes = one_set_blocks([3, 3, 3])
+    arguments = dict(block_conditions=conditions, block_sizes=sizes, free=np.ones(9), goal=0.05, blocks=6,
+                     n_answers=np.array([100, 100, 100]), done=np.array([False, False, True]))
+    # Set 0: 0.06 on 100 answers, 60 under way: 0.06 × sqrt(101 / 161) = 0.0475, at the goal once they are in.
+    # Set 1: 0.08 on 100, 20 under way: 0.08 × sqrt(101 / 121) = 0.073, still above it. Set 2 is done.
+    held = np.array([10, 10, 10, 10, 0, 0, 0, 0, 0])
+    chosen = blocks_choose(**arguments, held=held, half_width=np.array([0.06, 0.08, 0.03]),
+                           rng=np.random.default_rng(0))
 
-    assert sorted(chosen) == [0, 1, 2, 3]
+    assert conditions[chosen].tolist() == [1, 1, 1]  # set 1 only, all its free blocks: fewer than the 6 asked
+    # When the sessions under way would bring every open set to its goal, an arrival gets nothing (for now): set 1 at
+    # 0.054 with 20 under way projects to 0.054 × sqrt(101 / 121) = 0.0493.
+    assert blocks_choose(**arguments, held=held, half_width=np.array([0.06, 0.054, 0.03]),
+                         rng=np.random.default_rng(0)) == []
+    # If those sessions leave, their places are free again and both sets are open once more.
+    assert set(conditions[blocks_choose(**arguments, held=np.zeros(9), half_width=np.array([0.06, 0.054, 0.03]),
+                                        rng=np.random.default_rng(0))].tolist()) == {0, 1}
+    # Every set done: nobody gets a block (the estimate that said so stopped collection, or waits on sessions).
+    assert blocks_choose(**{**arguments, "done": np.array([True, True, True])}, held=np.zeros(9),
+                         half_width=np.array([0.01, 0.02, 0.03]), rng=np.random.default_rng(0)) == []
+
+
+def test_a_participant_gets_at_most_half_a_session_of_one_set_unless_the_survey_has_one():
+    assert [max_blocks_per_set(blocks=b, sets=k) for b, k in ((10, 12), (10, 2), (9, 3), (1, 4), (10, 1))] == [
+        5, 5, 5, 1, 10]
+    conditions, sizes = one_set_blocks([20, 20])
+    chosen = blocks_choose(block_conditions=conditions, block_sizes=sizes, free=np.ones(40), held=np.zeros(40),
+                           half_width=np.array([0.3, 0.01]), n_answers=np.array([10, 500]),
+                           done=np.array([False, True]), goal=0.05, blocks=10, rng=np.random.default_rng(0))
+
+    assert len(chosen) == 5 and set(conditions[chosen].tolist()) == {0}  # a shorter session, not ten blocks of set 0
 
 
 conditions_state = st.integers(1, 10).flatmap(
@@ -212,17 +239,22 @@ def test_blocks_never_starve_an_open_set_nor_feed_a_finished_one(state, blocks, 
 
     assert len(chosen) == len(set(chosen)) <= blocks  # a place in each of distinct blocks, never over the session
     assert all(free[b] > 0 for b in chosen)  # never a block without a free place
-    available = set(conditions[free > 0].tolist())
-    open_ = available - set(np.flatnonzero(done).tolist())
+    # by hand: a set waits when the answers under way project it to its goal
+    pending = np.bincount(conditions, weights=held * sizes, minlength=widths.size)
+    waiting = ((pending > 0) & (widths / goals * np.sqrt((counts + 1) / (counts + 1 + pending)) <= 1)
+               & (counts >= MIN_ANSWERS))
+    candidates = set(conditions[free > 0].tolist()) - set(np.flatnonzero(done | waiting).tolist())
     got = set(conditions[chosen].tolist())
-    if open_:
-        assert got <= open_  # never a finished set while one is unfinished and has places
-        if len(open_) <= blocks:
-            assert got == open_  # every set still above its goal gets a block
-    # fewer blocks than asked only when the candidate sets have no free block left
-    candidates = open_ or available
+    assert got <= candidates  # never a set that is done or waiting
+    if len(candidates) <= blocks:
+        assert got == candidates  # every set still above its goal, and not waiting, gets a block
+    per_set = np.bincount(conditions[chosen], minlength=widths.size)
+    cap = max_blocks_per_set(blocks=blocks, sets=widths.size)
+    assert per_set.max(initial=0) <= max(cap, 1)
+    # fewer blocks than asked only when each candidate set has no free block left or has half the session
     if len(chosen) < blocks:
-        assert sum(int(free[b] > 0) for b in range(conditions.size) if conditions[b] in candidates) == len(chosen)
+        for c in candidates:
+            assert per_set[c] == cap or per_set[c] == int(np.sum((free > 0) & (conditions == c)))
     # the same rng state gives the same blocks
     assert blocks_choose(**arguments, rng=np.random.default_rng(seed)) == chosen
 
@@ -339,11 +371,11 @@ def simulated_study(rng, *, mu, goal, items=40, slots=10, kappa=20.0, person_sd=
                                done=conditions_done(half_width=widths, goal=goal, n_answers=counts), goal=goal,
                                blocks=slots, rng=rng)
         picks = np.sort(conditions[chosen])
-        chosen_items = rng.integers(0, items, size=slots)
+        chosen_items = rng.integers(0, items, size=picks.size)
         lapse = rng.beta(1, 49)
         prob = (1 - lapse) / (1 + np.exp(-(logit_q[picks, chosen_items] + rng.normal(0, person_sd)))) + lapse / 2
-        answers["correct"] += list(rng.random(slots) < prob)
-        answers["participants"] += [person] * slots
+        answers["correct"] += list(rng.random(picks.size) < prob)
+        answers["participants"] += [person] * picks.size
         answers["items"] += list(picks * items + chosen_items)
         answers["conditions"] += list(picks)
         counts += np.bincount(picks, minlength=len(mu))

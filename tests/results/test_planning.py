@@ -115,19 +115,19 @@ def test_the_plan_from_a_pilot_says_what_each_participant_costs_and_how_many_are
     assert plan["pay_per_participant"] == 0.75 and plan["cost_per_participant"] == 0.9975
     # Three IRIs a set leave the interval df = min(participants, items) - 1 = 2 degrees of freedom: it needs
     # (t_2 / z)² ≈ 4.8 times the answers of many clusters (65 and 37), which the plan now counts; adaptive collection
-    # gathers at least that, three trials of a set per session, with sessions still under way when it stops.
+    # gathers just that: a set the sessions under way will bring to the goal gets no more blocks.
     few_clusters = (stats.t.ppf(0.975, 2) / Z95) ** 2
     need = [max(MIN_ANSWERS, condition_answers_needed(p=p, half_width=0.1, design_effect=few_clusters))
             for p in (7 / 9, 0.9)]
-    assert [c["answers_needed"] for c in plan["conditions"]] == [331, 191]
-    assert all(planned >= n for planned, n in zip([331, 191], need))
+    assert [c["answers_needed"] for c in plan["conditions"]] == [310, 177]
+    assert [310, 177] == need
     assert [c["p_source"] for c in plan["conditions"]] == ["pilot", "pilot"]
     # Fixed N: every IRI rated 122 times (every set meets the goal in half the studies), 732 answers over 6 trials:
-    # 122 participants on the one list, each £0.9975: £121.695, £121.70. Adaptive: 522 answers, 112 participants.
+    # 122 participants on the one list, each £0.9975: £121.695, £121.70. Adaptive: 487 answers, 105 participants.
     assert plan["fixed"] == {"answers": 732, "participants": 122, "ratings_per_list": 122, "cost": 121.7,
                              "reachable": True}
-    assert plan["adaptive"]["answers"] == 522 and plan["adaptive"]["participants"] == 112
-    assert plan["adaptive"]["cost"] == round(112 * 0.75 * 1.33, 2)
+    assert plan["adaptive"]["answers"] == 487 and plan["adaptive"]["participants"] == 105
+    assert plan["adaptive"]["cost"] == round(105 * 0.75 * 1.33, 2)
     assert any(w.startswith("p: the pilot's share for robust, standard rests on fewer than") for w in plan["warnings"])
 
 
@@ -180,7 +180,7 @@ def test_a_goal_the_cap_cannot_reach_says_how_many_participants_it_needs(survey)
 
     # p = 0.5 on three IRIs a set (df = 2): about 1,850 answers a set, over a participant's two blocks (a set's
     # three IRIs make blocks of 2 and 1)
-    assert "needs 741 participants even with adaptive allocation, above cap_participants 10" in refused.value.message
+    assert "needs 734 participants even with adaptive allocation, above cap_participants 10" in refused.value.message
 
 
 # ------------------------------------------------------------------------------------------ the command
@@ -190,7 +190,7 @@ def test_the_command_prints_the_plan_as_json(pilot, capsys):
     call_command("survey_plan", "plan", "--half-width", "0.1", "--rate", "9", "--fee", "0.33", "--format", "json")
 
     plan = json.loads(capsys.readouterr().out)
-    assert plan["adaptive"]["participants"] == 112 and plan["fixed"]["cost"] == 121.7
+    assert plan["adaptive"]["participants"] == 105 and plan["fixed"]["cost"] == 121.7
 
 
 def test_the_command_prints_a_table_with_sources_and_both_designs(pilot, capsys):
@@ -199,7 +199,7 @@ def test_the_command_prints_a_table_with_sources_and_both_designs(pilot, capsys)
     table = capsys.readouterr().out
     assert "seconds per trial                6  entered" in table
     assert "seconds per participant        270  pilot" in table
-    assert "participants             122         112" in table
+    assert "participants             122         105" in table
     assert "robust" in table and "fee 33%" in table
 
 
@@ -235,7 +235,7 @@ def test_the_admin_planner_shows_the_plan_to_a_member_and_nothing_to_another_lab
     change = member.get(f"/admin/surveys/survey/{pilot.pk}/change/")
 
     assert page.status_code == 200
-    assert page.context["plan"]["adaptive"]["participants"] == 112
+    assert page.context["plan"]["adaptive"]["participants"] == 105
     assert b'id="plan-totals"' in page.content and b"pilot" in page.content
     assert url.encode() in change.content, "the survey's page links to its planner"
     assert stranger.get(url).status_code == 404
@@ -259,7 +259,7 @@ def test_the_api_plans_for_a_member_and_names_the_parameter_it_refuses(pilot, re
     bad_rate = researcher_client.get("/api/surveys/plan/plan", {"half_width": 0.1, "rate": -2})
     bad_goal = researcher_client.get("/api/surveys/plan/plan", {"half_width": 0})
 
-    assert plan.status_code == 200 and plan.json()["adaptive"]["participants"] == 112
+    assert plan.status_code == 200 and plan.json()["adaptive"]["participants"] == 105
     assert bad_rate.status_code == 400 and bad_rate.json()["extra"]["field"] == "rate"
     assert bad_rate.json()["message"].startswith("rate: must be above 0")
     assert bad_goal.status_code == 400 and bad_goal.json()["extra"]["field"] == "half_width"
