@@ -5,7 +5,7 @@ design and an ideal oracle.
     python bench/adaptive.py --quick            # 40 studies: proves the script works (a readable summary)
 
 No database, no Django. What it simulates, step by step as surveys/services does it (the decisions are the pure
-functions of results/adaptive.py, called with the same arguments):
+functions of stats/adaptive.py, called with the same arguments):
 
 - Build: each IRI set has ITEMS IRIs (one 2AFC trial each); ``blocks_layout`` and ``blocks_split`` cut them into
   blocks of BLOCK_TRIALS trials of one set; every block is a trial list with N places (``places_per_block``).
@@ -63,7 +63,7 @@ from scipy import special, stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results.adaptive import (  # noqa: E402
+from stats.adaptive import (  # noqa: E402
     BLOCK_TRIALS,
     MIN_ANSWERS,
     blocks_choose,

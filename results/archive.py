@@ -36,11 +36,11 @@ from django.utils import timezone
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
+from stats import adaptive as adaptive_module
+from stats import alignment as alignment_module
+from stats import recognition as recognition_module
 from surveys.models import Assignment, Participant, Response, Survey, Trial
 
-from . import adaptive as adaptive_module
-from . import alignment as alignment_module
-from . import recognition as recognition_module
 from .exports import ANSWER_COLUMNS, answers_csv
 from .models import SurveyTaskRun
 from .plans import plan_files

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from stats.alignment import KIND_CATCH, KIND_MAIN, position_counts
 from surveys.models import Survey
 
-from .alignment import KIND_CATCH, KIND_MAIN, position_counts
 from .selectors import (
     ANSWER_TIMING_FIELDS,
     KIND_CODES,
@@ -483,7 +483,7 @@ def conditions_csv(*, report: dict) -> str:
     return buffer.getvalue()
 
 
-# A classification survey's conditions.csv adds these (results.recognition), prefixed "recognition_".
+# A classification survey's conditions.csv adds these (stats.recognition), prefixed "recognition_".
 RECOGNITION_COLUMNS = ["accuracy", "ci_low", "ci_high", "chance", "network_accuracy", "accuracy_difference",
                        "observed_consistency", "error_consistency", "n_answers"]
 

@@ -1,4 +1,4 @@
-"""The budget planner and the live forecast of adaptive collection: the survey-side of results.adaptive's
+"""The budget planner and the live forecast of adaptive collection: the survey-side of stats.adaptive's
 plan_budget and condition_answers_needed (which stay pure numpy).
 
 Where the planner's figures come from
@@ -23,7 +23,7 @@ machine speed).
   sessions, finished or not). ``assumptions.answers`` and each set's ``p_source`` say which.
 - **Design effects per set and per design.** A design effect measured under one design does not carry over to
   another: it grows with the trials of a set one participant answers (m) and with the ratings of one item (r),
-  deff = 1 + ρ_P (m − 1) + ρ_I (r − 1). From the same answers, results.adaptive.cluster_correlations splits each
+  deff = 1 + ρ_P (m − 1) + ρ_I (r − 1). From the same answers, stats.adaptive.cluster_correlations splits each
   set's design effect into its participant and item correlations ρ_P and ρ_I; a set with fewer than MIN_ANSWERS
   answers (or whose answers all agree) takes the answer-weighted mean of the others, else 0 (``icc_source``).
   plan_budget then plans each design at its own m and r: fixed N at m ≈ trials per participant ÷ sets and r = N,
@@ -52,10 +52,7 @@ from django.conf import settings
 from django.db.models import Count
 
 from backend.exceptions import ApplicationError
-from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
-from surveys.services.adaptive import adaptive_outcome
-
-from .adaptive import (
+from stats.adaptive import (
     BLOCK_TRIALS,
     DEFAULT_DESIGN_EFFECT,
     FEE_RANGE,
@@ -69,6 +66,8 @@ from .adaptive import (
     design_effect_expected,
     plan_budget,
 )
+from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
+from surveys.services.adaptive import adaptive_outcome
 
 DEFAULT_SECONDS_PER_TRIAL = 5.0
 DEFAULT_SECONDS_PER_PARTICIPANT = 120.0
@@ -99,7 +98,7 @@ STOPPED_SHORT = "collection stopped ({reason}) before every IRI set reached the 
 
 def prolific_pay_rates() -> dict:
     """The Prolific workspace's currency (PROLIFIC_CURRENCY) with its symbol and its minimum and recommended hourly
-    pay (results.adaptive.PROLIFIC_RATES): what the planner, the forecast and the draft form use."""
+    pay (stats.adaptive.PROLIFIC_RATES): what the planner, the forecast and the draft form use."""
     return {"currency": settings.PROLIFIC_CURRENCY, **PROLIFIC_RATES[settings.PROLIFIC_CURRENCY]}
 
 
@@ -149,7 +148,7 @@ def _conditions(survey: Survey) -> list[dict]:
 
 def _answers_figures(*, sessions, conditions: list[dict]) -> dict:
     """Per IRI set, the main answers of ``sessions``: answers, alignment, design effect, and its participant and
-    item intra-class correlations (results.adaptive.cluster_correlations); and the answer-weighted mean design
+    item intra-class correlations (stats.adaptive.cluster_correlations); and the answer-weighted mean design
     effect and correlations over the sets with at least MIN_ANSWERS answers (the fallback of a set with fewer)."""
     index = {c["id"]: i for i, c in enumerate(conditions)}
     rows = list(Response.objects.filter(participant__in=sessions, trial__kind=Trial.Kind.MAIN)
@@ -282,7 +281,7 @@ def survey_plan(
     cap_participants: int | None = None,
 ) -> dict:
     """Participants and cost to bring every IRI set's 95 % half-width to ``half_width``, under fixed N and under
-    adaptive allocation (results.adaptive.plan_budget on the survey's sets, items and lists). Assumptions not given
+    adaptive allocation (stats.adaptive.plan_budget on the survey's sets, items and lists). Assumptions not given
     come from the answers collected (the completed live sessions once there are any, else the pilot), then from
     defaults; ``assumptions`` and each set's ``p_source`` and ``icc_source`` say which. Each design is planned
     with the design effect it implies (the sets' participant and item correlations at its trials per participant

@@ -17,10 +17,10 @@ from django.db import transaction
 from django.db.models import Count, Min
 
 from backend.exceptions import ApplicationError
+from stats.adaptive import MIN_ANSWERS
 from surveys.models import Response, Survey, Trial
 from teams.services import audit_record
 
-from .adaptive import MIN_ANSWERS
 from .models import AnalysisPlanVersion
 from .selectors import survey_iri_sets
 

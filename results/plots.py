@@ -109,7 +109,7 @@ def _bar(high, low) -> float:
 def recognition_by_layer_figure(rows: list[dict], *, layer_order: list[str] | None = None, title: str | None = None):
     """The matplotlib Figure behind recognition_by_layer_plot (the caller closes it: plt.close(fig)).
 
-    rows: results.recognition rows carrying ``backbone``, ``checkpoint``, ``recipe`` and ``layer`` (missing ones
+    rows: stats.recognition rows carrying ``backbone``, ``checkpoint``, ``recipe`` and ``layer`` (missing ones
     count as ""; a row without ``layer`` is placed by its ``condition``). One panel per backbone (each has its own
     stages on the x axis); in it, per (checkpoint, recipe) group, one solid line for people (accuracy with its CI
     as error bars, label "<group>: people") and one dotted line for the network (label "<group>: network"), in

@@ -1,4 +1,4 @@
-"""The one place where answers leave the database and become arrays for results.alignment.
+"""The one place where answers leave the database and become arrays for stats.alignment.
 
 Answers are fetched as columns, never as model instances: on PostgreSQL as binary strings per column (one per
 block range of the table, aggregated side by side) parsed with ``np.frombuffer`` (no Python object per answer),
@@ -20,10 +20,10 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from iri_worker.models import IriImage, IriJob
+from stats.alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
-from .alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
 from .models import SurveyTaskRun, TrialProxyChoice
 
 KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE, "screening": KIND_SCREENING}

@@ -1,6 +1,6 @@
 """The alignment report of a survey, the proxy's trial-level choices, and the per-answer rows behind both.
 
-alignment_report() reads arrays through results.selectors and computes with results.alignment (pure numpy).
+alignment_report() reads arrays through results.selectors and computes with stats.alignment (pure numpy).
 trial_proxy_choices_compute() is the only code here that touches torch (imported inside the function).
 """
 from __future__ import annotations
@@ -17,10 +17,8 @@ from django.utils import timezone
 
 from backend.exceptions import ApplicationError
 from iri_worker.selectors import VALIDITY_REASONS
-from surveys.models import Survey, Trial
-from surveys.services.adaptive import adaptive_outcome
-
-from .alignment import (
+from stats.adaptive import condition_intervals, conditions_done, stopping_rule_describe
+from stats.alignment import (
     KAPPA_CATEGORIES,
     KIND_CATCH,
     KIND_MAIN,
@@ -41,9 +39,11 @@ from .alignment import (
     side_summary,
     split_half_ceilings,
 )
-from .adaptive import condition_intervals, conditions_done, stopping_rule_describe
+from stats.recognition import recognition_by_condition, recognition_overall
+from surveys.models import Survey, Trial
+from surveys.services.adaptive import adaptive_outcome
+
 from .plans import plan_report
-from .recognition import recognition_by_condition, recognition_overall
 from .models import SurveyTaskRun, TrialProxyChoice
 from .selectors import (
     iri_validity_table,
@@ -429,7 +429,7 @@ NETWORK_VERDICT = (
 def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[dict], n_boot: int, seed: int,
                  level: float) -> dict:
     """Per condition and overall: human recognition accuracy, chance, the network's accuracy on the very stimuli
-    each person saw, and the model-vs-human trio (results.recognition), on the included main answers."""
+    each person saw, and the model-vs-human trio (stats.recognition), on the included main answers."""
     iri = data.trials["iri"][data.t_row]
     validity = iri_validity_table(ids={int(i) for i in iri[use] if i >= 0})
     verdict = np.array([(validity.get(int(i)) or {}).get("label_match") for i in iri], dtype=object)
@@ -461,7 +461,7 @@ def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, 
 FIXED_RULE = "Fixed design: every trial list gets N = {n} ratings; no interim looks at the data decide when to stop."
 ADAPTIVE_INTERVAL = (
     "Under adaptive stopping read each condition's 95 % design-effect Wilson interval (two-way participant × item "
-    "cluster-robust design effect, degrees-of-freedom-adjusted effective n; results.adaptive), the interval the "
+    "cluster-robust design effect, degrees-of-freedom-adjusted effective n; stats.adaptive), the interval the "
     "stopping rule uses: bench/adaptive.py simulates this rule with item heterogeneity and participant noise and "
     "finds its coverage at 0.93 or above in every condition. The percentile bootstrap in the conditions table was not "
     "checked under adaptive stopping."

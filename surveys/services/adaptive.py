@@ -1,10 +1,10 @@
 """Adaptive collection (a survey with a precision goal): the state enrollment reads, its re-estimation after
 completed sessions, and the choice of the blocks a new participant gets.
 
-The decisions are results.adaptive's (pure numpy; ``bench/adaptive.py`` simulates studies through the same
+The decisions are stats.adaptive's (pure numpy; ``bench/adaptive.py`` simulates studies through the same
 functions): each IRI set (condition) has a 95 % design-effect Wilson interval; a set is done when its half-width
 is at or below the goal with enough answers. The trials are cut into blocks of a few trials of one set
-(results.adaptive.blocks_split), each a trial list with N places; at enrollment ``blocks_choose`` composes the
+(stats.adaptive.blocks_split), each a trial list with N places; at enrollment ``blocks_choose`` composes the
 participant's session of blocks of the sets still above their goal, and the participant holds one place in each
 (a slot per block), so no block is ever over-filled and no trial is seen twice. The state lives in
 ``Survey.adaptive_state``:
@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from results.adaptive import (
+from stats.adaptive import (
     MIN_ANSWERS,
     blocks_choose,
     collection_verdict,
@@ -83,7 +83,7 @@ def _completed_count(survey: Survey) -> int:
 
 def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
     """Recompute every condition's interval from the live sessions completed so far and apply the stopping rule
-    (results.adaptive.collection_stop). Returns the new state; stores nothing."""
+    (stats.adaptive.collection_stop). Returns the new state; stores nothing."""
     conditions = state["conditions"]
     index = {job: c for c, job in enumerate(conditions)}
     # One read of who has completed, for both the answers and the count: a session that completes between two reads
@@ -192,7 +192,7 @@ def _places(survey: Survey, ids: list[int], *, unfilled: bool = False, now=None,
 
 
 def adaptive_blocks_choose(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
-    """The blocks (trial list ids) the next participant gets, in the order chosen (results.adaptive.blocks_choose
+    """The blocks (trial list ids) the next participant gets, in the order chosen (stats.adaptive.blocks_choose
     on the places free and held now); empty when none helps."""
     ids, block_conditions, sizes = _blocks(state)
     if not ids:

@@ -17,7 +17,7 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
 from iri_worker.services import stored_image_save
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
-from results.adaptive import (
+from stats.adaptive import (
     DEFAULT_DESIGN_EFFECT,
     MIN_ANSWERS,
     WORST_CASE_P,
@@ -630,7 +630,7 @@ def _cluster_screens(*, survey: Survey, iris: list[IriImage], rng: random.Random
 def _lists_build(*, survey: Survey, units: list[list[Trial]], rng: random.Random) -> list[tuple[TrialList, list[list[Trial]]]]:
     """Split units (2AFC: a trial; clustering: a screen) into lists whose sizes differ by at most one unit: round
     robin in condition order, so every list mixes the IRI sets. With a precision goal, blocks of a few units of one
-    set instead (results.adaptive.blocks_split), of which each participant gets several, chosen at enrollment."""
+    set instead (stats.adaptive.blocks_split), of which each participant gets several, chosen at enrollment."""
     unit_size = len(units[0]) if units else 1
     per_list = math.ceil((survey.trials_per_participant or len(units) * unit_size) / unit_size)
     n_lists = max(1, math.ceil(len(units) / max(1, per_list)))

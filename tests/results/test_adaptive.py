@@ -1,4 +1,4 @@
-"""Adaptive collection (results.adaptive): the interval under adaptive stopping, the allocation of the next trial list,
+"""Adaptive collection (stats.adaptive): the interval under adaptive stopping, the allocation of the next trial list,
 the stopping rule and the budget planner, on hand-made arrays with values computed by hand."""
 import re
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from results.adaptive import (
+from stats.adaptive import (
     CAP_BELOW_ONE_LIST,
     MIN_ANSWERS,
     blocks_choose,
@@ -22,7 +22,7 @@ from results.adaptive import (
     plan_budget,
     stopping_rule_describe,
 )
-from results.alignment import Z95, wilson_interval
+from stats.alignment import Z95, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 T_1 = 12.706205  # Student t, 97.5 % quantile, 1 degree of freedom
@@ -93,7 +93,7 @@ def test_the_answers_needed_at_one_half_and_at_zero_by_hand():
 
 
 def test_importing_the_module_loads_no_django():
-    code = "import sys, results.adaptive; print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework')))"
+    code = "import sys, stats.adaptive; print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,9 +1,9 @@
-"""The statistics of results.alignment on hand-made arrays, with values computed by hand."""
+"""The statistics of stats.alignment on hand-made arrays, with values computed by hand."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from results.alignment import (
+from stats.alignment import (
     KAPPA_CATEGORIES,
     KIND_CATCH,
     KIND_MAIN,

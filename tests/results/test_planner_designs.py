@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from results.adaptive import (
+from stats.adaptive import (
     answers_per_cluster,
     cluster_correlations,
     condition_intervals,

@@ -1,4 +1,4 @@
-"""results.recognition (timed classification: people vs the network on the same stimuli) on hand-made arrays,
+"""stats.recognition (timed classification: people vs the network on the same stimuli) on hand-made arrays,
 with every expected number computed by hand; and the accuracy-by-layer plot."""
 import io
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from results.recognition import (
+from stats.recognition import (
     KAPPA_UNDEFINED,
     NETWORK_ITEM_MIXED,
     NO_ANSWERS,
@@ -159,7 +159,7 @@ def test_the_interval_narrows_with_more_participants():
 
 
 def test_the_bootstrap_is_seeded_and_paired_with_the_alignment_report():
-    from results.alignment import condition_alignment
+    from stats.alignment import condition_alignment
 
     rows = _rows(seed=4)
     table = condition_alignment(np.array(HUMAN, bool), np.array(PEOPLE), np.array(ITEMS), np.array(CONDITIONS), 3,

@@ -142,7 +142,7 @@ def recognition_by_condition(
     - ``accuracy``: share of the condition's answers that chose the stimulus's category; ``ci_low``/``ci_high``:
       two-way percentile bootstrap over participants and items (``units`` instead of items when given, e.g. the
       source photo, so that layers made from the same photos are resampled together), the resampling of
-      results.alignment.condition_alignment; ``wilson_low``/``wilson_high`` beside it (answers independent).
+      stats.alignment.condition_alignment; ``wilson_low``/``wilson_high`` beside it (answers independent).
     - ``chance``: 1 / n_categories (the mean over the answers where it varies); ``n_categories`` (None if mixed).
     - ``network_accuracy``: mean of network_correct over the same answers (each stimulus weighted by how often
       people saw it), with its CI; ``network_accuracy_items``: over the condition's distinct items, each once.

@@ -25,7 +25,7 @@ to zero width at 0 % or 100 % (where half the paper's conditions sit). The inter
    cluster-robust variance is zero.
 
 It costs a few bincounts per look, so it can be recomputed after every list (a two-way bootstrap per look could
-not); ``results.alignment`` still reports the two-way (participant × item) bootstrap beside it for fixed designs.
+not); ``stats.alignment`` still reports the two-way (participant × item) bootstrap beside it for fixed designs.
 Its coverage under the adaptive rule below, with item heterogeneity and participant noise, is what
 ``bench/adaptive.py`` measures (goal: ≥ 0.93 for every condition at a nominal 95 %).
 
