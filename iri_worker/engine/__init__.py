@@ -15,7 +15,8 @@ per-image terms and the paper's recipes as data), transforms (transformation
 robustness), params (pixel / Fourier parametrisation), steps (normalised
 gradient / Adam), seeds, backbones (registry, checkpoints, FakeReLU),
 proxy (the perceptual alignment proxy), validity (null distribution, percentile,
-label check, loss-curve steps), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
+label check, loss-curve steps), layout (NCHW or channels-last, whichever a few timed steps on this host
+find faster, cached per process), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
 set up so each step reuses the last step's memory instead of faulting in fresh pages).
 """
 
@@ -32,6 +33,7 @@ from .backbones import (
 )
 from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert, measure_adaptive_c
+from .layout import LayoutCalibration, cpu_capability, layout_cache_clear, layout_calibrate, layout_named
 from .params import PARAMS
 from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
 from .recipes import RECIPES, build_loss, expand_recipe, recipe_has_adaptive_c, with_adversarial_c
@@ -78,4 +80,9 @@ __all__ = [
     "proxy_alignment",
     "lpips_available",
     "keep_freed_memory",
+    "LayoutCalibration",
+    "layout_calibrate",
+    "layout_named",
+    "layout_cache_clear",
+    "cpu_capability",
 ]

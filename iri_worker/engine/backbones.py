@@ -91,7 +91,9 @@ class Backbone:
     ``SwitchableReLU`` (empty where the architecture ends in another activation:
     no FakeReLU there, as in the paper). ``channels_last``: the layout this model
     runs fastest in on CPU, from images of ``channels_last_from`` px (see
-    ``prefers_channels_last``). ``fixed_size``: the model accepts only
+    ``prefers_channels_last``; a run whose spec names no layout measures instead, see ``layout``).
+    ``supports_channels_last``: False where the model cannot use channels-last (never timed, refused when a
+    spec forces it). ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
     ``checkpoint_sha256``: SHA-256 of the weights file it was built from, if any.
     ``classifier``: the module's forward ends in a classification head whose weights are the model's
@@ -117,6 +119,7 @@ class Backbone:
     label_names: tuple[str, ...] | None = None
     stages: tuple[str, ...] = ()
     channels_last_from: int = 0
+    supports_channels_last: bool = True
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
@@ -138,7 +141,9 @@ class Backbone:
             module.fake = bool(enabled)
 
     def prefers_channels_last(self, size: int) -> bool:
-        """The layout a run at ``size`` px uses unless its spec says otherwise."""
+        """The layout this model was measured fastest in at ``size`` px on the host its entry was tuned on. Runs
+        no longer follow it (``layout.layout_calibrate`` times both on the host at hand); kept as the entry's
+        stated preference, which code outside the loop (the validity checks) may use."""
         return self.channels_last and size >= self.channels_last_from
 
     def set_channels_last(self, enabled: bool) -> None:
@@ -538,7 +543,7 @@ def _tiny_cnn(weights_path: str | None) -> Backbone:
 def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, stages: tuple[str, ...],
                        min_size: int = 32,
                        channels_last: bool = True, channels_last_from: int = 0, fixed_size: bool = False,
-                       input_size: int = 224,
+                       input_size: int = 224, supports_channels_last: bool = True,
                        patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
                        **kwargs) -> None:
     """Register a torchvision classification architecture (random init or a local checkpoint)."""
@@ -556,7 +561,8 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
         return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
                         fake_relu_modules=fakes, channels_last=channels_last,
                         channels_last_from=channels_last_from, fixed_size=fixed_size,
-                        min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages)
+                        min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages,
+                        supports_channels_last=supports_channels_last)
 
 
 def _replace_relu(path: str) -> Callable[[nn.Module], tuple[SwitchableReLU, ...]]:
@@ -618,7 +624,9 @@ _torchvision_entry("efficientnet_b0", default_layer="avgpool", classifier_prefix
 _torchvision_entry("vit_b_16", default_layer="representation", classifier_prefix="heads.",
                    stages=("conv_proj", *(f"encoder.layers.encoder_layer_{i}" for i in (2, 5, 8, 11)),
                            "representation"),
-                   patch=_patch_vit, channels_last=False, fixed_size=True, min_size=224)
+                   patch=_patch_vit, channels_last=False, fixed_size=True, min_size=224,
+                   # its first layer cuts the image into patch tokens: a channels-last image only adds copies
+                   supports_channels_last=False)
 
 
 @register_backbone("efficientnet_lite0")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbones import Backbone, load_backbone
+from .layout import layout_calibrate, layout_named
 from .losses import Loss, LossContext, target_norm
 from .params import Parametrization, build_param
 from .recipes import build_loss, recipe_has_adaptive_c
@@ -47,6 +48,9 @@ class InversionResult:
     steps_run:      updates performed (< spec.steps when every image stopped early).
     adversarial_c:  the weight c the adversarial term used (measured on the first
                     evaluation when adaptive), else None. Record it with the job.
+    layout_calibration: the memory layout the run used and why (``LayoutCalibration.to_dict``:
+                    layout, source, ms per step of each layout timed, timed steps, cached,
+                    cost in ms). Record it with the job.
     """
 
     images: torch.Tensor
@@ -58,6 +62,7 @@ class InversionResult:
     stopped: torch.Tensor | None = None
     steps_run: int = 0
     adversarial_c: float | None = None
+    layout_calibration: dict | None = None
 
 
 def _check_images(name: str, images: object, size: int, batch: int | None = None) -> torch.Tensor:
@@ -132,7 +137,13 @@ def invert(
     else:
         variable = param.seed_variable(spec.seed_kind, batch, size, generator).to(dev)
 
-    channels_last = spec.channels_last if spec.channels_last is not None else backbone.prefers_channels_last(size)
+    if spec.channels_last and not backbone.supports_channels_last:
+        raise ValueError(f"channels_last: backbone '{backbone.name}' runs only the NCHW layout; "
+                         "set channels_last to false or null.")
+    # No layout named: time both on this batch and layer (cached per process), since the faster one depends on the CPU.
+    calibration = (layout_named(spec.channels_last) if spec.channels_last is not None
+                   else layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.amp))
+    channels_last = calibration.channels_last
     if channels_last and spec.param == "pixel":
         variable = variable.contiguous(memory_format=torch.channels_last)
     transform = build_transform(spec.transforms)
@@ -153,7 +164,8 @@ def invert(
                 start_image = param.to_image(variable).clamp(0, 1)
             ctx = dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
                                       targets=targets, seeds=start_image)
-            return _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
+            result = _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
+            return dataclasses.replace(result, layout_calibration=calibration.to_dict())
     finally:
         backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
 

@@ -58,14 +58,15 @@ class InversionSpec:
     stop_loss            None, or stop an image once its loss is <= this
     fake_relu            FakeReLU on the last activation (where the backbone supports it)
     amp                  bf16 autocast for the backbone (CPU and CUDA)
-    channels_last        None: the backbone's preferred layout at the image size; True/False to force
+    channels_last        None: the faster layout on this host, measured by the worker at the start of a run
+                         (``layout``; recorded as the result's ``layout_calibration``); True/False to force
     weights_path         local checkpoint for the backbone (None: the entry's default)
     checkpoint_sha256    SHA-256 of that file (filled in by ``resolved``; checked by ``invert``)
     recipe_terms         the expanded recipe (filled in by ``resolved``); when set, it is what
                          runs, so a stored spec keeps its weights even if ``RECIPES`` change
 
     ``to_dict`` writes the resolved values (layer, image size, recipe terms,
-    fake_relu as actually applied, layout, checkpoint hash) so a stored spec
+    fake_relu as actually applied, checkpoint hash) so a stored spec
     reproduces the run. Direct construction is not validated (trusted
     callers); use ``from_dict`` for anything coming from users or storage.
     A dict with only the original eight fields still loads (new fields default).
@@ -200,6 +201,11 @@ class InversionSpec:
                 problems.append(f"{key} must be true or false (got {values[key]!r}).")
         if values["channels_last"] is not None and not isinstance(values["channels_last"], bool):
             problems.append(f"channels_last must be true, false or null (got {values['channels_last']!r}).")
+        elif values["channels_last"] is True and backbone_ok and not backbone().supports_channels_last:
+            problems.append(
+                f"channels_last: backbone '{values['backbone']}' runs only the NCHW layout, so channels_last "
+                "must be false or null (null: the worker measures which layout is faster on its host)."
+            )
 
         path, digest = values["weights_path"], values["checkpoint_sha256"]
         if path is not None and (not isinstance(path, str) or not os.path.isfile(path)):
@@ -230,7 +236,7 @@ class InversionSpec:
             image_size=size,
             recipe_terms=self.recipe_terms if self.recipe_terms is not None else expand_recipe(self.recipe),
             fake_relu=bool(self.fake_relu and backbone.supports_fake_relu),
-            channels_last=self.channels_last if self.channels_last is not None else backbone.prefers_channels_last(size),
+            # channels_last stays None unless named: the worker measures the faster layout on its own host
             checkpoint_sha256=digest,
         )
 

@@ -35,7 +35,7 @@ def test_to_dict_writes_every_field_with_the_backbone_defaults_resolved():
         "stop_loss": None,
         "fake_relu": True,
         "amp": False,
-        "channels_last": False,
+        "channels_last": None,  # not named: measured by the worker on its host
         "weights_path": None,
         "checkpoint_sha256": None,
         "recipe_terms": [{"term": "representation_distance", "weight": 1.0, "params": {}}],

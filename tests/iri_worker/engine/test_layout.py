@@ -1,0 +1,119 @@
+"""The engine picks its memory layout by timing both on this host, once per case, and says what it chose and why."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from iri_worker.engine import InversionSpec, invert, layout_cache_clear, layout_calibrate, load_backbone
+
+
+class FakeClock:
+    """A clock that only moves when a fake step runs: the timings are exact, not a race on a shared host."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def slow_in(layout_is_channels_last: bool, clock: FakeClock, calls: list):
+    """A step that takes 5 ms in the named layout and 1 ms in the other."""
+
+    def step(channels_last: bool) -> None:
+        calls.append(channels_last)
+        clock.now += 0.005 if channels_last == layout_is_channels_last else 0.001
+
+    return step
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    layout_cache_clear()
+    yield
+    layout_cache_clear()
+    load_backbone("tiny_cnn").set_channels_last(False)
+
+
+@pytest.mark.parametrize("slow_layout_is_channels_last", [True, False])
+def test_the_faster_layout_wins_and_its_timings_are_kept(tiny, random_images, slow_layout_is_channels_last):
+    clock, calls = FakeClock(), []
+    choice = layout_calibrate(backbone=tiny, layer="pool", images=random_images(4), clock=clock,
+                              run_step=slow_in(slow_layout_is_channels_last, clock, calls))
+
+    assert choice.channels_last is (not slow_layout_is_channels_last)
+    slow, fast = ("channels_last", "nchw") if slow_layout_is_channels_last else ("nchw", "channels_last")
+    assert choice.ms_per_step == {slow: 5.0, fast: 1.0}
+    assert choice.timed_steps == 2 and calls.count(True) == calls.count(False) == 3  # one warm-up each
+    record = choice.to_dict()
+    assert record["layout"] == fast and record["source"] == "calibrated" and record["cached"] is False
+    assert record["cost_ms"] == pytest.approx(3 * 5 + 3 * 1)
+
+
+def test_the_same_case_is_timed_once_per_process_and_a_new_shape_is_timed_again(tiny, random_images):
+    clock, calls = FakeClock(), []
+    step = slow_in(True, clock, calls)
+    first = layout_calibrate(backbone=tiny, layer="pool", images=random_images(4), clock=clock, run_step=step)
+    timed = len(calls)
+    again = layout_calibrate(backbone=tiny, layer="pool", images=random_images(4, seed=9), clock=clock, run_step=step)
+
+    assert len(calls) == timed  # no step ran the second time
+    assert again.cached and again.cost_ms == 0 and again.channels_last == first.channels_last
+    assert again.ms_per_step == first.ms_per_step
+
+    layout_calibrate(backbone=tiny, layer="pool", images=random_images(8), clock=clock, run_step=step)
+    layout_calibrate(backbone=tiny, layer="relu1", images=random_images(4), clock=clock, run_step=step)
+    assert len(calls) == 3 * timed  # another batch, another layer: each timed on its own
+
+
+def test_a_run_without_a_named_layout_calibrates_with_real_steps_and_records_it(random_images):
+    spec = InversionSpec(backbone="tiny_cnn", steps=3, step_size=0.1)
+    result = invert(spec, random_images(2))
+    record = result.layout_calibration
+
+    assert record["source"] == "calibrated" and not record["cached"] and record["timed_steps"] == 2
+    assert set(record["ms_per_step"]) == {"nchw", "channels_last"}
+    assert all(ms > 0 for ms in record["ms_per_step"].values())
+    assert record["layout"] == min(record["ms_per_step"], key=record["ms_per_step"].get)
+    assert invert(spec, random_images(2)).layout_calibration["cached"]  # the next chunk reuses the choice
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_layout_named_by_the_spec_is_used_without_timing(random_images, named, monkeypatch):
+    import importlib
+
+    invert_module = importlib.import_module("iri_worker.engine.invert")  # the module, not the function
+    monkeypatch.setattr(invert_module, "layout_calibrate", lambda **_: pytest.fail("the spec named the layout"))
+    spec = InversionSpec(backbone="tiny_cnn", steps=2, step_size=0.1, channels_last=named)
+    record = invert(spec, random_images(2)).layout_calibration
+
+    assert record["layout"] == ("channels_last" if named else "nchw")
+    assert record["source"] == "named by the spec" and record["ms_per_step"] == {} and record["timed_steps"] == 0
+
+
+def test_the_stored_spec_leaves_an_unnamed_layout_to_the_worker_and_keeps_a_named_one():
+    assert InversionSpec.from_dict({"backbone": "tiny_cnn"}).to_dict()["channels_last"] is None
+    assert InversionSpec.from_dict({"backbone": "tiny_cnn", "channels_last": True}).to_dict()["channels_last"] is True
+
+
+def test_a_backbone_that_runs_only_nchw_is_never_timed_in_channels_last(tiny, random_images):
+    only_nchw = dataclasses.replace(tiny, supports_channels_last=False)
+    clock, calls = FakeClock(), []
+    choice = layout_calibrate(backbone=only_nchw, layer="pool", images=random_images(2), clock=clock,
+                              run_step=slow_in(False, clock, calls))
+
+    assert calls == [] and choice.channels_last is False
+    assert choice.to_dict()["source"] == "the only layout this backbone runs"
+    spec = InversionSpec(backbone="tiny_cnn", steps=1, channels_last=True)
+    with pytest.raises(ValueError, match="channels_last: backbone 'tiny_cnn' runs only the NCHW layout"):
+        invert(spec, random_images(2), backbone=only_nchw)
+
+
+def test_forcing_channels_last_on_the_vit_is_refused_naming_the_field():
+    with pytest.raises(ValueError) as error:
+        InversionSpec.from_dict({"backbone": "vit_b_16", "channels_last": True})
+    assert "channels_last: backbone 'vit_b_16' runs only the NCHW layout" in str(error.value)
+    assert InversionSpec.from_dict({"backbone": "vit_b_16", "channels_last": False}).channels_last is False
+    assert load_backbone("vit_b_16").supports_channels_last is False
+    assert torch.backends.cpu.get_cpu_capability()  # the cache key's CPU part is known on this torch
