@@ -296,6 +296,8 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
     details = {"device": device, "device_name": _device_name(device), "seconds": round(seconds, 2),
                "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
                "adversarial_c": getattr(result, "adversarial_c", None),
+               # the layout this worker chose (timed on its host, or named by the spec) and what timing cost
+               "layout_calibration": getattr(result, "layout_calibration", None),
                "validity_seconds": round(time.monotonic() - checked, 3), "null_cached": null_cached}
     nan_mask = getattr(result, "nan_mask", None)
     # Files first, then rows, in one transaction: if a file cannot be written, no row of this run is kept. Whole

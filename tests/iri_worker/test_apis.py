@@ -62,6 +62,16 @@ def test_a_bad_spec_is_refused_and_nothing_is_created(researcher_client, photos,
     assert IriJob.objects.count() == 0
 
 
+def test_forcing_a_layout_the_backbone_cannot_run_is_a_400_naming_the_field(researcher_client, photos):
+    spec = {"backbone": "vit_b_16", "channels_last": True}
+    response = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": spec}, format="json")
+
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "channels_last" in message and "runs only the NCHW layout" in message and "false or null" in message
+    assert IriJob.objects.count() == 0
+
+
 def test_a_job_needs_known_targets(researcher_client):
     response = researcher_client.post("/api/iri/jobs", {"targets": [999], "spec": {}}, format="json")
 

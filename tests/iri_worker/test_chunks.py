@@ -237,6 +237,33 @@ def test_the_job_records_what_reproduces_its_images(photos):
     assert len(seeds) == 1
 
 
+def test_each_chunk_records_the_layout_its_worker_measured_and_a_second_chunk_reuses_it(photos):
+    engine.layout_cache_clear()
+    job = make_job(photos[:2], chunk_size=1)
+
+    iri_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    record = iri_job_record(job=job)
+    assert record["spec"]["channels_last"] is None  # not named: left to the worker's measurement
+    first, second = (c["layout_calibration"] for c in record["chunks"])
+    assert first["source"] == "calibrated" and not first["cached"] and first["timed_steps"] == 2
+    assert set(first["ms_per_step"]) == {"nchw", "channels_last"} and first["layout"] in first["ms_per_step"]
+    assert second["cached"] and second["layout"] == first["layout"] and second["cost_ms"] == 0
+    engine.load_backbone("tiny_cnn").set_channels_last(False)
+
+
+def test_a_layout_named_in_the_spec_is_recorded_as_such(photos):
+    job = make_job(photos[:1], chunk_size=1, channels_last=False)
+
+    iri_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    (chunk,) = iri_job_record(job=job)["chunks"]
+    assert chunk["layout_calibration"]["source"] == "named by the spec"
+    assert chunk["layout_calibration"]["layout"] == "nchw" and chunk["layout_calibration"]["timed_steps"] == 0
+
+
 def test_the_adaptive_weight_is_measured_once_on_the_first_batch_whichever_chunk_starts_first(photos, monkeypatch):
     measured = []
     real = engine.measure_adaptive_c
