@@ -16,11 +16,13 @@ import torch
 from .backbones import Backbone
 
 __all__ = ["LayoutCalibration", "layout_calibrate", "layout_named", "layout_cache_clear", "cpu_capability",
-           "CALIBRATION_STEPS"]
+           "CALIBRATION_STEPS", "DECISIVE"]
 
-# Timed steps per layout, each layout after one untimed warm-up step: 2 x (1 + 2) = 6 steps, 2 % of the demo's
-# 300-step job run once per worker process (later chunks and jobs of the same shape reuse the choice).
+# At most this many timed steps per layout, each layout after one untimed warm-up step. After one timed step each,
+# a layout faster by DECISIVE or more wins at once: 2 x (1 + 1) steps, under 2 % of the demo's 300-step job (the
+# warm-ups cost most); closer timings get the rest of the steps. Once per worker process and case.
 CALIBRATION_STEPS = 2
+DECISIVE = 1.15
 NAMED_BY_SPEC = "named by the spec"
 ONLY_LAYOUT = "the only layout this backbone runs"
 CALIBRATED = "calibrated"
@@ -93,9 +95,10 @@ def layout_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor, am
     """The faster layout for ``backbone`` at ``layer`` on a batch shaped like ``images``, from the cache when this
     process has timed the same case before.
 
-    Each candidate layout (NCHW, then channels-last where the backbone runs it) gets one warm-up step and then
-    ``steps`` timed steps by ``clock``; ties go to NCHW. ``run_step(channels_last)`` replaces the real step (tests
-    make one layout slower with a fake clock). The backbone is left in the chosen layout.
+    Each candidate layout (NCHW, then channels-last where the backbone runs it) gets one warm-up step and one
+    step timed by ``clock``; unless one is ``DECISIVE`` times faster, each gets ``steps - 1`` more. Ties go to
+    NCHW. ``run_step(channels_last)`` replaces the real step (tests make one layout slower with a fake clock).
+    The backbone is left in the chosen layout.
     """
     capability = cpu_capability()
     key = (backbone.name, layer, tuple(images.shape), str(images.device), images.dtype, bool(amp), capability)
@@ -111,18 +114,30 @@ def layout_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor, am
         return choice
     run_step = run_step or _step_runner(backbone, layer, images, amp)
     started = clock()
-    ms_per_step: dict[str, float] = {}
-    for channels_last in (False, True):
+    totals = {False: 0.0, True: 0.0}
+
+    def time_steps(channels_last: bool, count: int, *, warm_up: bool) -> None:
         backbone.set_channels_last(channels_last)
         with backbone.batchnorm_folded(keep_layer=layer):  # as the loop runs it
-            run_step(channels_last)  # warm-up: first-call allocations and kernel choices stay out of the figure
-            begin = clock()
-            for _ in range(steps):
+            if warm_up:  # first-call allocations and kernel choices stay out of the figure
                 run_step(channels_last)
-            ms_per_step["channels_last" if channels_last else "nchw"] = round((clock() - begin) * 1000 / steps, 3)
+            begin = clock()
+            for _ in range(count):
+                run_step(channels_last)
+            totals[channels_last] += clock() - begin
+
+    for channels_last in (False, True):
+        time_steps(channels_last, 1, warm_up=True)
+    timed = 1
+    # A clear winner after one step each is kept: a second round would cost 1 % of the demo's job for nothing.
+    if steps > 1 and max(totals.values()) < DECISIVE * min(totals.values()):
+        for channels_last in (False, True):
+            time_steps(channels_last, steps - 1, warm_up=False)
+        timed = steps
+    ms_per_step = {"channels_last" if cl else "nchw": round(total * 1000 / timed, 3) for cl, total in totals.items()}
     chosen = ms_per_step["channels_last"] < ms_per_step["nchw"]
     backbone.set_channels_last(chosen)
-    choice = LayoutCalibration(chosen, CALIBRATED, ms_per_step, steps, cached=False,
+    choice = LayoutCalibration(chosen, CALIBRATED, ms_per_step, timed, cached=False,
                                cost_ms=(clock() - started) * 1000, cpu_capability=capability)
     if len(_CACHE) >= 64:  # a handful of shapes per worker; never grow without bound
         _CACHE.clear()

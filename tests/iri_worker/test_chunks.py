@@ -247,7 +247,7 @@ def test_each_chunk_records_the_layout_its_worker_measured_and_a_second_chunk_re
     record = iri_job_record(job=job)
     assert record["spec"]["channels_last"] is None  # not named: left to the worker's measurement
     first, second = (c["layout_calibration"] for c in record["chunks"])
-    assert first["source"] == "calibrated" and not first["cached"] and first["timed_steps"] == 2
+    assert first["source"] == "calibrated" and not first["cached"] and first["timed_steps"] in (1, 2)
     assert set(first["ms_per_step"]) == {"nchw", "channels_last"} and first["layout"] in first["ms_per_step"]
     assert second["cached"] and second["layout"] == first["layout"] and second["cost_ms"] == 0
     engine.load_backbone("tiny_cnn").set_channels_last(False)
