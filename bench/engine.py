@@ -15,7 +15,7 @@ median of the per-round ratios):
              gradients are computed and accumulated), NCHW, normalisation, relative L2 loss, the
              normalised-gradient step with clipping, keep-best, and a ``.item()`` plus a log line per step;
   engine     ``iri_worker.engine.invert`` with the default spec (reg_free, normalised gradient,
-             keep-best, the backbone's preferred layout, BatchNorms folded into their convolutions),
+             keep-best, the layout it measures faster on the host, BatchNorms folded into their convolutions),
              timed between its on_step callbacks;
   folded floor  the floor loop on the model with its BatchNorms folded as the engine runs it, so that
              engine_over_folded_floor is what keep-best, clipping and the per-image step cost on their
@@ -35,6 +35,11 @@ engine stops, BatchNorms folded except the read layer's, the faster of NCHW / ch
 engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU), and engine_added_ms_per_step,
 what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor). The overhead probe
 (``overhead_probe``) runs the same at two layers of tiny_cnn, a 0.5 ms step, to show that added time nearly bare.
+Layout calibration (issue 23): the engine times NCHW and channels-last on the run's batch and layer and keeps the
+faster (``iri_worker.engine.layout``); per configuration ``engine_layout`` is its choice and ``layout_calibration``
+its timings, the cost of a fresh calibration (after the timed loops) and that cost's share of a 300-step job at the
+configuration's engine rate; ``demo_layout_calibration`` measures the same against the demo's own job (Lite0, 4
+photos, 128 px, 300 steps), first in the process as on a fresh worker (goal: share <= 0.02).
 Every loop runs with the C allocator set up as a worker sets it up (``keep_freed_memory``: freed blocks stay in the
 heap for the next step; ``--glibc-malloc`` leaves glibc's defaults, under which each step faults in fresh pages).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
@@ -61,6 +66,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from iri_worker.engine import InversionSpec, invert, keep_freed_memory, load_backbone  # noqa: E402
+from iri_worker.engine import layout_cache_clear, layout_calibrate  # noqa: E402
 from iri_worker.engine.features import extract  # noqa: E402
 from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
@@ -77,6 +83,10 @@ QUICK_SWEEP = [("efficientnet_lite0", 64, 4, 4, ("_blocks.2", "_avg_pooling"))]
 # goal applies to it (no network anyone sweeps is this small).
 PROBE = [("tiny_cnn", 32, 8, 300, ("relu1", "pool"))]
 QUICK_PROBE = [("tiny_cnn", 32, 8, 60, ("relu1",))]
+# The demo's job (`make demo`: EfficientNet-Lite0, its 4 bundled photos in one chunk, 128 px, 300 steps): the layout
+# calibration must cost at most 2 % of it (issue 23). (model, image size, batch, job steps, engine steps timed)
+DEMO = ("efficientnet_lite0", 128, 4, 300, 6)
+QUICK_DEMO = ("efficientnet_lite0", 64, 4, 300, 3)
 
 
 def parse_args():
@@ -249,6 +259,36 @@ def setup(name: str, size: int, batch: int, steps: int, device: str = "cpu") -> 
     return Setup(backbone, targets, x0, target_rep, spec, layouts, max(layouts, key=layouts.get))
 
 
+def layout_figures(backbone, targets: torch.Tensor, engine_ms_per_step: float, job_steps: int = DEMO[3]) -> dict:
+    """The layout the engine chose in the timed runs (its cached calibration), then a fresh calibration on the same
+    batch for what one costs, and that cost's share of a job of ``job_steps`` steps at ``engine_ms_per_step``. Runs
+    after the timed loops, so none of them includes it."""
+    used = layout_calibrate(backbone=backbone, layer=backbone.default_layer, images=targets)
+    layout_cache_clear()
+    fresh = layout_calibrate(backbone=backbone, layer=backbone.default_layer, images=targets)
+    job_ms = job_steps * engine_ms_per_step
+    return {"layout": used.layout, "ms_per_step": used.ms_per_step, "timed_steps": used.timed_steps,
+            "fresh_layout": fresh.layout, "fresh_ms_per_step": fresh.ms_per_step, "cost_ms": round(fresh.cost_ms, 1),
+            "job_steps": job_steps, "share_of_job": round(fresh.cost_ms / (fresh.cost_ms + job_ms), 4)}
+
+
+def run_demo_calibration(name: str, size: int, batch: int, job_steps: int, steps: int) -> dict:
+    """The calibration's cost against the demo's own job: a cold process's first calibration (the worker's case),
+    and the engine's ms per step at the demo's settings (the median of three short runs)."""
+    backbone = load_backbone(name)
+    targets = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    layout_cache_clear()
+    first = layout_calibrate(backbone=backbone, layer=backbone.default_layer, images=targets)
+    spec = InversionSpec(backbone=name, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
+    engine_ms = 1000 / statistics.median(engine_loop(backbone, spec, targets, steps)[0] for _ in range(3))
+    row = layout_figures(backbone, targets, engine_ms, job_steps)
+    backbone.set_channels_last(backbone.channels_last)
+    first_share = first.cost_ms / (first.cost_ms + job_steps * engine_ms)
+    return {"model": name, "image_size": size, "batch": batch, "engine_ms_per_step": round(engine_ms, 2),
+            "first_cost_ms": round(first.cost_ms, 1), "first_share_of_job": round(first_share, 4),
+            "first_layout": first.layout, "first_ms_per_step": first.ms_per_step, **row, "goal_share_at_most": 0.02}
+
+
 def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:
     backbone, targets, x0, target_rep, spec, layouts, floor_cl = setup(name, size, batch, steps)
 
@@ -269,15 +309,17 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
                 rates[method].append(rate)
             peaks[method] = max(filter(None, [peaks.get(method), peak_rss_mb()]), default=None)
     bf16_rate, final_bf16 = engine_loop(backbone, dataclasses.replace(spec, amp=True), targets, steps)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    calibration = layout_figures(backbone, targets, 1000 / med["engine"])
     backbone.set_channels_last(backbone.channels_last)
 
-    med = {k: statistics.median(v) for k, v in rates.items()}
     return {
         "model": name, "image_size": size, "batch": batch, "timed_steps": steps, "rounds": rounds,
         "floor_layout": "channels_last" if floor_cl else "nchw",
         "floor_nchw_steps_per_s": round(layouts[False], 3),
         "floor_channels_last_steps_per_s": round(layouts[True], 3),
-        "engine_layout": "channels_last" if backbone.prefers_channels_last(size) else "nchw",
+        "engine_layout": calibration["layout"],  # measured by the engine on this host (layout_calibration)
+        "layout_calibration": calibration,
         "floor_steps_per_s": round(med["floor"], 3),
         "reference_steps_per_s": round(med["reference"], 3),
         "engine_steps_per_s": round(med["engine"], 3),
@@ -413,6 +455,8 @@ def main() -> None:
     configs = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
+    # first, so that its first calibration is a fresh worker's (nothing loaded, nothing cached yet)
+    demo = None if args.cuda_only or args.sweep_only else run_demo_calibration(*(QUICK_DEMO if args.quick else DEMO))
     rows = [] if args.cuda_only or args.sweep_only else [run_config(*config, rounds=rounds) for config in configs]
     sweep, probe = ([[row for config in configs for row in run_sweep(*config, rounds=rounds)]
                      for configs in ((QUICK_SWEEP, QUICK_PROBE) if args.quick else (SWEEP, PROBE))]
@@ -424,6 +468,7 @@ def main() -> None:
         "configs": rows,
         "layer_sweep": sweep,
         "overhead_probe": probe,
+        "demo_layout_calibration": demo,
         "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8, "sweep_engine_over_folded_floor": 0.95},
     }
     if torch.cuda.is_available() and not args.no_cuda and not args.sweep_only:

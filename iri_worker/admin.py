@@ -176,7 +176,7 @@ class IriJobForm(forms.ModelForm):
         help_text="Rounds of equal length, the step size halved each new round (Feather et al.: 24000 steps, 8 rounds).",
     )
     amp = forms.BooleanField(required=False, label="mixed precision", help_text="bf16 autocast on the worker.")
-    channels_last = forms.NullBooleanField(required=False, help_text="Memory layout; unknown = the backbone's preference.")
+    channels_last = forms.NullBooleanField(required=False, help_text="Memory layout; unknown = the faster one, timed by the worker.")
 
     FIELDS = ["name", "target_photos", "backbone", "checkpoint", "layer", "recipe", "recipe_json", "seed_kind",
               "seed_photo", "seed_upload", "param", "transforms", "step_rule", "step_rounds", "steps", "step_size",
