@@ -131,3 +131,18 @@ def test_forcing_channels_last_on_the_vit_is_refused_naming_the_field():
     assert InversionSpec.from_dict({"backbone": "vit_b_16", "channels_last": False}).channels_last is False
     assert load_backbone("vit_b_16").supports_channels_last is False
     assert torch.backends.cpu.get_cpu_capability()  # the cache key's CPU part is known on this torch
+
+
+def test_another_cpu_or_precision_is_timed_anew(tiny, random_images, monkeypatch):
+    import importlib
+
+    layout = importlib.import_module("iri_worker.engine.layout")
+    clock, calls = FakeClock(), []
+    step = slow_in(True, clock, calls)
+    layout_calibrate(backbone=tiny, layer="pool", images=random_images(4), clock=clock, run_step=step)
+    timed = len(calls)
+    layout_calibrate(backbone=tiny, layer="pool", images=random_images(4), amp=True, clock=clock, run_step=step)
+    monkeypatch.setattr(layout, "cpu_capability", lambda: "AVX2")  # the same worker image on another host
+    on_avx2 = layout_calibrate(backbone=tiny, layer="pool", images=random_images(4), clock=clock, run_step=step)
+
+    assert len(calls) == 3 * timed and on_avx2.cpu_capability == "AVX2" and not on_avx2.cached
