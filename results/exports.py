@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import math
-import operator
 import zipfile
 from collections.abc import Iterator
 

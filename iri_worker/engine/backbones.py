@@ -89,9 +89,8 @@ class Backbone:
 
     ``fake_relu_modules``: the last activation before the default layer, as
     ``SwitchableReLU`` (empty where the architecture ends in another activation:
-    no FakeReLU there, as in the paper). ``channels_last``: the layout this model
-    runs fastest in on CPU, from images of ``channels_last_from`` px (see
-    ``prefers_channels_last``; a run whose spec names no layout measures instead, see ``layout``).
+    no FakeReLU there, as in the paper). ``channels_last``: the layout the validity checks and the benchmark's
+    loops put the model in (a run whose spec names no layout measures the faster one instead, see ``layout``).
     ``supports_channels_last``: False where the model cannot use channels-last (never timed, refused when a
     spec forces it). ``fixed_size``: the model accepts only
     ``input_size`` (ViT). ``min_size``: the smallest input it accepts.
@@ -118,7 +117,6 @@ class Backbone:
     classifier: bool = False
     label_names: tuple[str, ...] | None = None
     stages: tuple[str, ...] = ()
-    channels_last_from: int = 0
     supports_channels_last: bool = True
     _layers: tuple[str, ...] | None = field(default=None, init=False, repr=False)
     _layer_modules: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
@@ -139,12 +137,6 @@ class Backbone:
         """Turn the FakeReLU on the last activation on or off (no-op where unsupported)."""
         for module in self.fake_relu_modules:
             module.fake = bool(enabled)
-
-    def prefers_channels_last(self, size: int) -> bool:
-        """The layout this model was measured fastest in at ``size`` px on the host its entry was tuned on. Runs
-        no longer follow it (``layout.layout_calibrate`` times both on the host at hand); kept as the entry's
-        stated preference, which code outside the loop (the validity checks) may use."""
-        return self.channels_last and size >= self.channels_last_from
 
     def set_channels_last(self, enabled: bool) -> None:
         """Store the weights channels-last (True) or contiguous (False)."""
@@ -542,7 +534,7 @@ def _tiny_cnn(weights_path: str | None) -> Backbone:
 
 def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, stages: tuple[str, ...],
                        min_size: int = 32,
-                       channels_last: bool = True, channels_last_from: int = 0, fixed_size: bool = False,
+                       channels_last: bool = True, fixed_size: bool = False,
                        input_size: int = 224, supports_channels_last: bool = True,
                        patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
                        **kwargs) -> None:
@@ -560,7 +552,7 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
         fakes = tuple(patch(module))
         return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
                         fake_relu_modules=fakes, channels_last=channels_last,
-                        channels_last_from=channels_last_from, fixed_size=fixed_size,
+                        fixed_size=fixed_size,
                         min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages,
                         supports_channels_last=supports_channels_last)
 
@@ -596,9 +588,9 @@ _RESNET_STAGES = ("relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "av
 # 1.04 at 48, 1.01 at 64 and 0.90 at 96 (bench/engine.py's floor loop; EfficientNet-Lite0 is faster channels-last at
 # every size).
 _torchvision_entry("resnet18", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
-                   patch=lambda m: (_patch_resnet(m),), channels_last_from=64)
+                   patch=lambda m: (_patch_resnet(m),))
 _torchvision_entry("resnet50", default_layer="avgpool", classifier_prefix="fc.", stages=_RESNET_STAGES,
-                   patch=lambda m: (_patch_resnet(m),), channels_last_from=64)
+                   patch=lambda m: (_patch_resnet(m),))
 _torchvision_entry("vgg16", default_layer="classifier.4", classifier_prefix="classifier.6.",
                    stages=("features.4", "features.9", "features.16", "features.23", "features.30",
                            "classifier.1", "classifier.4"),

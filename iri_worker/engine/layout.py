@@ -7,6 +7,7 @@ the choice per process. Timing uses ``time.perf_counter`` only; nothing is print
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,8 +106,7 @@ def layout_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor, am
     if key in _CACHE:
         choice = _CACHE[key]
         backbone.set_channels_last(choice.channels_last)
-        return LayoutCalibration(choice.channels_last, choice.source, dict(choice.ms_per_step), choice.timed_steps,
-                                 cached=True, cost_ms=0.0, cpu_capability=capability)
+        return dataclasses.replace(choice, cached=True, cost_ms=0.0)
     if not backbone.supports_channels_last:
         backbone.set_channels_last(False)
         choice = LayoutCalibration(False, ONLY_LAYOUT, cpu_capability=capability)
