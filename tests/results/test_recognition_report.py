@@ -12,17 +12,22 @@ from tests.surveys.test_classification import classification, labelled_photos
 pytestmark = pytest.mark.django_db
 
 
-def test_people_and_the_network_are_compared_on_the_stimuli_each_person_saw(team):
+def recognised_by_two_people(team):
+    """A classification survey whose network recognises the dogs and cats it made metamers of, not the cars, and
+    two people: one always right, one right only on cars. Returns the survey and the index of "Car"."""
     iri_set, _ = labelled_photos(team)
     survey = classification(iri_set, practice_trials=0, screening_trials=0, catch_trials=0, rt_floor_ms=0)
-    # The network recognises the dogs and cats it made metamers of, not the cars.
     for iri in IriImage.objects.filter(job=iri_set).select_related("target"):
         iri.validity = {**iri.validity, "label_match": iri.target.label.lower() != "car"}
         iri.save(update_fields=["validity"])
-    # Two people: one always right, one right only on cars.
     car = survey.categories.index("Car")
     answer_all(participant_enroll(survey=survey, prolific_pid="always")[0], choose=lambda t: t.target_option)
     answer_all(participant_enroll(survey=survey, prolific_pid="cars")[0], choose=lambda t: car)
+    return survey, car
+
+
+def test_people_and_the_network_are_compared_on_the_stimuli_each_person_saw(team):
+    survey, car = recognised_by_two_people(team)
 
     report = alignment_report(survey=survey, n_boot=200)
 

@@ -16,8 +16,8 @@ from surveys.services import participant_enroll
 from teams.models import AuditEntry
 from teams.services import team_create
 from tests.results.helpers import not_target, session_answer, survey_make, target
+from tests.results.test_recognition_report import recognised_by_two_people
 from tests.surveys.test_assignment import answer_all
-from tests.surveys.test_classification import classification, labelled_photos
 
 pytestmark = pytest.mark.django_db
 
@@ -136,16 +136,7 @@ def test_a_clustering_archive_recomputes_the_report(photos, iri_set, tmp_path, n
 
 
 def test_a_classification_archive_recomputes_the_recognition_section(team, tmp_path, numpy_python):
-    from iri_worker.models import IriImage
-
-    iri_set, _ = labelled_photos(team)
-    survey = classification(iri_set, practice_trials=0, screening_trials=0, catch_trials=0, rt_floor_ms=0)
-    for iri in IriImage.objects.filter(job=iri_set).select_related("target"):
-        iri.validity = {**iri.validity, "label_match": iri.target.label.lower() != "car"}
-        iri.save(update_fields=["validity"])
-    car = survey.categories.index("Car")
-    answer_all(participant_enroll(survey=survey, prolific_pid="always")[0], choose=lambda t: t.target_option)
-    answer_all(participant_enroll(survey=survey, prolific_pid="cars")[0], choose=lambda t: car)
+    survey, car = recognised_by_two_people(team)
     half = participant_enroll(survey=survey, prolific_pid="half")[0]
     answer_all(half, choose=lambda t: t.target_option if t.pk % 2 else car)
 
