@@ -3,7 +3,6 @@
 folder, and what the eye would check is measured in the page: the app's stylesheet is applied (a computed style only
 participant.css sets), nothing is wider than the screen, the text is centred, the category buttons sit centred under
 the image and no category breaks inside a word; the end screen's words are those of the task done."""
-import json
 
 import pytest
 
@@ -12,6 +11,7 @@ from surveys.models import Survey, Trial
 from surveys.services import participant_enroll, survey_create, survey_publish
 from tests.conftest import finished_iri_set
 from tests.surveys.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.surveys.test_browser_flows import Worker
 from tests.surveys.test_classification import png
 
 # Long words and a two-word category: a button must wrap between words and never inside one.
@@ -121,20 +121,9 @@ def check_end_page(page, path, *, says: str, shown: str = "#completion-title", n
     return facts
 
 
-class Answers:
-    """Reads each image's trial from the trials JSON the page fetched; the right category comes from the
-    database (never from the page), so the test can answer right or wrong on purpose."""
-
-    def __init__(self, page):
-        self.page = page
-        self.trial_of_url: dict[str, str] = {}
-        page.on("response", self._on_response)
-
-    def _on_response(self, response):
-        if response.url.endswith("/trials") and response.ok:
-            for entries in json.loads(response.text()).values():
-                trials = [e for e in entries if isinstance(e, dict) and "id" in e] if isinstance(entries, list) else []
-                self.trial_of_url.update({e["query"]: e["id"] for e in trials})  # practice, screening, main
+class Answers(Worker):
+    """Reads each image's trial from the trials JSON the page fetched (as Worker does); the right category comes
+    from the database (never from the page), so the test can answer right or wrong on purpose."""
 
     def answer(self, *, right: bool, screenshot=None) -> dict:
         page = self.page

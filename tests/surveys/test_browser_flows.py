@@ -24,9 +24,9 @@ class Worker:
     def _on_response(self, response):
         if response.url.endswith("/trials") and response.ok:
             self.token = response.url.rsplit("/", 2)[1]
-            body = json.loads(response.text())
-            for entry in body["practice"] + body["trials"]:
-                self.trial_of_url[entry["query"]] = entry["id"]
+            for entries in json.loads(response.text()).values():  # practice, screening, main
+                trials = [e for e in entries if isinstance(e, dict) and "id" in e] if isinstance(entries, list) else []
+                self.trial_of_url.update({e["query"]: e["id"] for e in trials})
 
     def target_of(self, img_selector: str) -> int:
         """The screen position of the target in this session's layout."""
