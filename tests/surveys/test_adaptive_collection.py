@@ -60,6 +60,18 @@ def adaptive(sets, **fields):
     return survey_publish(survey=survey_create(slug=fields.pop("slug", "adaptive"), title="t", iri_jobs=sets, **fields))
 
 
+def answer_until_turned_away(survey, *, prefix: str = "P", choose=lambda t: t.target_option, limit: int = 1000):
+    """People enroll and answer every trial with ``choose`` until one is turned away: (how many completed, the
+    refusal). Fails when ``limit`` people all got in."""
+    for k in range(limit):
+        try:
+            participant = participant_enroll(survey=survey, prolific_pid=f"{prefix}{k}")[0]
+        except ApplicationError as refusal:
+            return k, refusal
+        answer_all(participant, choose=choose)
+    raise AssertionError(f"nobody was turned away in {limit} enrollments")
+
+
 def sets_of(participant) -> Counter:
     """The IRI sets of a participant's main trials (all their blocks), with how many trials of each."""
     return Counter(Trial.objects.filter(trial_list__slots__participant=participant, kind="main")
@@ -108,15 +120,7 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
         right = trial.iri.job_id in easy or rng.random() < 0.5
         return trial.target_option if right else 1 - trial.target_option
 
-    completed = 0
-    while True:
-        try:
-            participant = participant_enroll(survey=survey, prolific_pid=f"P{completed}")[0]
-        except ApplicationError as refusal:
-            closed = refusal
-            break
-        answer_all(participant, choose=choose)
-        completed += 1
+    completed, closed = answer_until_turned_away(survey, choose=choose)
 
     assert closed.status_code == 409 and closed.extra == {"reason": "full"}
     # The truth for the one turned away: no place; never a claim about the study's answers.
@@ -260,13 +264,7 @@ def test_collection_that_runs_out_of_useful_places_says_so_and_names_each_set_th
         return trial.target_option if rng.random() < 0.5 else 1 - trial.target_option
 
     # 48 places in blocks of two trials; sessions hold at most 3 blocks (fewer, at most 2 of one set, near the end)
-    for k in range(48):
-        try:
-            participant = participant_enroll(survey=survey, prolific_pid=f"P{k}")[0]
-        except ApplicationError as refusal:
-            refused = refusal
-            break
-        answer_all(participant, choose=coin)
+    k, refused = answer_until_turned_away(survey, choose=coin, limit=48)
 
     assert refused.message.startswith("This study is full") and k >= 16
     survey.refresh_from_db()
@@ -290,18 +288,8 @@ def test_the_goal_stops_collection_only_once_the_sessions_under_way_have_ended_a
     # Two sessions under way while the others finish.
     late = [participant_enroll(survey=survey, prolific_pid=f"late {k}")[0] for k in range(2)]
 
-    def answer_until_turned_away(prefix: str) -> int:
-        k = 0
-        while True:
-            try:
-                participant = participant_enroll(survey=survey, prolific_pid=f"{prefix}{k}")[0]
-            except ApplicationError as refusal:
-                assert refusal.extra == {"reason": "full"}
-                return k
-            answer_all(participant)  # always the target
-            k += 1
-
-    k = answer_until_turned_away("P")
+    k, refusal = answer_until_turned_away(survey)  # always the target
+    assert refusal.extra == {"reason": "full"}
     survey.refresh_from_db()
     state = survey.adaptive_state
     # Every set meets the goal, but two sessions are under way: the goal is pending, not a stop.
@@ -333,7 +321,7 @@ def test_the_goal_stops_collection_only_once_the_sessions_under_way_have_ended_a
     newcomer = participant_enroll(survey=survey, prolific_pid="newcomer")[0]
     assert set(sets_of(newcomer)) <= reopened
     answer_all(newcomer)
-    answer_until_turned_away("Q")
+    assert answer_until_turned_away(survey, prefix="Q")[1].extra == {"reason": "full"}
     survey.refresh_from_db()
     state = survey.adaptive_state
     assert state["stop"] and state["reason"] == "goal" and all(state["done"])
