@@ -369,6 +369,7 @@ def _design(*, survey: Survey, report: dict, data) -> dict:
     listed = Trial.objects.filter(survey=survey, trial_list__isnull=False)
     for list_id, trial_id in listed.values_list("trial_list__index", "id"):
         lists.setdefault(int(list_id), []).append(trial_id)
+    state = survey.adaptive
     return {
         "survey": settings,
         "build": report.get("design"),
@@ -381,8 +382,8 @@ def _design(*, survey: Survey, report: dict, data) -> dict:
             "rules": data.rules.describe(), "exclude_mistimed": bool(survey.exclude_mistimed),
             "task_type": survey.task_type, "n_options": survey.n_options,
             "ratings_per_list": survey.ratings_per_list, "precision_goal": survey.precision_goal,
-            "adaptive_sets": (survey.adaptive_state or {}).get("conditions")
-            or sorted(survey.iri_jobs.values_list("pk", flat=True)),
+            "adaptive_sets": state.conditions if state and state.conditions
+            else sorted(survey.iri_jobs.values_list("pk", flat=True)),
         },
     }
 

@@ -262,8 +262,9 @@ def _survey_lists(survey: Survey) -> tuple[int, int]:
     it is compared with would cut its trials into lists of that many."""
     lists = TrialList.objects.filter(survey=survey).count() or 1
     main = Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).count()
-    blocks = (survey.adaptive_state or {}).get("blocks_per_participant") if survey.precision_goal is not None else None
-    if blocks:
+    state = survey.adaptive if survey.precision_goal is not None else None
+    if state is not None:
+        blocks = state.blocks_per_participant
         per_participant = max(1, min(main, round(blocks * main / lists)))
         return max(1, math.ceil(main / per_participant)), per_participant
     return lists, max(1, round(main / lists))
@@ -435,44 +436,44 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
         raise ApplicationError(RATE_POSITIVE.format(value=rate_per_hour), extra={"field": "rate_per_hour"})
     if not 0 <= fee < 1:
         raise ApplicationError(FEE_RANGE.format(value=fee), extra={"field": "fee"})
-    state = survey.adaptive_state
-    if survey.precision_goal is None or not state:
+    state = survey.adaptive
+    if survey.precision_goal is None or state is None:
         return None
     goal = survey.precision_goal
     names = dict(survey.iri_jobs.values_list("pk", "name"))
-    lists = {int(k): v for k, v in state["lists"].items()}
+    lists = {int(k): v for k, v in state.lists.items()}
     free = dict(Slot.objects.filter(survey=survey, is_pilot=False, filled_at__isnull=True)
                 .values("trial_list_id").annotate(n=Count("id")).values_list("trial_list_id", "n"))
     figures = survey_answer_figures(survey=survey)
     rho_p, rho_i, icc_sources = _set_correlations(figures)
-    blocks = state.get("blocks_per_participant") or 1
+    blocks = state.blocks_per_participant
     _, per_session = _survey_lists(survey)
     conditions = []
-    for c, job in enumerate(state["conditions"]):
-        alignment, n = state["alignment"][c], state["n_answers"][c]
+    for c, job in enumerate(state.conditions):
+        alignment, n = state.alignment[c], state.n_answers[c]
         sizes = sorted((per_set[c] for per_set in lists.values() if per_set[c]), reverse=True)
         most = sum(sizes[:blocks])  # a participant holds one place in each of their blocks
         measured = figures["conditions"][c] if c < len(figures["conditions"]) else None
         # the design effect at the end: the sets' correlations at this set's trials per participant so far (or, before
         # any, the most it can get) and the ratings per item its need implies; never below the live estimate
-        open_sets = max(1, sum(not d for d in state["done"]))
+        open_sets = max(1, sum(not d for d in state.done))
         per_participant = (measured["answers_per_participant"] if measured and measured.get("answers_per_participant")
                            else min(max(1, most), max(BLOCK_TRIALS, per_session / open_sets)))
         items = sum(per_set[c] for per_set in lists.values()) or 1
         p_planned = WORST_CASE_P if alignment is None else alignment
-        design_effect = state["design_effect"][c]
+        design_effect = state.design_effect[c]
         for _ in range(5):  # fixed point: the need sets the ratings per item, which set the design effect
             needed = max(MIN_ANSWERS, condition_answers_needed(p=p_planned, half_width=goal,
                                                                design_effect=design_effect))
-            design_effect = max(state["design_effect"][c], design_effect_expected(
+            design_effect = max(state.design_effect[c], design_effect_expected(
                 icc_participant=max(0.0, rho_p[c]), icc_item=max(0.0, rho_i[c]),
                 answers_per_participant=per_participant,
                 answers_per_item=answers_per_cluster(answers=max(needed, n), clusters=items)))
         needed = max(MIN_ANSWERS, condition_answers_needed(p=p_planned, half_width=goal, design_effect=design_effect))
-        still = 0 if state["done"][c] else max(needed - n, 1)
+        still = 0 if state.done[c] else max(needed - n, 1)
         conditions.append({
-            "id": job, "name": names.get(job) or f"IRI set {job}", "half_width": state["half_width"][c], "goal": goal,
-            "n_answers": n, "alignment": alignment, "design_effect": state["design_effect"][c], "done": state["done"][c],
+            "id": job, "name": names.get(job) or f"IRI set {job}", "half_width": state.half_width[c], "goal": goal,
+            "n_answers": n, "alignment": alignment, "design_effect": state.design_effect[c], "done": state.done[c],
             "design_effect_planned": round(design_effect, 4), "icc_participant": round(rho_p[c], 4),
             "icc_item": round(rho_i[c], 4), "icc_source": icc_sources[c],
             "answers_needed": needed, "answers_still_needed": still,
@@ -526,13 +527,13 @@ def survey_forecast(*, survey: Survey, rate_per_hour: float | None = None, fee: 
         "cost_still_needed": round(participants * cost_each, 2),
         "cap_participants": cap,
         "cap_room": room,
-        "completed": state["completed"],
-        "stop": state["stop"],
-        "reason": state["reason"],
+        "completed": state.completed,
+        "stop": state.stop,
+        "reason": state.reason,
         "outcome": outcome,  # why collection ended, and which sets missed the goal by how much
         "answers_source": figures["source"],  # where the correlations came from: "live", "pilot" or "default"
         "answers_sessions": figures["sessions"],
-        "estimated_at": state["estimated_at"],
+        "estimated_at": state.estimated_at,
         "met": met,
         "reachable": not reasons,
         "note": note,

@@ -476,8 +476,8 @@ def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_con
     if survey.precision_goal is None:
         return {"design": "fixed", "stopping_rule": FIXED_RULE.format(n=survey.ratings_per_list)}
     goal = survey.precision_goal
-    state = survey.adaptive_state or {}
-    jobs = state.get("conditions") or sorted(survey.iri_jobs.values_list("pk", flat=True))
+    state = survey.adaptive
+    jobs = state.conditions if state and state.conditions else sorted(survey.iri_jobs.values_list("pk", flat=True))
     answer_job = data.trials["job"][data.t_row] if data.t_row.size else np.zeros(0, dtype=np.int64)
     known = np.asarray(jobs, dtype=np.int64)  # sorted, as adaptive_state keeps them; a survey has at least one set
     at = np.minimum(np.searchsorted(known, answer_job), known.size - 1)
@@ -515,7 +515,7 @@ def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_con
         "stop_note": outcome.get("note", ""),
         "sessions_under_way": outcome.get("sessions_under_way", 0),
         "missed": [s for s in sets if not s["meets_goal"]] if outcome.get("missed") else [],
-        "completed_at_last_estimate": state.get("completed", 0),
+        "completed_at_last_estimate": state.completed if state else 0,
         "goal": goal,
         "interval": ADAPTIVE_INTERVAL,
         "sets": sets,

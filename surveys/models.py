@@ -25,6 +25,8 @@ from django.db import models
 from iri_worker.models import IriImage, IriJob, StoredImage
 from teams.models import Team
 
+from .adaptive_state import AdaptiveState
+
 DEFAULT_CONSENT = """**Consent.** This study is run by researchers who want to learn how people judge images.
 You will look at images and choose between two of them. It takes a few minutes. Your answers are stored
 without your name. You may stop at any time by closing the page."""
@@ -218,6 +220,11 @@ class Survey(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def adaptive(self) -> AdaptiveState | None:
+        """``adaptive_state`` through its contract (surveys.adaptive_state); None before an adaptive survey's build."""
+        return AdaptiveState.from_dict(self.adaptive_state) if self.adaptive_state else None
 
     @property
     def n_options(self) -> int:

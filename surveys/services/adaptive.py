@@ -7,7 +7,7 @@ is at or below the goal with enough answers. The trials are cut into blocks of a
 (stats.adaptive.blocks_split), each a trial list with N places; at enrollment ``blocks_choose`` composes the
 participant's session of blocks of the sets still above their goal, and the participant holds one place in each
 (a slot per block), so no block is ever over-filled and no trial is seen twice. The state lives in
-``Survey.adaptive_state``:
+``Survey.adaptive_state`` (read and written through its contract, surveys.adaptive_state.AdaptiveState):
 
 - ``conditions``: the survey's IRI set (job) ids, in condition order;
 - ``lists``: block (trial list) id -> main trials per condition (fixed at build; one set per block);
@@ -27,6 +27,7 @@ While the goal is pending and once stopped, every completion or end of a session
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -44,6 +45,7 @@ from stats.adaptive import (
     useful_places_left,
 )
 
+from ..adaptive_state import AdaptiveState
 from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
 from ..prolific import prolific_enabled
 from ..tasks import prolific_places_from_forecast_task, prolific_study_pause_when_done
@@ -54,11 +56,12 @@ logger = logging.getLogger(__name__)
 CAP_STATUSES = (Participant.Status.ACTIVE, Participant.Status.COMPLETED, Participant.Status.FAILED_ATTENTION)
 
 
-def adaptive_state_initial(*, survey: Survey, blocks_per_participant: int | None = None) -> dict:
+def adaptive_state_initial(*, survey: Survey, blocks_per_participant: int | None = None) -> AdaptiveState:
     """The state of a survey just built (or put back to its start): every block's main trials per condition, no
     answers yet. ``blocks_per_participant``: fixed at build; None keeps the survey's."""
     if blocks_per_participant is None:
-        blocks_per_participant = (survey.adaptive_state or {}).get("blocks_per_participant", 1)
+        state = survey.adaptive
+        blocks_per_participant = state.blocks_per_participant if state else 1
     conditions = sorted(survey.iri_jobs.values_list("pk", flat=True))
     index = {job: c for c, job in enumerate(conditions)}
     lists: dict[str, list[int]] = {}
@@ -66,11 +69,11 @@ def adaptive_state_initial(*, survey: Survey, blocks_per_participant: int | None
     for list_id, job_id in rows:
         lists.setdefault(str(list_id), [0] * len(conditions))[index[job_id]] += 1
     k = len(conditions)
-    return {
-        "conditions": conditions, "lists": lists, "blocks_per_participant": blocks_per_participant, "half_width": [0.5] * k, "n_answers": [0] * k,
-        "alignment": [None] * k, "design_effect": [1.0] * k, "n_participants_set": [0] * k, "done": [False] * k,
-        "completed": 0, "stop": False, "reason": "", "estimated_at": None,
-    }
+    return AdaptiveState(
+        conditions=conditions, lists=lists, blocks_per_participant=blocks_per_participant, half_width=[0.5] * k,
+        n_answers=[0] * k, alignment=[None] * k, design_effect=[1.0] * k, n_participants_set=[0] * k,
+        done=[False] * k, completed=0, stop=False, reason="", estimated_at=None, stopped_at=None,
+    )
 
 
 def _live_sessions(survey: Survey):
@@ -81,10 +84,10 @@ def _completed_count(survey: Survey) -> int:
     return _live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False).count()
 
 
-def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
+def adaptive_estimate(*, survey: Survey, state: AdaptiveState) -> AdaptiveState:
     """Recompute every condition's interval from the live sessions completed so far and apply the stopping rule
     (stats.adaptive.collection_stop). Returns the new state; stores nothing."""
-    conditions = state["conditions"]
+    conditions = state.conditions
     index = {job: c for c, job in enumerate(conditions)}
     # One read of who has completed, for both the answers and the count: a session that completes between two reads
     # would be counted without its answers, and the next refresh would see nothing new to estimate.
@@ -109,25 +112,25 @@ def adaptive_estimate(*, survey: Survey, state: dict) -> dict:
         cap_participants=survey.max_participants, block_conditions=block_conditions,
         unfilled=_places(survey, ids, unfilled=True),
         under_way=bool(_places(survey, ids, now=timezone.now(), held=True).any()),
-        stopped_reason=state["reason"] if state.get("stop") else "",
+        stopped_reason=state.reason if state.stop else "",
     )
-    return {
-        **state,
-        "stopped_at": state.get("stopped_at") or (timezone.now().isoformat() if verdict.stop else None),
-        "half_width": [round(float(h), 6) for h in half_width],
-        "n_answers": n_answers.tolist(),
-        "alignment": [i.alignment for i in intervals],
-        "design_effect": [round(i.design_effect, 4) for i in intervals],
-        "n_participants_set": [i.n_participants for i in intervals],
-        "done": verdict.done.tolist(),
-        "completed": completed,
-        "stop": verdict.stop,
-        "reason": verdict.reason,
-        "estimated_at": timezone.now().isoformat(),
-    }
+    return dataclasses.replace(
+        state,
+        stopped_at=state.stopped_at or (timezone.now().isoformat() if verdict.stop else None),
+        half_width=[round(float(h), 6) for h in half_width],
+        n_answers=n_answers.tolist(),
+        alignment=[i.alignment for i in intervals],
+        design_effect=[round(i.design_effect, 4) for i in intervals],
+        n_participants_set=[i.n_participants for i in intervals],
+        done=verdict.done.tolist(),
+        completed=completed,
+        stop=verdict.stop,
+        reason=verdict.reason,
+        estimated_at=timezone.now().isoformat(),
+    )
 
 
-def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | None:
+def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> AdaptiveState | None:
     """Re-estimate when ``precision_every`` more live sessions have completed since the last estimate (or when
     forced); called after every completion and every other end of a live session. The survey row is locked
     meanwhile, so estimates are written in order and enrollment reads the newest. While the goal is pending and
@@ -136,22 +139,22 @@ def survey_adaptive_refresh(*, survey_id: int, force: bool = False) -> dict | No
     Returns the new state, or None when nothing was due."""
     with transaction.atomic():
         survey = Survey.objects.select_for_update(no_key=True).get(pk=survey_id)
-        state = survey.adaptive_state
-        if survey.precision_goal is None or not state:
+        state = survey.adaptive
+        if survey.precision_goal is None or state is None:
             return None
-        stopped_before = state.get("stop", False)
+        stopped_before = state.stop
         due = force or estimate_due(
-            completed=_completed_count(survey), completed_at_estimate=state["completed"], every=survey.precision_every,
-            stopped=stopped_before, goal_pending=state.get("reason") == "goal_pending",
-            places_left=adaptive_places_left(survey=survey, state=state, done=state["done"]),
+            completed=_completed_count(survey), completed_at_estimate=state.completed, every=survey.precision_every,
+            stopped=stopped_before, goal_pending=state.reason == "goal_pending",
+            places_left=adaptive_places_left(survey=survey, state=state, done=state.done),
         )
         if not due:
             return None
         state = adaptive_estimate(survey=survey, state=state)
-        Survey.objects.filter(pk=survey_id).update(adaptive_state=state)
-        if state["stop"] and not stopped_before:
+        Survey.objects.filter(pk=survey_id).update(adaptive_state=state.to_dict())
+        if state.stop and not stopped_before:
             transaction.on_commit(lambda: _prolific_enqueue(prolific_study_pause_when_done, survey_id=survey_id))
-        elif not state["stop"]:
+        elif not state.stop:
             transaction.on_commit(lambda: _prolific_enqueue(prolific_places_from_forecast_task, survey_id=survey_id,
                                                             only_status="ACTIVE"))
     return state
@@ -172,10 +175,10 @@ def _prolific_enqueue(task, *, survey_id: int, only_status: str | None = None) -
         logger.warning("Survey %s's Prolific study: %s could not be queued", survey_id, task.name, exc_info=True)
 
 
-def _blocks(state: dict) -> tuple[list[int], np.ndarray, np.ndarray]:
+def _blocks(state: AdaptiveState) -> tuple[list[int], np.ndarray, np.ndarray]:
     """The state's blocks: ids, each one's IRI set (condition index) and its number of main trials."""
-    ids = [int(k) for k in state["lists"]]
-    per_set = np.array([state["lists"][str(k)] for k in ids], dtype=np.int64).reshape(len(ids), -1)
+    ids = [int(k) for k in state.lists]
+    per_set = np.array([state.lists[str(k)] for k in ids], dtype=np.int64).reshape(len(ids), -1)
     return ids, per_set.argmax(axis=1), per_set.sum(axis=1)
 
 
@@ -191,7 +194,7 @@ def _places(survey: Survey, ids: list[int], *, unfilled: bool = False, now=None,
     return np.array([counts.get(i, 0) for i in ids], dtype=np.int64)
 
 
-def adaptive_blocks_choose(*, survey: Survey, state: dict, now, rng: np.random.Generator) -> list[int]:
+def adaptive_blocks_choose(*, survey: Survey, state: AdaptiveState, now, rng: np.random.Generator) -> list[int]:
     """The blocks (trial list ids) the next participant gets, in the order chosen (stats.adaptive.blocks_choose
     on the places free and held now); empty when none helps."""
     ids, block_conditions, sizes = _blocks(state)
@@ -199,8 +202,8 @@ def adaptive_blocks_choose(*, survey: Survey, state: dict, now, rng: np.random.G
         return []
     chosen = blocks_choose(
         block_conditions=block_conditions, block_sizes=sizes, free=_places(survey, ids, now=now),
-        held=_places(survey, ids, now=now, held=True), half_width=state["half_width"], n_answers=state["n_answers"],
-        done=state["done"], goal=survey.precision_goal, blocks=state.get("blocks_per_participant", 1), rng=rng,
+        held=_places(survey, ids, now=now, held=True), half_width=state.half_width, n_answers=state.n_answers,
+        done=state.done, goal=survey.precision_goal, blocks=state.blocks_per_participant, rng=rng,
     )
     return [ids[b] for b in chosen]
 
@@ -213,7 +216,7 @@ def adaptive_cap_reached(*, survey: Survey, exclude_pk: int | None = None) -> bo
     return taken >= survey.max_participants
 
 
-def adaptive_places_left(*, survey: Survey, state: dict, done) -> bool:
+def adaptive_places_left(*, survey: Survey, state: AdaptiveState, done) -> bool:
     """Whether a block of a set that is not done has a live place not yet filled (free, or held by a session under
     way, which may still time out and free it). False means no participant can help any more."""
     ids, block_conditions, _ = _blocks(state)
@@ -246,21 +249,21 @@ def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict
     "goal" is said only when every set meets the goal (half-width at most the goal, with MIN_ANSWERS answers) and
     no live session is under way; before that it is "goal_pending". ``half_width`` and ``n_answers`` (per set, in
     the state's condition order) default to the last estimate; the report passes its own."""
-    state = survey.adaptive_state
-    if survey.precision_goal is None or not state:
+    state = survey.adaptive
+    if survey.precision_goal is None or state is None:
         return None
     goal = survey.precision_goal
     if half_width is None:  # the last estimate's own verdict
-        half_width, n_answers, meets = state["half_width"], state["n_answers"], list(state["done"])
+        half_width, n_answers, meets = state.half_width, state.n_answers, list(state.done)
     else:
         half_width, n_answers = [float(h) for h in half_width], [int(n) for n in n_answers]
         meets = conditions_done(half_width=half_width, goal=goal, n_answers=n_answers).tolist()
     under_way = _live_sessions(survey).filter(status=Participant.Status.ACTIVE).count()
-    if state.get("stop"):
-        reason = state["reason"]
+    if state.stop:
+        reason = state.reason
         if reason == "goal":  # a session whose place had timed out may still complete after the stop
             reason = "goal_pending" if under_way else ("goal" if all(meets) else "late_sessions")
-    elif state.get("reason") == "goal_pending":
+    elif state.reason == "goal_pending":
         reason = "goal_pending"
     elif survey.status == Survey.Status.CLOSED:
         reason = "researcher"
@@ -275,7 +278,7 @@ def adaptive_outcome(*, survey: Survey, half_width=None, n_answers=None) -> dict
     missed = [
         {"iri_job": job, "name": names.get(job) or f"IRI set {job}", "half_width": round(h, 6), "goal": goal,
          "answers": n, "missed_by": round(max(h - goal, 0.0), 6), "answers_short": max(MIN_ANSWERS - n, 0)}
-        for job, h, n, ok in zip(state["conditions"], half_width, n_answers, meets) if not ok
+        for job, h, n, ok in zip(state.conditions, half_width, n_answers, meets) if not ok
     ] if ended else []
     note = OUTCOME_NOTES[reason].format(under_way=under_way, s="" if under_way == 1 else "s",
                                         cap=survey.max_participants)

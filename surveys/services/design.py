@@ -196,7 +196,7 @@ def _survey_built(*, survey: Survey, lists: list[tuple[TrialList, list]], **fiel
     _slots_create(survey=survey, lists=[tl for tl, _ in lists])
     if survey.precision_goal is not None:
         _, blocks = _blocks_layout(survey=survey, units=[unit for _, units in lists for unit in units])
-        fields["adaptive_state"] = adaptive_state_initial(survey=survey, blocks_per_participant=blocks)
+        fields["adaptive_state"] = adaptive_state_initial(survey=survey, blocks_per_participant=blocks).to_dict()
     Survey.objects.filter(pk=survey.pk).update(**fields)
     for name, value in fields.items():
         setattr(survey, name, value)

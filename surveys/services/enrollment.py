@@ -167,7 +167,8 @@ def slot_claim(*, participant: Participant) -> Slot | None:
     if not participant.is_pilot and survey.precision_goal is not None:
         slots = _adaptive_slots_claim(participant=participant, candidates=candidates, now=now)
     elif survey.precision_goal is not None:  # a pilot of an adaptive survey: a full session, blocks breadth-first
-        blocks = (survey.adaptive_state or {}).get("blocks_per_participant", 1)
+        state = survey.adaptive
+        blocks = state.blocks_per_participant if state else 1
         slots, seen = [], set()
         for slot in candidates.order_by("rank").select_for_update(skip_locked=True, of=("self",))[:blocks * 4]:
             if slot.trial_list_id not in seen and len(slots) < blocks:
@@ -204,8 +205,8 @@ def _adaptive_slots_claim(*, participant: Participant, candidates, now) -> list[
     of the same arrivals (bench/adaptive.py) makes the same choices."""
     # NO KEY UPDATE: the key is not changed, so other sessions' foreign-key checks (KEY SHARE) need not wait.
     survey = Survey.objects.select_for_update(no_key=True).get(pk=participant.survey_id)
-    state = survey.adaptive_state
-    if not state or state.get("stop") or adaptive_cap_reached(survey=survey, exclude_pk=participant.pk):
+    state = survey.adaptive
+    if state is None or state.stop or adaptive_cap_reached(survey=survey, exclude_pk=participant.pk):
         return []
     ordinal = Participant.objects.filter(survey=survey, is_pilot=False, pk__lt=participant.pk).count()
     rng = np.random.default_rng([survey.rng_seed, ordinal])

@@ -59,7 +59,7 @@ def survey_rehearsal_erase(*, survey: Survey, user=None, request=None) -> dict:
         sessions_delete(ids=ids)
         fields = {"data_version": F("data_version") + 1}
         if survey.precision_goal is not None:
-            fields["adaptive_state"] = adaptive_state_initial(survey=survey)
+            fields["adaptive_state"] = adaptive_state_initial(survey=survey).to_dict()
             if Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False).exists():
                 # people came during the rehearsal: the fresh state counts them
                 transaction.on_commit(lambda: survey_adaptive_refresh(survey_id=survey.pk, force=True))

@@ -135,7 +135,7 @@ def test_collection_closes_with_the_full_page_once_every_set_meets_its_goal(four
     assert sum(answers[j] for j in easy) < 0.5 * sum(n for j, n in answers.items() if j not in easy)
     assert completed * state["blocks_per_participant"] < survey.trial_lists.count() * survey.ratings_per_list
     # Re-estimating from scratch agrees with what enrollment used.
-    assert survey_adaptive_refresh(survey_id=survey.pk, force=True)["done"] == state["done"]
+    assert survey_adaptive_refresh(survey_id=survey.pk, force=True).done == state["done"]
 
 
 def test_the_cap_on_participants_closes_enrollment_even_when_goals_are_unmet(four_sets):

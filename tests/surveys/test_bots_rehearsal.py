@@ -61,7 +61,7 @@ def test_a_rehearsal_moves_the_estimates_like_people_and_one_action_puts_the_sur
     assert not Slot.objects.filter(survey=survey).exclude(participant=None).exists()
     assert not Slot.objects.filter(survey=survey, filled_at__isnull=False).exists()
     survey.refresh_from_db()
-    assert survey.adaptive_state == adaptive_state_initial(survey=survey)
+    assert survey.adaptive == adaptive_state_initial(survey=survey)
     assert AuditEntry.objects.get(action="survey.rehearsal_erase").details == erased
     # The real study starts clean: the first person is counted from zero.
     person, _ = participant_enroll(survey=survey, prolific_pid="PERSON-1")
