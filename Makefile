@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iri_platform
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-python test-frontend services frontend clean env
+.PHONY: install demo test test-python test-frontend services frontend clean env docs
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,7 +35,11 @@ env:
 services:
 	./scripts/services.sh
 
-test: install services test-frontend test-python
+test: install docs services test-frontend test-python
+
+# The documentation site (mkdocs.yml, MkDocs with the Material theme) into var/site; --strict fails on a broken link.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test --silent
