@@ -19,6 +19,7 @@ from .services import (
     photo_png_bytes,
     target_photo_create,
 )
+from .validity_record import ValidityRecord
 
 
 def _thumb(stored, size: int = 96):
@@ -279,24 +280,22 @@ def _validity_text(validity: dict):
     """Percentile in the null, label check and the loss curve (first → last) of one IRI."""
     if not validity:
         return "–"
-    if "error" in validity:
-        return f"no record: {validity['error']}"
-    null = validity.get("null") or {}
-    percentile = validity.get("percentile")
+    record = ValidityRecord.from_dict(validity)
+    if record.error is not None:
+        return f"no record: {record.error}"
+    null = record.null
     parts = [
-        f"percentile {percentile:.1f} % of {null.get('pairs', 0)} null pairs" if percentile is not None
-        else "no null distribution (fewer than two photos)",
-        f"distance {validity['distance']:.4g} (null median {null['median']:.4g})"
-        if validity.get("distance") is not None and null.get("median") is not None else "",
+        f"percentile {record.percentile:.1f} % of {null.pairs if null else 0} null pairs"
+        if record.percentile is not None else "no null distribution (fewer than two photos)",
+        f"distance {record.distance:.4g} (null median {null.median:.4g})"
+        if record.distance is not None and null and null.median is not None else "",
     ]
-    match = validity.get("label_match")
-    if match is None:
+    if record.label_match is None:
         parts.append("no classifier")
     else:
-        iri = validity.get("iri_label_name") or validity.get("iri_label")
-        target = validity.get("target_label_name") or validity.get("target_label")
-        parts.append(f"label {'match' if match else 'MISMATCH'} ({iri} / {target})")
-    curve = validity.get("loss_curve") or []
+        match = "match" if record.label_match else "MISMATCH"
+        parts.append(f"label {match} ({record.iri_label_shown} / {record.target_label_shown})")
+    curve = record.loss_curve
     if curve:
         first, last = curve[0], curve[-1]
         parts.append(f"loss {first[1]} (step {first[0]}) → {last[1]} (step {last[0]})")

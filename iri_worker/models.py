@@ -176,8 +176,8 @@ class IriImage(models.Model):
     proxy = models.JSONField(default=dict, blank=True)
     # The loss became NaN/inf: the engine stopped this image and kept its best finite iterate.
     nan_loss = models.BooleanField(default=False)
-    # Proof that it is an IRI (iri_worker.validity; empty for images made before it existed):
-    # {"distance", "percentile", "null": {...}, "label_match", "iri_label", "target_label", ..., "loss_curve"}.
+    # Proof that it is an IRI (iri_worker.validity_record.ValidityRecord; empty for images made before it existed):
+    # {"version", "distance", "percentile", "null": {...}, "label_match", "iri_label", "target_label", ..., "loss_curve"}.
     validity = models.JSONField(default=dict, blank=True)
 
     class Meta:

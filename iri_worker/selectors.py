@@ -5,9 +5,10 @@ import statistics
 from backend.exceptions import ApplicationError
 
 from .models import IriChunk, IriImage, IriJob
+from .validity_record import ValidityRecord
 
 # Why an IRI fails the validity filter a survey may set (iri_validity_failure); the record itself is
-# IriImage.validity, written by the worker with the image.
+# IriImage.validity (iri_worker.validity_record), written by the worker with the image.
 VALIDITY_REASONS = {
     "percentile_above_threshold": (
         "The IRI's representation distance to its target lies above the chosen percentile of the null "
@@ -62,18 +63,16 @@ def iri_validity_failure(*, iri: IriImage, max_percentile: float | None, require
     max_percentile = validity_threshold_check(max_percentile)
     if max_percentile is None and not require_label_match:
         return None
-    record = iri.validity or {}
+    record = ValidityRecord.from_dict(iri.validity or {})
     if max_percentile is not None:
-        percentile = record.get("percentile")
-        if percentile is None:
+        if record.percentile is None:
             return "no_validity_record"
-        if percentile > max_percentile:
+        if record.percentile > max_percentile:
             return "percentile_above_threshold"
     if require_label_match:
-        match = record.get("label_match")
-        if match is None:
+        if record.label_match is None:
             return "no_validity_record"
-        if not match:
+        if not record.label_match:
             return "label_mismatch"
     return None
 
@@ -81,12 +80,13 @@ def iri_validity_failure(*, iri: IriImage, max_percentile: float | None, require
 def iri_job_validity_summary(*, job: IriJob) -> dict:
     """The set's validity at a glance: {"n", "with_record", "median_percentile", "max_percentile",
     "label_matches", "label_checked"} (None where nothing to summarise)."""
-    records = [v or {} for v in IriImage.objects.filter(job=job).values_list("validity", flat=True)]
-    percentiles = sorted(r["percentile"] for r in records if r.get("percentile") is not None)
-    checked = [r["label_match"] for r in records if r.get("label_match") is not None]
+    stored = IriImage.objects.filter(job=job).values_list("validity", flat=True)
+    records = [ValidityRecord.from_dict(v or {}) for v in stored]
+    percentiles = sorted(r.percentile for r in records if r.percentile is not None)
+    checked = [r.label_match for r in records if r.label_match is not None]
     return {
         "n": len(records),
-        "with_record": sum(1 for r in records if "distance" in r),
+        "with_record": sum(1 for r in records if r.made),
         "median_percentile": statistics.median(percentiles) if percentiles else None,
         "max_percentile": percentiles[-1] if percentiles else None,
         "label_matches": sum(checked) if checked else None,

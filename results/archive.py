@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
+from iri_worker.validity_record import ValidityRecord
 from stats import adaptive as adaptive_module
 from stats import alignment as alignment_module
 from stats import recognition as recognition_module
@@ -276,7 +277,7 @@ def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict
             categories[target_option] if task == Survey.TaskType.CLASSIFY and target_option < len(categories) else "",
             sha.get(int(trials["query"][t]), ""), *(sha.get(int(o), "") for o in trials["options"][t]),
             sha.get(mask, "") if mask else "", trials["foil_kind"][t], screens.get(int(trials["id"][t]), ""),
-            (validity.get(iri) or {}).get("label_match") if iri >= 0 else None,
+            validity[iri].label_match if iri in validity else None,
         ]
 
 
@@ -444,7 +445,7 @@ def study_archive_write(
     report = alignment_report(survey=survey, n_boot=n_boot, seed=seed)
     data = survey_data_load(survey=survey, raw_ids=identified)
     sha, jobs, iris = _stimuli(survey=survey, data=data)
-    validity = {i["id"]: i["validity"] for i in iris}
+    validity = {i["id"]: ValidityRecord.from_dict(i["validity"] or {}) for i in iris}
     photos = dict(IriImage.objects.filter(pk__in=list(validity)).values_list("target_id", "target__name"))
     try:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from iri_worker.validity_record import ValidityRecord
 from stats.alignment import KIND_CATCH, KIND_MAIN, position_counts
 from surveys.models import Survey
 
@@ -73,17 +74,16 @@ def _context(data: SurveyData) -> dict:
     }
 
 
-def _validity_columns(record: dict) -> dict:
-    def label(which: str):
-        name = record.get(f"{which}_label_name")
-        return name if name is not None else record.get(f"{which}_label")
+NO_RECORD = ValidityRecord()  # the validity columns of a trial without an IRI (catch, practice)
 
+
+def _validity_columns(record: ValidityRecord) -> dict:
     return {
-        "iri_null_percentile": record.get("percentile"),
-        "iri_rep_distance": record.get("distance"),
-        "iri_label_match": record.get("label_match"),
-        "iri_model_label": label("iri"),
-        "target_model_label": label("target"),
+        "iri_null_percentile": record.percentile,
+        "iri_rep_distance": record.distance,
+        "iri_label_match": record.label_match,
+        "iri_model_label": record.iri_label_shown,
+        "target_model_label": record.target_label_shown,
     }
 
 
@@ -158,7 +158,7 @@ def _trial_columns(*, data: SurveyData, ctx: dict, t: int) -> tuple[dict, dict, 
         **{f"option_{k}_role": roles[k] for k in range(3)},
         "target_option": target_option,
     }
-    return head, _validity_columns(ctx["validity"].get(int(trials["iri"][t]), {})), options
+    return head, _validity_columns(ctx["validity"].get(int(trials["iri"][t]), NO_RECORD)), options
 
 
 def _answers(*, survey: Survey, data: SurveyData, ctx: dict) -> Iterator[tuple]:

@@ -20,6 +20,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from iri_worker.models import IriImage, IriJob
+from iri_worker.validity_record import ValidityRecord
 from stats.alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import participant_pseudonym
@@ -254,11 +255,13 @@ def stored_image_table(*, ids: set[int]) -> dict[int, str]:
     return dict(StoredImage.objects.filter(pk__in=ids).values_list("id", "sha256"))
 
 
-def iri_validity_table(*, ids: set[int]) -> dict[int, dict]:
-    """IriImage id -> its validity record (percentile in the null distribution, label check, ...; {} where none)."""
+def iri_validity_table(*, ids: set[int]) -> dict[int, ValidityRecord]:
+    """IriImage id -> its validity record (percentile in the null distribution, label check, ...; every field None
+    where it has none)."""
     if not ids:
         return {}
-    return {pk: record or {} for pk, record in IriImage.objects.filter(pk__in=ids).values_list("id", "validity")}
+    rows = IriImage.objects.filter(pk__in=ids).values_list("id", "validity")
+    return {pk: ValidityRecord.from_dict(record or {}) for pk, record in rows}
 
 
 def survey_mistimed_pairs(*, survey: Survey) -> list[tuple[int, int]]:

@@ -432,7 +432,7 @@ def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, 
     each person saw, and the model-vs-human trio (stats.recognition), on the included main answers."""
     iri = data.trials["iri"][data.t_row]
     validity = iri_validity_table(ids={int(i) for i in iri[use] if i >= 0})
-    verdict = np.array([(validity.get(int(i)) or {}).get("label_match") for i in iri], dtype=object)
+    verdict = np.array([validity[int(i)].label_match if int(i) in validity else None for i in iri], dtype=object)
     known = use & np.array([v is not None for v in verdict], dtype=bool)
     arrays = {
         "correct": data.correct[known], "network_correct": verdict[known].astype(bool),

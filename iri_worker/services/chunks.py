@@ -13,6 +13,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from ..models import IriChunk, IriImage, IriJob, StoredImage, TargetPhoto
+from ..validity_record import ValidityRecord
 from .checkpoints import _checkpoint_local_path
 from .jobs import iri_job_chunks_create, iri_job_enqueue, iri_job_refresh
 from .storage import ImageStorageError, _read_rgb, _save_tensor, _save_tensor_once
@@ -292,7 +293,7 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
         if _is_out_of_memory(exc):
             _free_device_memory()
         logger.exception("IRI chunk %s: validity record failed", chunk_id)
-        validity, null_cached = [{"error": f"{type(exc).__name__}: {exc}"[:500]} for _ in targets], None
+        validity, null_cached = [ValidityRecord(error=f"{type(exc).__name__}: {exc}"[:500]) for _ in targets], None
     details = {"device": device, "device_name": _device_name(device), "seconds": round(seconds, 2),
                "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
                "adversarial_c": getattr(result, "adversarial_c", None),
@@ -318,7 +319,7 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
                     best_step=int(result.best_step[i]),
                     proxy=proxies[i],
                     nan_loss=bool(nan_mask[i]) if nan_mask is not None else False,
-                    validity=validity[i],
+                    validity=validity[i].to_dict(),
                 ),
             )
         finished = IriChunk.objects.filter(pk=chunk_id, status=IriChunk.Status.RUNNING, worker=worker[:255]).update(

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import IntegrityError, transaction
 
 from ..models import IriJob, NullDistribution, StoredImage, TargetPhoto
+from ..validity_record import NullSummary, ValidityRecord
 from .storage import _read_rgb
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,10 @@ def _signif(value: float, digits: int = 6) -> float | None:
     return float(f"{value:.{digits}g}") if math.isfinite(value) else None
 
 
-def iri_validity_compute(*, job: IriJob, spec, backbone, device: str, iris, targets, curve) -> tuple[list[dict], bool]:
-    """Each IRI's validity record (see IriImage.validity) and whether the null came from the cache.
+def iri_validity_compute(
+    *, job: IriJob, spec, backbone, device: str, iris, targets, curve
+) -> tuple[list[ValidityRecord], bool]:
+    """Each IRI's validity record (stored as IriImage.validity) and whether the null came from the cache.
 
     The IRI is judged as stored (8-bit); its distance to its target is the loss's representation term at the
     run's layer, in float32 without transform; its percentile is in the job's null distribution. ``curve`` is
@@ -120,25 +123,24 @@ def iri_validity_compute(*, job: IriJob, spec, backbone, device: str, iris, targ
     names = backbone.label_names
     losses = torch.stack([loss.detach().float() for _, loss in curve]).cpu() if curve else torch.zeros(0, n)
     steps = [step for step, _ in curve]
-    summary = {"key": null.key, "layer": layer, "pairs": len(null.distances), "photos": len(null.pool),
-               "median": _signif(null_values.median()) if null_values.numel() else None,
-               "min": _signif(null_values[0]) if null_values.numel() else None}
+    summary = NullSummary(key=null.key, layer=layer, pairs=len(null.distances), photos=len(null.pool),
+                          median=_signif(null_values.median()) if null_values.numel() else None,
+                          min=_signif(null_values[0]) if null_values.numel() else None)
     records = []
     for i in range(n):
-        record = {
-            "distance": _signif(distances[i]),
-            "percentile": None if math.isnan(percentiles[i]) else round(float(percentiles[i]), 3),
-            "null": summary,
-            "label_match": None, "iri_label": None, "target_label": None,
-            "iri_label_name": None, "target_label_name": None,
-            "loss_curve": [[s, _signif(losses[k, i])] for k, s in enumerate(steps)],
-        }
+        labelled = {}
         if labels is not None:
             mine, theirs = int(labels[i]), int(labels[n + i])
-            record.update(label_match=mine == theirs, iri_label=mine, target_label=theirs)
+            labelled = {"label_match": mine == theirs, "iri_label": mine, "target_label": theirs}
             if names is not None and max(mine, theirs) < len(names):
-                record.update(iri_label_name=names[mine], target_label_name=names[theirs])
-        records.append(record)
+                labelled.update(iri_label_name=names[mine], target_label_name=names[theirs])
+        records.append(ValidityRecord(
+            distance=_signif(distances[i]),
+            percentile=None if math.isnan(percentiles[i]) else round(float(percentiles[i]), 3),
+            null=summary,
+            loss_curve=[[s, _signif(losses[k, i])] for k, s in enumerate(steps)],
+            **labelled,
+        ))
     return records, cached
 
 
