@@ -162,6 +162,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR),
         "control_folder": str(Path(BROKER_DIR) / "control"),
     }
+elif CELERY_BROKER_URL.startswith("redis"):
+    # Several deployments (or test runs) can share one Redis: each prefixes its queues' keys with its own name.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env("CELERY_BROKER_KEY_PREFIX", default="")}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -21,6 +21,21 @@ from teams.services import membership_set, team_create
 
 TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}
 
+# Each pytest process (a run, or one of xdist's workers) has a database and broker keys of its own, so that a
+# second run of the suite beside this one shares nothing with it. Processes the tests start inherit the prefix.
+PROCESS_NAME = f"p{os.getpid()}"
+os.environ["CELERY_BROKER_KEY_PREFIX"] = f"test-{PROCESS_NAME}:"
+if celery_app.conf.broker_url.startswith("redis"):
+    celery_app.conf.broker_transport_options = {"global_keyprefix": os.environ["CELERY_BROKER_KEY_PREFIX"]}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    for db in django_settings.DATABASES.values():
+        if db["ENGINE"] != "django.db.backends.sqlite3":  # SQLite's test database is in memory, private already
+            test = db.setdefault("TEST", {})
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{PROCESS_NAME}"
+
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path_factory):
