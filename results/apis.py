@@ -90,6 +90,7 @@ class AlignmentReportApi(APIView):
 
     @extend_schema_serializer(component_name="AlignmentReport")
     class OutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(help_text="the report's contract version (results.report.AlignmentReport)")
         survey = serializers.CharField()
         title = serializers.CharField()
         task_type = serializers.CharField()

@@ -1,6 +1,7 @@
 """The alignment report of a survey, the proxy's trial-level choices, and the per-answer rows behind both.
 
-alignment_report() reads arrays through results.selectors and computes with stats.alignment (pure numpy).
+alignment_report_compute() reads arrays through results.selectors and computes with stats.alignment (pure numpy);
+the report is a results.report.AlignmentReport, and alignment_report() its JSON.
 trial_proxy_choices_compute() is the only code here that touches torch (imported inside the function).
 """
 from __future__ import annotations
@@ -43,8 +44,9 @@ from stats.recognition import recognition_by_condition, recognition_overall
 from surveys.models import Survey, Trial
 from surveys.services.adaptive import adaptive_outcome
 
-from .plans import plan_report
 from .models import SurveyTaskRun, TrialProxyChoice
+from .plans import plan_report
+from .report import AlignmentReport, Comparison, ConditionRow
 from .selectors import (
     iri_validity_table,
     survey_answer_arrays,
@@ -61,6 +63,7 @@ NO_ANSWERS = "No answers yet."
 ALL_EXCLUDED = "All {n} answers to this condition were excluded (see the exclusion counts)."
 ONE_PARTICIPANT = "Only one participant: the interval reflects item variation only."
 NO_INTERVAL = "No interval: too little data to resample."
+ALL_MAIN_EXCLUDED = "All {n} main-trial answers were excluded; no alignment can be given."
 PROXY_METRICS = ("ssim", "ms_ssim", "lpips")
 UNKNOWN_METRIC = "Unknown proxy metric '{metric}'; choose one of: {choices}."
 CONDITION_FIELDS = ("backbone", "checkpoint", "training", "recipe", "seed_kind", "layer")
@@ -246,10 +249,23 @@ def _presence(conditions: np.ndarray, codes: np.ndarray, n_conditions: int) -> n
     return (np.bincount(conditions * k + dense, minlength=n_conditions * k) > 0).reshape(n_conditions, k)
 
 
+CI_DESCRIPTION = (
+    "{percent} % percentile bootstrap, participants and target photos each drawn with replacement (two-way), "
+    "{n_boot} resamples, seed {seed}; Wilson interval beside it"
+)
+
+
 def alignment_report(
     *, survey: Survey, n_boot: int = 1000, seed: int = 0, rules: ExclusionRules | None = None, level: float = 0.95
 ) -> dict:
-    """Alignment per condition with CIs, exclusions, agreement, human ceiling, proxy and comparisons; JSON-safe."""
+    """The report as JSON (AlignmentReport.to_dict): what the API serves, the archive stores and the cache keeps."""
+    return alignment_report_compute(survey=survey, n_boot=n_boot, seed=seed, rules=rules, level=level).to_dict()
+
+
+def alignment_report_compute(
+    *, survey: Survey, n_boot: int = 1000, seed: int = 0, rules: ExclusionRules | None = None, level: float = 0.95
+) -> AlignmentReport:
+    """Alignment per condition with CIs, exclusions, agreement, human ceiling, proxy and comparisons."""
     data = survey_data_load(survey=survey, rules=rules)
     trials, a = data.trials, data.answers
     n_cond = len(data.conditions)
@@ -279,52 +295,119 @@ def alignment_report(
     ceiling, condition_ceilings = split_half_ceilings(
         data.correct[use], data.p_row[use], data.t_row[use], answer_cond[use], n_cond, n_splits=n_splits, seed=seed
     )
+    rows = _condition_rows(data=data, table=table, answer_cond=answer_cond, main=main, proxy=proxy, majority=majority,
+                           right_wrong=right_wrong, categories=categories, ceilings=condition_ceilings)
+    ratings = counts.sum(axis=1)[main_trial]
+    fill = np.bincount(ratings) if ratings.size else np.zeros(0, dtype=np.int64)
+    return AlignmentReport(
+        survey=survey.slug,
+        title=survey.title,
+        admin_url=reverse("admin:results_surveyreport_report", args=[survey.pk]),
+        task_type=task_type,
+        foil_rule=survey.foil_rule,
+        chance=finite_or_none(np.mean(1.0 / trials["n_options"][main_trial])) if main_trial.any() else 0.5,
+        ci=CI_DESCRIPTION.format(percent=round(level * 100), n_boot=n_boot, seed=seed),
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        n_answers=int(a["trial"].size),
+        n_main_answers=int(main.sum()),
+        n_included=int(use.sum()),
+        n_participants=int(data.people["id"].size),
+        n_items=int(main_trial.sum()),
+        exclusions=_exclusions(data=data, main=main),
+        agreement={
+            "fleiss_kappa": agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
+            "items_rated_twice": int((ratings >= 2).sum()),
+            "ceiling": ceiling.as_dict(),
+        },
+        sides=_sides(data=data),
+        collection=_collection(survey=survey, data=data, use=use, answer_cond=answer_cond, rows=rows),
+        recognition=_recognition(data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed,
+                                 level=level) if survey.task_type == Survey.TaskType.CLASSIFY else None,
+        design=survey_design(survey=survey),
+        plan=plan_report(survey=survey),  # the frozen analysis plan's hash and every deviation (results.plans)
+        ratings_per_item=[{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
+        ratings_target=survey.ratings_per_list,
+        proxy={"metrics": sorted(proxy),
+               "overall": {metric: _proxy_score(values, main_trial & (values >= 0), majority)
+                           for metric, values in proxy.items()}},
+        conditions=rows,
+        comparisons=_comparisons(data=data, table=table, rows=rows, answer_cond=answer_cond, use=use, units=units,
+                                 level=level),
+        notes=_report_notes(n_answers=int(a["trial"].size), n_main=int(main.sum()), any_used=bool(use.any())),
+    )
 
+
+def _report_notes(*, n_answers: int, n_main: int, any_used: bool) -> list[str]:
+    if n_answers == 0:
+        return [NO_ANSWERS]
+    if not any_used:
+        return [ALL_MAIN_EXCLUDED.format(n=n_main)]
+    return []
+
+
+def _proxy_score(values: np.ndarray, known: np.ndarray, majority: np.ndarray) -> dict:
+    """The proxy's alignment on the items ``known`` (it chose on them) and its error consistency with the human
+    majority there."""
+    both = known & (majority >= 0)
+    return {
+        "alignment": finite_or_none(values[known].mean()) if known.any() else None,
+        "n_items": int(known.sum()),
+        "error_consistency": error_consistency(values[both] == 1, majority[both] == 1).as_dict(),
+    }
+
+
+def _condition_note(*, n_before: int, estimate) -> str:
+    """Why a condition's numbers say little, if they do."""
+    if n_before == 0:
+        return NO_ANSWERS
+    if estimate.n_answers == 0:
+        return ALL_EXCLUDED.format(n=n_before)
+    if estimate.n_participants == 1:
+        return ONE_PARTICIPANT
+    if estimate.ci_low is None:
+        return NO_INTERVAL
+    return ""
+
+
+def _condition_rows(*, data: SurveyData, table, answer_cond: np.ndarray, main: np.ndarray, proxy: dict,
+                    majority: np.ndarray, right_wrong: np.ndarray, categories: tuple[str, ...],
+                    ceilings: list) -> list[ConditionRow]:
+    """The conditions table: per condition its alignment, agreement between raters, ceiling and proxy scores."""
+    trials = data.trials
+    main_trial = trials["kind"] == KIND_MAIN
     rows = []
     for c, condition in enumerate(data.conditions):
         est = table.estimates[c]
         in_cond = data.trial_condition == c
         n_before = int((main & (answer_cond == c)).sum())
-        note = ""
-        if n_before == 0:
-            note = NO_ANSWERS
-        elif est.n_answers == 0:
-            note = ALL_EXCLUDED.format(n=n_before)
-        elif est.n_participants == 1:
-            note = ONE_PARTICIPANT
-        elif est.ci_low is None:
-            note = NO_INTERVAL
-        proxy_rows = {}
-        for metric, values in proxy.items():
-            known = in_cond & main_trial & (values >= 0)
-            both = known & (majority >= 0)
-            ec = error_consistency(values[both] == 1, majority[both] == 1)
-            proxy_rows[metric] = {
-                "alignment": finite_or_none(values[known].mean()) if known.any() else None,
-                "n_items": int(known.sum()),
-                "error_consistency": ec.as_dict(),
-            }
         chance = trials["n_options"][in_cond & main_trial]
-        rows.append(
-            {
-                "condition": " · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition[f]),
-                "iri_set": condition["iri_sets"][0],
-                "iri_sets": condition["iri_sets"],
-                "name": " + ".join(condition["names"]),
-                **{f: condition[f] for f in CONDITION_FIELDS},
-                "chance": finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
-                **est.as_dict(),
-                "n_answers_before_exclusion": n_before,
-                "fleiss_kappa": agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
-                "ceiling": condition_ceilings[c].as_dict(),
-                "proxy": proxy_rows,
-                "note": note,
-            }
-        )
+        rows.append(ConditionRow(
+            condition=" · ".join(str(condition[f]) for f in CONDITION_FIELDS if condition[f]),
+            iri_set=condition["iri_sets"][0],
+            iri_sets=condition["iri_sets"],
+            name=" + ".join(condition["names"]),
+            **{f: condition[f] for f in CONDITION_FIELDS},
+            chance=finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
+            **est.as_dict(),
+            n_answers_before_exclusion=n_before,
+            fleiss_kappa=agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
+            ceiling=ceilings[c].as_dict(),
+            proxy={metric: _proxy_score(values, in_cond & main_trial & (values >= 0), majority)
+                   for metric, values in proxy.items()},
+            note=_condition_note(n_before=n_before, estimate=est),
+        ))
+    return rows
 
-    comparisons = []
+
+def _comparisons(*, data: SurveyData, table, rows: list[ConditionRow], answer_cond: np.ndarray, use: np.ndarray,
+                 units: np.ndarray, level: float) -> list[Comparison]:
+    """Every pair of conditions with an alignment: a - b with its paired bootstrap interval."""
+    n_cond = len(data.conditions)
     unit_seen = _presence(answer_cond[use], units, n_cond)  # (conditions x units) bool, no Python sets
     people_seen = _presence(answer_cond[use], data.p_row[use], n_cond)
+    comparisons = []
     for i, j in combinations(range(n_cond), 2):
         ei, ej = table.estimates[i], table.estimates[j]
         if ei.alignment is None or ej.alignment is None:
@@ -332,33 +415,24 @@ def alignment_report(
         low, high = difference_interval(table.draws[:, i], table.draws[:, j], level=level)
         shared_units = int((unit_seen[i] & unit_seen[j]).sum())
         shared_people = int((people_seen[i] & people_seen[j]).sum())
-        comparisons.append(
-            {
-                "a": rows[i]["condition"] or rows[i]["name"],
-                "b": rows[j]["condition"] or rows[j]["name"],
-                "a_iri_sets": rows[i]["iri_sets"],
-                "b_iri_sets": rows[j]["iri_sets"],
-                "difference": finite_or_none(ei.alignment - ej.alignment),
-                "ci_low": low,
-                "ci_high": high,
-                "excludes_zero": bool(low is not None and (low > 0 or high < 0)),
-                "shared_target_photos": shared_units,
-                "shared_participants": shared_people,
-                "paired": bool(shared_units or shared_people),
-            }
-        )
+        comparisons.append(Comparison(
+            a=rows[i].label,
+            b=rows[j].label,
+            a_iri_sets=rows[i].iri_sets,
+            b_iri_sets=rows[j].iri_sets,
+            difference=finite_or_none(ei.alignment - ej.alignment),
+            ci_low=low,
+            ci_high=high,
+            excludes_zero=bool(low is not None and (low > 0 or high < 0)),
+            shared_target_photos=shared_units,
+            shared_participants=shared_people,
+            paired=bool(shared_units or shared_people),
+        ))
+    return comparisons
 
-    ratings = counts.sum(axis=1)[main_trial]
-    fill = np.bincount(ratings) if ratings.size else np.zeros(0, dtype=np.int64)
-    overall_proxy = {}
-    for metric, values in proxy.items():
-        known = main_trial & (values >= 0)
-        both = known & (majority >= 0)
-        overall_proxy[metric] = {
-            "alignment": finite_or_none(values[known].mean()) if known.any() else None,
-            "n_items": int(known.sum()),
-            "error_consistency": error_consistency(values[both] == 1, majority[both] == 1).as_dict(),
-        }
+
+def _exclusions(*, data: SurveyData, main: np.ndarray) -> dict:
+    """The exclusion rules, what each one caught, and the answers and participants left out in all."""
     excluded_main = main & ~data.included
     n_people = data.people["id"].size
     has_main = np.bincount(data.p_row[main], minlength=n_people) > 0
@@ -367,52 +441,13 @@ def alignment_report(
     for row_reasons in data.people["exclusion_reasons"]:
         for reason in row_reasons:
             reasons[str(reason)] = reasons.get(str(reason), 0) + 1
-    notes = []
-    if a["trial"].size == 0:
-        notes.append(NO_ANSWERS)
-    elif not use.any():
-        notes.append(f"All {int(main.sum())} main-trial answers were excluded; no alignment can be given.")
     return {
-        "survey": survey.slug,
-        "title": survey.title,
-        "admin_url": reverse("admin:results_surveyreport_report", args=[survey.pk]),
-        "task_type": task_type,
-        "foil_rule": survey.foil_rule,
-        "chance": finite_or_none(np.mean(1.0 / trials["n_options"][main_trial])) if main_trial.any() else 0.5,
-        "ci": f"{round(level * 100)} % percentile bootstrap, participants and target photos each drawn with replacement (two-way), {n_boot} resamples, seed {seed}; Wilson interval beside it",
-        "level": level,
-        "n_boot": n_boot,
-        "seed": seed,
-        "n_answers": int(a["trial"].size),
-        "n_main_answers": int(main.sum()),
-        "n_included": int(use.sum()),
-        "n_participants": int(data.people["id"].size),
-        "n_items": int(main_trial.sum()),
-        "exclusions": {
-            "rules": data.rules.describe(),
-            "counts": data.exclusion_counts,
-            "answers_excluded": int(excluded_main.sum()),
-            "participants_excluded": int((has_main & ~has_included).sum()),
-            "survey_exclusion_reasons": reasons,
-            "note": "Each rule is counted on its own; a participant can be caught by several rules.",
-        },
-        "agreement": {
-            "fleiss_kappa": agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
-            "items_rated_twice": int((ratings >= 2).sum()),
-            "ceiling": ceiling.as_dict(),
-        },
-        "sides": _sides(data=data),
-        "collection": _collection(survey=survey, data=data, use=use, answer_cond=answer_cond, rows=rows),
-        **({"recognition": _recognition(data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed,
-                                        level=level)} if survey.task_type == Survey.TaskType.CLASSIFY else {}),
-        "design": survey_design(survey=survey),
-        "plan": plan_report(survey=survey),  # the frozen analysis plan's hash and every deviation (results.plans)
-        "ratings_per_item": [{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
-        "ratings_target": survey.ratings_per_list,
-        "proxy": {"metrics": sorted(proxy), "overall": overall_proxy},
-        "conditions": rows,
-        "comparisons": comparisons,
-        "notes": notes,
+        "rules": data.rules.describe(),
+        "counts": data.exclusion_counts,
+        "answers_excluded": int(excluded_main.sum()),
+        "participants_excluded": int((has_main & ~has_included).sum()),
+        "survey_exclusion_reasons": reasons,
+        "note": "Each rule is counted on its own; a participant can be caught by several rules.",
     }
 
 
@@ -426,8 +461,8 @@ NETWORK_VERDICT = (
 )
 
 
-def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[dict], n_boot: int, seed: int,
-                 level: float) -> dict:
+def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[ConditionRow], n_boot: int,
+                 seed: int, level: float) -> dict:
     """Per condition and overall: human recognition accuracy, chance, the network's accuracy on the very stimuli
     each person saw, and the model-vs-human trio (stats.recognition), on the included main answers."""
     iri = data.trials["iri"][data.t_row]
@@ -443,8 +478,8 @@ def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, 
     by_condition = recognition_by_condition(**arrays, conditions=answer_cond[known], n_conditions=len(data.conditions),
                                             n_boot=n_boot, seed=seed, level=level)
     for row, out in zip(rows, by_condition):
-        out.update(condition=row["condition"] or row["name"], layer=row.get("layer"), backbone=row.get("backbone"),
-                   checkpoint=row.get("checkpoint"), recipe=row.get("recipe"))
+        out.update(condition=row.label, layer=row.layer, backbone=row.backbone, checkpoint=row.checkpoint,
+                   recipe=row.recipe)
     return {
         "network_verdict": NETWORK_VERDICT,
         "answers_without_network_verdict": int((use & ~known).sum()),
@@ -468,7 +503,8 @@ ADAPTIVE_INTERVAL = (
 )
 
 
-def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[dict]) -> dict:
+def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray,
+                rows: list[ConditionRow]) -> dict:
     """The stopping rule the survey used and, for adaptive collection, the units it stops on: each IRI set's
     design-effect Wilson interval on the report's included answers beside the goal (``sets``), how those map to
     the report's conditions (``conditions``: one row per condition, its pooled interval and its IRI sets), and why
@@ -497,7 +533,7 @@ def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_con
         meets = bool(conditions_done(half_width=[interval.half_width], goal=goal, n_answers=[interval.n_answers])[0])
         sets.append({
             "iri_job": job, "name": names.get(job) or f"IRI set {job}",
-            "condition": (rows[c]["condition"] or rows[c]["name"]) if c is not None else None, "condition_index": c,
+            "condition": rows[c].label if c is not None else None, "condition_index": c,
             **interval.as_dict(), "goal": goal, "answers": interval.n_answers, "meets_goal": meets,
             "missed_by": round(max(interval.half_width - goal, 0.0), 6),
         })
@@ -520,7 +556,7 @@ def _collection(*, survey: Survey, data: SurveyData, use: np.ndarray, answer_con
         "interval": ADAPTIVE_INTERVAL,
         "sets": sets,
         "conditions": [
-            {"condition": row["condition"] or row["name"], "iri_sets": data.conditions[c]["iri_sets"],
+            {"condition": row.label, "iri_sets": data.conditions[c]["iri_sets"],
              **interval.as_dict(), "goal": goal,
              # a condition meets the goal when every set it pools does: the rule stops on sets, not on the pool
              "meets_goal": all(s["meets_goal"] for s in sets if s["condition_index"] == c)}

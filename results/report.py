@@ -1,0 +1,156 @@
+"""The typed contract of the alignment report (results.services.alignment_report_compute builds it): what the API
+serves, the study archive stores as report/report.json (its reanalyse.py compares its numbers), the admin report
+page and the ``alignment_report`` command show. ``to_dict`` is that JSON, key for key, with ``version``.
+
+The conditions table and the comparisons are dataclasses of their own; the other sections (exclusions, agreement,
+sides, collection, recognition, design, plan, proxy) stay JSON objects, as the statistics and the builder's
+sections write them. Versions: 0 (no ``version`` key: reports made before this contract, e.g. in study archives
+since 2026-12-06) has the same keys as 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+REPORT_NOT_A_DICT = "{where} must be a dict, got {type}."
+REPORT_VERSION_UNKNOWN = (
+    "Report version {version!r} is unknown: this code reads versions 0 (no version key) to {latest}."
+)
+REPORT_KEYS_UNKNOWN = "{where} has unknown keys {keys}; allowed keys are {allowed}."
+REPORT_KEYS_MISSING = "{where} lacks keys {keys}."
+
+
+def _values(cls, data: Mapping[str, Any], *, where: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``data``'s values for ``cls``'s fields: ValueError naming ``where`` for a key it has not or lacks."""
+    if not isinstance(data, Mapping):
+        raise ValueError(REPORT_NOT_A_DICT.format(where=where, type=type(data).__name__))
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(REPORT_KEYS_UNKNOWN.format(where=where, keys=", ".join(unknown), allowed=", ".join(names)))
+    missing = [name for name in names if name not in data and name not in optional]
+    if missing:
+        raise ValueError(REPORT_KEYS_MISSING.format(where=where, keys=", ".join(missing)))
+    return {name: data[name] for name in names if name in data}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConditionRow:
+    """One condition (IRI sets sharing backbone, checkpoint, training, recipe, seed kind and layer): its alignment
+    (stats.alignment.Alignment's fields), agreement, ceiling, proxy scores and a note when it cannot say much."""
+
+    condition: str  # the condition's fields joined by " · " ("" when all are empty)
+    iri_set: int  # the first of its IRI sets
+    iri_sets: list[int]
+    name: str  # its IRI sets' names joined by " + "
+    backbone: str
+    checkpoint: str
+    training: str
+    recipe: str
+    seed_kind: str
+    layer: str
+    chance: float | None
+    alignment: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_answers: int
+    n_participants: int
+    n_items: int
+    n_correct: int
+    wilson_low: float | None
+    wilson_high: float | None
+    n_answers_before_exclusion: int
+    fleiss_kappa: dict
+    ceiling: dict
+    proxy: dict[str, dict]
+    note: str
+
+    @property
+    def label(self) -> str:
+        """What the report calls the condition elsewhere: its fields, else its IRI sets' names."""
+        return self.condition or self.name
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConditionRow:
+        return cls(**_values(cls, data, where="A report's condition"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """Condition a minus condition b, with a paired bootstrap interval and what the two share."""
+
+    a: str
+    b: str
+    a_iri_sets: list[int]
+    b_iri_sets: list[int]
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    excludes_zero: bool
+    shared_target_photos: int
+    shared_participants: int
+    paired: bool
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        return cls(**_values(cls, data, where="A report's comparison"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlignmentReport:
+    """A survey's alignment report; ``recognition`` only for classification surveys (absent from the JSON else)."""
+
+    VERSION: ClassVar[int] = 1
+
+    survey: str
+    title: str
+    admin_url: str
+    task_type: str
+    foil_rule: str
+    chance: float | None
+    ci: str
+    level: float
+    n_boot: int
+    seed: int
+    n_answers: int
+    n_main_answers: int
+    n_included: int
+    n_participants: int
+    n_items: int
+    exclusions: dict
+    agreement: dict
+    sides: dict
+    collection: dict
+    recognition: dict | None = None
+    design: dict
+    plan: dict
+    ratings_per_item: list[dict]
+    ratings_target: int
+    proxy: dict
+    conditions: list[ConditionRow]
+    comparisons: list[Comparison]
+    notes: list[str]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlignmentReport:
+        """Read a report of any known version (the API's JSON, an archive's report.json); ValueError naming the
+        problem for an unknown version or key, or a missing one."""
+        if not isinstance(data, Mapping):
+            raise ValueError(REPORT_NOT_A_DICT.format(where="The report", type=type(data).__name__))
+        version = data.get("version", 0)
+        if isinstance(version, bool) or version not in (0, cls.VERSION):
+            raise ValueError(REPORT_VERSION_UNKNOWN.format(version=version, latest=cls.VERSION))
+        unversioned = {key: value for key, value in data.items() if key != "version"}
+        values = _values(cls, unversioned, where="The report", optional=("recognition",))
+        values["conditions"] = [ConditionRow.from_dict(row) for row in values["conditions"]]
+        values["comparisons"] = [Comparison.from_dict(row) for row in values["comparisons"]]
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON (the latest version); ``from_dict`` reads it back."""
+        data = {"version": self.VERSION, **dataclasses.asdict(self)}
+        if self.recognition is None:
+            del data["recognition"]
+        return data
