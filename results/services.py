@@ -498,7 +498,7 @@ ADAPTIVE_INTERVAL = (
     "Under adaptive stopping read each condition's 95 % design-effect Wilson interval (two-way participant × item "
     "cluster-robust design effect, degrees-of-freedom-adjusted effective n; stats.adaptive), the interval the "
     "stopping rule uses: bench/adaptive.py simulates this rule with item heterogeneity and participant noise and "
-    "finds its coverage at 0.93 or above in every condition. The percentile bootstrap in the conditions table was not "
+    "finds its coverage at 0.94 or above in every condition. The percentile bootstrap in the conditions table was not "
     "checked under adaptive stopping."
 )
 

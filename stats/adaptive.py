@@ -27,7 +27,7 @@ to zero width at 0 % or 100 % (where half the paper's conditions sit). The inter
 It costs a few bincounts per look, so it can be recomputed after every list (a two-way bootstrap per look could
 not); ``stats.alignment`` still reports the two-way (participant × item) bootstrap beside it for fixed designs.
 Its coverage under the adaptive rule below, with item heterogeneity and participant noise, is what
-``bench/adaptive.py`` measures (goal: ≥ 0.93 for every condition at a nominal 95 %).
+``bench/adaptive.py`` measures (goal: ≥ 0.94 for every condition at a nominal 95 %).
 
 Half-width = (high - low) / 2 of that interval; a condition without answers has the interval [0, 1] and
 half-width 0.5.

@@ -522,6 +522,7 @@ def side_summary(counts: np.ndarray, *, max_fraction: float | None, min_trials: 
 KAPPA_CATEGORIES = {
     "2afc": ("chose_target", "chose_foil"),
     "cluster": ("chose_right_reference", "chose_other_reference"),
+    "classification": ("named_the_category", "named_another_category"),
 }
 KAPPA_NO_ITEMS = "Not enough data: no item has two ratings."
 KAPPA_ONE_CATEGORY = "Undefined: every rating falls in one category ({category}), so agreement expected by chance is 1."

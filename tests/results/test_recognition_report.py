@@ -49,6 +49,18 @@ def test_people_and_the_network_are_compared_on_the_stimuli_each_person_saw(team
     assert Response.objects.filter(trial__kind=Trial.Kind.MAIN).count() == 12
 
 
+def test_agreement_is_fleiss_kappa_over_naming_the_category_or_another_one(team):
+    survey, _ = recognised_by_two_people(team)
+
+    kappa = alignment_report(survey=survey, n_boot=200)["agreement"]["fleiss_kappa"]
+
+    assert kappa["categories"] == ["named_the_category", "named_another_category"]
+    # Both saw the same six stimuli: the two cars both named right (P_i = 1), the four dogs and cats right by one and
+    # wrong by the other (P_i = 0). P̄ = 2/6; right 8 of 12, wrong 4 of 12: P_e = (8/12)² + (4/12)² = 5/9.
+    assert kappa["items"] == 6
+    assert kappa["value"] == pytest.approx((2 / 6 - 5 / 9) / (1 - 5 / 9))
+
+
 def test_the_admin_page_the_table_and_the_plot_show_the_recognition_analysis(team, researcher, client, capsys):
     from django.core.management import call_command
 
