@@ -41,6 +41,8 @@ def production(*, key: str = GOOD_KEY, database_url: str = f"postgres://iri:{GOO
         ("abcd" * 20, "has fewer than 5 different characters"),
         (GOOD_KEY, None),
     ],
+    # named, not shown: the keys are new each run, and xdist's workers must collect the same test names
+    ids=["empty", "placeholder", "django-insecure-", "change-me-", "dev-only", "49 characters", "4 characters", "good"],
 )
 def test_a_secret_key_is_long_varied_and_no_placeholder(value, why):
     assert secret_weakness(value, min_length=50) == why
@@ -56,6 +58,7 @@ def test_a_secret_key_is_long_varied_and_no_placeholder(value, why):
         ("Zq8-x1Lm_T4kW9", "has 14 characters, fewer than 16"),
         (GOOD_PASSWORD, None),
     ],
+    ids=["iri", "postgres", "password", "change-me", "14 characters", "good"],
 )
 def test_a_database_password_is_long_varied_and_no_placeholder(value, why):
     assert secret_weakness(value, min_length=16) == why
