@@ -63,15 +63,11 @@ from scipy import special, stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stats.adaptive import (  # noqa: E402
-    BLOCK_TRIALS,
+from stats.adaptive.blocks import BLOCK_TRIALS, blocks_choose, blocks_layout, blocks_split  # noqa: E402
+from stats.adaptive.interval import condition_answers_needed, condition_intervals  # noqa: E402
+from stats.adaptive.stopping import (  # noqa: E402
     MIN_ANSWERS,
-    blocks_choose,
-    blocks_layout,
-    blocks_split,
     collection_verdict,
-    condition_answers_needed,
-    condition_intervals,
     conditions_done,
     estimate_due,
     useful_places_left,

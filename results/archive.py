@@ -34,12 +34,20 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
+import stats
+import stats.adaptive.blocks
+import stats.adaptive.forecast
+import stats.adaptive.interval
+import stats.adaptive.planner
+import stats.adaptive.stopping
+import stats.agreement
+import stats.alignment
+import stats.ceiling
+import stats.exclusions
+import stats.recognition
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 from iri_worker.validity_record import ValidityRecord
-from stats import adaptive as adaptive_module
-from stats import alignment as alignment_module
-from stats import recognition as recognition_module
 from surveys.models import Assignment, Participant, Response, Survey, Trial
 
 from .exports import ANSWER_COLUMNS, answers_csv
@@ -54,6 +62,13 @@ LICENSE = "CC-BY-4.0"
 PSYCH_DS_VERSION = "1.4.0"
 TABLES = ("answers", "trials", "sessions", "conditions", "assignments")
 ANSWERS_PER_PROGRESS = 50_000
+# The statistics modules copied under analysis/ (at their paths inside stats/) for reanalyse.py.
+STATS_ROOT = Path(stats.__file__).resolve().parent
+ANALYSIS_MODULES = (
+    stats.alignment, stats.exclusions, stats.agreement, stats.ceiling, stats.recognition, stats.adaptive,
+    stats.adaptive.interval, stats.adaptive.stopping, stats.adaptive.blocks, stats.adaptive.forecast,
+    stats.adaptive.planner,
+)
 
 # Column meaning, Frictionless type and unit ("" = none) of each table. The answers table is the platform's answers
 # export (results.exports.ANSWER_COLUMNS); its columns are described here.
@@ -485,8 +500,9 @@ def study_archive_write(
             w.json("report/report.json", report)
             say(0.9, "analysis")
             w.text("analysis/__init__.py", '"""Copies of the platform\'s statistics modules, for reanalyse.py."""\n')
-            for module in (alignment_module, recognition_module, adaptive_module):
-                w.text(f"analysis/{Path(module.__file__).name}", Path(module.__file__).read_text(encoding="utf-8"))
+            for module in ANALYSIS_MODULES:
+                path = Path(module.__file__).resolve()
+                w.text(f"analysis/{path.relative_to(STATS_ROOT).as_posix()}", path.read_text(encoding="utf-8"))
             w.text("reanalyse.py", (ARCHIVE_FILES / "reanalyse.py").read_text(encoding="utf-8"))
             w.text("README.md", (ARCHIVE_FILES / "README.md").read_text(encoding="utf-8").format(slug=survey.slug))
             w.json("manifest.json", {

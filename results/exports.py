@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from iri_worker.validity_record import ValidityRecord
-from stats.alignment import KIND_CATCH, KIND_MAIN, position_counts
+from stats.exclusions import KIND_CATCH, KIND_MAIN, position_counts
 from surveys.models import Survey
 
 from .selectors import (

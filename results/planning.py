@@ -52,20 +52,18 @@ from django.conf import settings
 from django.db.models import Count
 
 from backend.exceptions import ApplicationError
-from stats.adaptive import (
-    BLOCK_TRIALS,
+from stats.adaptive.blocks import BLOCK_TRIALS
+from stats.adaptive.forecast import answers_per_cluster, design_effect_expected
+from stats.adaptive.interval import cluster_correlations, condition_answers_needed
+from stats.adaptive.planner import (
     DEFAULT_DESIGN_EFFECT,
     FEE_RANGE,
-    MIN_ANSWERS,
     PROLIFIC_RATES,
     RATE_POSITIVE,
     WORST_CASE_P,
-    answers_per_cluster,
-    cluster_correlations,
-    condition_answers_needed,
-    design_effect_expected,
     plan_budget,
 )
+from stats.adaptive.stopping import MIN_ANSWERS
 from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
 from surveys.services.adaptive import adaptive_outcome
 

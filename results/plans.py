@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Min
 
 from backend.exceptions import ApplicationError
-from stats.adaptive import MIN_ANSWERS
+from stats.adaptive.stopping import MIN_ANSWERS
 from surveys.models import Response, Survey, Trial
 from teams.services import audit_record
 

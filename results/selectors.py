@@ -21,7 +21,7 @@ from django.db.models.functions import Cast
 
 from iri_worker.models import IriImage, IriJob
 from iri_worker.validity_record import ValidityRecord
-from stats.alignment import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
+from stats.exclusions import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import participant_pseudonym
 

@@ -18,27 +18,27 @@ from django.utils import timezone
 
 from backend.exceptions import ApplicationError
 from iri_worker.selectors import VALIDITY_REASONS
-from stats.adaptive import condition_intervals, conditions_done, stopping_rule_describe
-from stats.alignment import (
+from stats.adaptive.interval import condition_intervals
+from stats.adaptive.stopping import conditions_done, stopping_rule_describe
+from stats.agreement import (
     KAPPA_CATEGORIES,
+    agreement_kappa,
+    correctness_counts,
+    error_consistency,
+    plurality_correct,
+    rating_counts,
+)
+from stats.alignment import condition_alignment, dense_codes, difference_interval, finite_or_none
+from stats.ceiling import split_half_ceilings
+from stats.exclusions import (
     KIND_CATCH,
     KIND_MAIN,
     KIND_PRACTICE,
     ExclusionRules,
-    agreement_kappa,
-    condition_alignment,
-    correctness_counts,
-    dense_codes,
-    difference_interval,
-    error_consistency,
     exclusions_apply,
-    finite_or_none,
     participant_rules_apply,
-    plurality_correct,
     position_counts,
-    rating_counts,
     side_summary,
-    split_half_ceilings,
 )
 from stats.recognition import recognition_by_condition, recognition_overall
 from surveys.models import Survey, Trial

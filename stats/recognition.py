@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .alignment import condition_alignment, dense_codes, error_consistency, finite_or_none
+from .agreement import error_consistency
+from .alignment import condition_alignment, dense_codes, finite_or_none
 
 NO_ANSWERS = "No answers yet."
 ONE_PARTICIPANT = "Only one participant: the intervals reflect item variation only."

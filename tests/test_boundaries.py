@@ -11,7 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("module", ["iri_worker.engine", "stats.alignment", "stats.adaptive", "stats.recognition"])
+@pytest.mark.parametrize("module", [
+    "iri_worker.engine", "stats.alignment", "stats.exclusions", "stats.agreement", "stats.ceiling", "stats.recognition",
+    "stats.adaptive.interval", "stats.adaptive.stopping", "stats.adaptive.blocks", "stats.adaptive.forecast",
+    "stats.adaptive.planner",
+])
 def test_importing_a_pure_module_loads_no_django_module(module):
     code = (f"import sys, {module}; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework', 'celery')))")

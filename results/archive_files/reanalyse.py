@@ -9,10 +9,10 @@
    are rebuilt from data/*.csv: one entry per answer (participant, trial, choice, screen position, response time,
    mistimed flag), per trial (kind, target option, option count, condition, target photo, the IRI's validity) and
    per participant (completed, pilot, bot, flagged).
-3. The statistics are recomputed with analysis/, copies of the platform's modules (alignment.py, recognition.py,
-   adaptive.py). Their few scipy uses are replaced here with numpy: the bootstrap's sparse sums (the same seeded
-   draws, summed cell by cell: integer sums, so identical) and, for adaptive collection, the normal cdf and
-   Student's t quantile (to about 1e-12, so those intervals are compared within 1e-9).
+3. The statistics are recomputed with analysis/, copies of the platform's modules (alignment.py, exclusions.py,
+   agreement.py, ceiling.py, recognition.py, adaptive/). Their few scipy uses are replaced here with numpy: the
+   bootstrap's sparse sums (the same seeded draws, summed cell by cell: integer sums, so identical) and, for adaptive
+   collection, the normal cdf and Student's t quantile (to about 1e-12, so those intervals are compared within 1e-9).
 4. Each recomputed number is compared with report/report.json. Exit status 0: all identical; 1: differences, listed.
 
 Recomputed: alignment per condition (share, n, bootstrap interval with the recorded seed, Wilson interval), the
@@ -138,7 +138,8 @@ def _scipy_stand_in() -> None:
 
 _scipy_stand_in()
 sys.path.insert(0, str(HERE))
-from analysis import adaptive, alignment, recognition  # noqa: E402
+from analysis import agreement, alignment, exclusions, recognition  # noqa: E402
+from analysis.adaptive import interval  # noqa: E402
 
 
 def numpy_bootstrap(correct, participants, units, conditions, n_conditions, *, n_boot=1000, seed=0, method="sparse"):
@@ -243,17 +244,17 @@ def report_recompute(*, data: dict, design: dict) -> dict:
     p_row = np.searchsorted(people["id"], a["participant"])
     correct = a["choice"] == trials["target_option"][t_row]
     kind = trials["kind"][t_row]
-    rules = alignment.ExclusionRules(**settings["rules"])
+    rules = exclusions.ExclusionRules(**settings["rules"])
     n_positions = int(trials["n_options"][trials["kind"] != KIND_CODES["practice"]].max(initial=settings["n_options"]))
     flags = {k: people[k] for k in ("pilot", "bot", "flagged") if k in people}
     flags["completed"] = people["completed"]
-    people_rules = alignment.participant_rules_apply(
+    people_rules = exclusions.participant_rules_apply(
         participant=p_row, kind=kind, correct=correct, participant_flags=flags, rules=rules, n_people=people["id"].size,
         shown_position=a["shown_position"], n_positions=n_positions)
-    included, counts = alignment.exclusions_apply(
+    included, counts = exclusions.exclusions_apply(
         participant=p_row, kind=kind, correct=correct, rt_ms=a["rt_ms"], participant_flags=flags, rules=rules,
         participant_rules=people_rules)
-    main = kind == alignment.KIND_MAIN
+    main = kind == exclusions.KIND_MAIN
     if settings["task_type"] == "classification":
         mistimed = a["mistimed"] & main
         counts.append({"rule": "mistimed", "description": MISTIMED_RULE,
@@ -271,11 +272,11 @@ def report_recompute(*, data: dict, design: dict) -> dict:
         correct[use], p_row[use], t_row[use], answer_cond[use], n_cond, units=units - units.min(initial=0),
         n_boot=n_boot, seed=seed, level=level)
     n_trials = trials["id"].size
-    main_trial = trials["kind"] == alignment.KIND_MAIN
+    main_trial = trials["kind"] == exclusions.KIND_MAIN
     task_types = sorted(set(trials["task_type"])) or [settings["task_type"]]
     task_type = settings["task_type"] if len(task_types) != 1 else task_types[0]
-    categories = alignment.KAPPA_CATEGORIES.get(task_type, alignment.KAPPA_CATEGORIES["2afc"])
-    right_wrong = alignment.correctness_counts(t_row[use], correct[use], n_trials)
+    categories = agreement.KAPPA_CATEGORIES.get(task_type, agreement.KAPPA_CATEGORIES["2afc"])
+    right_wrong = agreement.correctness_counts(t_row[use], correct[use], n_trials)
     rows = []
     for c, condition in enumerate(data["conditions"]):
         in_cond = trials["condition"] == c
@@ -285,7 +286,7 @@ def report_recompute(*, data: dict, design: dict) -> dict:
             **table.estimates[c].as_dict(),
             "n_answers_before_exclusion": int((main & (answer_cond == c)).sum()),
             "chance": alignment.finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
-            "fleiss_kappa": alignment.agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
+            "fleiss_kappa": agreement.agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
         })
     comparisons = []
     for i in range(n_cond):
@@ -303,10 +304,10 @@ def report_recompute(*, data: dict, design: dict) -> dict:
     for row_reasons in people["reasons"]:
         for reason in row_reasons:
             reasons[reason] = reasons.get(reason, 0) + 1
-    counted = main | (kind == alignment.KIND_CATCH)
-    position = alignment.position_counts(p_row[counted], a["shown_position"][counted], n_people, n_positions)
-    sides = alignment.side_summary(position, max_fraction=rules.one_side_max_fraction,
-                                   min_trials=rules.one_side_min_trials)
+    counted = main | (kind == exclusions.KIND_CATCH)
+    position = exclusions.position_counts(p_row[counted], a["shown_position"][counted], n_people, n_positions)
+    sides = exclusions.side_summary(position, max_fraction=rules.one_side_max_fraction,
+                                    min_trials=rules.one_side_min_trials)
     sides["answers_unknown_position"] = int(counted.sum()) - sides["answers"]
     out = {
         "task_type": task_type,
@@ -318,7 +319,7 @@ def report_recompute(*, data: dict, design: dict) -> dict:
                        "participants_excluded": int((has_main & ~has_included).sum()),
                        "survey_exclusion_reasons": reasons},
         "agreement": {
-            "fleiss_kappa": alignment.agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
+            "fleiss_kappa": agreement.agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
         },
         "sides": sides,
         "conditions": rows,
@@ -342,9 +343,9 @@ def collection_recompute(*, settings, trials, t_row, p_row, correct, use, answer
     at = np.minimum(np.searchsorted(known, answer_job), known.size - 1)
     answer_set = np.where(known[at] == answer_job, at, -1)
     in_set = use & (answer_set >= 0)
-    per_set = adaptive.condition_intervals(correct=correct[in_set], participants=p_row[in_set], items=t_row[in_set],
+    per_set = interval.condition_intervals(correct=correct[in_set], participants=p_row[in_set], items=t_row[in_set],
                                            conditions=answer_set[in_set], n_conditions=len(jobs))
-    pooled = adaptive.condition_intervals(correct=correct[use], participants=p_row[use], items=t_row[use],
+    pooled = interval.condition_intervals(correct=correct[use], participants=p_row[use], items=t_row[use],
                                           conditions=answer_cond[use], n_conditions=n_cond)
     return {"design": "adaptive", "goal": settings["precision_goal"],
             "sets": [{"iri_job": job, **i.as_dict(), "answers": i.n_answers} for job, i in zip(jobs, per_set)],

@@ -35,15 +35,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from stats.adaptive import (
-    MIN_ANSWERS,
-    blocks_choose,
-    collection_verdict,
-    condition_intervals,
-    conditions_done,
-    estimate_due,
-    useful_places_left,
-)
+from stats.adaptive.blocks import blocks_choose
+from stats.adaptive.interval import condition_intervals
+from stats.adaptive.stopping import MIN_ANSWERS, collection_verdict, conditions_done, estimate_due, useful_places_left
 
 from ..adaptive_state import AdaptiveState
 from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial

@@ -17,14 +17,10 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
 from iri_worker.services import stored_image_save
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
-from stats.adaptive import (
-    DEFAULT_DESIGN_EFFECT,
-    MIN_ANSWERS,
-    WORST_CASE_P,
-    blocks_layout,
-    blocks_split,
-    condition_answers_needed,
-)
+from stats.adaptive.blocks import blocks_layout, blocks_split
+from stats.adaptive.interval import condition_answers_needed
+from stats.adaptive.planner import DEFAULT_DESIGN_EFFECT, WORST_CASE_P
+from stats.adaptive.stopping import MIN_ANSWERS
 
 from ..models import DEFAULT_TEXTS, Participant, Slot, Survey, Trial, TrialList
 from ..stimuli import PhotoPool, image_size, stored_image_bytes, stored_image_fitted

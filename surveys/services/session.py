@@ -8,7 +8,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from backend.exceptions import ApplicationError
-from stats.alignment import one_sided
+from stats.exclusions import one_sided
 
 from ..models import Participant, ParticipantEvent, Response, Slot, Survey, Trial
 from .adaptive import survey_adaptive_refresh
@@ -125,7 +125,7 @@ def _mistimed_flag(*, participant: Participant, image_ms: int | None) -> int:
 
 
 def _one_sided(*, positions: list[int], survey: Survey) -> bool:
-    """The survey's one-sided rule (stats.alignment.one_sided, as the report applies it) for one session."""
+    """The survey's one-sided rule (stats.exclusions.one_sided, as the report applies it) for one session."""
     counts = np.bincount(np.asarray(positions, dtype=np.int64), minlength=survey.n_options)[None]
     return bool(one_sided(counts, max_fraction=survey.one_side_max_fraction, min_trials=survey.one_side_min_trials)[0])
 

@@ -3,32 +3,34 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from stats.alignment import (
+from stats.agreement import (
     KAPPA_CATEGORIES,
+    agreement_kappa,
+    correctness_counts,
+    error_consistency,
+    error_consistency_from_rates,
+    fleiss_kappa,
+    plurality_correct,
+    rating_counts,
+)
+from stats.alignment import (
+    alignment_estimate,
+    bootstrap_shares,
+    condition_alignment,
+    difference_interval,
+    multinomial_counts,
+    wilson_interval,
+)
+from stats.ceiling import spearman_brown, split_half_ceiling, split_half_ceilings
+from stats.exclusions import (
     KIND_CATCH,
     KIND_MAIN,
     KIND_PRACTICE,
     ExclusionRules,
-    agreement_kappa,
-    alignment_estimate,
-    bootstrap_shares,
-    condition_alignment,
-    correctness_counts,
-    difference_interval,
-    error_consistency,
-    error_consistency_from_rates,
     exclusions_apply,
-    fleiss_kappa,
-    multinomial_counts,
     one_sided,
-    plurality_correct,
     position_counts,
-    rating_counts,
     side_summary,
-    spearman_brown,
-    split_half_ceiling,
-    split_half_ceilings,
-    wilson_interval,
 )
 
 

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from iri_worker.models import IriImage
-from stats.alignment import ExclusionRules
+from stats.exclusions import ExclusionRules
 from results.models import SurveyTaskRun, TrialProxyChoice
 from results.services import ALL_EXCLUDED, ONE_PARTICIPANT, alignment_report, trial_proxy_choices_compute
 from results.tasks import trial_proxy_choices_compute_task

@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stats.adaptive import (
-    answers_per_cluster,
-    cluster_correlations,
-    condition_intervals,
-    design_effect_expected,
-    plan_budget,
-)
+from stats.adaptive.forecast import answers_per_cluster, design_effect_expected
+from stats.adaptive.interval import cluster_correlations, condition_intervals
+from stats.adaptive.planner import plan_budget
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import bench.adaptive as bench  # noqa: E402

@@ -14,7 +14,8 @@ from scipy import stats
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
-from stats.adaptive import MIN_ANSWERS, condition_answers_needed
+from stats.adaptive.interval import condition_answers_needed
+from stats.adaptive.stopping import MIN_ANSWERS
 from stats.alignment import Z95
 from results.planning import survey_forecast, survey_pilot_figures, survey_plan
 from surveys.models import Participant, Response, Survey, Trial

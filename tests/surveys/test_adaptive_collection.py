@@ -18,7 +18,8 @@ from PIL import Image
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob
 from iri_worker.services import target_photo_create
-from stats.adaptive import MIN_ANSWERS, blocks_split
+from stats.adaptive.blocks import blocks_split
+from stats.adaptive.stopping import MIN_ANSWERS
 from results.services import alignment_report
 from surveys.models import Participant, Slot, Survey, Trial
 from surveys.services import participant_enroll, participant_erase, survey_adaptive_refresh, survey_create, survey_publish
