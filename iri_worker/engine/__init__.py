@@ -13,24 +13,18 @@ per-image numbers come out.
 Modules: spec (InversionSpec), invert (the loop), losses + recipes (composable
 per-image terms and the paper's recipes as data), transforms (transformation
 robustness), params (pixel / Fourier parametrisation), steps (normalised
-gradient / Adam), seeds, backbones (registry, checkpoints, FakeReLU),
-proxy (the perceptual alignment proxy), validity (null distribution, percentile,
-label check, loss-curve steps), layout (NCHW or channels-last, whichever a few timed steps on this host
+gradient / Adam), seeds, backbones (registry, FakeReLU), architectures (the
+registered networks), checkpoints (weights files), proxy (the perceptual
+alignment proxy), validity (null distribution, percentile, label check,
+loss-curve steps), layout (NCHW or channels-last, whichever a few timed steps on this host
 find faster, cached per process), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
 set up so each step reuses the last step's memory instead of faulting in fresh pages).
 """
 
 from . import losses, proxy, validity
 from .allocator import keep_freed_memory
-from .backbones import (
-    Backbone,
-    checkpoint_sha256,
-    layer_names,
-    list_backbones,
-    load_backbone,
-    register_backbone,
-    stage_names,
-)
+from .backbones import Backbone, layer_names, list_backbones, load_backbone, register_backbone, stage_names
+from .checkpoints import checkpoint_sha256
 from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert, measure_adaptive_c
 from .layout import LayoutCalibration, cpu_capability, layout_cache_clear, layout_calibrate, layout_named

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .backbones import Backbone, check_backbone_name, checkpoint_sha256, load_backbone
+from .backbones import Backbone, check_backbone_name, load_backbone
+from .checkpoints import checkpoint_sha256
 from .params import PARAMS
 from .proxy import _LPIPS_MISSING, lpips_available
 from .recipes import expand_recipe, recipe_uses_metric

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from iri_worker.engine import Backbone, layer_names, list_backbones, load_backbone, register_backbone
+from iri_worker.engine import architectures
 from iri_worker.engine import backbones as registry
+from iri_worker.engine.checkpoints import checkpoint_sha256
 
 
 def no_hooks_left(module: torch.nn.Module) -> bool:
@@ -168,7 +170,7 @@ def test_a_new_backbone_can_be_registered_and_loaded(monkeypatch):
 
 
 def test_weights_are_read_from_a_local_checkpoint_in_common_formats(tmp_path):
-    fresh = registry.TinyCNN()
+    fresh = architectures.TinyCNN()
     torch.nn.init.constant_(fresh.fc.bias, 0.25)
     path = tmp_path / "tiny.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in fresh.state_dict().items()}}, path)
@@ -246,7 +248,7 @@ def test_nets_whose_last_activation_is_not_a_relu_have_no_fake_relu():
 
 
 def tiny_weights(bias=0.25):
-    fresh = registry.TinyCNN()
+    fresh = architectures.TinyCNN()
     torch.nn.init.constant_(fresh.fc.bias, bias)
     return fresh.state_dict()
 
@@ -256,7 +258,7 @@ def test_a_plain_state_dict_checkpoint_is_loaded_and_its_hash_recorded(tmp_path)
     torch.save(tiny_weights(), path)
     backbone = load_backbone("tiny_cnn", weights_path=str(path))
     assert torch.equal(backbone.module.fc.bias, torch.full((10,), 0.25))
-    assert backbone.checkpoint_sha256 == registry.checkpoint_sha256(str(path))
+    assert backbone.checkpoint_sha256 == checkpoint_sha256(str(path))
     assert len(backbone.checkpoint_sha256) == 64
 
 

@@ -95,7 +95,8 @@ def test_fake_relu_is_recorded_as_off_where_the_backbone_has_none():
 def test_a_weights_file_is_recorded_by_its_sha256_and_a_mismatch_is_refused(tmp_path):
     import torch
 
-    from iri_worker.engine.backbones import TinyCNN, checkpoint_sha256
+    from iri_worker.engine.architectures import TinyCNN
+    from iri_worker.engine.checkpoints import checkpoint_sha256
 
     path = tmp_path / "w.pt"
     torch.save(TinyCNN().state_dict(), path)
