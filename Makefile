@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iri_platform
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test test-python test-frontend services frontend clean env docs
+.PHONY: install demo test test-quick test-python test-frontend services frontend clean env docs
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,8 +44,15 @@ docs: $(VENV)/.installed
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test --silent
 
+# xdist: one test process per core (at most four); each has a database and broker keys of its own (tests/conftest.py).
+PYTEST := DJANGO_DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest -n auto --maxprocesses 4 --dist loadgroup
+
 test-python: install
-	DJANGO_DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest
+	$(PYTEST)
+
+# The suite without the tests that start processes (workers, servers, browsers, commands): a few minutes' feedback.
+test-quick: install services
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

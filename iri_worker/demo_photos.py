@@ -1,4 +1,5 @@
 """Photos that ship inside installed packages, so the demo and tests need no network."""
+import functools
 import io
 
 from PIL import Image
@@ -6,6 +7,16 @@ from PIL import Image
 
 def bundled_photos() -> dict[str, bytes]:
     """Name -> PNG bytes of the colour photos bundled with scikit-image (CC0 / public domain)."""
+    return dict(_bundled_photos())
+
+
+def attention_photos() -> dict[str, bytes]:
+    """The bundled photos plus more offline ones (never demo targets): the pool of catch and practice images."""
+    return dict(_attention_photos())
+
+
+@functools.cache  # encoding them takes half a second; every survey build with catch trials reads them
+def _bundled_photos() -> dict[str, bytes]:
     import skimage.data as data
 
     arrays = {
@@ -22,8 +33,8 @@ def bundled_photos() -> dict[str, bytes]:
     return photos
 
 
-def attention_photos() -> dict[str, bytes]:
-    """The bundled photos plus more offline ones (never demo targets): the pool of catch and practice images."""
+@functools.cache
+def _attention_photos() -> dict[str, bytes]:
     import matplotlib.cbook as cbook
     import skimage.data as data
 

@@ -12,12 +12,12 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from backend.celery import app as celery_app
-from iri_worker.demo_photos import bundled_photos
 from iri_worker.models import IriJob
-from iri_worker.services import iri_job_run, iri_spec_validate, target_photo_create
+from iri_worker.services import iri_spec_validate
 from surveys.services import survey_create, survey_publish
 from teams.models import Role
 from teams.services import membership_set, team_create
+from tests.factories import TargetPhotoFactory, iri_set_make
 
 TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}
 
@@ -25,8 +25,9 @@ TINY_SPEC = {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size":
 # second run of the suite beside this one shares nothing with it. Processes the tests start inherit the prefix.
 PROCESS_NAME = f"p{os.getpid()}"
 os.environ["CELERY_BROKER_KEY_PREFIX"] = f"test-{PROCESS_NAME}:"
-if celery_app.conf.broker_url.startswith("redis"):
-    celery_app.conf.broker_transport_options = {"global_keyprefix": os.environ["CELERY_BROKER_KEY_PREFIX"]}
+if django_settings.CELERY_BROKER_URL.startswith("redis"):  # the settings were read before this line: tell them too
+    django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = os.environ["CELERY_BROKER_KEY_PREFIX"]
+    celery_app.conf.broker_transport_options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,24 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         if db["ENGINE"] != "django.db.backends.sqlite3":  # SQLite's test database is in memory, private already
             test = db.setdefault("TEST", {})
             test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{PROCESS_NAME}"
+
+
+# `make test-quick` leaves out what starts processes (a Celery worker, gunicorn, Chromium, a command, a database
+# cluster) or flushes the database (transactional tests), and the fuzzer: the rest runs in a couple of minutes.
+SLOW_FIXTURES = {"celery_worker_process", "transactional_db", "live_server", "server", "page", "browser", "worker"}
+SLOW_MODULES = {
+    "tests/backend/test_api_fuzz.py", "tests/backend/test_backup_restore.py", "tests/backend/test_database_restart.py",
+    "tests/backend/test_demo_command.py", "tests/backend/test_faults.py", "tests/backend/test_secret_checks.py",
+    "tests/iri_worker/test_reproduce_command.py", "tests/iri_worker/test_worker.py", "tests/teams/test_admin_crawl.py",
+    "tests/test_compose.py", "tests/test_docs.py", "tests/test_layers.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -76,15 +95,13 @@ def researcher_client(researcher):
 @pytest.fixture
 def photos(team):
     """Three of the bundled photos as Lab A's target photos."""
-    return [target_photo_create(team=team, name=name, data=data) for name, data in list(bundled_photos().items())[:3]]
+    return [TargetPhotoFactory(team=team, photo=i) for i in range(3)]
 
 
 def finished_iri_set(photos, **spec) -> IriJob:
-    """An IRI set made by the real engine in this process (tiny model, a few steps)."""
-    job = IriJob.objects.create(team=photos[0].team, name="tiny set", spec=iri_spec_validate({**TINY_SPEC, **spec}))
-    job.targets.set(photos)
-    iri_job_run(job_id=job.pk)
-    job.refresh_from_db()
+    """An IRI set of the tiny model (a few steps): made by the real engine in this process, or replayed from its
+    recording when these inputs were made before (tests/factories.py; tests about IRI jobs always run the engine)."""
+    job = iri_set_make(photos=photos, spec=iri_spec_validate({**TINY_SPEC, **spec}))
     assert job.status == IriJob.Status.DONE, job.error
     return job
 

@@ -1,5 +1,6 @@
 """IRI jobs: check and create a job with its chunks (or a layer sweep: one job per layer), queue one task per chunk,
 cancel, retry the failed chunks, and aggregate the chunks' progress into the job."""
+import functools
 import logging
 import platform
 import uuid
@@ -326,6 +327,11 @@ def iri_job_refresh(*, job_id: int) -> None:
 
 
 def library_versions() -> dict:
+    return dict(_library_versions())
+
+
+@functools.cache  # asked at every job's end; a failed optional import searches the whole path again each time
+def _library_versions() -> dict:
     import numpy
     import PIL
     import torch

@@ -13,6 +13,8 @@ from schemathesis.core import NOT_SET
 
 from drf_spectacular.generators import SchemaGenerator
 
+# One xdist worker runs the whole module, so that the last test counts every request the others sent.
+pytestmark = pytest.mark.xdist_group("api_fuzz")
 MIN_REQUESTS = 1000
 # The served schema is for researchers only; the fuzzer reads the same schema from its generator.
 schema = schemathesis.openapi.from_dict(json.loads(json.dumps(SchemaGenerator().get_schema(request=None, public=True))))

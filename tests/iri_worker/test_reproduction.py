@@ -54,6 +54,7 @@ def one_deterministic_cpu_thread():
     torch.use_deterministic_algorithms(deterministic)
 
 
+@pytest.mark.slow
 def test_a_robust_networks_iris_look_like_their_targets_and_a_standard_networks_do_not(one_deterministic_cpu_thread):
     report = run_experiment(SMALL, cache_dir=None, metrics=("ssim",), adversarial_recipe="adv_ssim").report
 

@@ -170,6 +170,7 @@ def simulated(scenario: str, model: dict, *, adaptive_studies: int, fixed_studie
             "met_by_n": met.round(3).tolist()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("scenario", "adaptive_studies"), [("paper", 40), ("uniform", 24)])
 def test_the_forecast_for_both_designs_is_within_ten_percent_of_the_simulators_median(scenario, adaptive_studies):
     # 40 and 24 adaptive studies (a uniform one takes twice as long; bench/adaptive.py --json runs 1000) and 200

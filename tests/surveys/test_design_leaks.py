@@ -386,6 +386,7 @@ def test_masks_are_seeded_so_a_rebuild_makes_the_same_and_another_survey_none_of
     assert not set(other.values()) & set(first.values())
 
 
+@pytest.mark.slow
 def test_nothing_a_classification_participant_sees_names_or_links_a_category(sweep):
     """Participants of a three-layer sweep (36 main trials, 12 a category, and 2 catch trials) try to score every
     main trial without looking at its query, and to find pairs of main trials of one category.

@@ -32,6 +32,7 @@ def faults_over_twenty_steps(mode: str) -> dict:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.slow
 def test_with_freed_memory_kept_each_step_reuses_the_last_ones_pages():
     default, kept = faults_over_twenty_steps("default"), faults_over_twenty_steps("kept")
     assert kept["kept"] is True and default["kept"] is False
