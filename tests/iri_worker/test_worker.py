@@ -4,7 +4,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from django.db import connection
 from backend.celery import app as celery_app
 from iri_worker.models import IriChunk, IriJob
 from iri_worker.services import iri_job_create
-from tests.conftest import TINY_SPEC, database_url, finished_iri_set, wait_for
+from tests.conftest import TINY_SPEC, database_url, wait_for
 
 
 def finished(job):
@@ -79,18 +78,14 @@ def start_worker(settings, **env_extra) -> subprocess.Popen:
     return proc
 
 
-CHUNK_SECONDS = 6  # how long the killed chunk would take on this machine
+CHUNK_SECONDS = 8  # how long the killed chunk would take on the worker
 
 
-def seconds_per_step(photos) -> float:
-    """Time a step of the tiny spec takes for this batch here: two in-process runs, 50 and 250 steps, after a warm-up."""
-    finished_iri_set(photos, steps=10)
-    took = {}
-    for steps in (50, 250):
-        started = time.monotonic()
-        finished_iri_set(photos, steps=steps)
-        took[steps] = time.monotonic() - started
-    return max((took[250] - took[50]) / 200, 1e-4)
+def worker_seconds_per_step(photos) -> float:
+    """Time a step of the tiny spec takes on the running worker, as the worker itself timed a 400-step job."""
+    job = iri_job_create(targets=photos, spec={**TINY_SPEC, "steps": 400}, name="timing", chunk_size=len(photos))
+    wait_for(lambda: finished(job), timeout=120)
+    return max(job.chunks.get().details["seconds"] / 400, 1e-4)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -117,16 +112,15 @@ def test_a_job_whose_worker_is_killed_mid_chunk_completes_on_a_new_worker(transa
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
         pytest.skip("needs PostgreSQL and Redis: run through `make test` (DATABASE_URL, CELERY_BROKER_URL)")
     stale_s = "3"
-    # Long enough that the first chunk is still running when its first heartbeat (after 1 s) is seen, on any machine;
-    # the wait for the end is scaled from the same measurement instead of a fixed number of seconds.
-    step_s = seconds_per_step(photos[:2])
-    steps = max(500, round(CHUNK_SECONDS / step_s))
     with celery_app.connection_for_write() as conn:
         for queue in ("gpu", "celery"):
             conn.default_channel.queue_purge(queue)
     first = start_worker(settings, IRI_CHUNK_STALE_S=stale_s)
     second = None
     try:
+        # Long enough that the chunk still runs when its first heartbeat (after 1 s) is seen, on any machine; the
+        # wait for the end below is scaled from the same measurement instead of a fixed number of seconds.
+        steps = max(500, round(CHUNK_SECONDS / worker_seconds_per_step(photos[:2])))
         job = iri_job_create(targets=photos, spec={**TINY_SPEC, "steps": steps}, name="killed", chunk_size=2)
         running = wait_for(lambda: IriChunk.objects.filter(job=job, status=IriChunk.Status.RUNNING, progress__gt=0).first())
 
