@@ -89,10 +89,10 @@ def setup_database(participants: int, trials: int) -> list[tuple[str, str]]:
       SELECT s.id, l.id, 't' || g, 'main', '2afc', '', i.id, i.id, i.id, 2, g % 2, 'seed'
       FROM surveys_survey s, surveys_triallist l, (SELECT min(id) id FROM iri_worker_storedimage) i, generate_series(1, {trials}) g;
     INSERT INTO surveys_participant (survey_id, trial_list_id, token, prolific_pid, study_id, session_id, worker_id,
-      assignment_id, hit_id, turk_submit_to, is_pilot, is_bot, status, stage, consented_at, restarts, client_info,
-      excluded, exclusion_reasons, created_at)
-      SELECT s.id, l.id, 'p' || g, '', '', '', '', '', '', '', false, true, 'active', 'consented', now(), 0, '{{}}',
-      false, '[]', now() FROM surveys_survey s, surveys_triallist l, generate_series(1, {participants}) g;
+      assignment_id, hit_id, turk_submit_to, is_pilot, is_bot, is_rehearsal, status, stage, consented_at, restarts,
+      client_info, excluded, exclusion_reasons, created_at)
+      SELECT s.id, l.id, 'p' || g, '', '', '', '', '', '', '', false, true, false, 'active', 'consented', now(), 0,
+      '{{}}', false, '[]', now() FROM surveys_survey s, surveys_triallist l, generate_series(1, {participants}) g;
     INSERT INTO surveys_assignment (participant_id, trial_id, position, option_order)
       SELECT p.id, t.id, row_number() OVER (PARTITION BY p.id ORDER BY t.id), CASE WHEN (p.id + t.id) % 2 = 0 THEN '01' ELSE '10' END
       FROM surveys_participant p, surveys_trial t;
