@@ -59,6 +59,7 @@ export class Outbox {
     this.failing = false;
     this._flushing = null;
     this.items = this._load();
+    this.left = []; // items that left the queue (confirmed or rejected) since the page loaded
   }
 
   _load() {
@@ -84,9 +85,13 @@ export class Outbox {
     return this.items.length;
   }
 
-  /** Trial ids still waiting to be confirmed (optionally for one session token). */
+  /**
+   * Trial ids this page holds answers for (optionally for one session token): still waiting to be confirmed, or
+   * sent since the page loaded. The server's list of answered trials may have been read before a leftover answer
+   * of an earlier visit got through, so a trial must not count as open just because it left the queue meanwhile.
+   */
   pendingTrials(token) {
-    return this.items.filter((i) => token === undefined || i.token === token).map((i) => i.trial);
+    return [...this.left, ...this.items].filter((i) => token === undefined || i.token === token).map((i) => i.trial);
   }
 
   /**
@@ -128,6 +133,7 @@ export class Outbox {
   }
 
   _remove(item) {
+    this.left.push(item);
     this.items = this.items.filter((i) => i.idempotency_key !== item.idempotency_key);
     this._save();
   }

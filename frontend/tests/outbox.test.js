@@ -29,6 +29,21 @@ describe("Outbox", () => {
     expect(storage.getItem(KEY)).toBeNull();
   });
 
+  it("still counts a leftover answer as given once it got through, for a trial list fetched before it did", async () => {
+    // After a reload the page sends its leftover answers and fetches the session's answered trials at once: if the
+    // answers get through in between, neither the server's list nor the queue names them, and the participant
+    // would be shown a screen they had already answered.
+    const storage = memoryStorage();
+    makeOutbox(storage, () => new Promise(() => {})).enqueue({ token: "tok", trial: "t_1", choice: 0, rt_ms: 500 });
+
+    const reloaded = makeOutbox(storage, async () => ({ status: 201 }));
+    await reloaded.flush();
+
+    expect(reloaded.size).toBe(0);
+    expect(reloaded.pendingTrials("tok")).toEqual(["t_1"]);
+    expect(reloaded.pendingTrials("other")).toEqual([]);
+  });
+
   it("retries 5xx and network errors until confirmed, with the same key and capped backoff", async () => {
     const storage = memoryStorage();
     const answers = [503, "net", 500, "net", 502, 201];
