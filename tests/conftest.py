@@ -1,11 +1,13 @@
 """The cast every test can ask for: a researcher, a finished IRI set, a live survey, a real worker."""
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
 
+import psycopg
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
@@ -34,8 +36,29 @@ if django_settings.CELERY_BROKER_URL.startswith("redis"):  # the settings were r
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     for db in django_settings.DATABASES.values():
         if db["ENGINE"] != "django.db.backends.sqlite3":  # SQLite's test database is in memory, private already
+            _drop_databases_of_gone_processes(db)
             test = db.setdefault("TEST", {})
             test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{PROCESS_NAME}"
+
+
+def _drop_databases_of_gone_processes(db: dict) -> None:
+    """A run that was killed leaves its database behind: drop those whose process (the name's end) is gone."""
+    with psycopg.connect(database_url("postgres"), autocommit=True) as admin:
+        names = admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [f"test_{db['NAME']}_"])
+        for (name,) in names.fetchall():
+            pid = re.fullmatch(r".*_p(\d+)", name)
+            if pid and not _process_alive(int(pid[1])):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 # `make test-quick` leaves out what starts processes (a Celery worker, gunicorn, Chromium, a command, a database
