@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-VALIDITY_NOT_A_DICT = "A validity record must be a dict, got {type}."
-VALIDITY_VERSION_UNKNOWN = (
-    "Validity record version {version!r} is unknown: this code reads versions 0 (no version key) to {latest}."
-)
-VALIDITY_KEYS_UNKNOWN = "The validity record has unknown keys {keys}; allowed keys are {allowed}."
-NULL_SUMMARY_KEYS = "The validity record's null summary must have exactly the keys {allowed}; got {keys}."
-
+from kernel.records import record_values, record_version
 
 @dataclass(frozen=True)
 class NullSummary:
@@ -37,11 +31,7 @@ class NullSummary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NullSummary:
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(data, Mapping) or set(data) != set(names):
-            keys = ", ".join(sorted(data)) if isinstance(data, Mapping) else type(data).__name__
-            raise ValueError(NULL_SUMMARY_KEYS.format(allowed=", ".join(names), keys=keys))
-        return cls(**data)
+        return cls(**record_values(cls, data, what="The validity record's null summary", ignore=()))
 
 
 @dataclass(frozen=True)
@@ -88,16 +78,9 @@ class ValidityRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> ValidityRecord:
         """Read a stored record of any known version (``{}``: no record); ValueError naming the problem for an
         unknown version or key."""
-        if not isinstance(data, Mapping):
-            raise ValueError(VALIDITY_NOT_A_DICT.format(type=type(data).__name__))
-        version = data.get("version", 0)
-        if isinstance(version, bool) or version not in (0, cls.VERSION):
-            raise ValueError(VALIDITY_VERSION_UNKNOWN.format(version=version, latest=cls.VERSION))
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - {"version", *names})
-        if unknown:
-            raise ValueError(VALIDITY_KEYS_UNKNOWN.format(keys=", ".join(unknown), allowed=", ".join(names)))
-        values = {key: value for key, value in data.items() if key != "version" and value is not None}
+        record_version(data, what="The validity record", latest=cls.VERSION)
+        present = {key: value for key, value in data.items() if value is not None}  # None: the record does not say
+        values = record_values(cls, present, what="The validity record", optional=tuple(f.name for f in dataclasses.fields(cls)))
         if "null" in values:
             values["null"] = NullSummary.from_dict(values["null"])
         return cls(**values)

@@ -14,27 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-REPORT_NOT_A_DICT = "{where} must be a dict, got {type}."
-REPORT_VERSION_UNKNOWN = (
-    "Report version {version!r} is unknown: this code reads versions 0 (no version key) to {latest}."
-)
-REPORT_KEYS_UNKNOWN = "{where} has unknown keys {keys}; allowed keys are {allowed}."
-REPORT_KEYS_MISSING = "{where} lacks keys {keys}."
-
-
-def _values(cls, data: Mapping[str, Any], *, where: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``data``'s values for ``cls``'s fields: ValueError naming ``where`` for a key it has not or lacks."""
-    if not isinstance(data, Mapping):
-        raise ValueError(REPORT_NOT_A_DICT.format(where=where, type=type(data).__name__))
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(REPORT_KEYS_UNKNOWN.format(where=where, keys=", ".join(unknown), allowed=", ".join(names)))
-    missing = [name for name in names if name not in data and name not in optional]
-    if missing:
-        raise ValueError(REPORT_KEYS_MISSING.format(where=where, keys=", ".join(missing)))
-    return {name: data[name] for name in names if name in data}
-
+from kernel.records import record_values, record_version
 
 @dataclass(frozen=True, kw_only=True)
 class ConditionRow:
@@ -74,7 +54,7 @@ class ConditionRow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConditionRow:
-        return cls(**_values(cls, data, where="A report's condition"))
+        return cls(**record_values(cls, data, what="A report's condition"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +75,7 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
-        return cls(**_values(cls, data, where="A report's comparison"))
+        return cls(**record_values(cls, data, what="A report's comparison"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,13 +117,8 @@ class AlignmentReport:
     def from_dict(cls, data: Mapping[str, Any]) -> AlignmentReport:
         """Read a report of any known version (the API's JSON, an archive's report.json); ValueError naming the
         problem for an unknown version or key, or a missing one."""
-        if not isinstance(data, Mapping):
-            raise ValueError(REPORT_NOT_A_DICT.format(where="The report", type=type(data).__name__))
-        version = data.get("version", 0)
-        if isinstance(version, bool) or version not in (0, cls.VERSION):
-            raise ValueError(REPORT_VERSION_UNKNOWN.format(version=version, latest=cls.VERSION))
-        unversioned = {key: value for key, value in data.items() if key != "version"}
-        values = _values(cls, unversioned, where="The report", optional=("recognition",))
+        record_version(data, what="The report", latest=cls.VERSION)
+        values = record_values(cls, data, what="The report", optional=("recognition",))
         values["conditions"] = [ConditionRow.from_dict(row) for row in values["conditions"]]
         values["comparisons"] = [Comparison.from_dict(row) for row in values["comparisons"]]
         return cls(**values)

@@ -16,13 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-ADAPTIVE_STATE_NOT_A_DICT = "adaptive_state must be a dict, got {type}."
-ADAPTIVE_STATE_VERSION_UNKNOWN = (
-    "adaptive_state version {version!r} is unknown: this code reads versions 0 (no version key) to {latest}."
-)
-ADAPTIVE_STATE_KEYS_UNKNOWN = "adaptive_state has unknown keys {keys}; allowed keys are {allowed}."
-ADAPTIVE_STATE_KEYS_MISSING = "adaptive_state (version {version}) lacks keys {keys}."
-
+from kernel.records import record_values, record_version
 
 @dataclass(frozen=True)
 class AdaptiveState:
@@ -61,20 +55,9 @@ class AdaptiveState:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdaptiveState:
         """Read a stored state of any known version; ValueError naming the problem for an unknown version or key."""
-        if not isinstance(data, Mapping):
-            raise ValueError(ADAPTIVE_STATE_NOT_A_DICT.format(type=type(data).__name__))
-        version = data.get("version", 0)
-        if version not in (0, cls.VERSION) or isinstance(version, bool):
-            raise ValueError(ADAPTIVE_STATE_VERSION_UNKNOWN.format(version=version, latest=cls.VERSION))
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - {"version", *names})
-        if unknown:
-            raise ValueError(ADAPTIVE_STATE_KEYS_UNKNOWN.format(keys=", ".join(unknown), allowed=", ".join(names)))
-        values = {**(cls.VERSION_0_DEFAULTS if version == 0 else {}), **data}
-        values.pop("version", None)
-        missing = [name for name in names if name not in values]
-        if missing:
-            raise ValueError(ADAPTIVE_STATE_KEYS_MISSING.format(version=version, keys=", ".join(missing)))
+        version = record_version(data, what="adaptive_state", latest=cls.VERSION)
+        defaults = cls.VERSION_0_DEFAULTS if version == 0 else None
+        values = record_values(cls, data, what="adaptive_state", defaults=defaults)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.records import record_check_dict, record_unknown_keys
+
 from .backbones import Backbone, check_backbone_name, load_backbone
 from .checkpoints import checkpoint_sha256
 from .params import PARAMS
@@ -101,14 +103,9 @@ class InversionSpec:
         each naming the offending field. May load the backbone (CPU) to check
         ``layer``, ``image_size`` and ``transforms`` against it.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"An inversion spec must be a dict, got {type(data).__name__}.")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        problems = [
-            f"Unknown field '{key}'; allowed fields are {', '.join(fields)}."
-            for key in data
-            if key not in fields
-        ]
+        record_check_dict(data, what="An inversion spec")
+        unknown = record_unknown_keys(cls, data, what="The inversion spec")
+        problems = [unknown] if unknown else []
         values = {**{f.name: f.default for f in dataclasses.fields(cls)}, **data}
 
         backbone_ok = isinstance(values["backbone"], str)

@@ -63,7 +63,7 @@ def test_a_failed_record_keeps_only_its_error():
 
 
 def test_an_unknown_version_is_refused_with_the_versions_this_code_reads():
-    with pytest.raises(ValueError, match=r"Validity record version 2 is unknown: this code reads versions 0 .* to 1"):
+    with pytest.raises(ValueError, match=r"The validity record: version 2 is unknown; this code reads versions 0 .* to 1"):
         ValidityRecord.from_dict({**STORED_BEFORE, "version": 2})
 
 
@@ -73,8 +73,11 @@ def test_an_unknown_key_is_refused_by_name():
 
 
 def test_a_null_summary_with_other_keys_is_refused():
-    with pytest.raises(ValueError, match="null summary must have exactly the keys key, layer, pairs, photos, median"):
+    with pytest.raises(ValueError, match="null summary has unknown keys seed; allowed keys are key, layer, pairs"):
         ValidityRecord.from_dict({**STORED_BEFORE, "null": {**NULL, "seed": 0}})
+    without_min = {key: value for key, value in NULL.items() if key != "min"}
+    with pytest.raises(ValueError, match="null summary lacks keys min"):
+        ValidityRecord.from_dict({**STORED_BEFORE, "null": without_min})
 
 
 @pytest.mark.django_db

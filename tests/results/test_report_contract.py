@@ -70,7 +70,7 @@ def test_a_classification_report_keeps_its_recognition_section_where_it_was():
 
 
 def test_an_unknown_version_is_refused_with_the_versions_this_code_reads():
-    with pytest.raises(ValueError, match=r"Report version 2 is unknown: this code reads versions 0 .* to 1"):
+    with pytest.raises(ValueError, match=r"The report: version 2 is unknown; this code reads versions 0 .* to 1"):
         AlignmentReport.from_dict({**STORED_BEFORE, "version": 2})
 
 

@@ -118,7 +118,7 @@ def test_a_spec_cannot_be_changed_after_creation():
 @pytest.mark.parametrize(
     ("change", "field", "hint"),
     [
-        ({"colour": "red"}, "colour", "allowed fields"),
+        ({"colour": "red"}, "colour", "allowed keys"),
         ({"backbone": "resnet81"}, "backbone", "resnet18"),
         ({"backbone": 3}, "backbone", ""),
         ({"layer": "conv"}, "layer", "layer_names('tiny_cnn')"),
