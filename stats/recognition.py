@@ -124,6 +124,92 @@ def _participant_kappas(h, n, participants, conditions, n_conditions) -> tuple[n
         return total / count, count
 
 
+def _checked_inputs(correct, network_correct, participants, items, conditions, n_conditions) -> tuple[np.ndarray, ...]:
+    correct = np.asarray(correct, dtype=bool)
+    network_correct = np.asarray(network_correct, dtype=bool)
+    participants, items, conditions = (np.asarray(a) for a in (participants, items, conditions))
+    conditions = conditions.astype(np.int64)
+    if not (correct.shape == network_correct.shape == participants.shape == items.shape == conditions.shape):
+        raise ValueError("correct, network_correct, participants, items and conditions must have the same length")
+    if conditions.size and (conditions.min() < 0 or conditions.max() >= n_conditions):
+        raise ValueError(f"condition codes must lie in 0..{n_conditions - 1}")
+    return correct, network_correct, participants, items, conditions
+
+
+def _ci_text(*, grouped: bool, level: float, n_boot: int, seed: int) -> str:
+    return CI_TEXT.format(pct=f"{level * 100:g}", n_boot=n_boot, seed=seed,
+                          unit="units (the stimulus groups passed as units)" if grouped else "items (stimuli)",
+                          unit_one="unit" if grouped else "item")
+
+
+def _network_by_item(network_correct, items, conditions, n_conditions) -> tuple[np.ndarray, np.ndarray]:
+    """Per condition: the network's accuracy over the condition's distinct items, each once (the mean of its
+    accuracy on each item), and how many items the network's answers disagree on (right on some, wrong on others)."""
+    i_idx, n_i = dense_codes(items)
+    cell, cell_keys = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    if network_correct.size:
+        cell_keys, cell = np.unique(conditions * n_i + i_idx, return_inverse=True)
+    seen = np.bincount(cell, minlength=cell_keys.size)
+    net_hits = np.bincount(cell, weights=network_correct, minlength=cell_keys.size)
+    cell_acc = net_hits / np.maximum(seen, 1)
+    cell_cond = cell_keys // max(n_i, 1)
+    mixed = np.bincount(cell_cond, weights=(net_hits > 0) & (net_hits < seen), minlength=n_conditions)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_items = np.bincount(cell_cond, minlength=n_conditions)
+        item_acc = np.bincount(cell_cond, weights=cell_acc, minlength=n_conditions) / n_items
+    return item_acc, mixed
+
+
+def _row_without_network(c: int, h, *, chance: float, n_categories: int, ci_text: str) -> dict:
+    """A condition's row with its human figures and every network and consistency figure empty (None, 0)."""
+    return {
+        "condition": c,
+        "n_answers": h.n_answers,
+        "n_participants": h.n_participants,
+        "n_items": h.n_items,
+        "n_correct": h.n_correct,
+        "accuracy": h.alignment,
+        "ci_low": h.ci_low,
+        "ci_high": h.ci_high,
+        "wilson_low": h.wilson_low,
+        "wilson_high": h.wilson_high,
+        "chance": finite_or_none(chance),
+        "n_categories": int(n_categories) if n_categories else None,
+        "network_accuracy": None,
+        "network_ci_low": None,
+        "network_ci_high": None,
+        "network_accuracy_items": None,
+        "network_n_correct": 0,
+        "accuracy_difference": None,
+        "difference_ci_low": None,
+        "difference_ci_high": None,
+        "observed_consistency": None,
+        "observed_consistency_ci_low": None,
+        "observed_consistency_ci_high": None,
+        "expected_consistency": None,
+        "error_consistency": None,
+        "error_consistency_ci_low": None,
+        "error_consistency_ci_high": None,
+        "error_consistency_participant_mean": None,
+        "error_consistency_participants": 0,
+        "ci": ci_text,
+        "note": "",
+    }
+
+
+def _row_note(h, kappa_note: str, *, n_mixed: int) -> str:
+    notes = []
+    if h.n_participants == 1:
+        notes.append(ONE_PARTICIPANT)
+    elif h.ci_low is None:
+        notes.append(NO_INTERVAL)
+    if kappa_note:
+        notes.append(kappa_note)
+    if n_mixed:
+        notes.append(NETWORK_ITEM_MIXED.format(n=n_mixed))
+    return " ".join(notes)
+
+
 def recognition_by_condition(
     *,
     correct: np.ndarray,
@@ -159,14 +245,8 @@ def recognition_by_condition(
     - ``n_answers``, ``n_participants``, ``n_items``, ``n_correct``, ``network_n_correct``; ``ci`` (what the
       intervals resample) and ``note``.
     """
-    correct = np.asarray(correct, dtype=bool)
-    network_correct = np.asarray(network_correct, dtype=bool)
-    participants, items, conditions = (np.asarray(a) for a in (participants, items, conditions))
-    conditions = conditions.astype(np.int64)
-    if not (correct.shape == network_correct.shape == participants.shape == items.shape == conditions.shape):
-        raise ValueError("correct, network_correct, participants, items and conditions must have the same length")
-    if conditions.size and (conditions.min() < 0 or conditions.max() >= n_conditions):
-        raise ValueError(f"condition codes must lie in 0..{n_conditions - 1}")
+    correct, network_correct, participants, items, conditions = _checked_inputs(
+        correct, network_correct, participants, items, conditions, n_conditions)
     chance, n_cat = _chance(n_categories, correct.size, conditions, n_conditions)
     args = dict(units=units, n_boot=n_boot, seed=seed, level=level)
     human = condition_alignment(correct, participants, items, conditions, n_conditions, **args)
@@ -175,66 +255,18 @@ def recognition_by_condition(
     kappa_draws = _kappa_of_rates(agree.draws, human.draws, network.draws)
     kappa_person, kappa_people = _participant_kappas(correct, network_correct, participants, conditions, n_conditions)
 
-    # per (condition, item): the network's accuracy on the item, and whether its answers to the item disagree
-    i_idx, n_i = dense_codes(items)
-    cell, cell_keys = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    if correct.size:
-        cell_keys, cell = np.unique(conditions * n_i + i_idx, return_inverse=True)
-    seen = np.bincount(cell, minlength=cell_keys.size)
-    net_hits = np.bincount(cell, weights=network_correct, minlength=cell_keys.size)
-    cell_acc = net_hits / np.maximum(seen, 1)
-    cell_cond = cell_keys // max(n_i, 1)
-    mixed = np.bincount(cell_cond, weights=(net_hits > 0) & (net_hits < seen), minlength=n_conditions)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        item_acc = np.bincount(cell_cond, weights=cell_acc, minlength=n_conditions) / np.bincount(cell_cond, minlength=n_conditions)
-
-    unit_word = "items (stimuli)" if units is None else "units (the stimulus groups passed as units)"
-    ci_text = CI_TEXT.format(pct=f"{level * 100:g}", n_boot=n_boot, seed=seed, unit=unit_word,
-                             unit_one="item" if units is None else "unit")
+    item_acc, mixed = _network_by_item(network_correct, items, conditions, n_conditions)
+    ci_text = _ci_text(grouped=units is not None, level=level, n_boot=n_boot, seed=seed)
     rows = []
     for c in range(n_conditions):
         h, n = human.estimates[c], network.estimates[c]
-        row = {
-            "condition": c,
-            "n_answers": h.n_answers,
-            "n_participants": h.n_participants,
-            "n_items": h.n_items,
-            "n_correct": h.n_correct,
-            "accuracy": h.alignment,
-            "ci_low": h.ci_low,
-            "ci_high": h.ci_high,
-            "wilson_low": h.wilson_low,
-            "wilson_high": h.wilson_high,
-            "chance": finite_or_none(chance[c]),
-            "n_categories": int(n_cat[c]) if n_cat[c] else None,
-            "network_accuracy": None,
-            "network_ci_low": None,
-            "network_ci_high": None,
-            "network_accuracy_items": None,
-            "network_n_correct": 0,
-            "accuracy_difference": None,
-            "difference_ci_low": None,
-            "difference_ci_high": None,
-            "observed_consistency": None,
-            "observed_consistency_ci_low": None,
-            "observed_consistency_ci_high": None,
-            "expected_consistency": None,
-            "error_consistency": None,
-            "error_consistency_ci_low": None,
-            "error_consistency_ci_high": None,
-            "error_consistency_participant_mean": None,
-            "error_consistency_participants": 0,
-            "ci": ci_text,
-            "note": "",
-        }
+        row = _row_without_network(c, h, chance=chance[c], n_categories=n_cat[c], ci_text=ci_text)
         if h.n_answers == 0:
             row["note"] = NO_ANSWERS
             rows.append(row)
             continue
-        mine = conditions == c
-        ec = error_consistency(correct[mine], network_correct[mine])
+        ec = error_consistency(correct[conditions == c], network_correct[conditions == c])
         kappa_note = _kappa_note(ec.p_1, ec.p_2)
-        diff = human.draws[:, c] - network.draws[:, c]
         row.update(
             network_accuracy=n.alignment,
             network_ci_low=n.ci_low,
@@ -249,20 +281,13 @@ def recognition_by_condition(
             error_consistency_participants=int(kappa_people[c]),
         )
         if h.ci_low is not None:
-            row["difference_ci_low"], row["difference_ci_high"] = _interval(diff, level)
-            row["observed_consistency_ci_low"], row["observed_consistency_ci_high"] = agree.estimates[c].ci_low, agree.estimates[c].ci_high
+            difference = human.draws[:, c] - network.draws[:, c]
+            row["difference_ci_low"], row["difference_ci_high"] = _interval(difference, level)
+            row["observed_consistency_ci_low"] = agree.estimates[c].ci_low
+            row["observed_consistency_ci_high"] = agree.estimates[c].ci_high
             if not kappa_note:
                 row["error_consistency_ci_low"], row["error_consistency_ci_high"] = _interval(kappa_draws[:, c], level)
-        notes = []
-        if h.n_participants == 1:
-            notes.append(ONE_PARTICIPANT)
-        elif h.ci_low is None:
-            notes.append(NO_INTERVAL)
-        if kappa_note:
-            notes.append(kappa_note)
-        if mixed[c]:
-            notes.append(NETWORK_ITEM_MIXED.format(n=int(mixed[c])))
-        row["note"] = " ".join(notes)
+        row["note"] = _row_note(h, kappa_note, n_mixed=int(mixed[c]))
         rows.append(row)
     return rows
 
