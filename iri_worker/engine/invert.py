@@ -81,6 +81,27 @@ def _check_images(name: str, images: object, size: int, batch: int | None = None
     return images
 
 
+def _start_variable(spec: InversionSpec, param: Parametrization, seeds: torch.Tensor | None, *, batch: int,
+                    size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The optimised variable at step 0: the given seed images encoded, else a ``spec.seed_kind`` seed drawn."""
+    if seeds is not None:
+        return param.encode(_check_images("seeds", seeds, size, batch).to(device, torch.float32))
+    if spec.seed_kind == PHOTO_SEED:
+        raise ValueError("seed_kind 'photo' needs the seed images: pass seeds=(B, 3, S, S) or (3, S, S).")
+    return param.seed_variable(spec.seed_kind, batch, size, generator).to(device)
+
+
+def _layout(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor):
+    """The memory layout of the run: the spec's, else the faster of the two timed on this batch and layer (cached
+    per process), since which one is faster depends on the CPU."""
+    if spec.channels_last and not backbone.supports_channels_last:
+        raise ValueError(f"channels_last: backbone '{backbone.name}' runs only the NCHW layout; "
+                         "set channels_last to false or null.")
+    if spec.channels_last is not None:
+        return layout_named(spec.channels_last)
+    return layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.amp)
+
+
 def invert(
     spec: InversionSpec,
     targets: torch.Tensor,
@@ -129,20 +150,8 @@ def invert(
     targets = targets.to(dev, torch.float32)
     generator = torch.Generator().manual_seed(spec.rng_seed)  # CPU: same draws on every device
     param = build_param(spec.param)
-    if seeds is not None:
-        seeds = _check_images("seeds", seeds, size, batch).to(dev, torch.float32)
-        variable = param.encode(seeds)
-    elif spec.seed_kind == PHOTO_SEED:
-        raise ValueError("seed_kind 'photo' needs the seed images: pass seeds=(B, 3, S, S) or (3, S, S).")
-    else:
-        variable = param.seed_variable(spec.seed_kind, batch, size, generator).to(dev)
-
-    if spec.channels_last and not backbone.supports_channels_last:
-        raise ValueError(f"channels_last: backbone '{backbone.name}' runs only the NCHW layout; "
-                         "set channels_last to false or null.")
-    # No layout named: time both on this batch and layer (cached per process), since the faster one depends on the CPU.
-    calibration = (layout_named(spec.channels_last) if spec.channels_last is not None
-                   else layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.amp))
+    variable = _start_variable(spec, param, seeds, batch=batch, size=size, generator=generator, device=dev)
+    calibration = _layout(spec, backbone, layer=layer, targets=targets)
     channels_last = calibration.channels_last
     if channels_last and spec.param == "pixel":
         variable = variable.contiguous(memory_format=torch.channels_last)
@@ -195,51 +204,58 @@ def measure_adaptive_c(
     return invert(probe, targets, backbone=backbone, seeds=seeds, device=device).adversarial_c
 
 
-def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,
-         spec: InversionSpec, transform, generator: torch.Generator, on_step: OnStep | None) -> InversionResult:
-    batch = variable.shape[0]
-    dev = variable.device
-    view = (1,) * (variable.dim() - 1)
-    image_view = (batch, 1, 1, 1)
-    best_x = ctx.seeds.clone()
-    best_loss = torch.full((batch,), math.inf, device=dev)
-    best_step = torch.zeros(batch, dtype=torch.long, device=dev)
-    active = torch.ones(batch, dtype=torch.bool, device=dev)
-    stopped = torch.zeros(batch, dtype=torch.bool, device=dev)
-    stop_loss = spec.stop_loss
-    state = rule.init(variable)
-    initial: torch.Tensor | None = None
+class _Best:
+    """The best iterate per image so far, as tensor ops (no host read): the lowest loss among the iterates seen
+    while the image was active; NaN never wins, nor an iterate after the image stopped (not its own any more)."""
 
+    def __init__(self, seeds: torch.Tensor):
+        batch = seeds.shape[0]
+        self.x = seeds.clone()
+        self.loss = torch.full((batch,), math.inf, device=seeds.device)
+        self.step = torch.zeros(batch, dtype=torch.long, device=seeds.device)
+        self.image_view = (batch, 1, 1, 1)
+
+    def keep(self, image: torch.Tensor, losses: torch.Tensor, index: int, in_box: bool, active: torch.Tensor):
+        better = (losses < self.loss) & active
+        # Store the clipped image: the loss is the same (the normaliser clamps) and returned images must lie
+        # in [0, 1]; an iterate known to be in the box needs no clipping.
+        clipped = image.detach() if in_box else image.detach().clamp(0, 1)
+        self.x = torch.where(better.view(self.image_view), clipped, self.x)
+        self.loss = torch.where(better, losses, self.loss)
+        self.step = torch.where(better, index, self.step)
+
+
+def _context_maker(ctx: LossContext, transform, generator: torch.Generator):
+    """The loss context of one step's image: one random transform draw per step, shared by every term that looks
+    through the transform."""
     def context(x: torch.Tensor, in_box: bool) -> LossContext:
         if transform is None:
             return dataclasses.replace(ctx, x=x, in_box=in_box)
-        # One random draw per step, shared by every term that looks through the transform.
         step_seed = int(torch.randint(2**62, (1,), generator=generator))
         return dataclasses.replace(
             ctx, x=x, in_box=in_box, transform=lambda img: transform(img, torch.Generator().manual_seed(step_seed))
         )
+    return context
 
-    def keep_best(image: torch.Tensor, losses: torch.Tensor, index: int, in_box: bool) -> None:
-        nonlocal best_x, best_loss, best_step
-        # NaN never wins, nor does an image that stopped (its later iterates are not its own any more).
-        better = (losses < best_loss) & active
-        # Store the clipped image: the loss is the same (the normaliser clamps) and returned images must lie
-        # in [0, 1]; an iterate known to be in the box needs no clipping.
-        best_x = torch.where(better.view(image_view), image.detach() if in_box else image.detach().clamp(0, 1), best_x)
-        best_loss = torch.where(better, losses, best_loss)
-        best_step = torch.where(better, index, best_step)
 
-    # The step-size schedule (spec.step_rounds): halved at each round start after the first; one integer
-    # compare per step, nothing read from the device.
-    later_rounds = round_starts(spec.steps, spec.step_rounds)[1:]
-    next_round = later_rounds[0] if later_rounds else -1
-    round_index = 0
+def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,
+         spec: InversionSpec, transform, generator: torch.Generator, on_step: OnStep | None) -> InversionResult:
+    batch = variable.shape[0]
+    view = (1,) * (variable.dim() - 1)
+    best = _Best(ctx.seeds)
+    active = torch.ones(batch, dtype=torch.bool, device=variable.device)
+    stopped = torch.zeros(batch, dtype=torch.bool, device=variable.device)
+    stop_loss = spec.stop_loss
+    state = rule.init(variable)
+    initial: torch.Tensor | None = None
+    context = _context_maker(ctx, transform, generator)
+    # The step-size schedule (spec.step_rounds): halved at each round start after the first; a dict lookup per
+    # step, nothing read from the device.
+    round_at = {start: k for k, start in enumerate(round_starts(spec.steps, spec.step_rounds)[1:], start=1)}
     steps_run = 0
     for i in range(spec.steps):
-        if i == next_round:
-            round_index += 1
-            rule.step_size = round_step_size(spec.step_size, round_index)
-            next_round = later_rounds[round_index] if round_index < len(later_rounds) else -1
+        if i in round_at:
+            rule.step_size = round_step_size(spec.step_size, round_at[i])
         in_box = param.image_in_box(projected=i > 0)
         variable = variable.detach().requires_grad_(True)
         image = param.to_image(variable)
@@ -253,7 +269,7 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
             losses = losses.detach().float()
             if initial is None:
                 initial = losses.clone()
-            keep_best(image, losses, i, in_box)
+            best.keep(image, losses, i, in_box, active)
             active &= torch.isfinite(losses)  # a NaN/inf loss stops that image (nan_mask below)
             stepped = rule.step(variable, grad, state)
             if stop_loss is not None:
@@ -261,7 +277,7 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
                 stopped |= reached
                 active &= ~reached
                 # A stopped image keeps its pixels (its loss stays put in on_step). Without stop_loss only a
-                # NaN stops an image, and keep_best ignores it from then on, so the loop saves this pass.
+                # NaN stops an image, and keep ignores it from then on, so the loop saves this pass.
                 stepped = torch.where(active.view(batch, *view), stepped, variable)
             # Projected after the freeze, so every iterate after the first is in the box (see image_in_box).
             variable = param.project(stepped)
@@ -270,26 +286,32 @@ def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: t
             on_step(i, losses)
         if stop_loss is not None and steps_run % STOP_CHECK_EVERY == 0 and not bool(active.any()):
             break  # one host read every STOP_CHECK_EVERY steps, only when early stop is on
-    nan_mask = ~active & ~stopped  # inactive for one of two reasons: a non-finite loss, or the stop loss
+    return _result_with_final_iterate(loss, ctx, param, context, variable, best, active=active, stopped=stopped,
+                                      initial=initial, steps_run=steps_run, stop_loss=stop_loss)
 
-    with torch.no_grad():  # the final iterate competes too
+
+def _result_with_final_iterate(loss: Loss, ctx: LossContext, param: Parametrization, context, variable, best: _Best,
+                               *, active, stopped, initial, steps_run: int, stop_loss) -> InversionResult:
+    """The final iterate competes too; then the result (NaN mask: inactive for a non-finite loss, not the stop)."""
+    nan_mask = ~active & ~stopped
+    with torch.no_grad():
         in_box = param.image_in_box(projected=steps_run > 0)
         image = param.to_image(variable)
         losses = loss(context(image, in_box)).float()
-        keep_best(image, losses, steps_run, in_box)
+        best.keep(image, losses, steps_run, in_box, active)
         if initial is None:  # steps == 0: the seed is the final iterate
             initial = losses.clone()
             nan_mask |= ~torch.isfinite(losses)
         if stop_loss is not None:
-            stopped |= ~nan_mask & (best_loss <= stop_loss)
+            stopped |= ~nan_mask & (best.loss <= stop_loss)
 
     c = ctx.state.get("adversarial_c")
     return InversionResult(
-        images=best_x.detach().contiguous().cpu(),
+        images=best.x.detach().contiguous().cpu(),
         seeds=ctx.seeds.detach().contiguous().cpu(),
-        losses=best_loss.cpu(),
+        losses=best.loss.cpu(),
         initial_losses=initial.cpu(),
-        best_step=best_step.cpu(),
+        best_step=best.step.cpu(),
         nan_mask=nan_mask.cpu(),
         stopped=stopped.cpu(),
         steps_run=steps_run,
