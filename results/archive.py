@@ -503,6 +503,7 @@ def study_archive_write(
             for module in ANALYSIS_MODULES:
                 path = Path(module.__file__).resolve()
                 w.text(f"analysis/{path.relative_to(STATS_ROOT).as_posix()}", path.read_text(encoding="utf-8"))
+            w.text("analysis/scipy_stand_in.py", (ARCHIVE_FILES / "scipy_stand_in.py").read_text(encoding="utf-8"))
             w.text("reanalyse.py", (ARCHIVE_FILES / "reanalyse.py").read_text(encoding="utf-8"))
             w.text("README.md", (ARCHIVE_FILES / "README.md").read_text(encoding="utf-8").format(slug=survey.slug))
             w.json("manifest.json", {

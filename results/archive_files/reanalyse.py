@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -76,68 +75,13 @@ def manifest_check(*, root: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. numpy in place of scipy, then the platform's statistics modules
+# 2. numpy in place of scipy (analysis/scipy_stand_in.py), then the platform's statistics modules
 
 
-def _t_cdf(t: float, df: float) -> float:
-    """Student's t cdf through the regularised incomplete beta function (continued fraction, Numerical Recipes)."""
-    x, y = df / (df + t * t), t * t / (df + t * t)  # y = 1 - x without the cancellation near t = 0
-    if y == 0:
-        return 0.5
-    a, b = df / 2, 0.5
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
-
-    def fraction(a, b, x):
-        tiny, c, d = 1e-300, 1.0, 1 - (a + b) * x / (a + 1)
-        d = 1 / (d if abs(d) > tiny else tiny)
-        h = d
-        for m in range(1, 500):
-            even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-            odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-            for num in (even, odd):
-                d = 1 + num * d
-                d = 1 / (d if abs(d) > tiny else tiny)
-                c = 1 + num / c
-                c = c if abs(c) > tiny else tiny
-                h *= d * c
-            if abs(d * c - 1) < 1e-16:
-                break
-        return h
-
-    if x < (a + 1) / (a + b + 2):
-        ibeta = front * fraction(a, b, x) / a
-    else:
-        ibeta = 1 - front * fraction(b, a, y) / b
-    tail = 0.5 * ibeta
-    return 1 - tail if t > 0 else tail
-
-
-def _t_ppf(q: float, df: float) -> float:
-    low, high = -1e3, 1e3
-    for _ in range(200):  # bisection to the last bit
-        mid = (low + high) / 2
-        if mid in (low, high):
-            break
-        if _t_cdf(mid, df) < q:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
-
-
-def _scipy_stand_in() -> None:
-    """The analysis modules import scipy at the top; give them numpy stand-ins for the parts they use."""
-    scipy = types.ModuleType("scipy")
-    sparse = types.ModuleType("scipy.sparse")  # used only by the sparse bootstrap, which numpy_bootstrap replaces
-    stats = types.ModuleType("scipy.stats")
-    stats.norm = types.SimpleNamespace(cdf=lambda z: 0.5 * (1 + math.erf(float(z) / math.sqrt(2))))
-    stats.t = types.SimpleNamespace(ppf=lambda q, df: np.vectorize(_t_ppf, otypes=[float])(q, df))
-    scipy.sparse, scipy.stats = sparse, stats
-    sys.modules.update({"scipy": scipy, "scipy.sparse": sparse, "scipy.stats": stats})
-
-
-_scipy_stand_in()
 sys.path.insert(0, str(HERE))
+from analysis import scipy_stand_in  # noqa: E402
+
+scipy_stand_in.install()
 from analysis import agreement, alignment, exclusions, recognition  # noqa: E402
 from analysis.adaptive import interval  # noqa: E402
 
@@ -271,12 +215,11 @@ def report_recompute(*, data: dict, design: dict) -> dict:
     table = alignment.condition_alignment(
         correct[use], p_row[use], t_row[use], answer_cond[use], n_cond, units=units - units.min(initial=0),
         n_boot=n_boot, seed=seed, level=level)
-    n_trials = trials["id"].size
     main_trial = trials["kind"] == exclusions.KIND_MAIN
     task_types = sorted(set(trials["task_type"])) or [settings["task_type"]]
     task_type = settings["task_type"] if len(task_types) != 1 else task_types[0]
     categories = agreement.KAPPA_CATEGORIES.get(task_type, agreement.KAPPA_CATEGORIES["2afc"])
-    right_wrong = agreement.correctness_counts(t_row[use], correct[use], n_trials)
+    right_wrong = agreement.correctness_counts(t_row[use], correct[use], trials["id"].size)
     rows = []
     for c, condition in enumerate(data["conditions"]):
         in_cond = trials["condition"] == c
@@ -288,27 +231,12 @@ def report_recompute(*, data: dict, design: dict) -> dict:
             "chance": alignment.finite_or_none(np.mean(1.0 / chance)) if chance.size else None,
             "fleiss_kappa": agreement.agreement_kappa(right_wrong[in_cond], categories=categories).as_dict(),
         })
-    comparisons = []
-    for i in range(n_cond):
-        for j in range(i + 1, n_cond):
-            ei, ej = table.estimates[i], table.estimates[j]
-            if ei.alignment is None or ej.alignment is None:
-                continue
-            low, high = alignment.difference_interval(table.draws[:, i], table.draws[:, j], level=level)
-            comparisons.append({"difference": alignment.finite_or_none(ei.alignment - ej.alignment), "ci_low": low,
-                                "ci_high": high, "excludes_zero": bool(low is not None and (low > 0 or high < 0))})
     n_people = people["id"].size
     has_main = np.bincount(p_row[main], minlength=n_people) > 0
     has_included = np.bincount(p_row[included], minlength=n_people) > 0
     reasons: dict[str, int] = {}
-    for row_reasons in people["reasons"]:
-        for reason in row_reasons:
-            reasons[reason] = reasons.get(reason, 0) + 1
-    counted = main | (kind == exclusions.KIND_CATCH)
-    position = exclusions.position_counts(p_row[counted], a["shown_position"][counted], n_people, n_positions)
-    sides = exclusions.side_summary(position, max_fraction=rules.one_side_max_fraction,
-                                    min_trials=rules.one_side_min_trials)
-    sides["answers_unknown_position"] = int(counted.sum()) - sides["answers"]
+    for reason in (reason for row_reasons in people["reasons"] for reason in row_reasons):
+        reasons[reason] = reasons.get(reason, 0) + 1
     out = {
         "task_type": task_type,
         "n_boot": n_boot, "seed": seed, "level": level,
@@ -321,9 +249,10 @@ def report_recompute(*, data: dict, design: dict) -> dict:
         "agreement": {
             "fleiss_kappa": agreement.agreement_kappa(right_wrong[main_trial], categories=categories).as_dict(),
         },
-        "sides": sides,
+        "sides": sides_recompute(counted=main | (kind == exclusions.KIND_CATCH), p_row=p_row, answers=a, rules=rules,
+                                 n_people=n_people, n_positions=n_positions),
         "conditions": rows,
-        "comparisons": comparisons,
+        "comparisons": comparisons_recompute(table=table, n_cond=n_cond, level=level),
         "collection": collection_recompute(settings=settings, trials=trials, t_row=t_row, p_row=p_row, correct=correct,
                                            use=use, answer_cond=answer_cond, n_cond=n_cond),
     }
@@ -332,6 +261,29 @@ def report_recompute(*, data: dict, design: dict) -> dict:
                                                    answer_cond=answer_cond, n_cond=n_cond, units_all=units_all,
                                                    mistimed_answers=counts[-1]["answers"], **settings)
     return out
+
+
+def comparisons_recompute(*, table, n_cond: int, level: float) -> list[dict]:
+    """Every pair of conditions with an alignment each: the difference and its paired bootstrap interval."""
+    comparisons = []
+    for i in range(n_cond):
+        for j in range(i + 1, n_cond):
+            ei, ej = table.estimates[i], table.estimates[j]
+            if ei.alignment is None or ej.alignment is None:
+                continue
+            low, high = alignment.difference_interval(table.draws[:, i], table.draws[:, j], level=level)
+            comparisons.append({"difference": alignment.finite_or_none(ei.alignment - ej.alignment), "ci_low": low,
+                                "ci_high": high, "excludes_zero": bool(low is not None and (low > 0 or high < 0))})
+    return comparisons
+
+
+def sides_recompute(*, counted, p_row, answers, rules, n_people: int, n_positions: int) -> dict:
+    """Which side people chose, over the main and catch answers (the report's one-side check)."""
+    position = exclusions.position_counts(p_row[counted], answers["shown_position"][counted], n_people, n_positions)
+    sides = exclusions.side_summary(position, max_fraction=rules.one_side_max_fraction,
+                                    min_trials=rules.one_side_min_trials)
+    sides["answers_unknown_position"] = int(counted.sum()) - sides["answers"]
+    return sides
 
 
 def collection_recompute(*, settings, trials, t_row, p_row, correct, use, answer_cond, n_cond) -> dict:
