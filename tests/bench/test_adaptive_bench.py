@@ -2,7 +2,8 @@
 for good), and its benchmark reports every figure issue 20 asks for. No database."""
 import numpy as np
 
-from bench.adaptive import MODEL, SCENARIOS, Collection, layout_build, scenario_run
+from bench.adaptive import MODEL, SCENARIOS, scenario_run
+from bench.adaptive_collection import Collection, layout_build
 
 SMALL = {**MODEL, "items_per_condition": 12, "slots": 6, "places_per_block": 10, "concurrency": 4,
          "abandon_share": 0.1, "fixed_max_n": 8}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from bench.adaptive import collection_simulate, layout_build
+from bench.adaptive_collection import collection_simulate, layout_build
 from iri_worker.models import IriImage, IriJob
 from iri_worker.services import target_photo_create
 from surveys.models import Assignment, Participant, Slot, Survey, Trial
