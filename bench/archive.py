@@ -89,6 +89,35 @@ def assignments_load(*, survey) -> int:
         return cursor.rowcount
 
 
+def archive_timed(*, survey, out: Path, n_boot: int) -> tuple[dict, float, dict]:
+    """Write the study archive; what it wrote, its seconds, and the seconds of each step (from its start to the
+    next step's)."""
+    from results.archive import study_archive_write
+
+    start = time.perf_counter()
+    steps = {}  # step -> when it began ("answers (50,000 of ...)" is the answers step going on)
+    written = study_archive_write(
+        survey=survey, out=out, n_boot=n_boot,
+        progress=lambda share, step: steps.setdefault(step.split(" (")[0], time.perf_counter() - start))
+    archive_s = time.perf_counter() - start
+    names = list(steps)
+    step_s = {name: round((steps[names[k + 1]] if k + 1 < len(names) else archive_s) - steps[name], 2)
+              for k, name in enumerate(names)}
+    return written, archive_s, step_s
+
+
+def reanalyse_run(*, folder: Path, work: Path) -> dict:
+    """Run the unpacked archive's reanalyse.py as a reviewer would: its seconds, exit status and comparison."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "reanalyse.py", "--json", str(work / "reanalysis.json")], cwd=folder,
+                          capture_output=True, text=True)
+    result = json.loads((work / "reanalysis.json").read_text()) if (work / "reanalysis.json").exists() else {}
+    if done.returncode:
+        print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+    return {"reanalyse_s": round(time.perf_counter() - start, 2), "reanalyse_exit": done.returncode,
+            "reanalyse_compared": result.get("compared"), "reanalyse_different": len(result.get("different", []))}
+
+
 def main() -> int:
     args = parse_args()
     participants = args.participants or (1000 if args.quick else 20000)
@@ -117,20 +146,11 @@ def main() -> int:
         n_images = images_write(media=work / "media")
         setup_s = time.perf_counter() - t0
 
-        from results.archive import study_archive_write
         from results.services import alignment_report
 
         out = work / "bench.zip"
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        start = time.perf_counter()
-        steps = {}  # step -> when it began ("answers (50,000 of ...)" is the answers step going on)
-        written = study_archive_write(
-            survey=survey, out=out, n_boot=args.n_boot,
-            progress=lambda share, step: steps.setdefault(step.split(" (")[0], time.perf_counter() - start))
-        archive_s = time.perf_counter() - start
-        names = list(steps)  # the time from each step's start to the next's
-        step_s = {name: round((steps[names[k + 1]] if k + 1 < len(names) else archive_s) - steps[name], 2)
-                  for k, name in enumerate(names)}
+        written, archive_s, step_s = archive_timed(survey=survey, out=out, n_boot=args.n_boot)
         rss_archive = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         alignment_report(survey=survey, n_boot=args.n_boot)
@@ -140,17 +160,7 @@ def main() -> int:
             csv_bytes, csv_compressed = answers_csv.file_size, answers_csv.compress_size
             folder = work / "archive"
             archive.extractall(folder)
-        reanalyse = {}
-        if not args.no_reanalyse:
-            start = time.perf_counter()
-            done = subprocess.run([sys.executable, "reanalyse.py", "--json", str(work / "reanalysis.json")], cwd=folder,
-                                  capture_output=True, text=True)
-            result = json.loads((work / "reanalysis.json").read_text()) if (work / "reanalysis.json").exists() else {}
-            reanalyse = {"reanalyse_s": round(time.perf_counter() - start, 2), "reanalyse_exit": done.returncode,
-                         "reanalyse_compared": result.get("compared"),
-                         "reanalyse_different": len(result.get("different", []))}
-            if done.returncode:
-                print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+        reanalyse = {} if args.no_reanalyse else reanalyse_run(folder=folder, work=work)
         figures = {
             "benchmark": "archive",
             "answers": n_answers,
