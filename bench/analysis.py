@@ -8,7 +8,7 @@ BENCH_DATABASE_URL), migrates it, builds the survey through surveys.services, bu
 answers (answers with COPY), then times
   - report_s: results.services.alignment_report (selectors + numpy + scipy.sparse: every statistic, the two-way
     bootstrap with 1,000 resamples, the split-half ceilings),
-  - query_s: the report's answer query alone (results.selectors.survey_answer_arrays: string_agg of binary values,
+  - query_s: the report's answer query alone (surveys.counted_answers.survey_answer_arrays: string_agg of binary values,
     one aggregate per block range of the table so PostgreSQL runs them in its parallel workers, into numpy arrays),
   - group_by_s: the bare GROUP BY (answers and hits per IRI set) over the same rows, in PostgreSQL (it checks that
     the GROUP BY counts exactly the rows the query returns),
@@ -230,7 +230,7 @@ def main() -> int:
         n_answers = answers_load(survey=survey, people=people, per_participant=args.per_participant, n_conditions=args.conditions)
         setup_s = time.perf_counter() - t0
 
-        from results.selectors import survey_answer_arrays
+        from surveys.counted_answers import survey_answer_arrays
         from results.services import alignment_report
 
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

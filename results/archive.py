@@ -48,7 +48,8 @@ import stats.recognition
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 from iri_worker.validity_record import ValidityRecord
-from surveys.models import Assignment, Participant, Response, Survey, Trial
+from surveys.counted_answers import Purpose, answers_counted
+from surveys.models import Assignment, Participant, Survey, Trial
 
 from .exports import ANSWER_COLUMNS, answers_csv
 from .models import SurveyTaskRun
@@ -451,7 +452,7 @@ def study_archive_write(
 
     Refuses a survey without answers (ApplicationError, nothing written). ``identified`` keeps the raw Prolific PID /
     MTurk worker ID in the sessions and answers tables, and is audit-logged."""
-    if not Response.objects.filter(trial__survey=survey).exists():
+    if not answers_counted(survey=survey, purpose=Purpose.ALL).exists():
         raise ApplicationError(ARCHIVE_NO_ANSWERS.format(slug=survey.slug))
     say = progress or (lambda share, step: None)
     out = Path(out)

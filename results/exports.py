@@ -29,14 +29,13 @@ import numpy as np
 
 from iri_worker.validity_record import ValidityRecord
 from stats.exclusions import KIND_CATCH, KIND_MAIN, position_counts
+from surveys.counted_answers import ANSWER_TIMING_FIELDS, survey_answer_timing_rows
 from surveys.models import Survey
 
 from .selectors import (
-    ANSWER_TIMING_FIELDS,
     KIND_CODES,
     iri_validity_table,
     stored_image_table,
-    survey_answer_timing_rows,
     survey_device_table,
     target_photo_names,
 )

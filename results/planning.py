@@ -4,12 +4,13 @@ plan_budget and condition_answers_needed (which stay pure numpy).
 Where the planner's figures come from
 -------------------------------------
 A pilot is the survey's pilot sessions (``is_pilot``); bot sessions are left out (they answer by a policy, at
-machine speed).
+machine speed). Which sessions and answers count for each figure is surveys.counted_answers' rule (Purpose.PILOT,
+PILOT_TIME, LIVE_TIME, ESTIMATE).
 
 - **Session time** = completed_at − created_at of each completed pilot session: from the participant's arrival
   (when the platform's clock starts) to completion, the time a participant is paid for.
 - **Seconds per trial** = the median over completed pilot sessions of the spacing of their trial answers:
-  (last − first answer's server time) ÷ (answers − 1), main and catch answers. That is the whole trial cycle
+  (last − first answer's server time) ÷ (answers − 1), main and catch answers (not practice or screening). That is the whole trial cycle
   (images loading, the decision, the next screen), which the response time alone (``rt_ms``, from the first
   painted frame to the click) leaves out although it is paid. A session's spacing is its mean, so a break moves
   that session only, and the median over sessions resists it. Without a session of two answers: the median
@@ -64,7 +65,8 @@ from stats.adaptive.planner import (
     plan_budget,
 )
 from stats.adaptive.stopping import MIN_ANSWERS
-from surveys.models import Participant, Response, Slot, Survey, Trial, TrialList
+from surveys.counted_answers import Purpose, answers_counted, sessions_counted
+from surveys.models import Participant, Slot, Survey, Trial, TrialList
 from surveys.services.adaptive import adaptive_outcome
 
 DEFAULT_SECONDS_PER_TRIAL = 5.0
@@ -104,18 +106,19 @@ def prolific_pay_rates() -> dict:
 # Sessions' figures
 
 
-def _sessions_times(*, sessions) -> dict:
-    """Session times and trial spacing of completed sessions (see the module docstring)."""
-    done = list(sessions.filter(status=Participant.Status.COMPLETED, completed_at__isnull=False)
-                .values_list("pk", "created_at", "completed_at"))
+def _sessions_times(*, survey: Survey, purpose: Purpose) -> dict:
+    """Session times and trial spacing of the completed sessions of ``purpose`` (PILOT_TIME or LIVE_TIME; see the
+    module docstring)."""
+    sessions = sessions_counted(survey=survey, purpose=purpose)
+    done = list(sessions.filter(completed_at__isnull=False).values_list("pk", "created_at", "completed_at"))
     if not done:
         return {"sessions": 0, "session_seconds": None, "seconds_per_trial": None, "seconds_per_participant": None,
                 "seconds_per_trial_method": ""}
     answers: dict[int, list] = {pk: [] for pk, *_ in done}
     main: dict[int, int] = dict.fromkeys(answers, 0)
     rts = []
-    rows = (Response.objects.filter(participant_id__in=list(answers))
-            .exclude(trial__kind=Trial.Kind.PRACTICE).values_list("participant_id", "created_at", "trial__kind", "rt_ms"))
+    rows = (answers_counted(survey=survey, purpose=purpose, session_ids=list(answers))
+            .values_list("participant_id", "created_at", "trial__kind", "rt_ms"))
     for pk, at, kind, rt_ms in rows:
         answers[pk].append(at)
         if kind == Trial.Kind.MAIN:
@@ -144,12 +147,12 @@ def _conditions(survey: Survey) -> list[dict]:
     return [{"id": pk, "name": name or f"IRI set {pk}", "trials": trials.get(pk, 0)} for pk, name in jobs]
 
 
-def _answers_figures(*, sessions, conditions: list[dict]) -> dict:
-    """Per IRI set, the main answers of ``sessions``: answers, alignment, design effect, and its participant and
+def _answers_figures(*, survey: Survey, purpose: Purpose, conditions: list[dict]) -> dict:
+    """Per IRI set, the main answers that count for ``purpose`` (PILOT or ESTIMATE): answers, alignment, design effect, and its participant and
     item intra-class correlations (stats.adaptive.cluster_correlations); and the answer-weighted mean design
     effect and correlations over the sets with at least MIN_ANSWERS answers (the fallback of a set with fewer)."""
     index = {c["id"]: i for i, c in enumerate(conditions)}
-    rows = list(Response.objects.filter(participant__in=sessions, trial__kind=Trial.Kind.MAIN)
+    rows = list(answers_counted(survey=survey, purpose=purpose)
                 .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option"))
     rows = [r for r in rows if r[2] in index]
     arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)
@@ -181,20 +184,13 @@ def survey_pilot_figures(*, survey: Survey) -> dict:
     """What the survey's pilot says (module docstring): its completed sessions' median session time, seconds per
     trial and fixed seconds per participant; per IRI set its answers, alignment, design effect and intra-class
     correlations; the mean design effect."""
-    pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
     conditions = _conditions(survey)
-    answers = _answers_figures(sessions=pilot, conditions=conditions)
+    answers = _answers_figures(survey=survey, purpose=Purpose.PILOT, conditions=conditions)
     return {
-        **_sessions_times(sessions=pilot),
+        **_sessions_times(survey=survey, purpose=Purpose.PILOT_TIME),
         **answers,
         "conditions": [{**c, **a} for c, a in zip(conditions, answers["conditions"])],
     }
-
-
-def _live_sessions(survey: Survey):
-    """The live sessions the estimates count (surveys.services.adaptive): completed, not pilots, bots or excluded."""
-    return Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False, excluded=False,
-                                      status=Participant.Status.COMPLETED)
 
 
 def survey_answer_figures(*, survey: Survey) -> dict:
@@ -202,14 +198,12 @@ def survey_answer_figures(*, survey: Survey) -> dict:
     are any (what collection has really delivered), else the pilot's sessions, else none (``source`` "default").
     Per IRI set: answers, alignment, design effect, intra-class correlations (see _answers_figures)."""
     conditions = _conditions(survey)
-    live = _live_sessions(survey)
-    count = live.count()
+    count = sessions_counted(survey=survey, purpose=Purpose.ESTIMATE).count()
     if count:
-        figures, source = _answers_figures(sessions=live, conditions=conditions), "live"
+        figures, source = _answers_figures(survey=survey, purpose=Purpose.ESTIMATE, conditions=conditions), "live"
     else:
-        pilot = Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False)
-        count = pilot.count()
-        figures, source = _answers_figures(sessions=pilot, conditions=conditions), "pilot"
+        count = sessions_counted(survey=survey, purpose=Purpose.PILOT).count()
+        figures, source = _answers_figures(survey=survey, purpose=Purpose.PILOT, conditions=conditions), "pilot"
         if not any(c["answers"] for c in figures["conditions"]):
             source = "default"
     return {**figures, "source": source, "sessions": count,
@@ -394,10 +388,10 @@ def _pay(seconds: float, rate_per_hour: float) -> float:
 
 def _seconds_per_participant(survey: Survey, per_participant: int) -> tuple[float, str]:
     """Time a participant takes: the live sessions' median, else the pilot's plan time, else the defaults."""
-    live = _sessions_times(sessions=Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False))
+    live = _sessions_times(survey=survey, purpose=Purpose.LIVE_TIME)
     if live["sessions"]:
         return live["session_seconds"], f"median of {live['sessions']} completed live sessions"
-    pilot = _sessions_times(sessions=Participant.objects.filter(survey=survey, is_pilot=True, is_bot=False))
+    pilot = _sessions_times(survey=survey, purpose=Purpose.PILOT_TIME)
     if pilot["seconds_per_trial"] is not None:
         return (per_participant * pilot["seconds_per_trial"] + pilot["seconds_per_participant"],
                 f"pilot ({pilot['sessions']} sessions)")

@@ -18,7 +18,8 @@ from django.db.models import Count, Min
 
 from backend.exceptions import ApplicationError
 from stats.adaptive.stopping import MIN_ANSWERS
-from surveys.models import Response, Survey, Trial
+from surveys.counted_answers import ANSWER_SCOPES, Purpose, answers_counted
+from surveys.models import Survey, Trial
 from teams.services import audit_record
 
 from .models import AnalysisPlanVersion
@@ -112,7 +113,7 @@ def plan_document(*, survey: Survey) -> dict:
         "practice_pass_fraction": _number(survey.practice_pass_fraction) if survey.practice_trials else None,
         "screening_pass_fraction": _number(survey.screening_pass_fraction) if classify else None,
         "exclude_mistimed": survey.exclude_mistimed if classify else None,
-        "require_complete": True, "exclude_pilot": True, "exclude_bots": True,
+        **ANSWER_SCOPES[Purpose.REPORT].exclusion_switches(),  # require_complete, exclude_pilot, exclude_bots
     }
     primary = {
         "statistic": "recognition_accuracy" if classify else "alignment",
@@ -156,8 +157,7 @@ def plan_locked(*, survey: Survey) -> bool:
 
 
 def _real_answers(survey: Survey):
-    return Response.objects.filter(participant__survey=survey, participant__is_pilot=False, participant__is_bot=False,
-                                   participant__is_rehearsal=False)
+    return answers_counted(survey=survey, purpose=Purpose.PEOPLE)
 
 
 def plan_versions(*, survey: Survey) -> list[AnalysisPlanVersion]:

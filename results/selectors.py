@@ -1,9 +1,5 @@
-"""The one place where answers leave the database and become arrays for stats.alignment.
-
-Answers are fetched as columns, never as model instances: on PostgreSQL as binary strings per column (one per
-block range of the table, aggregated side by side) parsed with ``np.frombuffer`` (no Python object per answer),
-elsewhere (SQLite) by ``fetchall``.
-Trials, participants and IRI sets are small tables and come back as plain dicts.
+"""The tables the report reads beside its answers (which leave the database through surveys.counted_answers, as
+columns): trials, participants and IRI sets are small tables and come back as arrays or plain dicts.
 
 Fields that other parts add over time (trial kind and options, participant pilot/bot/exclusion flags,
 IRI proxy scores, job checkpoints) are read only when the model has them, so this works before and after.
@@ -11,117 +7,20 @@ IRI proxy scores, job checkpoints) are read only when the model has them, so thi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
-from django.db import connection
-from django.db.models import BooleanField, ExpressionWrapper, FloatField, Q
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from iri_worker.models import IriImage, IriJob
 from iri_worker.validity_record import ValidityRecord
 from stats.exclusions import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
-from surveys.models import Participant, Response, Survey, Trial
+from surveys.counted_answers import answers_version
+from surveys.models import Participant, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
 from .models import SurveyTaskRun, TrialProxyChoice
 
 KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE, "screening": KIND_SCREENING}
-
-
-def _column(model, name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
-
-
-def _answers_from(survey_id: int) -> str:
-    r, t = connection.ops.quote_name(Response._meta.db_table), connection.ops.quote_name(Trial._meta.db_table)
-    return (
-        f"FROM {r} r JOIN {t} t ON t.{_column(Trial, 'id')} = r.{_column(Response, 'trial')} "
-        f"WHERE t.{_column(Trial, 'survey')} = {int(survey_id)}"
-    )
-
-
-# The answer columns, each as one bytea of the values' binary send form (parsed with np.frombuffer).
-# shown_position: the screen position of the chosen option (0 = left); -1 where it was not recorded.
-_ANSWER_COLUMNS = (
-    ("participant", "int8send(r.{participant}::int8)", ">i8"),
-    ("trial", "int8send(r.{trial}::int8)", ">i8"),
-    ("choice", "int2send(COALESCE(r.{choice}, -1)::int2)", ">i2"),
-    ("shown_position", "int2send(COALESCE({shown_position}, -1)::int2)", ">i2"),
-    ("rt_ms", "float8send(COALESCE(r.{rt_ms}, 'NaN')::float8)", ">f8"),
-)
-_MAX_BRANCHES = 8
-
-
-def _answer_branches(cursor, table: str) -> list[str]:
-    """TID-range conditions that split the answers table into as many block ranges as PostgreSQL may run at once.
-
-    string_agg has no parallel (partial) form before PostgreSQL 16, so one aggregate runs in one process while
-    a GROUP BY over the same rows runs in the leader and its workers. One aggregate per block range, joined
-    with UNION ALL, lets the planner run them side by side (Parallel Append over TID Range Scans): the same
-    rows, each block read once. The last range is open, so rows added meanwhile are not lost. A table smaller
-    than PostgreSQL's own threshold for a parallel scan (min_parallel_table_scan_size) per range stays whole.
-    """
-    cursor.execute(
-        "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8, "
-        "current_setting('max_parallel_workers_per_gather')::int, "
-        "(SELECT setting::int8 FROM pg_settings WHERE name = 'min_parallel_table_scan_size')",  # in blocks
-        [connection.ops.quote_name(table)],
-    )
-    blocks, workers, min_blocks = cursor.fetchone()
-    n = max(1, min(_MAX_BRANCHES, int(workers) + 1, int(blocks) // max(1, int(min_blocks))))  # the workers and the leader
-    if n == 1:
-        return ["TRUE"]
-    bounds = [int(blocks) * i // n for i in range(1, n)]
-    ranges = zip([None, *bounds], [*bounds, None])
-    return [
-        " AND ".join([f"r.ctid >= '({low},0)'::tid"] * (low is not None) + [f"r.ctid < '({high},0)'::tid"] * (high is not None))
-        for low, high in ranges
-    ]
-
-
-def survey_answer_arrays(*, survey: Survey) -> dict[str, np.ndarray]:
-    """Every answer of the survey as columns: participant id, trial id, choice (-1 = none), shown_position (the
-    chosen option's screen position, 0 = left; -1 = not recorded), rt_ms (NaN = none).
-
-    On PostgreSQL each column comes back as binary strings (string_agg of the values' binary send form, one per
-    block range, see _answer_branches) parsed with np.frombuffer: the rows never become Python objects, and the
-    query costs about what a GROUP BY over the same rows costs (see bench/analysis.py). The aggregates of one
-    branch see its rows in the same order, so the columns stay aligned. Answers come in no particular order.
-    """
-    names = {name: _column(Response, name) for name in ("participant", "trial", "choice", "rt_ms")}
-    names["shown_position"] = f"r.{_column(Response, 'shown_position')}"
-    if connection.vendor == "postgresql":
-        aggregates = ", ".join(f"string_agg({expr.format(**names)}, ''::bytea)" for _, expr, _ in _ANSWER_COLUMNS)
-        connection.ensure_connection()
-        import psycopg
-
-        with psycopg.Cursor(connection.connection) as cursor:  # Django's own cursors are client-side (text only)
-            branches = _answer_branches(cursor, Response._meta.db_table)
-            sql = " UNION ALL ".join(f"SELECT {aggregates} {_answers_from(survey.pk)} AND {where}" for where in branches)
-            cursor.execute(sql, binary=True)
-            rows = cursor.fetchall()
-        out = {}
-        for j, (key, _, dtype) in enumerate(_ANSWER_COLUMNS):
-            parts = [np.frombuffer(row[j], dtype=dtype) for row in rows if row[j] is not None]
-            column = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-            out[key] = column.astype(np.float64 if key == "rt_ms" else np.int64)
-        return out
-    sql = (
-        f"SELECT r.{names['participant']}, r.{names['trial']}, r.{names['choice']}, r.{names['rt_ms']}, {names['shown_position']} "
-        f"{_answers_from(survey.pk)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        data = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 5)  # NULL -> NaN
-    return {
-        "participant": data[:, 0].astype(np.int64),
-        "trial": data[:, 1].astype(np.int64),
-        "choice": np.nan_to_num(data[:, 2], nan=-1).astype(np.int64),
-        "shown_position": np.nan_to_num(data[:, 4], nan=-1).astype(np.int64),
-        "rt_ms": data[:, 3],
-    }
 
 
 def survey_trial_table(*, survey: Survey) -> dict[str, np.ndarray | list]:
@@ -264,27 +163,6 @@ def iri_validity_table(*, ids: set[int]) -> dict[int, ValidityRecord]:
     return {pk: ValidityRecord.from_dict(record or {}) for pk, record in rows}
 
 
-def survey_mistimed_pairs(*, survey: Survey) -> list[tuple[int, int]]:
-    """(participant id, trial id) of every answer flagged as mistimed."""
-    return list(Response.objects.filter(trial__survey=survey, mistimed=True).values_list("participant_id", "trial_id"))
-
-
-# The browser's timing of a classification answer (Response.timing, as surveys.apis stores it), in export order.
-ANSWER_TIMING_FIELDS = ("image_onset_ms", "image_offset_ms", "shown_ms", "frames", "refresh_hz")
-
-
-def survey_answer_timing_rows(*, survey: Survey) -> Iterator[tuple]:
-    """(participant id, trial id, *ANSWER_TIMING_FIELDS, mistimed) of every answer the browser timed or that was
-    flagged as mistimed, ordered by participant then trial and streamed: the exports join it to the answer arrays
-    in that order. Each timing field comes out of the database as a float (None where absent), so no row's JSON is
-    decoded in Python. Read only on the export path, so the report's answer query (bench/analysis.py) stays as it is.
-    """
-    fields = {f"t_{name}": Cast(KT(f"timing__{name}"), FloatField()) for name in ANSWER_TIMING_FIELDS}
-    answers = Response.objects.filter(trial__survey=survey).filter(Q(timing__isnull=False) | Q(mistimed=True))
-    rows = answers.annotate(**fields).order_by("participant_id", "trial_id")
-    return rows.values_list("participant_id", "trial_id", *fields, "mistimed").iterator(chunk_size=5000)
-
-
 def survey_device_table(*, survey: Survey) -> dict[int, dict]:
     """Participant id -> the session's device facts (Participant.client_info: what the browser reported at enrollment
     and after, the refresh rate it measured); participants with none are left out. For the exports only."""
@@ -306,13 +184,12 @@ def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
     """The alignment report, reused while no answer or proxy choice has been added or erased (the admin's survey
     page, report page and plots share it rather than computing it on every view)."""
     from django.core.cache import cache
-    from django.db.models import Count, Max
 
     from .services import alignment_report  # services read through this module: imported when first needed
 
-    answers = Response.objects.filter(trial__survey=survey).aggregate(n=Count("id"), last=Max("id"))
+    n_answers, last_answer = answers_version(survey=survey)
     proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
-    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{answers['n']}:{answers['last']}:{proxies}"
+    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{n_answers}:{last_answer}:{proxies}"
     return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)
 
 

@@ -41,6 +41,7 @@ from stats.exclusions import (
     side_summary,
 )
 from stats.recognition import recognition_by_condition, recognition_overall
+from surveys.counted_answers import ANSWER_SCOPES, Purpose, survey_answer_arrays, survey_mistimed_pairs
 from surveys.models import Survey, Trial
 from surveys.services.adaptive import adaptive_outcome
 
@@ -49,8 +50,6 @@ from .plans import plan_report
 from .report import AlignmentReport, Comparison, ConditionRow
 from .selectors import (
     iri_validity_table,
-    survey_answer_arrays,
-    survey_mistimed_pairs,
     survey_iri_sets,
     survey_participant_table,
     survey_trial_table,
@@ -99,6 +98,7 @@ def exclusion_rules_for(*, survey: Survey, **overrides) -> ExclusionRules:
     The one-sided share must lie in (1/k, 1] for k screen positions: (0.5, 1] on 2AFC, (1/3, 1] on clustering.
     """
     base = {
+        **ANSWER_SCOPES[Purpose.REPORT].exclusion_switches(),  # which sessions are data: the one rule
         "catch_min_accuracy": float(survey.catch_min_accuracy),
         "rt_floor_ms": float(survey.rt_floor_ms),
         "one_side_max_fraction": survey.one_side_max_fraction,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from iri_worker.models import StoredImage
 
+from .counted_answers import BEFORE_MAIN_KINDS, Purpose, sessions_with_answer_counts
 from .images import image_ids_from_token, image_url
 from .models import Assignment, Participant, Response, Slot, Survey, Trial, TrialList
 
@@ -95,10 +96,6 @@ def participant_image_get(*, token: str) -> StoredImage | None:
 
 def participant_answered_ids(*, participant: Participant) -> list[str]:
     return list(participant.responses.values_list("trial__public_id", flat=True))
-
-
-# Trials a session answers before its main trials; progress and the monitor count them apart.
-BEFORE_MAIN_KINDS = (Trial.Kind.PRACTICE, Trial.Kind.SCREENING)
 
 
 def participant_progress(*, participant: Participant) -> dict:
@@ -198,14 +195,8 @@ def participant_state(*, participant: Participant, main_done: int | None = None,
 def survey_monitor(*, survey: Survey, pilot: bool = False) -> dict:
     """Live monitor figures for one mode: participants with their state and last heartbeat, fill level of each
     trial list against N, exclusion rate, median duration of completed sessions."""
-    participants = list(
-        Participant.objects.filter(survey=survey, is_pilot=pilot)
-        .annotate(
-            main_done=Count("responses", filter=~Q(responses__trial__kind__in=BEFORE_MAIN_KINDS)),
-            practice_done=Count("responses", filter=Q(responses__trial__kind=Trial.Kind.PRACTICE)),
-        )
-        .order_by("-id")
-    )
+    purpose = Purpose.MONITOR_PILOT if pilot else Purpose.MONITOR_LIVE  # everyone of the mode, bots included
+    participants = list(sessions_with_answer_counts(survey=survey, purpose=purpose).order_by("-id"))
     now = timezone.now()
     slot_counts = (
         Slot.objects.filter(survey=survey, is_pilot=pilot)

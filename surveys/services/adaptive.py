@@ -40,7 +40,8 @@ from stats.adaptive.interval import condition_intervals
 from stats.adaptive.stopping import MIN_ANSWERS, collection_verdict, conditions_done, estimate_due, useful_places_left
 
 from ..adaptive_state import AdaptiveState
-from ..models import Participant, ProlificStudy, Response, Slot, Survey, Trial
+from ..counted_answers import Purpose, answers_counted, sessions_counted
+from ..models import Participant, ProlificStudy, Slot, Survey, Trial
 from ..prolific import prolific_enabled
 from ..tasks import prolific_places_from_forecast_task, prolific_study_pause_when_done
 
@@ -71,11 +72,13 @@ def adaptive_state_initial(*, survey: Survey, blocks_per_participant: int | None
 
 
 def _live_sessions(survey: Survey):
+    """Live sessions of people, whatever their outcome: what holds places (the cap, sessions under way); whose answers
+    count is surveys.counted_answers' rule."""
     return Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False)
 
 
 def _completed_count(survey: Survey) -> int:
-    return _live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False).count()
+    return sessions_counted(survey=survey, purpose=Purpose.ESTIMATE).count()
 
 
 def adaptive_estimate(*, survey: Survey, state: AdaptiveState) -> AdaptiveState:
@@ -85,11 +88,9 @@ def adaptive_estimate(*, survey: Survey, state: AdaptiveState) -> AdaptiveState:
     index = {job: c for c, job in enumerate(conditions)}
     # One read of who has completed, for both the answers and the count: a session that completes between two reads
     # would be counted without its answers, and the next refresh would see nothing new to estimate.
-    completed_ids = list(
-        _live_sessions(survey).filter(status=Participant.Status.COMPLETED, excluded=False).values_list("pk", flat=True)
-    )
+    completed_ids = list(sessions_counted(survey=survey, purpose=Purpose.ESTIMATE).values_list("pk", flat=True))
     rows = list(
-        Response.objects.filter(participant__in=completed_ids, trial__kind=Trial.Kind.MAIN)
+        answers_counted(survey=survey, purpose=Purpose.ESTIMATE, session_ids=completed_ids)
         .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option")
     )
     arrays = np.array([(p, i, index[j], c == t) for p, i, j, c, t in rows], dtype=np.int64).reshape(-1, 4)

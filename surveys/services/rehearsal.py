@@ -10,6 +10,7 @@ from django.db.models import F
 from backend.exceptions import ApplicationError
 from teams.services import audit_record
 
+from ..counted_answers import Purpose, sessions_counted
 from ..models import Participant, Response, Survey
 from .adaptive import adaptive_state_initial, survey_adaptive_refresh
 from .data_rights import sessions_delete, sessions_slots_lock
@@ -22,8 +23,8 @@ REHEARSAL_HAS_PEOPLE = (
 
 
 def survey_rehearsal_real_count(*, survey: Survey) -> int:
-    """Live sessions of people: not pilots, bots or a rehearsal's bots."""
-    return Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False, is_rehearsal=False).count()
+    """Live sessions of people: not pilots, bots or a rehearsal's bots (Purpose.PEOPLE)."""
+    return sessions_counted(survey=survey, purpose=Purpose.PEOPLE).count()
 
 
 def survey_rehearsal_check(*, survey: Survey) -> None:
@@ -60,7 +61,7 @@ def survey_rehearsal_erase(*, survey: Survey, user=None, request=None) -> dict:
         fields = {"data_version": F("data_version") + 1}
         if survey.precision_goal is not None:
             fields["adaptive_state"] = adaptive_state_initial(survey=survey).to_dict()
-            if Participant.objects.filter(survey=survey, is_pilot=False, is_bot=False).exists():
+            if sessions_counted(survey=survey, purpose=Purpose.PEOPLE).exists():
                 # people came during the rehearsal: the fresh state counts them
                 transaction.on_commit(lambda: survey_adaptive_refresh(survey_id=survey.pk, force=True))
         Survey.objects.filter(pk=survey.pk).update(**fields)

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 
 from iri_worker.models import IriJob
-from results.selectors import _answer_branches, survey_answer_arrays, survey_iri_sets, survey_trial_table
+from results.selectors import survey_iri_sets, survey_trial_table
+from surveys.counted_answers import _answer_branches, survey_answer_arrays
 from surveys.models import Participant, Response, Trial
 from tests.results.helpers import session_answer, survey_make, target
 
