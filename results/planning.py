@@ -10,9 +10,9 @@ PILOT_TIME, LIVE_TIME, ESTIMATE).
 - **Session time** = completed_at − created_at of each completed pilot session: from the participant's arrival
   (when the platform's clock starts) to completion, the time a participant is paid for.
 - **Seconds per trial** = the median over completed pilot sessions of the spacing of their trial answers:
-  (last − first answer's server time) ÷ (answers − 1), main and catch answers (not practice or screening). That is the whole trial cycle
-  (images loading, the decision, the next screen), which the response time alone (``rt_ms``, from the first
-  painted frame to the click) leaves out although it is paid. A session's spacing is its mean, so a break moves
+  (last − first answer's server time) ÷ (answers − 1), main and catch answers (not practice or screening). That
+  is the whole trial cycle (images loading, the decision, the next screen), which the response time alone
+  (``rt_ms``, from the first painted frame to the click) leaves out although it is paid. A session's spacing is its mean, so a break moves
   that session only, and the median over sessions resists it. Without a session of two answers: the median
   main-trial response time.
 - **Seconds per participant** (the fixed part: consent, instructions, practice and catch trials) = the median over
@@ -148,9 +148,10 @@ def _conditions(survey: Survey) -> list[dict]:
 
 
 def _answers_figures(*, survey: Survey, purpose: Purpose, conditions: list[dict]) -> dict:
-    """Per IRI set, the main answers that count for ``purpose`` (PILOT or ESTIMATE): answers, alignment, design effect, and its participant and
-    item intra-class correlations (stats.adaptive.cluster_correlations); and the answer-weighted mean design
-    effect and correlations over the sets with at least MIN_ANSWERS answers (the fallback of a set with fewer)."""
+    """Per IRI set, the main answers that count for ``purpose`` (PILOT or ESTIMATE): answers, alignment, design
+    effect, and its participant and item intra-class correlations (stats.adaptive.cluster_correlations); and the
+    answer-weighted mean design effect and correlations over the sets with at least MIN_ANSWERS answers (the
+    fallback of a set with fewer)."""
     index = {c["id"]: i for i, c in enumerate(conditions)}
     rows = list(answers_counted(survey=survey, purpose=purpose)
                 .values_list("participant_id", "trial__iri_id", "trial__iri__job_id", "choice", "trial__target_option"))

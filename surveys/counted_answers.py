@@ -64,15 +64,17 @@ class AnswerScope:
         return {"exclude_pilot": self.pilot is False, "exclude_bots": not self.bots, "require_complete": not self.unfinished}
 
 
-EVERYONE = dict(bots=True, rehearsal=True, excluded=True, unfinished=True, kinds=ALL_KINDS)
+EVERYONE = {"bots": True, "rehearsal": True, "excluded": True, "unfinished": True, "kinds": ALL_KINDS}
 # Counted like people (rehearsal True) everywhere but PEOPLE: a rehearsal rehearses the real study's estimates, stop
 # and report, and is erased in one action before the study (surveys.services.rehearsal).
-DATA = dict(pilot=False, bots=False, rehearsal=True, excluded=False, unfinished=False, kinds=MAIN)
+DATA = {"pilot": False, "bots": False, "rehearsal": True, "excluded": False, "unfinished": False, "kinds": MAIN}
 
 ANSWER_SCOPES: dict[Purpose, AnswerScope] = {
     Purpose.ALL: AnswerScope(pilot=None, **EVERYONE, why="the report reads all and counts what each rule removes"),
-    Purpose.REPORT: AnswerScope(**DATA, why="data: live completed sessions of people, not excluded; main trials. "
-                                "The report applies it as its pilot, bot, flagged and incomplete rules (stats.exclusions)"),
+    # The report applies it in numpy as its pilot, bot, flagged and incomplete rules (stats.exclusions). Its
+    # "incomplete" reads completed_at, which a session that failed its catch trials also has; such a session is
+    # always excluded, so the two select the same sessions (tests/surveys/test_counted_answers.py).
+    Purpose.REPORT: AnswerScope(**DATA, why="data: live completed sessions of people, not excluded; main trials"),
     Purpose.ESTIMATE: AnswerScope(**DATA, why="the estimates count what the report will count"),
     Purpose.PILOT: AnswerScope(pilot=True, bots=False, rehearsal=True, excluded=True, unfinished=True, kinds=MAIN,
                                why="a pilot is a handful of sessions: every answer of it says something about p"),
