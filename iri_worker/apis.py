@@ -5,9 +5,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
-from teams.models import Role
+from teams.apis import TeamScopedApi
 from teams.fields import TeamScopedPrimaryKeyField
-from teams.selectors import team_for_new_object, team_object_get, team_role_check
+from teams.models import Role
 from teams.services import audit_record
 
 from .models import Checkpoint, IriJob, TargetPhoto
@@ -33,7 +33,8 @@ UNKNOWN_ID = "Unknown {what} id: {{pk_value}}."
 TEAM_FIELD_HELP = "The team that owns it (its id); needed only when you may create in several teams."
 
 
-class TargetPhotoCreateApi(APIView):
+class TargetPhotoCreateApi(TeamScopedApi):
+    roles = {"POST": Role.RESEARCHER}
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
@@ -52,7 +53,7 @@ class TargetPhotoCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team = team_for_new_object(user=request.user, team_id=data.validated_data["team"])
+        team = self.get_team(team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
         photo = target_photo_create(team=team, name=data.validated_data["name"] or upload.name, data=upload.read(),
                                     label=data.validated_data["label"])
@@ -60,7 +61,8 @@ class TargetPhotoCreateApi(APIView):
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 
-class CheckpointCreateApi(APIView):
+class CheckpointCreateApi(TeamScopedApi):
+    roles = {"POST": Role.RESEARCHER}
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
@@ -80,7 +82,7 @@ class CheckpointCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team = team_for_new_object(user=request.user, team_id=data.validated_data["team"])
+        team = self.get_team(team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
         checkpoint = checkpoint_create(
             team=team, name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"],
@@ -146,7 +148,9 @@ class IriJobOutputSerializer(serializers.ModelSerializer):
         return iri_job_record(job=job)
 
 
-class IriJobCreateApi(APIView):
+class IriJobCreateApi(TeamScopedApi):
+    roles = {"POST": Role.RESEARCHER}
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False, default="")
         targets = TeamScopedPrimaryKeyField(
@@ -177,7 +181,7 @@ class IriJobCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         targets = list(dict.fromkeys(values.pop("targets")))  # an id given twice is one target
-        team_role_check(user=request.user, team_id=targets[0].team_id, min_role=Role.RESEARCHER)
+        self.get_team(team_id=targets[0].team_id)  # a job belongs to its photos' team
         layers = values.pop("layers")
         if layers is not None:
             jobs = iri_sweep_create(targets=targets, layers=layers, **values)
@@ -191,28 +195,39 @@ class IriJobCreateApi(APIView):
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class IriJobDetailApi(APIView):
+class IriJobScopedApi(TeamScopedApi):
+    """An endpoint about one IRI job, named by its id in the URL."""
+
+    queryset = IriJob.objects
+    lookup_url_kwarg = "job_id"
+
+
+class IriJobDetailApi(IriJobScopedApi):
+    roles = {"GET": Role.VIEWER}
+
     def get(self, request, job_id: int):
-        return Response(IriJobOutputSerializer(team_object_get(user=request.user, queryset=IriJob.objects, pk=job_id)).data)
+        return Response(IriJobOutputSerializer(self.get_object()).data)
 
 
-class IriJobCancelApi(APIView):
+class IriJobCancelApi(IriJobScopedApi):
+    roles = {"POST": Role.RESEARCHER}
+
     def post(self, request, job_id: int):
-        job = team_object_get(user=request.user, queryset=IriJob.objects, min_role=Role.RESEARCHER, pk=job_id)
-        job = iri_job_cancel(job=job)
+        job = iri_job_cancel(job=self.get_object())
         audit_record(action="iri_job.cancel", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data)
 
 
-class IriJobRetryApi(APIView):
+class IriJobRetryApi(IriJobScopedApi):
+    roles = {"POST": Role.RESEARCHER}
+
     def post(self, request, job_id: int):
-        job = team_object_get(user=request.user, queryset=IriJob.objects, min_role=Role.RESEARCHER, pk=job_id)
-        job = iri_job_retry(job=job)
+        job = iri_job_retry(job=self.get_object())
         audit_record(action="iri_job.retry", request=request, obj=job)
         return Response(IriJobOutputSerializer(job).data)
 
 
-class BackboneLayersApi(APIView):
+class BackboneLayersApi(APIView):  # reference data, no team's: not a TeamScopedApi, any member reads it
     """The layer names a job may use for one backbone (engine.layer_names), its default layer and its stages (the
     short list a layer sweep usually takes, shallow to deep)."""
 

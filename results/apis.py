@@ -9,12 +9,11 @@ from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from surveys.models import Survey
+from teams.apis import TeamScopedApi
 from teams.models import Role
-from teams.selectors import team_object_get, team_role_check
 from teams.services import audit_record
 
 from . import exports
@@ -75,7 +74,16 @@ class ConditionSerializer(serializers.Serializer):
     note = serializers.CharField(allow_blank=True)
 
 
-class AlignmentReportApi(APIView):
+class SurveyScopedApi(TeamScopedApi):
+    """An endpoint about one survey's results, named by the survey's slug in the URL."""
+
+    queryset = Survey.objects
+    lookup_field = "slug"
+
+
+class AlignmentReportApi(SurveyScopedApi):
+    roles = {"GET": Role.VIEWER}
+
     @extend_schema_serializer(component_name="AlignmentReportFilter")
     class FilterSerializer(serializers.Serializer):
         n_boot = serializers.IntegerField(min_value=1, max_value=20000, default=1000)
@@ -138,7 +146,7 @@ class AlignmentReportApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         params = dict(filters.validated_data)
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        survey = self.get_object()
         rules = exclusion_rules_for(
             survey=survey,
             catch_min_accuracy=params.pop("catch_min_accuracy", None),
@@ -157,13 +165,13 @@ class RawIdsFilterSerializer(serializers.Serializer):
     )
 
 
-def _raw_ids_asked(*, request, survey: Survey) -> bool:
+def _raw_ids_asked(view: TeamScopedApi) -> bool:
     """?raw_ids=1 asks for the real external IDs: researchers and owners only (403 for a viewer)."""
-    filters = RawIdsFilterSerializer(data=request.query_params)
+    filters = RawIdsFilterSerializer(data=view.request.query_params)
     filters.is_valid(raise_exception=True)
     raw_ids = filters.validated_data["raw_ids"]
     if raw_ids:
-        team_role_check(user=request.user, team_id=survey.team_id, min_role=Role.RESEARCHER)
+        view.require_role(Role.RESEARCHER)
     return raw_ids
 
 
@@ -180,8 +188,10 @@ class _RowsOfKnownLength:
         return list(islice(self.rows, page.start, page.stop))
 
 
-class AnswerListApi(APIView):
+class AnswerListApi(SurveyScopedApi):
     """Every answer in long format (one row per answer, with its exclusion flags), a page at a time."""
+
+    roles = {"GET": Role.VIEWER}
 
     class Pagination(LimitOffsetPagination):
         default_limit = 1000
@@ -198,8 +208,8 @@ class AnswerListApi(APIView):
 
     @extend_schema(parameters=[RawIdsFilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
-        raw_ids = _raw_ids_asked(request=request, survey=survey)
+        survey = self.get_object()
+        raw_ids = _raw_ids_asked(self)
         if raw_ids:
             audit_record(action="survey.export", request=request, obj=survey, details={"export": "answers", "raw_ids": True})
         data = survey_data_load(survey=survey, raw_ids=raw_ids)
@@ -208,9 +218,11 @@ class AnswerListApi(APIView):
         return paginator.get_paginated_response(paginator.paginate_queryset(rows, request, view=self))
 
 
-class AnswerExportApi(APIView):
+class AnswerExportApi(SurveyScopedApi):
     """The long-format CSV (or JSON) of every answer (with its trial kind, timing, mistimed flag and device facts),
     model-vs-human's raw data (one CSV, or a zip of one CSV per subject), or one row per participant, streamed."""
+
+    roles = {"GET": Role.VIEWER}
 
     @extend_schema(
         parameters=[RawIdsFilterSerializer],
@@ -218,10 +230,10 @@ class AnswerExportApi(APIView):
                    (200, "application/zip"): OpenApiTypes.BINARY},
     )
     def get(self, request, slug: str, name: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        survey = self.get_object()
         if name not in exports.EXPORTS:
             raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(exports.EXPORTS)}.", status_code=404)
-        raw_ids = _raw_ids_asked(request=request, survey=survey)
+        raw_ids = _raw_ids_asked(self)
         details = {"export": name, "raw_ids": True} if raw_ids else {"export": name}
         audit_record(action="survey.export", request=request, obj=survey, details=details)
         content_type, chunks = exports.export_stream(survey=survey, name=name, raw_ids=raw_ids)
@@ -230,9 +242,11 @@ class AnswerExportApi(APIView):
         return response
 
 
-class SurveyAnalysisPlanApi(APIView):
+class SurveyAnalysisPlanApi(SurveyScopedApi):
     """The survey's analysis plan, frozen at publish (results.plans): GET the plan, its hash and every deviation;
     POST changes to the survey fields it reads, with a reason once the survey has real answers."""
+
+    roles = {"GET": Role.VIEWER, "POST": Role.RESEARCHER}
 
     @extend_schema_serializer(component_name="AnalysisPlanChange")
     class InputSerializer(serializers.Serializer):
@@ -279,12 +293,11 @@ class SurveyAnalysisPlanApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
-        return Response(self._output(survey))
+        return Response(self._output(self.get_object()))
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, min_role=Role.RESEARCHER, slug=slug)
+        survey = self.get_object()
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = {k: v for k, v in data.validated_data.items() if k in PLAN_EDITABLE_FIELDS}

@@ -3,14 +3,13 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from results.planning import survey_plan
-from teams.models import Role
+from teams.apis import TeamScopedApi
 from teams.fields import TeamScopedPrimaryKeyField
-from teams.selectors import team_object_get, team_role_check
+from teams.models import Role
 from teams.services import audit_record
 
 from .models import Survey
@@ -60,8 +59,17 @@ class SurveyOutputSerializer(serializers.Serializer):
         return reverse("survey-page", kwargs={"slug": survey.slug})
 
 
-class SurveyCreateApi(APIView):
+class SurveyScopedApi(TeamScopedApi):
+    """An endpoint about one survey, named by its slug in the URL."""
+
+    queryset = Survey.objects
+    lookup_field = "slug"
+
+
+class SurveyCreateApi(TeamScopedApi):
     """Researchers: build a DRAFT 2AFC survey from finished IRI sets."""
+
+    roles = {"POST": Role.RESEARCHER}
 
     class InputSerializer(serializers.Serializer):
         slug = serializers.SlugField(max_length=64)
@@ -132,40 +140,46 @@ class SurveyCreateApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         jobs = list(dict.fromkeys(fields.pop("iri_jobs")))  # an id given twice is one set
-        team_role_check(user=request.user, team_id=jobs[0].team_id, min_role=Role.RESEARCHER)
+        self.get_team(team_id=jobs[0].team_id)  # a survey belongs to its IRI sets' team
         survey = survey_create(iri_jobs=jobs, **fields)
         audit_record(action="survey.create", request=request, obj=survey)
         return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
 
 
-class SurveyDetailApi(APIView):
+class SurveyDetailApi(SurveyScopedApi):
+    roles = {"GET": Role.VIEWER}
+
     def get(self, request, slug: str):
-        return Response(SurveyOutputSerializer(team_object_get(user=request.user, queryset=Survey.objects, slug=slug)).data)
+        return Response(SurveyOutputSerializer(self.get_object()).data)
 
 
-class SurveyPublishApi(APIView):
+class SurveyPublishApi(SurveyScopedApi):
+    roles = {"POST": Role.RESEARCHER}
+
     def post(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, min_role=Role.RESEARCHER, slug=slug)
-        survey = survey_publish(survey=survey)
+        survey = survey_publish(survey=self.get_object())
         audit_record(action="survey.publish", request=request, obj=survey)
         return Response(SurveyOutputSerializer(survey).data)
 
 
-class SurveyMonitorApi(APIView):
+class SurveyMonitorApi(SurveyScopedApi):
     """Researchers: the live monitor (participants' states, fill of each list against N, exclusions)."""
 
+    roles = {"GET": Role.VIEWER}
+
     def get(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        survey = self.get_object()
         pilot = request.query_params.get("mode") == "pilot"
         # Adaptive collection: why it ended (or that it goes on) and which IRI sets missed the goal, by how much.
         outcome = None if pilot else adaptive_outcome(survey=survey)
         return Response({**survey_monitor(survey=survey, pilot=pilot), "collection": outcome})
 
 
-class SurveyPlanApi(APIView):
+class SurveyPlanApi(SurveyScopedApi):
     """The budget planner: participants and cost to bring every IRI set's 95 % CI half-width to half_width, under
     fixed N and adaptive allocation, from the survey's pilot or the figures given (results.planning.survey_plan)."""
 
+    roles = {"GET": Role.VIEWER}
     # Query parameters whose name differs from the planner's, so that a 400 names the one the caller sent.
     PARAMS = {"rate_per_hour": "rate", "cap_participants": "cap"}
 
@@ -199,7 +213,7 @@ class SurveyPlanApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
     def get(self, request, slug: str):
-        survey = team_object_get(user=request.user, queryset=Survey.objects, slug=slug)
+        survey = self.get_object()
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         v = filters.validated_data
