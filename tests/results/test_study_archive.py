@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from results.archive import UNDESCRIBED
+from results.archive_columns import UNDESCRIBED
 from surveys.services import participant_enroll
 from teams.models import AuditEntry
 from teams.services import team_create
