@@ -206,8 +206,8 @@ class IriJobForm(forms.ModelForm):
             self.fields[name].initial = getattr(defaults, name)
         backbone = self.data.get("backbone") or defaults.backbone
         try:
-            layers = layer_names(backbone)
-        except Exception:
+            layers = layer_names(backbone)  # the registry's static data: no model is built in the web process
+        except ValueError:  # not a registered backbone: the backbone field says so when the form is checked
             layers = []
         self.fields["layer"].widget = LayerInput(layers)
         self.fields["layer"].help_text = (

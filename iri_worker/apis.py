@@ -229,14 +229,14 @@ class IriJobRetryApi(IriJobScopedApi):
 
 class BackboneLayersApi(APIView):  # reference data, no team's: not a TeamScopedApi, any member reads it
     """The layer names a job may use for one backbone (engine.layer_names), its default layer and its stages (the
-    short list a layer sweep usually takes, shallow to deep)."""
+    short list a layer sweep usually takes, shallow to deep): the registry's static data, nothing is built."""
 
     def get(self, request, name: str):
-        from iri_worker.engine import load_backbone
+        from iri_worker.engine import describe_backbone
 
         try:
-            backbone = load_backbone(name)
+            backbone = describe_backbone(name)
         except ValueError as exc:
             raise ApplicationError(str(exc)) from exc
         return Response({"backbone": name, "default_layer": backbone.default_layer,
-                         "stages": list(backbone.stages or (backbone.default_layer,)), "layers": backbone.layer_names()})
+                         "stages": backbone.stage_names(), "layers": backbone.layer_names()})

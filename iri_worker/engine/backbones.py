@@ -3,7 +3,8 @@
 Each entry carries its own preprocessing (mean/std), native input size and the
 representation layer the paper uses (penultimate, pooled), torchvision style,
 so no caller hard-codes any of them. Weights only ever come from local files
-(``checkpoints``); the registered architectures are defined in ``architectures``.
+(``checkpoints``); the registered architectures are defined in ``architectures``, each with its
+static description (``catalog.Architecture``: sizes, layers, stages), which is all a spec check needs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .catalog import Architecture, image_size_check, layer_name_check
 from .checkpoints import checkpoint_sha256
 from .features import extract, probe_layers
 from .fold import batchnorm_folded, batchnorm_pairs
@@ -25,6 +27,7 @@ __all__ = [
     "Backbone",
     "SwitchableReLU",
     "register_backbone",
+    "describe_backbone",
     "list_backbones",
     "load_backbone",
     "layer_names",
@@ -111,6 +114,15 @@ class Backbone:
     _stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
     _batchnorm_pairs: list[tuple[str, str]] | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def of(cls, architecture: Architecture, module: nn.Module, *, mean: tuple[float, float, float],
+           std: tuple[float, float, float], **fields) -> Backbone:
+        """The built model of ``architecture``: its static fields (name, sizes, layers, stages) come from there."""
+        return cls(architecture.name, module, architecture.input_size, mean, std,
+                   default_layer=architecture.default_layer, fixed_size=architecture.fixed_size,
+                   min_size=architecture.min_size, stages=architecture.stages,
+                   supports_channels_last=architecture.supports_channels_last, **fields)
+
     @property
     def device(self) -> torch.device:
         for tensor in self.module.parameters():
@@ -177,26 +189,12 @@ class Backbone:
         """Raise ``ValueError`` (listing the valid names) unless ``layer`` is a valid layer name."""
         if self._layers is None:
             self.layer_names()
-        if layer in self._layers:
-            return
-        names = self.layer_names()
-        close = difflib.get_close_matches(str(layer), names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(n) for n in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown layer '{layer}' for backbone '{self.name}'.{hint} "
-            f"Valid layers (also from layer_names('{self.name}')): {', '.join(names)}."
-        )
+        layer_name_check(backbone=self.name, layer=layer, names=self._layers)
 
     def check_size(self, size: int) -> None:
         """Raise ``ValueError`` with a reason unless images of ``size`` px fit this model."""
-        if self.fixed_size and size != self.input_size:
-            raise ValueError(
-                f"Backbone '{self.name}' accepts only {self.input_size}x{self.input_size} images, not {size}."
-            )
-        if size < self.min_size:
-            raise ValueError(
-                f"Backbone '{self.name}' needs images of at least {self.min_size}x{self.min_size} px, not {size}."
-            )
+        image_size_check(backbone=self.name, size=size, input_size=self.input_size, fixed_size=self.fixed_size,
+                         min_size=self.min_size)
 
     def features(self, x01: torch.Tensor, layer: str | None = None, *, in_box: bool = False,
                  flat: bool = True) -> torch.Tensor:
@@ -225,6 +223,7 @@ class Backbone:
 
 BackboneBuilder = Callable[[str | None], Backbone]
 _BUILDERS: dict[str, BackboneBuilder] = {}
+_ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def _unknown_backbone(name: str) -> ValueError:
@@ -240,12 +239,14 @@ def check_backbone_name(name: str) -> None:
         raise _unknown_backbone(name)
 
 
-def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Decorator: register ``builder(weights_path) -> Backbone`` under ``name``.
+def register_backbone(architecture: Architecture) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator: register ``builder(weights_path) -> Backbone`` under ``architecture.name``, with the
+    architecture as what is known of it without building it (``describe_backbone``).
 
     The builder may return the module in any mode on CPU; ``load_backbone``
     freezes it and moves it. Registering a name twice raises ``ValueError``.
     """
+    name = architecture.name
     if name in _BUILDERS:
         raise ValueError(f"Backbone '{name}' is already registered.")
 
@@ -253,9 +254,17 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
         if name in _BUILDERS:
             raise ValueError(f"Backbone '{name}' is already registered.")
         _BUILDERS[name] = builder
+        _ARCHITECTURES[name] = architecture
         return builder
 
     return decorator
+
+
+def describe_backbone(name: str) -> Architecture:
+    """The registered backbone ``name`` as static data, without building it (``ValueError`` with a hint when
+    ``name`` is not registered)."""
+    check_backbone_name(name)
+    return _ARCHITECTURES[name]
 
 
 def list_backbones() -> list[str]:
@@ -284,15 +293,14 @@ def _load_cached(name: str, weights_path: str | None, device: str) -> Backbone:
 
 
 def layer_names(name: str) -> list[str]:
-    """Valid ``layer`` values for backbone ``name`` (builds/loads it on CPU)."""
-    return load_backbone(name).layer_names()
+    """Valid ``layer`` values for backbone ``name`` (static data: nothing is built)."""
+    return describe_backbone(name).layer_names()
 
 
 def stage_names(name: str) -> list[str]:
     """The layers a layer sweep of backbone ``name`` usually takes (its ``stages``: each main block's
     output, shallow to deep, ending with the default layer); any of ``layer_names(name)`` may be swept."""
-    backbone = load_backbone(name)
-    return list(backbone.stages or (backbone.default_layer,))
+    return describe_backbone(name).stage_names()
 
 
 # The architectures register themselves (register_backbone) when their module is imported: here, so that importing

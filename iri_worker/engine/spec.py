@@ -13,7 +13,8 @@ from typing import Any
 
 from kernel.records import record_check_dict, record_unknown_keys
 
-from .backbones import Backbone, check_backbone_name, load_backbone
+from .backbones import Backbone, check_backbone_name, describe_backbone
+from .catalog import Architecture
 from .checkpoints import checkpoint_sha256
 from .params import PARAMS
 from .proxy import _LPIPS_MISSING, lpips_available
@@ -100,8 +101,9 @@ class InversionSpec:
         """Validate ``data`` (missing keys take defaults) and build a spec.
 
         Raises ``ValueError`` listing every problem found, one sentence each,
-        each naming the offending field. May load the backbone (CPU) to check
-        ``layer``, ``image_size`` and ``transforms`` against it.
+        each naming the offending field. ``layer``, ``image_size``, ``transforms`` and
+        ``channels_last`` are checked against the backbone's static description
+        (``describe_backbone``): nothing is built.
         """
         record_check_dict(data, what="An inversion spec")
         unknown = record_unknown_keys(cls, data, what="The inversion spec")
@@ -118,8 +120,8 @@ class InversionSpec:
                 backbone_ok = False
                 problems.append(str(error))
 
-        def backbone() -> Backbone:
-            return load_backbone(values["backbone"])
+        def backbone() -> Architecture:
+            return describe_backbone(values["backbone"])
 
         layer = values["layer"]
         if layer is not None and not isinstance(layer, str):
@@ -221,19 +223,18 @@ class InversionSpec:
         return cls(**values)
 
     def resolved(self, backbone: Backbone | None = None) -> InversionSpec:
-        """A copy with every "default" filled in from the backbone (``load_backbone`` unless given)."""
-        if backbone is None:
-            backbone = load_backbone(self.backbone, weights_path=self.weights_path)
+        """A copy with every "default" filled in from the backbone (its static description unless a built
+        one is given: nothing is built here)."""
         digest = self.checkpoint_sha256
         if digest is None and self.weights_path is not None:
-            digest = backbone.checkpoint_sha256 or checkpoint_sha256(self.weights_path)
-        size = self.image_size if self.image_size is not None else backbone.input_size
+            digest = (backbone.checkpoint_sha256 if backbone else None) or checkpoint_sha256(self.weights_path)
+        facts: Backbone | Architecture = backbone if backbone is not None else describe_backbone(self.backbone)
         return dataclasses.replace(
             self,
-            layer=self.layer if self.layer is not None else backbone.default_layer,
-            image_size=size,
+            layer=self.layer if self.layer is not None else facts.default_layer,
+            image_size=self.image_size if self.image_size is not None else facts.input_size,
             recipe_terms=self.recipe_terms if self.recipe_terms is not None else expand_recipe(self.recipe),
-            fake_relu=bool(self.fake_relu and backbone.supports_fake_relu),
+            fake_relu=bool(self.fake_relu and facts.supports_fake_relu),
             # channels_last stays None unless named: the worker measures the faster layout on its own host
             checkpoint_sha256=digest,
         )

@@ -144,14 +144,14 @@ def _sweep_layers_shape(layers: object) -> list[str]:
 def iri_sweep_layers_check(*, backbone: str, layers: list[str]) -> list[str]:
     """Every layer of a sweep must be one of the backbone's layers; else one 400 naming ``layers``, listing the
     bad names, the backbone's stages and all its valid layers (``extra``: field, invalid, valid, stages)."""
-    from iri_worker.engine import load_backbone
+    from iri_worker.engine import describe_backbone
 
     names = _sweep_layers_shape(layers)
-    model = load_backbone(backbone)
-    valid = model.layer_names()
+    architecture = describe_backbone(backbone)  # static data: nothing is built in the web process
+    valid = architecture.layer_names()
     bad = [name for name in names if name not in valid]
     if bad:
-        stages = list(model.stages or (model.default_layer,))
+        stages = architecture.stage_names()
         raise ApplicationError(
             SWEEP_LAYERS_UNKNOWN.format(
                 bad=", ".join(repr(b) for b in bad), verb="is" if len(bad) == 1 else "are", backbone=backbone,

@@ -1,10 +1,12 @@
-"""Job specs: checked against the engine (imported lazily, so the web process needs torch only to validate), and
-the default chunk size for an image size."""
+"""Job specs: checked against the engine's registry (imported lazily, so the web process needs torch only to
+validate; the backbone's static description is read, no model is built), and the default chunk size for an image
+size."""
 from backend.exceptions import ApplicationError
 
 
 def iri_spec_validate(spec: dict) -> dict:
-    """Check a job spec against the engine and return it with every default filled in."""
+    """Check a job spec against the engine and return it with every default filled in (a registry lookup: the
+    backbone's layers, sizes and stages are static data, so nothing is built)."""
     from iri_worker.engine import InversionSpec
 
     if not isinstance(spec, dict):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iri_worker.engine import Backbone, layer_names, list_backbones, load_backbone, register_backbone
+from iri_worker.engine import Architecture, Backbone, layer_names, list_backbones, load_backbone, register_backbone
 from iri_worker.engine import architectures
 from iri_worker.engine import backbones as registry
 from iri_worker.engine.checkpoints import checkpoint_sha256
@@ -151,17 +151,19 @@ def test_modules_that_run_twice_per_forward_are_not_offered_as_layers():
 
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="already registered"):
-        register_backbone("tiny_cnn")(lambda weights_path: None)
+        register_backbone(Architecture("tiny_cnn", input_size=32, default_layer="pool"))(lambda weights_path: None)
     assert list_backbones().count("tiny_cnn") == 1
 
 
 def test_a_new_backbone_can_be_registered_and_loaded(monkeypatch):
     monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))  # leave the real registry alone
+    monkeypatch.setattr(registry, "_ARCHITECTURES", dict(registry._ARCHITECTURES))
+    architecture = Architecture("linear_probe", input_size=8, default_layer="1", layers=("0", "1"))
 
-    @register_backbone("linear_probe")
+    @register_backbone(architecture)
     def build(weights_path):
         module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
-        return Backbone("linear_probe", module, 8, (0.5,) * 3, (0.5,) * 3, default_layer="1")
+        return Backbone.of(architecture, module, mean=(0.5,) * 3, std=(0.5,) * 3)
 
     assert "linear_probe" in list_backbones()
     backbone = load_backbone("linear_probe")
