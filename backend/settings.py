@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "teams",
+    "operations",  # long-running work handed to a worker (operation runs), below the apps that register it
     "iri_worker",
     "surveys",
     "results",

@@ -7,18 +7,22 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from backend.exceptions import ApplicationError
+from operations.models import OperationRun
+from operations.selectors import operation_run_list
+from operations.services import operation_run_create
 from surveys.models import Survey
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
 
 from . import exports
-from .archive import study_archive_file_open, study_archive_run_start
+from .archive import ARCHIVE_KIND, study_archive_file_open, study_archive_run_start
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
-from .models import SurveyReport, SurveyTaskRun
+from .models import SurveyReport
+from .operation_kinds import PROXY_KIND
 from .plans import plan_files, plan_report
 from .plots import FORMATS, PLOTS, plot_render
-from .selectors import report_cached, survey_task_run_list
-from .services import PROXY_METRICS, survey_task_run_create
+from .selectors import report_cached
+from .services import PROXY_METRICS
 
 
 @admin.register(SurveyReport)
@@ -82,9 +86,8 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         except ApplicationError as exc:  # e.g. a stored threshold out of range: say which, rather than a 500
             return HttpResponse(exc.message, status=400, content_type="text/plain")
         report = {**report, "plan": plan_report(survey=survey)}  # never a cached plan: a deviation shows at once
-        proxy_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.PROXY)
-        archive_runs = survey_task_run_list(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE)
-        active = (SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING)
+        proxy_runs = list(operation_run_list(user=request.user, subject=survey, kind=PROXY_KIND)[:5])
+        archive_runs = list(operation_run_list(user=request.user, subject=survey, kind=ARCHIVE_KIND)[:5])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -98,9 +101,9 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
             "metrics": PROXY_METRICS,
             "proxy_runs": proxy_runs,
             "archive_runs": archive_runs,
-            "archive_running": any(run.status in active for run in archive_runs),
-            "archive_latest": next((run for run in archive_runs if run.status == SurveyTaskRun.Status.DONE), None),
-            "running": any(run.status in active for run in proxy_runs + archive_runs),
+            "archive_running": any(run.active for run in archive_runs),
+            "archive_latest": next((run for run in archive_runs if run.status == OperationRun.Status.DONE), None),
+            "running": any(run.active for run in proxy_runs + archive_runs),
         }
         return TemplateResponse(request, "admin/results/surveyreport/report.html", context)
 
@@ -146,7 +149,7 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         survey = self._survey(request, pk, min_role=Role.RESEARCHER)
         metric = request.POST.get("metric", "")
         # A worker computes it (torch, every trial's images); the report page shows the run's progress meanwhile.
-        run = survey_task_run_create(survey=survey, kind=SurveyTaskRun.Kind.PROXY, params={"metric": metric}, user=request.user)
+        run = operation_run_create(kind=PROXY_KIND, subject=survey, params={"metric": metric}, actor=request.user)
         self.audit(request, "proxy", survey, {"metric": metric, "run": run.pk})
         self.message_user(request, f"Proxy choices ({metric}) are being computed by a worker; progress below.")
         return redirect("admin:results_surveyreport_report", survey.pk)

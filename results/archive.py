@@ -45,16 +45,19 @@ import stats.recognition
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob, StoredImage
 from iri_worker.validity_record import ValidityRecord
+from operations.models import OperationRun
+from operations.registry import Progress
+from operations.selectors import operation_run_list_of_subject
+from operations.services import operation_run_create
 from surveys.counted_answers import Purpose, answers_counted
 from surveys.models import Assignment, Participant, Survey, Trial
 
 from .archive_columns import COLUMNS, column_schema
 from .archive_writer import ArchiveWriter
 from .exports import ANSWER_COLUMNS, answers_csv
-from .models import SurveyTaskRun
 from .plans import plan_files
 from .selectors import KIND_CODES
-from .services import CONDITION_FIELDS, alignment_report, survey_data_load, survey_task_run_create
+from .services import CONDITION_FIELDS, alignment_report, survey_data_load
 
 ARCHIVE_NO_ANSWERS = "The survey '{slug}' has no answers yet: there is nothing to archive, and no file was written."
 ARCHIVE_FILES = Path(__file__).resolve().parent / "archive_files"
@@ -329,38 +332,36 @@ def study_archive_write(
 
 
 # ---------------------------------------------------------------------------------------------
-# The archive as a background run (the survey report page's button): a SurveyTaskRun of kind ARCHIVE
+# The archive as a background run (the survey report page's button): an operation run of kind "archive"
 
 ARCHIVE_STORAGE_DIR = "archives"  # in Django's default storage, beside checkpoints/: never served (only img/ is)
 ARCHIVE_STALE = timedelta(hours=6)  # a run queued or running this long is taken as lost: it blocks no new one
+ARCHIVE_KIND = "archive"  # registered by results.apps
 
 
-def study_archive_run_start(*, survey: Survey, user=None) -> tuple[SurveyTaskRun, bool]:
+def study_archive_run_start(*, survey: Survey, user=None) -> tuple[OperationRun, bool]:
     """(the run, whether it is new): a worker builds the survey's archive (pseudonymised IDs); while one is queued or
     running, that one is returned and nothing new starts (a second click, two researchers at once)."""
     with transaction.atomic():
         Survey.objects.select_for_update().filter(pk=survey.pk).first()  # two requests at once: one waits here
-        active = SurveyTaskRun.objects.filter(
-            survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE, created_at__gte=timezone.now() - ARCHIVE_STALE,
-            status__in=(SurveyTaskRun.Status.QUEUED, SurveyTaskRun.Status.RUNNING),
+        active = operation_run_list_of_subject(subject=survey, kind=ARCHIVE_KIND).filter(
+            created_at__gte=timezone.now() - ARCHIVE_STALE,
+            status__in=(OperationRun.Status.QUEUED, OperationRun.Status.RUNNING),
         ).first()
         if active is not None:
             return active, False
-        return survey_task_run_create(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE, params={}, user=user), True
+        return operation_run_create(kind=ARCHIVE_KIND, subject=survey, params={}, actor=user), True
 
 
-def study_archive_build(*, run: SurveyTaskRun, progress: Callable[[float], None]) -> dict:
-    """The worker's side of an ARCHIVE run: the archive written to a temporary file, then stored privately under
+def study_archive_build(run: OperationRun, progress: Progress) -> dict:
+    """The worker's side of an archive run: the archive written to a temporary file, then stored privately under
     archives/ in the default storage. Returns what the report page shows: {file, bytes, sha256, answers, files}."""
-    survey = run.survey
+    survey = run.subject
     with tempfile.TemporaryDirectory(prefix="study-archive-") as folder:
         local = Path(folder) / f"study-{survey.slug}.zip"
-        written = study_archive_write(survey=survey, out=local, user=run.created_by,
-                                      progress=lambda share, step: progress(share))
-        sha = hashlib.sha256()
+        written = study_archive_write(survey=survey, out=local, user=run.created_by, progress=progress)
         with local.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                sha.update(chunk)
+            sha = hashlib.file_digest(f, "sha256")
         with local.open("rb") as f:
             name = default_storage.save(f"{ARCHIVE_STORAGE_DIR}/{survey.pk}/run-{run.pk}-{survey.slug}.zip", File(f))
     return {"file": name, "bytes": written["bytes"], "sha256": sha.hexdigest(), "answers": written["answers"],
@@ -370,8 +371,7 @@ def study_archive_build(*, run: SurveyTaskRun, progress: Callable[[float], None]
 def study_archive_file_open(*, survey: Survey):
     """(the latest finished archive run of the survey, its file opened for reading), or None where there is none
     (or its file is gone). The caller has checked that the user may see the survey."""
-    runs = SurveyTaskRun.objects.filter(survey=survey, kind=SurveyTaskRun.Kind.ARCHIVE,
-                                        status=SurveyTaskRun.Status.DONE).order_by("-id")
+    runs = operation_run_list_of_subject(subject=survey, kind=ARCHIVE_KIND).filter(status=OperationRun.Status.DONE)
     for run in runs[:1]:
         name = (run.result or {}).get("file")
         if name and default_storage.exists(name):

@@ -31,40 +31,6 @@ class SurveyReport(Survey):
         verbose_name_plural = "survey reports"
 
 
-class SurveyTaskRun(models.Model):
-    """Work the admin hands to a Celery worker for one survey (the proxy's choices, a pilot run of bots, the study
-    archive): its state and progress, for the admin pages. It lives here because the surveys app takes no new
-    migrations now."""
-
-    class Kind(models.TextChoices):
-        PROXY = "proxy", "proxy choices"
-        BOTS = "bots", "bots (pilot)"
-        ARCHIVE = "archive", "study archive"
-
-    class Status(models.TextChoices):
-        QUEUED = "QUEUED", "Queued"
-        RUNNING = "RUNNING", "Running"
-        DONE = "DONE", "Done"
-        FAILED = "FAILED", "Failed"
-
-    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0)
-    result = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} for {self.survey.slug}: {self.status}"
-
-
 class AnalysisPlanVersion(models.Model):
     """One version of a survey's analysis plan (results.plans): the canonical JSON text and its SHA-256.
 

@@ -18,7 +18,7 @@ from surveys.counted_answers import answers_version
 from surveys.models import Participant, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
-from .models import SurveyTaskRun, TrialProxyChoice
+from .models import TrialProxyChoice
 
 KIND_CODES = {"main": KIND_MAIN, "catch": KIND_CATCH, "practice": KIND_PRACTICE, "screening": KIND_SCREENING}
 
@@ -191,11 +191,3 @@ def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
     proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
     key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{n_answers}:{last_answer}:{proxies}"
     return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)
-
-
-def survey_task_run_list(*, survey: Survey, kind: str | None = None, limit: int = 5) -> list[SurveyTaskRun]:
-    """The survey's latest runs of work handed to a worker (newest first), for the admin pages."""
-    runs = SurveyTaskRun.objects.filter(survey=survey)
-    if kind is not None:
-        runs = runs.filter(kind=kind)
-    return list(runs.order_by("-id")[:limit])

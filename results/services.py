@@ -6,7 +6,6 @@ trial_proxy_choices_compute() is the only code here that touches torch (imported
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -14,7 +13,6 @@ from itertools import combinations
 import numpy as np
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
 
 from backend.exceptions import ApplicationError
 from iri_worker.selectors import VALIDITY_REASONS
@@ -45,7 +43,7 @@ from surveys.counted_answers import ANSWER_SCOPES, Purpose, survey_answer_arrays
 from surveys.models import Survey, Trial
 from surveys.services.adaptive import adaptive_outcome
 
-from .models import SurveyTaskRun, TrialProxyChoice
+from .models import TrialProxyChoice
 from .plans import plan_report
 from .report import AlignmentReport, Comparison, ConditionRow
 from .selectors import (
@@ -56,7 +54,6 @@ from .selectors import (
     trial_proxy_choice_table,
 )
 
-logger = logging.getLogger(__name__)
 
 NO_ANSWERS = "No answers yet."
 ALL_EXCLUDED = "All {n} answers to this condition were excluded (see the exclusion counts)."
@@ -702,59 +699,3 @@ def trial_proxy_choices_compute(*, survey: Survey, metric: str, batch_size: int 
     with transaction.atomic():
         TrialProxyChoice.objects.bulk_create(created, ignore_conflicts=True)
     return len(created)
-
-
-# ---------------------------------------------------------------------------------------------
-# Work the admin hands to a Celery worker (the proxy's choices, bots, the study archive), with its state for the
-# admin pages
-
-TASK_QUEUE_DOWN = "The task queue (broker) is unavailable, so this did not start: {error}"
-
-
-def survey_task_run_create(*, survey: Survey, kind: str, params: dict, user=None) -> SurveyTaskRun:
-    """A QUEUED run, sent to a worker once the transaction commits."""
-    run = SurveyTaskRun.objects.create(survey=survey, kind=SurveyTaskRun.Kind(kind), params=params, created_by=user)
-    transaction.on_commit(lambda: survey_task_run_enqueue(run_id=run.pk))
-    return run
-
-
-def survey_task_run_enqueue(*, run_id: int) -> None:
-    from surveys.tasks import survey_bots_run_task
-
-    from .tasks import study_archive_build_task, trial_proxy_choices_compute_task
-
-    tasks = {SurveyTaskRun.Kind.PROXY: trial_proxy_choices_compute_task, SurveyTaskRun.Kind.BOTS: survey_bots_run_task,
-             SurveyTaskRun.Kind.ARCHIVE: study_archive_build_task}
-    kind = SurveyTaskRun.objects.values_list("kind", flat=True).get(pk=run_id)
-    try:
-        tasks[kind].apply_async((run_id,), retry=False)
-    except Exception as exc:  # broker down: the run says so instead of waiting forever
-        logger.exception("could not enqueue survey task run %s", run_id)
-        _survey_task_run_end(run_id=run_id, status=SurveyTaskRun.Status.FAILED, error=TASK_QUEUE_DOWN.format(error=exc))
-
-
-def survey_task_run(*, run_id: int, work: Callable[[SurveyTaskRun, Callable[[float], None]], dict]) -> None:
-    """Do a QUEUED run: RUNNING while `work(run, progress)` runs, then DONE with the dict it returns, or FAILED
-    with the reason. A second delivery of the same task finds the run taken and does nothing."""
-    if not SurveyTaskRun.objects.filter(pk=run_id, status=SurveyTaskRun.Status.QUEUED).update(status=SurveyTaskRun.Status.RUNNING):
-        return
-    run = SurveyTaskRun.objects.select_related("survey").get(pk=run_id)
-
-    def progress(fraction: float) -> None:
-        SurveyTaskRun.objects.filter(pk=run_id).update(progress=fraction)
-
-    try:
-        result = work(run, progress)
-    except ApplicationError as exc:
-        _survey_task_run_end(run_id=run_id, status=SurveyTaskRun.Status.FAILED, error=exc.message)
-    except Exception as exc:  # the researcher reads why on the page
-        logger.exception("survey task run %s failed", run_id)
-        _survey_task_run_end(run_id=run_id, status=SurveyTaskRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-    else:
-        _survey_task_run_end(run_id=run_id, status=SurveyTaskRun.Status.DONE, result=result)
-
-
-def _survey_task_run_end(*, run_id: int, status: str, result: dict | None = None, error: str = "") -> None:
-    done = {"progress": 1.0} if status == SurveyTaskRun.Status.DONE else {}
-    SurveyTaskRun.objects.filter(pk=run_id).update(status=status, result=result or {}, error=error[:5000],
-                                                   finished_at=timezone.now(), **done)

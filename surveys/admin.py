@@ -9,16 +9,17 @@ from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
-from results.models import SurveyTaskRun
+from operations.selectors import operation_run_list_of_subject
+from operations.services import operation_run_create
 from results.planning import prolific_pay_rates, survey_forecast, survey_plan
 from results.plans import plan_change, plan_changes, plan_document, plan_locked, plan_report
-from results.selectors import report_cached, survey_task_run_list
-from results.services import survey_task_run_create
+from results.selectors import report_cached
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
 from teams.selectors import team_scoped
 
 from .models import Participant, ProlificStudy, Response, Survey
+from .operation_kinds import BOTS_KIND
 from .selectors import survey_monitor, survey_mturk_external_question
 from .services import (
     build_summary,
@@ -239,7 +240,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         # A worker runs them (minutes of HTTP traffic, too long for this request); the survey's page shows the run.
         params = {"participants": 10, "concurrency": 4, "policy": "perceptual"}
         for survey in queryset:
-            run = survey_task_run_create(survey=survey, kind=SurveyTaskRun.Kind.BOTS, params=params, user=request.user)
+            run = operation_run_create(kind=BOTS_KIND, subject=survey, params=params, actor=request.user)
             self.audit(request, "bots", survey, {"run": run.pk, **params})
             self.message_user(request, f"{survey.slug}: 10 bots queued; their summary appears on the survey's page.")
 
@@ -418,12 +419,10 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
 
     @admin.display(description="bot runs (latest first)")
     def bot_runs(self, obj):
-        runs = survey_task_run_list(survey=obj, kind=SurveyTaskRun.Kind.BOTS)
-        rows = (
-            (run.created_at.strftime("%Y-%m-%d %H:%M"), run.get_status_display(),
-             run.error or ", ".join(f"{k} {v}" for k, v in run.result.items() if not isinstance(v, (dict, list))))
-            for run in runs
-        )
+        runs = operation_run_list_of_subject(subject=obj, kind=BOTS_KIND)[:5]  # obj came through the scoped queryset
+        rows = ((run.created_at.strftime("%Y-%m-%d %H:%M"), run.get_status_display(),
+                 run.error or ", ".join(f"{k} {v}" for k, v in run.result.items() if not isinstance(v, (dict, list))))
+                for run in runs)
         return format_html_join(mark_safe("<br>"), "{}: {} {}", rows) or "–"
 
 

@@ -16,21 +16,6 @@ def participant_ids_expire_task() -> dict:
     return participant_ids_expire()
 
 
-@shared_task
-def survey_bots_run_task(run_id: int) -> None:
-    """The admin's pilot: bots walk the participant flow of the server at SITE_URL (see surveys.bots)."""
-    from django.conf import settings
-
-    from results.services import survey_task_run
-
-    from .bots import bots_run
-
-    def work(run, progress) -> dict:
-        return bots_run(base_url=settings.SITE_URL, slug=run.survey.slug, **run.params)
-
-    survey_task_run(run_id=run_id, work=work)
-
-
 @shared_task(bind=True, max_retries=None)  # the bound is PROLIFIC_TASK_RETRIES, checked below
 def prolific_study_pause_when_done(self, survey_id: int) -> dict | None:
     """Adaptive collection has stopped: pause the survey's Prolific study, if it has one and Prolific is

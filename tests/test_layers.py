@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The lint-imports console script, run by this interpreter wherever its scripts live (venv, image, CI).
 LINT_IMPORTS = [sys.executable, "-c",
                 "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
-ROOT_PACKAGES = ("kernel", "backend", "teams", "iri_worker", "surveys", "results", "stats")
+ROOT_PACKAGES = ("kernel", "backend", "teams", "operations", "iri_worker", "surveys", "results", "stats")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:

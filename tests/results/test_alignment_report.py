@@ -11,9 +11,10 @@ from django.test import Client
 
 from iri_worker.models import IriImage
 from stats.exclusions import ExclusionRules
-from results.models import SurveyTaskRun, TrialProxyChoice
+from operations.models import OperationRun
+from operations.tasks import operation_run_execute
+from results.models import TrialProxyChoice
 from results.services import ALL_EXCLUDED, ONE_PARTICIPANT, alignment_report, trial_proxy_choices_compute
-from results.tasks import trial_proxy_choices_compute_task
 from surveys.models import Trial
 from tests.results.helpers import not_target, session_answer, survey_make, target
 
@@ -282,8 +283,8 @@ def test_the_admin_report_page_has_tables_plots_and_downloads(live_survey, resea
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         proxy = client.post(f"/admin/results/surveyreport/{live_survey.pk}/report/proxy", {"metric": "ssim"})
     assert proxy.status_code == 302 and len(enqueued) == 1 and not TrialProxyChoice.objects.exists()
-    run = SurveyTaskRun.objects.get(survey=live_survey)
-    trial_proxy_choices_compute_task(run.pk)  # what the worker does (tests/teams/test_admin.py uses a real one)
+    run = OperationRun.objects.get(subject_id=live_survey.pk, kind="proxy")
+    operation_run_execute(run.pk)  # what the worker does (tests/teams/test_admin.py uses a real one)
     assert TrialProxyChoice.objects.filter(trial__survey=live_survey).count() == 3
     assert "3 trials computed" in client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/").content.decode()
 

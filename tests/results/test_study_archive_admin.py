@@ -13,8 +13,8 @@ from django.test import Client
 
 from results import archive as archive_module
 from results.archive import ARCHIVE_NO_ANSWERS
-from results.models import SurveyTaskRun
-from results.tasks import study_archive_build_task
+from operations.models import OperationRun
+from operations.tasks import operation_run_execute
 from teams.models import AuditEntry, Role
 from teams.services import membership_set, team_create
 from tests.results.helpers import not_target, session_answer, target
@@ -50,8 +50,8 @@ def test_a_researcher_builds_the_archive_from_the_report_page_and_downloads_what
     asked, enqueued = archive_asked(client, live_survey, django_capture_on_commit_callbacks)
 
     assert asked.status_code == 302 and len(enqueued) == 1  # handed to a worker once the request commits
-    run = SurveyTaskRun.objects.get(survey=live_survey, kind=SurveyTaskRun.Kind.ARCHIVE)
-    assert run.status == SurveyTaskRun.Status.QUEUED and run.created_by == researcher
+    run = OperationRun.objects.get(subject_id=live_survey.pk, kind="archive")
+    assert run.status == OperationRun.Status.QUEUED and run.created_by == researcher
     page = client.get(report).content.decode()
     assert "Study archive" in page and "Queued" in page and 'http-equiv="refresh"' in page
     assert 'value="Build the study archive" disabled' in page
@@ -59,17 +59,17 @@ def test_a_researcher_builds_the_archive_from_the_report_page_and_downloads_what
     # A second click while it waits starts nothing new.
     again, enqueued_again = archive_asked(client, live_survey, django_capture_on_commit_callbacks)
     assert again.status_code == 302 and not enqueued_again
-    assert SurveyTaskRun.objects.filter(kind=SurveyTaskRun.Kind.ARCHIVE).count() == 1
+    assert OperationRun.objects.filter(kind="archive").count() == 1
 
     seen = []  # the steps the worker reports as it goes
     write = archive_module.study_archive_write
     monkeypatch.setattr(archive_module, "study_archive_write", lambda **kw: write(
         **{**kw, "progress": lambda share, step: seen.append(step) or kw["progress"](share, step)}))
-    study_archive_build_task(run.pk)  # what the worker does
+    operation_run_execute(run.pk)  # what the worker does
     monkeypatch.undo()
 
     run.refresh_from_db()
-    assert run.status == SurveyTaskRun.Status.DONE and run.progress == 1.0, run.error
+    assert run.status == OperationRun.Status.DONE and run.progress == 1.0, run.error
     assert seen[0] == "report" and "answers" in seen and seen[-1] == "done"
     assert run.result["file"].startswith(f"archives/{live_survey.pk}/") and default_storage.exists(run.result["file"])
     assert not run.result["file"].startswith("img/")  # the only stored files the site serves
@@ -101,7 +101,7 @@ def test_another_teams_researcher_can_neither_build_nor_download_the_archive(
         live_survey, researcher, django_user_model, django_capture_on_commit_callbacks):
     session_answer(live_survey, pid="A", choose=target)
     archive_asked(signed_in(researcher), live_survey, django_capture_on_commit_callbacks)
-    study_archive_build_task(SurveyTaskRun.objects.get(kind=SurveyTaskRun.Kind.ARCHIVE).pk)
+    operation_run_execute(OperationRun.objects.get(kind="archive").pk)
     stranger = django_user_model.objects.create_user(username="lab-b", is_staff=True)
     membership_set(team=team_create(name="Lab B"), user=stranger, role=Role.RESEARCHER)
     client = signed_in(stranger)
@@ -111,7 +111,7 @@ def test_another_teams_researcher_can_neither_build_nor_download_the_archive(
     assert asked.status_code == 404 and not enqueued
     assert client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/archive.zip").status_code == 404
     assert client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/").status_code == 404
-    assert SurveyTaskRun.objects.filter(kind=SurveyTaskRun.Kind.ARCHIVE).count() == 1
+    assert OperationRun.objects.filter(kind="archive").count() == 1
 
 
 def test_a_viewer_downloads_the_archive_but_cannot_build_one(
@@ -126,7 +126,7 @@ def test_a_viewer_downloads_the_archive_but_cannot_build_one(
 
     assert asked.status_code == 403 and not enqueued
     archive_asked(signed_in(researcher), live_survey, django_capture_on_commit_callbacks)
-    study_archive_build_task(SurveyTaskRun.objects.get(kind=SurveyTaskRun.Kind.ARCHIVE).pk)
+    operation_run_execute(OperationRun.objects.get(kind="archive").pk)
     assert client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/archive.zip").status_code == 200
 
 
@@ -134,13 +134,13 @@ def test_an_archive_of_a_survey_without_answers_fails_and_the_page_says_why(
         live_survey, researcher, django_capture_on_commit_callbacks):
     client = signed_in(researcher)
     archive_asked(client, live_survey, django_capture_on_commit_callbacks)
-    run = SurveyTaskRun.objects.get(kind=SurveyTaskRun.Kind.ARCHIVE)
+    run = OperationRun.objects.get(kind="archive")
 
-    study_archive_build_task(run.pk)
+    operation_run_execute(run.pk)
 
     run.refresh_from_db()
     sentence = ARCHIVE_NO_ANSWERS.format(slug=live_survey.slug)
-    assert run.status == SurveyTaskRun.Status.FAILED and run.error == sentence
+    assert run.status == OperationRun.Status.FAILED and run.error == sentence
     assert not default_storage.exists(f"archives/{live_survey.pk}") or not default_storage.listdir(
         f"archives/{live_survey.pk}")[1]
     page = client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/").content.decode()
@@ -148,4 +148,4 @@ def test_an_archive_of_a_survey_without_answers_fails_and_the_page_says_why(
     assert client.get(f"/admin/results/surveyreport/{live_survey.pk}/report/archive.zip").status_code == 404
     # Once it has failed, the button starts a new run.
     again, enqueued = archive_asked(client, live_survey, django_capture_on_commit_callbacks)
-    assert len(enqueued) == 1 and SurveyTaskRun.objects.filter(kind=SurveyTaskRun.Kind.ARCHIVE).count() == 2
+    assert len(enqueued) == 1 and OperationRun.objects.filter(kind="archive").count() == 2

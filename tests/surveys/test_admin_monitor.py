@@ -50,8 +50,8 @@ def test_the_run_bots_action_hands_the_bots_to_a_worker_and_the_survey_page_show
         researcher, live_survey, monkeypatch, django_capture_on_commit_callbacks):
     from django.test import Client
 
-    from results.models import SurveyTaskRun
-    from surveys.tasks import survey_bots_run_task
+    from operations.models import OperationRun
+    from operations.tasks import operation_run_execute
     from teams.models import AuditEntry
 
     asked = []
@@ -62,11 +62,11 @@ def test_the_run_bots_action_hands_the_bots_to_a_worker_and_the_survey_page_show
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         client.post("/admin/surveys/survey/", {"action": "run_bots", "_selected_action": [live_survey.pk]})
 
-    run = SurveyTaskRun.objects.get(survey=live_survey, kind=SurveyTaskRun.Kind.BOTS)
-    assert run.status == SurveyTaskRun.Status.QUEUED and len(enqueued) == 1 and not asked  # not inside the request
-    survey_bots_run_task(run.pk)  # what the worker does
+    run = OperationRun.objects.get(subject_id=live_survey.pk, kind="bots")
+    assert run.status == OperationRun.Status.QUEUED and len(enqueued) == 1 and not asked  # not inside the request
+    operation_run_execute(run.pk)  # what the worker does
     run.refresh_from_db()
-    assert run.status == SurveyTaskRun.Status.DONE and asked[0]["slug"] == live_survey.slug and asked[0]["participants"] == 10
+    assert run.status == OperationRun.Status.DONE and asked[0]["slug"] == live_survey.slug and asked[0]["participants"] == 10
     page = client.get(f"/admin/surveys/survey/{live_survey.pk}/change/").content.decode()
     assert "completed 7" in page and "Done" in page
     assert AuditEntry.objects.filter(action="survey.bots", team=live_survey.team).exists()

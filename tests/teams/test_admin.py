@@ -10,7 +10,8 @@ from rest_framework.authtoken.models import Token
 
 from iri_worker.models import Checkpoint, IriJob, TargetPhoto
 from iri_worker.services import target_photo_create
-from results.models import SurveyTaskRun, TrialProxyChoice
+from operations.models import OperationRun
+from results.models import TrialProxyChoice
 from surveys.models import Survey
 from surveys.services import survey_create
 from backend.exceptions import ApplicationError
@@ -102,7 +103,7 @@ def test_another_labs_pages_do_not_exist_and_nothing_changes(a_researcher, lab_b
         assert client.post(f"{base}/proxy", {"metric": "ssim"}).status_code == 404
 
     lab_b_survey.refresh_from_db()
-    assert lab_b_survey.title == "Lab B's study" and not enqueued and not SurveyTaskRun.objects.exists()
+    assert lab_b_survey.title == "Lab B's study" and not enqueued and not OperationRun.objects.exists()
     assert not AuditEntry.objects.filter(team=lab_b_survey.team).exists()
 
 
@@ -121,7 +122,7 @@ def test_a_viewer_can_look_but_not_add_change_or_act(django_user_model, team, la
 
     lab_a_survey.refresh_from_db()
     assert lab_a_survey.status == Survey.Status.DRAFT and lab_a_survey.title == "Lab A's study"
-    assert not SurveyTaskRun.objects.exists()
+    assert not OperationRun.objects.exists()
 
 
 def test_an_action_on_a_mixed_selection_touches_only_the_labs_where_the_user_is_a_researcher(
@@ -350,8 +351,9 @@ def test_the_proxy_runs_in_a_real_worker_and_the_report_page_shows_how_far_it_go
     asked = client.post(f"/admin/results/surveyreport/{live_survey.pk}/report/proxy", {"metric": "ssim"})
 
     assert asked.status_code == 302
-    run = SurveyTaskRun.objects.get(survey=live_survey, kind=SurveyTaskRun.Kind.PROXY)
-    wait_for(lambda: SurveyTaskRun.objects.filter(pk=run.pk, status=SurveyTaskRun.Status.DONE).exists())
+    run = OperationRun.objects.get(subject_id=live_survey.pk, kind="proxy")
+    assert run.subject == live_survey and run.team == live_survey.team
+    wait_for(lambda: OperationRun.objects.filter(pk=run.pk, status=OperationRun.Status.DONE).exists())
     run.refresh_from_db()
     assert run.progress == 1.0 and run.result == {"trials": 3} and run.created_by == user
     assert TrialProxyChoice.objects.filter(trial__survey=live_survey, metric="ssim").count() == 3

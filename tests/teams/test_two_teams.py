@@ -248,8 +248,10 @@ def admin_patterns(patterns=None, prefix=""):
 def lab_a_object(labs, model):
     """The Lab A object a model's admin pages are tried with."""
     from django.contrib.auth.models import Group, User
+    from django.contrib.contenttypes.models import ContentType
     from rest_framework.authtoken.models import Token, TokenProxy
 
+    from operations.models import OperationRun
     from results.models import SurveyReport
     from surveys.models import Response
     from teams.models import Team
@@ -263,6 +265,8 @@ def lab_a_object(labs, model):
         Membership: Membership.objects.filter(team=labs["a"]).first(), AuditEntry: AuditEntry.objects.filter(team=labs["a"]).first(),
         TokenProxy: TokenProxy.objects.get(user=owner), User: owner, Group: Group.objects.get_or_create(name="lab-a-group")[0],
         Response: Response.objects.filter(participant__survey__team=labs["a"]).first(),
+        OperationRun: OperationRun.objects.get_or_create(team=labs["a"], kind="bots", subject_id=labs["live"].pk,
+                                                         subject_type=ContentType.objects.get_for_model(Survey))[0],
     }
     assert model in objects, f"tell this story which Lab A object to try the {model.__name__} admin pages with"
     assert objects[model] is not None, f"the story has no Lab A {model.__name__} yet"
