@@ -6,8 +6,9 @@ import { initJsPsych } from "jspsych";
 import { createApi } from "./api.js";
 import { Outbox } from "./outbox.js";
 import { withRetry, sleep as realSleep } from "./retry.js";
-import { CLASSIFY, buildTimeline, endOf, saysEnded } from "./timeline.js";
-import { estimateRefreshRate } from "./plugin-classify.js";
+import { endOf, saysEnded } from "./session-calls.js";
+import { CLASSIFY, buildTimeline } from "./timeline.js";
+import { estimateRefreshRate } from "./frame-timing.js";
 import {
   createConnectionBanner,
   renderCompletion,

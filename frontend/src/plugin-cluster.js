@@ -17,8 +17,7 @@
 
 import { ParameterType } from "jspsych";
 import { escapeHtml } from "./html.js";
-import { whenPainted } from "./plugin-2afc.js";
-import { progressHtml } from "./ui.js";
+import { ImageScreenPlugin, answerWindow, progressBar, screenParameters, whenPainted } from "./trial-screen.js";
 
 export const CLUSTER_QUESTION = "Which photo does each image belong with? Choose one photo in every row.";
 export const LETTERS = ["A", "B", "C", "D", "E", "F"];
@@ -32,14 +31,10 @@ const info = {
     /** Rows: [{trial_id, image}] — one opaque trial id and image URL per row. */
     items: { type: ParameterType.COMPLEX, array: true, default: undefined },
     question: { type: ParameterType.STRING, default: CLUSTER_QUESTION },
-    /** 1-based screen number and total for the progress bar ("Set k of n"). */
-    progress_current: { type: ParameterType.INT, default: null },
-    progress_total: { type: ParameterType.INT, default: null },
-    progress_noun: { type: ParameterType.STRING, default: "Set" },
     /** Label of the continue button. */
     button_label: { type: ParameterType.STRING, default: "Next" },
-    /** Called with [{trial_id, choice, rt_ms}] when the participant clicks Next. */
-    on_answer: { type: ParameterType.FUNCTION, default: null },
+    /** on_answer gets [{trial_id, choice, rt_ms}], one per row, when the participant clicks Next. */
+    ...screenParameters("Set"),
   },
   data: {
     trial_ids: { type: ParameterType.STRING, array: true },
@@ -78,7 +73,7 @@ export function renderClusterHtml(trial) {
     })
     .join("");
   return `<div class="cluster" style="--cluster-cols:${refs.length}">
-    ${progressHtml(trial.progress_current, trial.progress_total, trial.progress_noun || "Set", "cluster-progress")}
+    ${progressBar(trial, "Set", "cluster-progress")}
     <p id="cluster-question" class="cluster-question">${escapeHtml(trial.question)}</p>
     <div class="cluster-grid" role="group" aria-labelledby="cluster-question">
       <div class="cluster-head"><div class="cluster-corner" aria-hidden="true"></div>${header}</div>
@@ -89,14 +84,8 @@ export function renderClusterHtml(trial) {
   </div>`;
 }
 
-class ImageClusterPlugin {
+class ImageClusterPlugin extends ImageScreenPlugin {
   static info = info;
-
-  constructor(jsPsych) {
-    this.jsPsych = jsPsych;
-    /** Resolves with the RT start time once the images are painted. */
-    this.ready = null;
-  }
 
   trial(display_element, trial) {
     display_element.innerHTML = renderClusterHtml(trial);
@@ -107,12 +96,11 @@ class ImageClusterPlugin {
     const images = [...display_element.querySelectorAll(".cluster img")];
     const choices = new Array(n).fill(null);
     const rts = new Array(n).fill(null);
-    let startTime = null;
-    let done = false;
+    const answers = answerWindow({ controls: inputs });
 
     const update = () => {
       const missing = choices.filter((c) => c === null).length;
-      submit.disabled = missing > 0 || startTime === null;
+      submit.disabled = missing > 0 || !answers.isOpen();
       status.textContent = missing > 0 ? `${missing} of ${n} rows still to choose.` : "";
       for (const row of display_element.querySelectorAll(".cluster-row")) {
         row.classList.toggle("cluster-row-done", choices[Number(row.dataset.row)] !== null);
@@ -121,77 +109,51 @@ class ImageClusterPlugin {
 
     for (const input of inputs) {
       input.addEventListener("change", () => {
-        if (done || startTime === null || !input.checked) return;
+        if (!answers.isOpen() || !input.checked) return;
         const r = Number(input.dataset.row);
         choices[r] = Number(input.dataset.choice);
-        rts[r] = Math.max(0, Math.round((performance.now() - startTime) * 10) / 10);
+        rts[r] = answers.rt();
         update();
       });
     }
     submit.addEventListener("click", () => {
-      if (done || startTime === null || choices.some((c) => c === null)) return;
-      done = true;
-      const rt_ms = Math.max(0, Math.round((performance.now() - startTime) * 10) / 10);
-      for (const i of inputs) i.disabled = true;
+      if (choices.some((c) => c === null)) return;
+      const rt_ms = answers.close();
+      if (rt_ms === null) return;
       submit.disabled = true;
-      this.answer(trial, choices, rts, rt_ms);
+      this.answer(trial, { choices, rts_ms: rts, rt_ms });
     });
 
     this.ready = whenPainted(images).then((t) => {
-      startTime = t;
-      for (const i of inputs) i.disabled = false;
+      answers.open(t);
       update();
       return t;
     });
   }
 
-  answer(trial, choices, rts, rt_ms) {
-    const answers = trial.items.map((item, r) => ({ trial_id: item.trial_id, choice: choices[r], rt_ms: rts[r] }));
-    if (typeof trial.on_answer === "function") {
-      try {
-        trial.on_answer(answers.map((a) => ({ ...a })));
-      } catch (err) {
-        console.error("on_answer hook failed", err);
-      }
-    }
-    this.jsPsych.finishTrial({
+  answer(trial, { choices, rts_ms, rt_ms }) {
+    const answers = trial.items.map((item, r) => ({ trial_id: item.trial_id, choice: choices[r], rt_ms: rts_ms[r] }));
+    this.end(trial, answers, {
       trial_ids: answers.map((a) => a.trial_id),
       choices: [...choices],
-      rts_ms: [...rts],
+      rts_ms: [...rts_ms],
       rt_ms,
     });
   }
 
-  simulate(trial, simulation_mode, simulation_options, load_callback) {
-    if (simulation_mode === "visual") {
-      this.simulateVisual(trial, simulation_options, load_callback);
-      return;
-    }
-    load_callback();
-    const data = this.createSimulationData(trial, simulation_options);
-    this.answer(trial, data.choices, data.rts_ms, data.rt_ms);
-  }
-
-  createSimulationData(trial, simulation_options) {
-    const r = this.jsPsych.randomization;
+  simulationDefaults(trial, random) {
     const k = trial.references.length;
     let t = 0;
-    const rts_ms = trial.items.map(() => (t += Math.round(r.sampleExGaussian(900, 120, 1 / 300, true))));
-    const defaults = {
+    const rts_ms = trial.items.map(() => (t += Math.round(random.sampleExGaussian(900, 120, 1 / 300, true))));
+    return {
       trial_ids: trial.items.map((i) => i.trial_id),
-      choices: trial.items.map(() => r.randomInt(0, k - 1)),
+      choices: trial.items.map(() => random.randomInt(0, k - 1)),
       rts_ms,
-      rt_ms: t + Math.round(r.sampleExGaussian(500, 80, 1 / 200, true)),
+      rt_ms: t + Math.round(random.sampleExGaussian(500, 80, 1 / 200, true)),
     };
-    return this.jsPsych.pluginAPI.mergeSimulationData(defaults, simulation_options);
   }
 
-  async simulateVisual(trial, simulation_options, load_callback) {
-    const display_element = this.jsPsych.getDisplayElement();
-    const data = this.createSimulationData(trial, simulation_options);
-    this.trial(display_element, trial);
-    load_callback();
-    await this.ready;
+  respondAs(display_element, data) {
     data.choices.forEach((c, row) => {
       const input = display_element.querySelector(`input[data-row="${row}"][data-choice="${c}"]`);
       input.click(); // checks it and fires "change"

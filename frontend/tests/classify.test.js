@@ -5,8 +5,10 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { initJsPsych } from "jspsych";
 import { mountTargetEachTest, waitFor } from "./dom.js";
 import { CATEGORIES, CONFIG, createFakeServer, simulateSurvey } from "./fake-server.js";
-import ImageClassifyPlugin, { estimateRefreshRate, framesFor, hzFromTimestamps } from "../src/plugin-classify.js";
-import { classificationSettings, saysEnded } from "../src/timeline.js";
+import ImageClassifyPlugin from "../src/plugin-classify.js";
+import { estimateRefreshRate, framesFor, hzFromTimestamps } from "../src/frame-timing.js";
+import { saysEnded } from "../src/session-calls.js";
+import { classificationSettings } from "../src/timeline.js";
 
 const TIMING_KEYS = ["frames", "image_offset_ms", "image_onset_ms", "refresh_hz", "shown_ms"];
 const ROLE_WORDS = /target|seed|iri|catch|correct|screen(ing|ed)/i;
