@@ -4,36 +4,18 @@
 
 import { initJsPsych } from "jspsych";
 import { createApi } from "./api.js";
-import { Outbox } from "./outbox.js";
-import { withRetry, sleep as realSleep } from "./retry.js";
-import { endOf, saysEnded } from "./session-calls.js";
-import { CLASSIFY, buildTimeline } from "./timeline.js";
+import { safeStorage, startSession, tokenKey } from "./enroll.js";
 import { estimateRefreshRate } from "./frame-timing.js";
-import {
-  createConnectionBanner,
-  renderCompletion,
-  renderError,
-  renderMessage,
-  renderNotice,
-  renderPreview,
-} from "./ui.js";
+import { Outbox } from "./outbox.js";
 import { enrollFields, platformOf, readParams } from "./platform.js";
 import { QualityLog, environmentSnapshot } from "./quality.js";
+import { sleep as realSleep } from "./retry.js";
+import { saysEnded } from "./session-calls.js";
+import { CLASSIFY, buildTimeline } from "./timeline.js";
+import { createConnectionBanner, renderCompletion, renderError, renderMessage, renderPreview } from "./ui.js";
 
-export { readParams };
+export { readParams, safeStorage, tokenKey };
 
-/** A full study (every list has its ratings, or adaptive collection has what it needs): what each platform
- * asks of someone who cannot take part, so nobody waits for a code that will not come. */
-const FULL_ADVICE = {
-  prolific: " Please return this study on Prolific (choose “Return” on your submission); returning does not count against you.",
-  mturk: " Please return this HIT on MTurk; returning does not count against you.",
-};
-
-export const DEVICE_TITLE = "Please use a computer for this study.";
-
-/** One stored token per study and platform ID (anonymous visitors have none). */
-export const tokenKey = (slug, fields = {}) =>
-  `iri-survey:${slug}:token${fields.prolific_pid || fields.worker_id ? `:${fields.prolific_pid || fields.worker_id}` : ""}`;
 export const outboxKey = (slug) => `iri-survey:${slug}:outbox`;
 export const eventsKey = (slug) => `iri-survey:${slug}:events`;
 const STAGES = new Set(["consent", "instructions", "practice", "trials", "debrief"]);
@@ -45,77 +27,90 @@ export function readConfig(doc = document) {
   return JSON.parse(el.textContent);
 }
 
-/** localStorage if usable, else an in-memory stand-in (e.g. storage blocked). */
-export function safeStorage() {
+/** MTurk's preview: the server stores and reserves nothing; no token, no outbox. */
+async function runPreview({ api, config, params, target }) {
+  renderPreview(target, { title: config.title || "" });
   try {
-    const s = globalThis.localStorage;
-    const probe = "iri-survey:probe";
-    s.setItem(probe, "1");
-    s.removeItem(probe);
-    return s;
+    const body = await api.enroll({ ...enrollFields(params), pilot: config.pilot });
+    renderPreview(target, { title: body.title || config.title || "", instructions_html: body.instructions_html || "" });
   } catch {
-    const m = new Map();
-    return {
-      getItem: (k) => (m.has(k) ? m.get(k) : null),
-      setItem: (k, v) => m.set(k, String(v)),
-      removeItem: (k) => m.delete(k),
-    };
+    /* the static preview stays */
   }
+  return { state: "preview" };
 }
 
-function storageGet(storage, key) {
-  try {
-    return storage.getItem(key);
-  } catch {
-    return null;
-  }
-}
-function storageSet(storage, key, value) {
-  try {
-    storage.setItem(key, value);
-  } catch {
-    /* ignore */
-  }
-}
-function storageRemove(storage, key) {
-  try {
-    storage.removeItem(key);
-  } catch {
-    /* ignore */
-  }
+/** The durable outbox of answers; onEnded() when the server says the session is over. */
+function sessionOutbox({ api, storage, slug, banner, sleep, onEnded }) {
+  return new Outbox({
+    storage,
+    key: outboxKey(slug),
+    send: async (item) => {
+      const res = await api.postResponse(item.token, item);
+      // e.g. the last screening answer of a participant who failed the block: the session is over.
+      if (res && res.status >= 200 && res.status < 300 && saysEnded(res.data)) onEnded();
+      return res;
+    },
+    onStatus: ({ failing }) => banner.source("outbox")(failing),
+    onError: (e) => console.warn("Answer rejected by server", e.status, e.message),
+    onConflict: ({ data }) => {
+      if (data && data.extra && data.extra.reason === "ended") onEnded();
+    },
+    sleep,
+  });
 }
 
 /**
- * Enroll, resuming with the token this browser stored for the study. The
- * server gives a session back only to the browser holding its token, also
- * when a Prolific or MTurk ID names it (an ID typed into another browser is
- * refused). If the server rejects a stored token, forget it and enroll afresh once.
+ * Quality data: events (blur/focus, visibility, fullscreen exit, resize), listened to from now on, and,
+ * from begin() on, sent every `eventsMs` with a heartbeat every `heartbeatMs`, and at each change of stage.
  */
-async function enroll({ api, fields, storage, slug, onFailing, sleep }) {
-  const key = tokenKey(slug, fields);
-  const stored = storageGet(storage, key);
-  const attempt = (token) => withRetry(() => api.enroll({ ...fields, token }), { onFailing, sleep });
-  let enrollment;
-  if (stored) {
-    try {
-      enrollment = await attempt(stored);
-    } catch (err) {
-      if (err.retryable !== false || err.status === 409) throw err;
-      storageRemove(storage, key);
-      enrollment = await attempt(undefined);
-    }
-  } else {
-    enrollment = await attempt(undefined);
-  }
-  if (enrollment && enrollment.token) storageSet(storage, key, enrollment.token);
-  return enrollment;
+function watchQuality({ api, token, win, doc, storage, slug }) {
+  const quality = new QualityLog({ win, doc, storage, key: eventsKey(slug) }).start();
+  let stage = "instructions";
+  let timers = [];
+  const flushEvents = () => quality.flush((body) => api.events(token, body));
+  const beat = () => api.heartbeat(token, stage).catch(() => {});
+  return {
+    quality,
+    flushEvents,
+    begin({ client, eventsMs, heartbeatMs }) {
+      quality.flush((body) => api.events(token, body), { client });
+      timers = [setInterval(flushEvents, eventsMs), setInterval(beat, heartbeatMs)];
+    },
+    onStage: (s) => {
+      if (STAGES.has(s) && s !== stage) {
+        stage = s;
+        beat();
+        flushEvents();
+      }
+    },
+    stop: () => {
+      timers.forEach(clearInterval);
+      quality.stop();
+    },
+  };
 }
 
-/** A finished session (any final status) comes back with its end fields filled. */
-function isFinished(enrollment) {
-  return Boolean(
-    enrollment.completed || enrollment.completion_code || enrollment.outcome || (enrollment.status && enrollment.status !== "active")
-  );
+/** Run the timeline, then show the end (or an error when the session has none). */
+async function runTimeline({ jsPsych, timeline, state, simulate, simulationOptions, target, watch, showEnd, outbox }) {
+  const fail = (extra) => {
+    watch.stop();
+    renderError(jsPsych.getDisplayElement() || target, "Something went wrong. Please reload this page.");
+    return { state: "error", ...extra, jsPsych, outbox };
+  };
+  try {
+    if (simulate) await jsPsych.simulate(timeline, simulate, simulationOptions);
+    else await jsPsych.run(timeline);
+  } catch (err) {
+    console.error(err);
+    return fail({ error: err });
+  }
+  const end = state.end;
+  if (!end || !(end.completion_code || end.outcome)) return fail({});
+  watch.onStage("debrief");
+  watch.flushEvents();
+  watch.stop();
+  showEnd(jsPsych.getDisplayElement() || target, end);
+  return { state: "completed", completion: end, jsPsych, outbox, quality: watch.quality };
 }
 
 /**
@@ -145,49 +140,18 @@ export async function runSurvey({
   const api = createApi(config, { fetch });
   const platform = platformOf(params);
   const banner = createConnectionBanner(doc);
-
-  if (platform === "mturk-preview") {
-    // Preview: the server stores and reserves nothing; no token, no outbox.
-    renderPreview(target, { title: config.title || "" });
-    try {
-      const body = await api.enroll({ ...enrollFields(params), pilot: config.pilot });
-      renderPreview(target, { title: body.title || config.title || "", instructions_html: body.instructions_html || "" });
-    } catch {
-      /* the static preview stays */
-    }
-    return { state: "preview" };
-  }
+  if (platform === "mturk-preview") return runPreview({ api, config, params, target });
 
   let sessionEnded = false;
-  const outbox = new Outbox({
-    storage,
-    key: outboxKey(slug),
-    send: async (item) => {
-      const res = await api.postResponse(item.token, item);
-      // e.g. the last screening answer of a participant who failed the block: the session is over.
-      if (res && res.status >= 200 && res.status < 300 && saysEnded(res.data)) sessionEnded = true;
-      return res;
-    },
-    onStatus: ({ failing }) => banner.source("outbox")(failing),
-    onError: (e) => console.warn("Answer rejected by server", e.status, e.message),
-    onConflict: ({ data }) => {
-      if (data && data.extra && data.extra.reason === "ended") sessionEnded = true;
-    },
-    sleep,
-  });
+  const outbox = sessionOutbox({ api, storage, slug, banner, sleep, onEnded: () => (sessionEnded = true) });
   // Answers left over from an earlier visit go out right away.
   if (outbox.size) outbox.flush();
 
   // The page names the task; the session's trials, once fetched, have the last word (the end screen speaks of it).
   let taskType = config.task_type;
   const showEnd = (el, end) =>
-    renderCompletion(
-      el,
-      { ...end, mturk: end.mturk_submit || null, task_type: taskType },
-      { redirectDelayMs, navigate, submitForm, doc }
-    );
+    renderCompletion(el, { ...end, mturk: end.mturk_submit || null, task_type: taskType }, { redirectDelayMs, navigate, submitForm, doc });
 
-  let enrollment, trialsData;
   // Timed classification counts display frames: the refresh rate is estimated once, before enrolling when the
   // page says the task (it goes into the `client` facts), else before the first trial.
   let refreshHz = null;
@@ -200,63 +164,16 @@ export async function runSurvey({
     pilot: config.pilot,
     client: client(),
   };
-  try {
-    enrollment = await enroll({
-      api,
-      fields,
-      storage,
-      slug,
-      onFailing: banner.source("enroll"),
-      sleep,
-    });
-    if (isFinished(enrollment)) {
-      if (enrollment.completion_code || enrollment.outcome) {
-        const end = endOf(enrollment);
-        showEnd(target, end);
-        return { state: "completed", completion: end, outbox };
-      }
-      renderMessage(target, "<p>You have already completed this survey. Thank you!</p>");
-      return { state: "completed", outbox };
-    }
-    trialsData = await withRetry(() => api.trials(enrollment.token), { onFailing: banner.source("trials"), sleep });
-  } catch (err) {
-    const extra = (err && err.status === 409 && err.data && err.data.extra) || {};
-    if (extra.reason === "device") {
-      // The survey refuses this kind of device (e.g. phones): the server's page and its screened-out code.
-      // Turned away before starting: told what to use, not thanked for taking part.
-      const end = { ...endOf(extra), outcome: "screened_out", message: err.message, title: DEVICE_TITLE };
-      showEnd(target, end);
-      return { state: "completed", completion: end, outbox };
-    }
-    if (extra.reason === "full") {
-      renderNotice(target, "Sorry, this study is full.", err.message + (FULL_ADVICE[platform] || ""));
-      return { state: "error", error: err, outbox };
-    }
-    renderError(target, (err && err.message) || "Something went wrong.");
-    return { state: "error", error: err, outbox };
-  }
+  const started = await startSession({ api, fields, storage, slug, platform, banner, sleep, target, showEnd, outbox });
+  if (started.result) return started.result;
+  const { enrollment, trialsData } = started;
   target.innerHTML = "";
   const token = enrollment.token;
 
-  // Quality data: events (blur/focus, visibility, fullscreen exit, resize) and a heartbeat.
-  const quality = new QualityLog({ win, doc, storage, key: eventsKey(slug) }).start();
-  let stage = "instructions";
-  const flushEvents = () => quality.flush((body) => api.events(token, body));
-  const beat = () => api.heartbeat(token, stage).catch(() => {});
+  const watch = watchQuality({ api, token, win, doc, storage, slug });
   taskType = trialsData.task_type || enrollment.task_type || config.task_type;
   if (taskType === CLASSIFY && !(refreshHz > 0)) refreshHz = await measureRefresh();
-  quality.flush((body) => api.events(token, body), { client: client() });
-  const timers = [
-    setInterval(flushEvents, eventsMs),
-    setInterval(beat, heartbeatMs ?? (config.heartbeat_s || 30) * 1000),
-  ];
-  const onStage = (s) => {
-    if (STAGES.has(s) && s !== stage) {
-      stage = s;
-      beat();
-      flushEvents();
-    }
-  };
+  watch.begin({ client: client(), eventsMs, heartbeatMs: heartbeatMs ?? (config.heartbeat_s || 30) * 1000 });
 
   const jsPsych = initJsPsych({ display_element: target });
   const { timeline, state } = buildTimeline({
@@ -267,40 +184,15 @@ export async function runSurvey({
     outbox,
     taskType,
     connection: (name) => banner.source(name),
-    quality,
-    onStage,
+    quality: watch.quality,
+    onStage: watch.onStage,
     loadImage,
     isEnded: () => sessionEnded,
     sleep,
     refreshHz,
     measureRefresh,
   });
-
-  const stop = () => {
-    timers.forEach(clearInterval);
-    quality.stop();
-  };
-  try {
-    if (simulate) await jsPsych.simulate(timeline, simulate, simulationOptions);
-    else await jsPsych.run(timeline);
-  } catch (err) {
-    stop();
-    console.error(err);
-    renderError(jsPsych.getDisplayElement() || target, "Something went wrong. Please reload this page.");
-    return { state: "error", error: err, jsPsych, outbox };
-  }
-
-  const end = state.end;
-  if (!end || !(end.completion_code || end.outcome)) {
-    stop();
-    renderError(jsPsych.getDisplayElement() || target, "Something went wrong. Please reload this page.");
-    return { state: "error", jsPsych, outbox };
-  }
-  onStage("debrief");
-  flushEvents();
-  stop();
-  showEnd(jsPsych.getDisplayElement() || target, end);
-  return { state: "completed", completion: end, jsPsych, outbox, quality };
+  return runTimeline({ jsPsych, timeline, state, simulate, simulationOptions, target, watch, showEnd, outbox });
 }
 
 /**
