@@ -7,7 +7,7 @@
 // Timing is counted in display frames, not timers: both images are decoded
 // before the fixation starts, then one requestAnimationFrame loop switches the
 // layers. A duration of d ms lasts n = round(d / frame_ms) frames, frame_ms
-// from the session's refresh-rate estimate (`estimateRefreshRate`, median of
+// from the session's refresh-rate estimate (`estimateRefreshRate` in frame-timing.js, median of
 // ~20 rAF intervals). Each phase change is written in a rAF callback, and the
 // callback's timestamp is taken as the moment of that frame: the image's
 // onset is the timestamp of the frame that first shows it, its offset the
