@@ -24,6 +24,7 @@ from rest_framework.authtoken.models import Token, TokenProxy
 from iri_worker.demo_photos import bundled_photos
 from iri_worker.models import Checkpoint, IriJob, TargetPhoto
 from iri_worker.services import checkpoint_create, target_photo_create
+from operations.models import OperationRun
 from results.models import SurveyReport
 from surveys.models import Participant, Response, Survey
 from surveys.services import survey_create, survey_publish
@@ -73,6 +74,9 @@ def lab_objects(team: Team, owner: User, photo_names: list[str]) -> dict:
         TokenProxy: TokenProxy.objects.get(user=owner),
         User: owner,
         Group: Group.objects.create(name=f"{team.name} group"),
+        OperationRun: OperationRun.objects.create(
+            team=team, kind="bots", subject_type=ContentType.objects.get_for_model(survey), subject_id=survey.pk,
+            status=OperationRun.Status.DONE, progress=1.0, result={"completed": 10}, created_by=owner),
     }
 
 
