@@ -1,6 +1,7 @@
 """The study archive (issue 21, part E): a Psych-DS dataset whose CSVs validate against their Frictionless schemas
 and whose reanalyse.py, run in a fresh virtual environment that has only numpy, recomputes the report exactly."""
 import csv
+import fcntl
 import json
 import subprocess
 import sys
@@ -30,14 +31,18 @@ def numpy_python(request) -> str:
     """A fresh virtual environment with numpy and nothing else (made once, kept in the pytest cache)."""
     folder = Path(request.config.cache.mkdir("study-archive-numpy-venv"))
     python = folder / "bin" / "python"
-    ready = python.exists() and subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode == 0
-    if not ready:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
-        links = [arg for path in NUMPY_WHEELS if Path(path).is_dir() for arg in ("--find-links", path)]
-        install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy"]
-        done = subprocess.run([*install, "--no-index", *links], capture_output=True, text=True)
-        if done.returncode:  # no local wheel: the package index
-            subprocess.run(install, check=True)
+    # One test process makes it while the others wait (xdist: two processes making it at once broke it).
+    with open(folder.parent / "study-archive-numpy-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = (python.exists() and (folder / "pyvenv.cfg").exists()
+                 and subprocess.run([str(python), "-c", "import numpy"], capture_output=True).returncode == 0)
+        if not ready:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+            links = [arg for path in NUMPY_WHEELS if Path(path).is_dir() for arg in ("--find-links", path)]
+            install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "numpy"]
+            done = subprocess.run([*install, "--no-index", *links], capture_output=True, text=True)
+            if done.returncode:  # no local wheel: the package index
+                subprocess.run(install, check=True)
     listed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
                             check=True)
     assert {p["name"].lower() for p in json.loads(listed.stdout)} <= {"numpy", "pip", "setuptools"}
