@@ -20,6 +20,34 @@ export class ApiError extends Error {
   }
 }
 
+/** One JSON request: {status, data} for ANY HTTP status (data null without a JSON body); ApiError(0) on a network
+ * error. */
+async function jsonRequest(doFetch, method, url, body) {
+  const init = {
+    method,
+    headers: { Accept: "application/json" },
+    credentials: "same-origin",
+  };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await doFetch(url, init);
+  } catch (err) {
+    throw new ApiError(0, "Network error: " + (err && err.message ? err.message : String(err)));
+  }
+  let data = null;
+  try {
+    const text = await res.text();
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  return { status: res.status, data };
+}
+
 /**
  * @param {{enroll_url: string, session_base: string}} config
  * @param {{fetch?: typeof fetch}} [deps]
@@ -29,31 +57,7 @@ export function createApi(config, { fetch: fetchImpl } = {}) {
   const base = config.session_base.endsWith("/") ? config.session_base : config.session_base + "/";
   const sessionUrl = (token, path) => `${base}${encodeURIComponent(token)}/${path}`;
 
-  async function request(method, url, body) {
-    const init = {
-      method,
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let res;
-    try {
-      res = await doFetch(url, init);
-    } catch (err) {
-      throw new ApiError(0, "Network error: " + (err && err.message ? err.message : String(err)));
-    }
-    let data = null;
-    try {
-      const text = await res.text();
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = null;
-    }
-    return { status: res.status, data };
-  }
+  const request = (method, url, body) => jsonRequest(doFetch, method, url, body);
 
   async function call(method, url, body) {
     const { status, data } = await request(method, url, body);
