@@ -31,6 +31,7 @@ from iri_worker.validity_record import ValidityRecord
 from stats.exclusions import KIND_CATCH, KIND_MAIN, position_counts
 from surveys.counted_answers import ANSWER_TIMING_FIELDS, survey_answer_timing_rows
 from surveys.models import Survey
+from surveys.task_types import task_type_get
 
 from .selectors import (
     KIND_CODES,
@@ -118,12 +119,9 @@ class _TimingJoin:
 
 
 def _categories(*, survey: Survey, task_type: str, target_option: int, choice: int) -> tuple[str, str]:
-    """A classification answer's true and chosen category (its options are the survey's categories); else empty."""
-    if task_type != Survey.TaskType.CLASSIFY:
-        return "", ""
-    names = survey.categories or []
-    name = lambda k: str(names[k]) if 0 <= k < len(names) else ""  # noqa: E731
-    return name(target_option), name(choice)
+    """An answer's true and chosen category, as its task type names them (classification: the survey's categories;
+    empty where the options are images)."""
+    return task_type_get(task_type).export_categories(survey=survey, target_option=target_option, choice=choice)
 
 
 def _trial_columns(*, data: SurveyData, ctx: dict, t: int) -> tuple[dict, dict, list[int]]:
@@ -341,11 +339,10 @@ def _mvh_rows(*, survey: Survey, data: SurveyData) -> Iterator[tuple[int, list]]
         previous = p
         choice = int(answers["choice"][i])
         c = int(data.trial_condition[t])
-        if trials["task_type"][t] == Survey.TaskType.CLASSIFY:
+        task_type = trials["task_type"][t]
+        if task_type_get(task_type).options_are_categories:
             true_option = int(trials["target_option"][t])
-            category, response = _categories(
-                survey=survey, task_type=Survey.TaskType.CLASSIFY, target_option=true_option, choice=choice
-            )
+            category, response = _categories(survey=survey, task_type=task_type, target_option=true_option, choice=choice)
             condition = classify_conditions[c] if c >= 0 else ""
         else:
             category = ctx["photo"].get(int(trials["target"][t]), f"target-{t}")

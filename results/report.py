@@ -80,7 +80,8 @@ class Comparison:
 
 @dataclass(frozen=True, kw_only=True)
 class AlignmentReport:
-    """A survey's alignment report; ``recognition`` only for classification surveys (absent from the JSON else)."""
+    """A survey's alignment report; ``recognition`` only for classification surveys and ``task_summary`` only for a
+    task type that gives a summary of its own (each absent from the JSON else)."""
 
     VERSION: ClassVar[int] = 1
 
@@ -104,6 +105,7 @@ class AlignmentReport:
     sides: dict
     collection: dict
     recognition: dict | None = None
+    task_summary: dict | None = None  # a task type's own summary (TaskType.report_summary) without a field of its own
     design: dict
     plan: dict
     ratings_per_item: list[dict]
@@ -118,7 +120,7 @@ class AlignmentReport:
         """Read a report of any known version (the API's JSON, an archive's report.json); ValueError naming the
         problem for an unknown version or key, or a missing one."""
         record_version(data, what="The report", latest=cls.VERSION)
-        values = record_values(cls, data, what="The report", optional=("recognition",))
+        values = record_values(cls, data, what="The report", optional=("recognition", "task_summary"))
         values["conditions"] = [ConditionRow.from_dict(row) for row in values["conditions"]]
         values["comparisons"] = [Comparison.from_dict(row) for row in values["comparisons"]]
         return cls(**values)
@@ -126,6 +128,7 @@ class AlignmentReport:
     def to_dict(self) -> dict[str, Any]:
         """The report's JSON (the latest version); ``from_dict`` reads it back."""
         data = {"version": self.VERSION, **dataclasses.asdict(self)}
-        if self.recognition is None:
-            del data["recognition"]
+        for optional in ("recognition", "task_summary"):
+            if data[optional] is None:
+                del data[optional]
         return data

@@ -19,7 +19,6 @@ from iri_worker.selectors import VALIDITY_REASONS
 from stats.adaptive.interval import condition_intervals
 from stats.adaptive.stopping import conditions_done, stopping_rule_describe
 from stats.agreement import (
-    KAPPA_CATEGORIES,
     agreement_kappa,
     correctness_counts,
     error_consistency,
@@ -38,10 +37,10 @@ from stats.exclusions import (
     position_counts,
     side_summary,
 )
-from stats.recognition import recognition_by_condition, recognition_overall
 from surveys.counted_answers import ANSWER_SCOPES, Purpose, survey_answer_arrays, survey_mistimed_pairs
 from surveys.models import Survey, Trial
 from surveys.services.adaptive import adaptive_outcome
+from surveys.task_types import AnswerRows, task_type_get
 
 from .models import TrialProxyChoice
 from .plans import plan_report
@@ -185,7 +184,7 @@ def survey_data_load(*, survey: Survey, rules: ExclusionRules | None = None, raw
         participant=p_row, kind=kind, correct=correct, rt_ms=answers["rt_ms"], participant_flags=flags, rules=rules,
         participant_rules=people_rules,
     )
-    if survey.task_type == Survey.TaskType.CLASSIFY:
+    if survey.task.timed:
         mistimed = _mistimed(survey=survey, answers=answers) & (kind == KIND_MAIN)
         counts.append({"rule": "mistimed", "description": MISTIMED_RULE, "participants": int(np.unique(p_row[mistimed]).size),
                        "answers": int(mistimed.sum()), **({} if survey.exclude_mistimed else {"applies": False})})
@@ -283,7 +282,7 @@ def alignment_report_compute(
     # Agreement between people: Fleiss' kappa over chose-target / chose-foil per item, never over options or sides.
     task_types = sorted(set(trials["task_type"])) or [survey.task_type]
     task_type = survey.task_type if len(task_types) != 1 else task_types[0]
-    categories = KAPPA_CATEGORIES.get(task_type, KAPPA_CATEGORIES["2afc"])
+    categories = task_type_get(task_type).kappa_categories
     right_wrong = correctness_counts(data.t_row[use], data.correct[use], n_trials)
     proxy = _proxy_correct(data=data, metrics=PROXY_METRICS)
     main_trial = trials["kind"] == KIND_MAIN
@@ -320,8 +319,9 @@ def alignment_report_compute(
         },
         sides=_sides(data=data),
         collection=_collection(survey=survey, data=data, use=use, answer_cond=answer_cond, rows=rows),
-        recognition=_recognition(data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed,
-                                 level=level) if survey.task_type == Survey.TaskType.CLASSIFY else None,
+        # the task type's own summary (classification: recognition), in the report field it names
+        **{survey.task.summary_field: survey.task.report_summary(_answer_rows(
+            data=data, use=use, answer_cond=answer_cond, rows=rows, n_boot=n_boot, seed=seed, level=level))},
         design=survey_design(survey=survey),
         plan=plan_report(survey=survey),  # the frozen analysis plan's hash and every deviation (results.plans)
         ratings_per_item=[{"ratings": int(k), "items": int(v)} for k, v in enumerate(fill) if v],
@@ -451,39 +451,25 @@ def _exclusions(*, data: SurveyData, main: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Recognition (timed classification)
 
-NETWORK_VERDICT = (
-    "The network is right on a stimulus when its top-1 label of the IRI equals its top-1 label of the IRI's target "
-    "photo (the IRI's validity record): it recognises the metamer as what it was made from. Answers to IRIs "
-    "without that record are left out of the network columns and the trio."
-)
+def _answer_rows(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[ConditionRow], n_boot: int,
+                 seed: int, level: float) -> AnswerRows:
+    """The included answers with a condition, as a task type's report summary reads them (TaskType.report_summary);
+    the network's verdicts (the IRIs' validity records) are read only if the summary asks for them."""
+    trials, t_row = data.trials, data.t_row[use]
 
+    def network_correct() -> np.ndarray:
+        iri = trials["iri"][t_row]
+        validity = iri_validity_table(ids={int(i) for i in iri if i >= 0})
+        return np.array([validity[int(i)].label_match if int(i) in validity else None for i in iri], dtype=object)
 
-def _recognition(*, data: SurveyData, use: np.ndarray, answer_cond: np.ndarray, rows: list[ConditionRow], n_boot: int,
-                 seed: int, level: float) -> dict:
-    """Per condition and overall: human recognition accuracy, chance, the network's accuracy on the very stimuli
-    each person saw, and the model-vs-human trio (stats.recognition), on the included main answers."""
-    iri = data.trials["iri"][data.t_row]
-    validity = iri_validity_table(ids={int(i) for i in iri[use] if i >= 0})
-    verdict = np.array([validity[int(i)].label_match if int(i) in validity else None for i in iri], dtype=object)
-    known = use & np.array([v is not None for v in verdict], dtype=bool)
-    arrays = {
-        "correct": data.correct[known], "network_correct": verdict[known].astype(bool),
-        "participants": data.p_row[known], "items": data.t_row[known],
-        "n_categories": data.trials["n_options"][data.t_row[known]],
-        "units": np.where(data.trials["target"] >= 0, data.trials["target"], -1 - data.trials["id"])[data.t_row[known]],
-    }
-    by_condition = recognition_by_condition(**arrays, conditions=answer_cond[known], n_conditions=len(data.conditions),
-                                            n_boot=n_boot, seed=seed, level=level)
-    for row, out in zip(rows, by_condition):
-        out.update(condition=row.label, layer=row.layer, backbone=row.backbone, checkpoint=row.checkpoint,
-                   recipe=row.recipe)
-    return {
-        "network_verdict": NETWORK_VERDICT,
-        "answers_without_network_verdict": int((use & ~known).sum()),
-        "mistimed_answers": next(r["answers"] for r in data.exclusion_counts if r["rule"] == "mistimed"),
-        "overall": recognition_overall(**arrays, n_boot=n_boot, seed=seed, level=level),
-        "conditions": by_condition,
-    }
+    return AnswerRows(
+        correct=data.correct[use], choice=data.answers["choice"][use], participant=data.p_row[use], item=t_row,
+        unit=np.where(trials["target"] >= 0, trials["target"], -1 - trials["id"])[t_row], condition=answer_cond[use],
+        n_options=trials["n_options"][t_row],
+        conditions=[{"condition": r.label, "layer": r.layer, "backbone": r.backbone, "checkpoint": r.checkpoint,
+                     "recipe": r.recipe} for r in rows],
+        exclusion_counts=data.exclusion_counts, network_correct=network_correct, n_boot=n_boot, seed=seed, level=level,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

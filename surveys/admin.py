@@ -30,6 +30,8 @@ from .services import (
     survey_publish,
     survey_rehearsal_erase,
 )
+from .task_types import design_from, task_type_get, task_types
+from .task_types.fields import admin_option_names, task_options
 from .services.prolific import (
     prolific_draft_defaults,
     prolific_places_from_forecast,
@@ -73,16 +75,13 @@ class SurveyCreateForm(forms.ModelForm):
 
     class Meta:
         model = Survey
-        fields = [
-            "slug", "title", "iri_jobs", "task_type", "foil_rule", "cluster_variant", "trials_per_participant",
-            "ratings_per_list", "catch_trials", "practice_trials", "practice_pass_fraction", "catch_min_accuracy",
-            "rt_floor_ms", "rt_floor_max_fraction", "refill_excluded", "time_limit_minutes", "resume_policy",
-            "max_participants", "size_policy", "iri_max_percentile", "iri_require_label_match", "one_side_max_fraction",
-            "one_side_min_trials", "completion_code", "code_failed_attention", "code_timed_out", "code_technical",
-            "consent_md", "instructions_md", "retention_days", "precision_goal", "precision_every", "accept_goal_risk",
-            "fixation_ms", "image_ms", "mask_ms", "screening_trials", "screening_pass_fraction", "code_screened_out",
-            "desktop_only", "exclude_mistimed",
-        ]
+        # the options of every task type's design (surveys.task_types), each the Survey column of its name
+        fields = ["slug", "title", "iri_jobs", "task_type", *admin_option_names(), "accept_goal_risk"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task_type"] = forms.ChoiceField(choices=[(t.name, t.label) for t in task_types()],
+                                                     initial=Survey.TaskType.TWO_AFC)
 
     def validate_unique(self):
         pass  # survey_check reports a taken slug in words
@@ -91,15 +90,10 @@ class SurveyCreateForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.errors:
             try:
-                survey_check(
-                    slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), foil_rule=cleaned["foil_rule"],
-                    task_type=cleaned["task_type"], size_policy=cleaned["size_policy"],
-                    iri_max_percentile=cleaned["iri_max_percentile"], iri_require_label_match=cleaned["iri_require_label_match"],
-                    one_side_max_fraction=cleaned["one_side_max_fraction"], precision_goal=cleaned["precision_goal"],
-                    max_participants=cleaned["max_participants"], ratings_per_list=cleaned["ratings_per_list"],
-                    trials_per_participant=cleaned["trials_per_participant"],
-                    accept_goal_risk=cleaned.get("accept_goal_risk", False),
-                )
+                task = task_type_get(cleaned["task_type"])
+                cleaned["design"] = design_from(task_type=task, options=task_options(task, cleaned))
+                survey_check(slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), task_type=task.name,
+                             design=cleaned["design"])
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
         return cleaned
@@ -203,9 +197,10 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""), user=request.user,
                         request=request, before=before)
             return
-        data = dict(form.cleaned_data)
-        data["iri_jobs"] = list(data["iri_jobs"])
-        survey = survey_create(**data)
+        data = form.cleaned_data
+        task = task_type_get(data["task_type"])
+        survey = survey_create(slug=data["slug"], title=data["title"], iri_jobs=list(data["iri_jobs"]),
+                               task_type=task.name, **task_options(task, data))
         obj.pk = survey.pk
         obj.refresh_from_db()
         self.audit(request, "create", obj)

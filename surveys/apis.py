@@ -20,7 +20,7 @@ from backend.exceptions import ApplicationError, api_exception_handler
 from .bots import bot_credential_kind
 from .images import image_bytes_for_participant
 
-from .models import Participant, ParticipantEvent, Survey
+from .models import Participant, ParticipantEvent
 from .selectors import (
     markdown_html,
     participant_answered_ids,
@@ -78,9 +78,7 @@ def _session_body(participant: Participant) -> dict:
         "expires_in_s": participant_expires_in_s(participant=participant),
         "restarted": getattr(participant, "restarted", False),
         **participant_completion(participant=participant),
-        **({"classification": {"categories": survey.categories, "fixation_ms": survey.fixation_ms,
-                               "image_ms": survey.image_ms, "mask_ms": survey.mask_ms}}
-           if survey.task_type == Survey.TaskType.CLASSIFY else {}),
+        **survey.task.session_extra(survey),
     }
 
 

@@ -62,7 +62,8 @@ DEFAULT_TEXTS = {
 }
 
 
-DURATION_RANGE = [MinValueValidator(1), MaxValueValidator(10_000)]  # ms: a timed screen lasts at most 10 s
+MAX_DURATION_MS = 10_000  # a timed screen lasts at most 10 s
+DURATION_RANGE = [MinValueValidator(1), MaxValueValidator(MAX_DURATION_MS)]
 
 
 def _token() -> str:
@@ -228,9 +229,16 @@ class Survey(models.Model):
 
     @property
     def n_options(self) -> int:
-        if self.task_type == self.TaskType.CLASSIFY:
-            return max(2, len(self.categories))
-        return 3 if self.task_type == self.TaskType.CLUSTER else 2
+        from .task_types import task_type_get  # the task types import these models
+
+        return task_type_get(self.task_type).n_options(self)
+
+    @property
+    def task(self):
+        """The survey's task type (surveys.task_types): its build, session, answer, export and report parts."""
+        from .task_types import task_type_get
+
+        return task_type_get(self.task_type)
 
 
 class TrialList(models.Model):

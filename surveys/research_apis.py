@@ -1,6 +1,9 @@
 """Researcher endpoints for surveys: team members only, scoped by teams.selectors (participants' are in apis.py)."""
+import functools
+import re
+
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -16,6 +19,8 @@ from .models import Survey
 from .selectors import survey_monitor
 from .services import survey_create, survey_publish
 from .services.adaptive import adaptive_outcome
+from .task_types import TaskType, task_type_get, task_types
+from .task_types.fields import design_fields
 
 UNKNOWN_SET = "Unknown IRI set id: {pk_value}."
 
@@ -66,82 +71,42 @@ class SurveyScopedApi(TeamScopedApi):
     lookup_field = "slug"
 
 
+@functools.cache
+def survey_create_serializer(task: TaskType) -> type[serializers.Serializer]:
+    """The research API's input for a new survey of a task type: what names it, and the options of its typed design
+    (surveys.task_types: their types, bounds, choices and help come from there, as does the schema)."""
+    fields = {
+        "slug": serializers.SlugField(max_length=64),
+        "title": serializers.CharField(max_length=200),
+        "iri_jobs": TeamScopedPrimaryKeyField(many=True, allow_empty=False, queryset=IriJob.objects,
+                                              error_messages={"does_not_exist": UNKNOWN_SET}),
+        "task_type": serializers.ChoiceField(choices=[(task.name, task.label)], default=task.name),
+        **design_fields(task),
+    }
+    name = "SurveyCreate" + "".join(part.capitalize() for part in re.split(r"[^a-zA-Z0-9]+", task.name))
+    return type(name, (serializers.Serializer,), fields)
+
+
 class SurveyCreateApi(TeamScopedApi):
-    """Researchers: build a DRAFT 2AFC survey from finished IRI sets."""
+    """Researchers: build a DRAFT survey of a task type from finished IRI sets."""
 
     roles = {"POST": Role.RESEARCHER}
 
-    class InputSerializer(serializers.Serializer):
-        slug = serializers.SlugField(max_length=64)
-        title = serializers.CharField(max_length=200)
-        iri_jobs = TeamScopedPrimaryKeyField(
-            many=True, allow_empty=False, queryset=IriJob.objects, error_messages={"does_not_exist": UNKNOWN_SET}
-        )
-        task_type = serializers.ChoiceField(choices=Survey.TaskType.choices, default=Survey.TaskType.TWO_AFC)
-        foil_rule = serializers.ChoiceField(choices=Survey.FoilRule.choices, default=Survey.FoilRule.SEED,
-                                            help_text="2afc only: where the foil comes from; the other tasks ignore it")
-        cluster_variant = serializers.ChoiceField(choices=Survey.ClusterVariant.choices,
-                                                  default=Survey.ClusterVariant.RANDOM,
-                                                  help_text="cluster only: how the reference photos are chosen")
-        trials_per_participant = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-        ratings_per_list = serializers.IntegerField(min_value=1, required=False, default=10)
-        catch_trials = serializers.IntegerField(min_value=0, required=False, default=0)
-        practice_trials = serializers.IntegerField(min_value=0, required=False, default=0)
-        practice_pass_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
-        catch_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
-        rt_floor_ms = serializers.FloatField(min_value=0, required=False)
-        rt_floor_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False)
-        refill_excluded = serializers.BooleanField(required=False)
-        time_limit_minutes = serializers.IntegerField(min_value=1, required=False)
-        resume_policy = serializers.ChoiceField(choices=Survey.ResumePolicy.choices, required=False)
-        max_participants = serializers.IntegerField(
-            min_value=1, required=False, allow_null=True,
-            help_text="Quota of live places; with a precision goal, the cap on participants.",
-        )
-        fixation_ms = serializers.IntegerField(required=False, help_text="classification: fixation mark (ms), above 0, at most 10,000")
-        image_ms = serializers.IntegerField(required=False, allow_null=True, help_text="classification: image shown (ms); null: until answered")
-        mask_ms = serializers.IntegerField(required=False, help_text="classification: noise mask (ms)")
-        screening_trials = serializers.IntegerField(min_value=0, required=False, help_text="classification: natural photos after practice")
-        screening_pass_fraction = serializers.FloatField(
-            required=False, help_text="classification: share of screening trials that must be right")
-        code_screened_out = serializers.CharField(max_length=32, required=False)
-        desktop_only = serializers.BooleanField(required=False, help_text="refuse phones and tablets (touch screens)")
-        exclude_mistimed = serializers.BooleanField(required=False, help_text="leave out answers whose image was shown a frame off")
-        precision_goal = serializers.FloatField(
-            required=False, allow_null=True,
-            help_text="Adaptive collection: the 95 % CI half-width every IRI set must reach, in (0, 0.5). Empty: fixed N.",
-        )
-        precision_every = serializers.IntegerField(
-            min_value=1, required=False, help_text="Adaptive collection: re-estimate after this many completed sessions."
-        )
-        accept_goal_risk = serializers.BooleanField(
-            required=False, default=False,
-            help_text="Adaptive collection: build a goal that the cap or the places may not reach where people "
-                      "disagree most (refused otherwise); the build report and the survey's page keep the warning.",
-        )
-        completion_code = serializers.CharField(max_length=32, required=False)
-        code_failed_attention = serializers.CharField(max_length=32, required=False)
-        code_timed_out = serializers.CharField(max_length=32, required=False)
-        code_technical = serializers.CharField(max_length=32, required=False)
-        consent_md = serializers.CharField(required=False)
-        instructions_md = serializers.CharField(required=False)
-        rng_seed = serializers.IntegerField(required=False, default=0)
-        size_policy = serializers.ChoiceField(choices=Survey.SizePolicy.choices, required=False)
-        iri_max_percentile = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
-        iri_require_label_match = serializers.BooleanField(required=False)
-        one_side_max_fraction = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
-        one_side_min_trials = serializers.IntegerField(min_value=1, required=False)
-        retention_days = serializers.IntegerField(
-            min_value=0, required=False, allow_null=True, help_text="Days after a session ends before its external ids are dropped; empty: keep."
-        )
-
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            component_name="SurveyCreate", resource_type_field_name="task_type",
+            serializers=lambda: {task.name: survey_create_serializer(task) for task in task_types()}),
+    )
     def post(self, request):
-        data = self.InputSerializer(data=request.data, context={"request": request})
+        given = request.data.get("task_type", Survey.TaskType.TWO_AFC) if hasattr(request.data, "get") else Survey.TaskType.TWO_AFC
+        data = survey_create_serializer(task_type_get(given))(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         jobs = list(dict.fromkeys(fields.pop("iri_jobs")))  # an id given twice is one set
         self.get_team(team_id=jobs[0].team_id)  # a survey belongs to its IRI sets' team
-        survey = survey_create(iri_jobs=jobs, **fields)
+        # what the task type's design does not take is refused by it, naming the option (survey_create)
+        others = {key: request.data[key] for key in request.data if key not in data.fields}
+        survey = survey_create(iri_jobs=jobs, **fields, **others)
         audit_record(action="survey.create", request=request, obj=survey)
         return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
 

@@ -14,6 +14,7 @@ from iri_worker.models import StoredImage
 
 from .counted_answers import BEFORE_MAIN_KINDS, Purpose, sessions_with_answer_counts
 from .images import image_ids_from_token, image_url
+from .task_types import task_type_get
 from .models import Assignment, Participant, Response, Slot, Survey, Trial, TrialList
 
 
@@ -53,33 +54,18 @@ def participant_trials(*, participant: Participant) -> dict:
     Returns {"practice": [...], "trials": [...], "screens": [...], "practice_screens": [...], "screening": [...]}.
     2AFC entries are exactly {"id", "query", "options"}, the options in this participant's screen order;
     clustering rows add "screen", and the references of one screen share their URLs; classification entries are
-    {"id", "query", "mask"} (practice, screening and main trials in their lists)."""
+    {"id", "query", "mask"} (practice, screening and main trials in their lists). Each trial's task type writes its
+    own entry (TaskType.screen_add)."""
     assignments = Assignment.objects.filter(participant=participant).select_related("trial").order_by("position")
     out = {"practice": [], "trials": [], "screens": [], "practice_screens": [], "screening": []}
-    screens: dict[str, dict] = {}
 
     def url(image_id: int, place: str) -> str:
         return image_url(participant_id=participant.pk, image_id=image_id, place=place)
 
     for a in assignments:
         t = a.trial
-        entry = {"id": t.public_id, "query": url(t.query_id, f"{t.public_id}.q")}
-        practice = t.kind == Trial.Kind.PRACTICE
-        if t.task_type == Survey.TaskType.CLASSIFY:  # options are the categories, in the session body
-            entry["mask"] = url(t.mask_id, f"{t.public_id}.m")
-            out["screening" if t.kind == Trial.Kind.SCREENING else "practice" if practice else "trials"].append(entry)
-            continue
         shown = [t.option_ids[int(k)] for k in a.option_order]
-        if t.task_type == Survey.TaskType.CLUSTER:
-            entry["options"] = [url(image_id, f"{t.screen}.{k}") for k, image_id in enumerate(shown)]
-            entry["screen"] = t.screen
-            if t.screen not in screens:
-                screens[t.screen] = {"id": t.screen, "references": entry["options"], "items": []}
-                out["practice_screens" if practice else "screens"].append(screens[t.screen])
-            screens[t.screen]["items"].append(t.public_id)
-        else:
-            entry["options"] = [url(image_id, f"{t.public_id}.{k}") for k, image_id in enumerate(shown)]
-        out["practice" if practice else "trials"].append(entry)
+        task_type_get(t.task_type).screen_add(out=out, trial=t, shown=shown, url=url)
     return out
 
 

@@ -8,8 +8,6 @@ from .answers import UNKNOWN_SESSION, response_record
 from .data_rights import external_id_hash, participant_erase, participant_ids_expire
 from .design import (
     build_summary,
-    cluster_triples,
-    colour_histogram,
     survey_check,
     survey_create,
     survey_pilot_reset,
@@ -45,8 +43,6 @@ __all__ = [
     "adaptive_estimate",
     "adaptive_state_initial",
     "build_summary",
-    "cluster_triples",
-    "colour_histogram",
     "enroll_is_mturk_preview",
     "external_id_hash",
     "models_q_free",

@@ -10,7 +10,8 @@ from rest_framework import status
 
 from backend.exceptions import ApplicationError
 
-from ..models import Assignment, Participant, Response, Slot, Survey, Trial
+from ..models import Assignment, Participant, Response, Slot, Trial
+from ..task_types import task_type_get
 from .session import _session_end
 
 TRIAL_NOT_ASSIGNED = "This trial is not one of yours."
@@ -142,9 +143,7 @@ def _practice_feedback(*, token: str, trial_public_id: str, choice: int) -> dict
         Participant.objects.filter(pk=participant.pk).update(practice_accuracy=accuracy)
         if not passed:
             _session_end(participant=participant, status_to=Participant.Status.FAILED_ATTENTION, reasons=["practice_failed"], fill=False)
-    feedback = {"correct": choice == trial.target_option}
-    if trial.task_type == Survey.TaskType.CLASSIFY:  # the buttons are categories: name the right one (practice only)
-        feedback["correct_choice"] = trial.target_option
+    feedback = task_type_get(trial.task_type).feedback(trial=trial, choice=choice)
     return {"feedback": feedback, "practice": {"done": len(answers), "total": total, "passed": passed}}
 
 

@@ -250,10 +250,10 @@ def reservations_release_expired(*, now=None) -> int:
 
 
 def _assignments_create(*, participant: Participant) -> None:
-    """Practice first, then screening (classification), then the list's main and catch trials in a fresh random
-    order (clustering: screens in random order, rows within a screen shuffled), each with this participant's
-    option layout: the target's side is counterbalanced by the participant's slot in the list (surveys.layouts);
-    a classification's buttons are the categories in their fixed order."""
+    """Practice first, then screening (classification), then the list's main and catch trials in the order the
+    task type gives (TaskType.main_order: a fresh random order; clustering: screens in random order, rows within a
+    screen shuffled), each with this participant's option layout: the target's side is counterbalanced by the
+    participant's slot in the list (surveys.layouts); buttons named by categories keep their fixed order."""
     rng = random.Random()
     survey = participant.survey
     fields = ("id", "kind", "n_options", "target_option", "screen")
@@ -268,27 +268,15 @@ def _assignments_create(*, participant: Participant) -> None:
         by_list.setdefault(list_id, []).append(TrialShape(*row))
     rows = [t for list_id, _ in held for t in by_list.get(list_id, [])] + catch
     rater = held[0][1] if held else 0
-    if survey.task_type == Survey.TaskType.CLASSIFY:  # the buttons keep the categories' order: no layout
+    task = survey.task
+    if task.options_are_categories:  # the buttons keep the categories' order: no layout
         orders = {t.id: "" for t in practice + screening + rows}
     else:
         orders = option_orders(trials=catch, rater=rater, seed=f"{survey.rng_seed}:catch")
         for list_id, ordinal in held:
             orders.update(option_orders(trials=by_list.get(list_id, []), rater=ordinal, seed=f"{survey.rng_seed}:{list_id}"))
         orders.update(option_orders(trials=practice, rater=rater, seed=f"{survey.rng_seed}:practice"))
-    order = [t.id for t in practice] + [t.id for t in screening]
-    if survey.task_type == Survey.TaskType.CLUSTER:
-        screens: dict[str, list[int]] = {}
-        for t in rows:
-            screens.setdefault(t.screen, []).append(t.id)
-        keys = list(screens)
-        rng.shuffle(keys)
-        for key in keys:
-            rng.shuffle(screens[key])
-            order += screens[key]
-    else:
-        ids = [t.id for t in rows]
-        rng.shuffle(ids)
-        order += ids
+    order = [t.id for t in practice] + [t.id for t in screening] + task.main_order(rows=rows, rng=rng)
     Assignment.objects.bulk_create(
         Assignment(participant=participant, trial_id=t, position=i, option_order=orders[t]) for i, t in enumerate(order)
     )

@@ -23,6 +23,7 @@ from backend.exceptions import ApplicationError
 from teams.services import audit_record
 
 from ..models import Participant, ProlificStudy, Slot, Survey
+from ..task_types import task_types
 from ..prolific import BULK_APPROVE_MAX, NOT_CONFIGURED, ProlificClient, ProlificError, prolific_enabled
 
 URL_PARAMETERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
@@ -47,15 +48,8 @@ CODE_TYPES = {
     "code_timed_out": "OTHER",
     "code_technical": "OTHER",
 }
-# What participants read on Prolific before they start, by task type.
-DESCRIPTIONS = {
-    Survey.TaskType.TWO_AFC: "For each screen, look at three images and choose which of two images is closer to the "
-                             "third.",
-    Survey.TaskType.CLUSTER: "For each screen, look at reference images and match each of several images to the "
-                             "reference it belongs with.",
-    Survey.TaskType.CLASSIFY: "For each screen, look at an image and choose the category it shows from a set of "
-                              "buttons.",
-}
+# What participants read on Prolific before they start, by built-in task type (TaskType.description).
+DESCRIPTIONS = {task.name: task.description for task in task_types()}
 TIMED = " Each image is shown only for a moment, then covered by a pattern of noise."
 
 ALREADY_CREATED = "{slug} already has a Prolific study ({study_id})."
@@ -213,8 +207,9 @@ def _claim(*, survey: Survey, places: int, reward: int) -> tuple[ProlificStudy, 
 
 def prolific_description(*, survey: Survey, minutes: int) -> str:
     """What participants read on Prolific: the survey's own task (a timed classification says the image is brief)."""
-    timed = survey.task_type == Survey.TaskType.CLASSIFY and survey.image_ms is not None
-    return f"{DESCRIPTIONS[survey.task_type]}{TIMED if timed else ''} About {minutes} minutes."
+    task = survey.task
+    timed = task.timed and survey.image_ms is not None
+    return f"{task.description}{TIMED if timed else ''} About {minutes} minutes."
 
 
 def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, places: int, user=None,

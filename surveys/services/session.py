@@ -91,7 +91,7 @@ def participant_complete(*, participant: Participant) -> Participant:
         .exclude(trial__kind__in=(Trial.Kind.PRACTICE, Trial.Kind.SCREENING))
         .values_list("trial__kind", "choice", "trial__target_option", "rt_ms", "shown_position")
     )
-    if survey.task_type == Survey.TaskType.CLASSIFY:
+    if survey.task.timed:
         _mistimed_flag(participant=participant, image_ms=survey.image_ms)
     catch = [c == t for kind, c, t, *_ in rows if kind == Trial.Kind.CATCH]
     catch_accuracy = sum(catch) / len(catch) if catch else None

@@ -36,7 +36,9 @@ def build(photos, *, task_type, foil_rule, ratings=4, **fields):
         sets = [finished_iri_set(photos, rng_seed=1), finished_iri_set(photos, rng_seed=2)]
     else:  # two sizes: a 48 px query must never meet a 32 px option
         sets = [finished_iri_set(photos, image_size=32), finished_iri_set(photos, image_size=48, rng_seed=3)]
-    survey = survey_create(slug="leak", title="t", iri_jobs=sets, task_type=task_type, foil_rule=foil_rule,
+    if task_type == "2afc":  # the foil rule is a 2AFC option (another task type's design refuses it)
+        fields["foil_rule"] = foil_rule
+    survey = survey_create(slug="leak", title="t", iri_jobs=sets, task_type=task_type,
                            catch_trials=2, practice_trials=2, ratings_per_list=ratings, **fields)
     return survey_publish(survey=survey)
 
