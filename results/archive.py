@@ -51,6 +51,7 @@ from operations.selectors import operation_run_list_of_subject
 from operations.services import operation_run_create
 from surveys.counted_answers import Purpose, answers_counted
 from surveys.models import Assignment, Participant, Survey, Trial
+from surveys.task_types import task_type_get
 
 from .archive_columns import COLUMNS, column_schema
 from .archive_writer import ArchiveWriter
@@ -83,6 +84,7 @@ def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict
     masks = dict(Trial.objects.filter(survey=survey).values_list("id", "mask_id"))
     screens = dict(Trial.objects.filter(survey=survey).values_list("id", "screen"))
     categories = survey.categories or []
+    named = {task: task_type_get(task).options_are_categories for task in set(trials["task_type"])}  # buttons
     for t in range(trials["id"].size):
         condition = int(data.trial_condition[t])
         target = int(trials["target"][t])
@@ -96,7 +98,7 @@ def _trial_rows(*, survey: Survey, data, validity: dict, sha: dict, photos: dict
             kinds[int(trials["kind"][t])], task, int(trials["n_options"][t]), target_option,
             condition if condition >= 0 else None, int(trials["job"][t]) if trials["job"][t] >= 0 else None,
             iri if iri >= 0 else None, target if target >= 0 else None, photos.get(target, ""),
-            categories[target_option] if task == Survey.TaskType.CLASSIFY and target_option < len(categories) else "",
+            categories[target_option] if named[task] and target_option < len(categories) else "",
             sha.get(int(trials["query"][t]), ""), *(sha.get(int(o), "") for o in trials["options"][t]),
             sha.get(mask, "") if mask else "", trials["foil_kind"][t], screens.get(int(trials["id"][t]), ""),
             validity[iri].label_match if iri in validity else None,

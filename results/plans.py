@@ -20,6 +20,7 @@ from backend.exceptions import ApplicationError
 from stats.adaptive.stopping import MIN_ANSWERS
 from surveys.counted_answers import ANSWER_SCOPES, Purpose, answers_counted
 from surveys.models import Survey, Trial
+from surveys.task_types import task_type_get
 from teams.services import audit_record
 
 from .models import AnalysisPlanVersion
@@ -46,11 +47,10 @@ FROZEN_AFTER_DATA = "This plan was first recorded after the first real answer (t
 UNRECORDED = ("The survey's plan differs from its latest frozen version in {paths}: it was changed without going "
               "through the admin or the API, so no reason was given.")
 
-STATISTICS = {
-    Survey.TaskType.CLASSIFY: "recognition accuracy: the share of included main-trial answers naming the "
-                              "category of the photo the IRI was made from, per condition",
-}
-ALIGNMENT = "alignment: the share of included main-trial answers choosing the target, per condition"
+# The plan's entries that belong to one task type (TaskType.plan_parts fills its own): every plan has them, empty
+# where its type gives none, so that a plan's hash does not change; a new type's other entries go at the design's end.
+TASK_KEYS = ("cluster_variant", "screening_trials", "categories", "timing_ms", "screening_pass_fraction",
+             "exclude_mistimed")
 
 
 def _number(value):
@@ -64,7 +64,6 @@ def plan_document(*, survey: Survey) -> dict:
     """The analysis plan as a dict of plain JSON values (only what decides the report's numbers)."""
     from .services import CONDITION_FIELDS  # services imports this module
 
-    classify = survey.task_type == Survey.TaskType.CLASSIFY
     counts = dict(Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN, iri__isnull=False)
                   .values("iri__job_id").annotate(n=Count("id")).values_list("iri__job_id", "n"))
     conditions, by_key = [], {}
@@ -75,25 +74,27 @@ def plan_document(*, survey: Survey) -> dict:
             conditions.append({**{f: job[f] for f in CONDITION_FIELDS}, "iri_sets": []})
         conditions[by_key[key]]["iri_sets"].append({"id": job["id"], "main_trials": counts.get(job["id"], 0)})
     adaptive = survey.precision_goal is not None
+    task = survey.task
+    own = task.plan_parts(survey)
     design = {
         "task_type": survey.task_type,
         "foil_rule": survey.foil_rule,
-        "cluster_variant": survey.cluster_variant if survey.task_type == Survey.TaskType.CLUSTER else None,
+        "cluster_variant": own.get("cluster_variant"),
         "trial_lists": survey.trial_lists.count(),
         "main_trials": Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN).count(),
         "trials_per_participant": survey.trials_per_participant,
         "catch_trials": survey.catch_trials,
         "practice_trials": survey.practice_trials,
-        "screening_trials": survey.screening_trials if classify else None,
-        "categories": list(survey.categories) if classify else None,
-        "timing_ms": ({"fixation": survey.fixation_ms, "image": survey.image_ms, "mask": survey.mask_ms}
-                      if classify else None),
+        "screening_trials": own.get("screening_trials"),
+        "categories": own.get("categories"),
+        "timing_ms": own.get("timing_ms"),
         "validity_filter": {"max_percentile": _number(survey.iri_max_percentile),
                             "require_label_match": survey.iri_require_label_match},
         "size_policy": survey.size_policy,
         "refill_excluded": survey.refill_excluded,
         "desktop_only": survey.desktop_only,
         "rng_seed": survey.rng_seed,
+        **{key: value for key, value in own.items() if key not in TASK_KEYS},
     }
     stopping = {
         "rule": "adaptive_precision" if adaptive else "fixed_n",
@@ -111,12 +112,12 @@ def plan_document(*, survey: Survey) -> dict:
         "one_side_max_fraction": _number(survey.one_side_max_fraction),
         "one_side_min_trials": survey.one_side_min_trials,
         "practice_pass_fraction": _number(survey.practice_pass_fraction) if survey.practice_trials else None,
-        "screening_pass_fraction": _number(survey.screening_pass_fraction) if classify else None,
-        "exclude_mistimed": survey.exclude_mistimed if classify else None,
+        "screening_pass_fraction": _number(own.get("screening_pass_fraction")),
+        "exclude_mistimed": own.get("exclude_mistimed"),
         **ANSWER_SCOPES[Purpose.REPORT].exclusion_switches(),  # require_complete, exclude_pilot, exclude_bots
     }
     primary = {
-        "statistic": "recognition_accuracy" if classify else "alignment",
+        "statistic": task.statistic_name,
         "unit": "condition",
         "interval": {"method": "percentile_bootstrap_two_way", "resample": ["participants", "target_photos"],
                      "level": PLAN_LEVEL, "n_boot": PLAN_N_BOOT, "seed": PLAN_SEED},
@@ -398,7 +399,7 @@ def plan_markdown(*, survey: Survey, canonical: str | None = None, report: dict 
     lines += [f"| {key} | {_cell(json.dumps(v))} | {EXCLUSION_WORDS.get(key, '')} |"
               for key, v in plan["exclusions"].items() if v is not None]
     primary, interval = plan["primary"], plan["primary"]["interval"]
-    statistic = STATISTICS.get(plan["design"]["task_type"], ALIGNMENT)
+    statistic = task_type_get(plan["design"]["task_type"]).statistic
     lines += ["", "## 5. Primary statistic and its interval", "",
               f"- Statistic: {statistic}.",
               f"- Interval: {round(interval['level'] * 100)} % {INTERVAL_WORDS[interval['method']]}, "

@@ -205,6 +205,8 @@ class TaskType:
     options_are_categories: ClassVar[bool] = False  # buttons named by Survey.categories, in their fixed order
     timed: ClassVar[bool] = False  # the browser times each image (the mistimed flag and rule)
     summary_field: ClassVar[str] = "task_summary"  # where the report keeps report_summary's result
+    statistic_name: ClassVar[str] = "alignment"  # the report's primary statistic, as the analysis plan names it
+    statistic: ClassVar[str] = "alignment: the share of included main-trial answers choosing the target, per condition"
 
     # ----------------------------------------------------------------------------------------- build
     def check(self, *, iris: list, design: SurveyDesign, size_names: str | None) -> None:
@@ -249,3 +251,7 @@ class TaskType:
     def report_summary(self, rows: AnswerRows) -> dict | None:
         """This type's own part of the report (None: it has none)."""
         return None
+
+    def plan_parts(self, survey) -> dict:
+        """What of this type's own design decides the report's numbers, for the analysis plan (results.plans)."""
+        return {}

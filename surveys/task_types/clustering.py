@@ -57,6 +57,9 @@ class Clustering(TaskType):
         units = _cluster_screens(survey=survey, iris=iris, rng=rng)
         return obvious_build(survey=survey, units=units, pool=pool, report=report, screens=_obvious_screen)
 
+    def plan_parts(self, survey: Survey) -> dict:
+        return {"cluster_variant": survey.cluster_variant}
+
     def main_order(self, *, rows: list, rng: random.Random) -> list[int]:
         """Screens in random order, the rows within a screen shuffled."""
         screens: dict[str, list[int]] = {}

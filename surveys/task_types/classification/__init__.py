@@ -65,6 +65,9 @@ class Classification(TaskType):
     options_are_categories = True
     timed = True
     summary_field = "recognition"
+    statistic_name = "recognition_accuracy"
+    statistic = ("recognition accuracy: the share of included main-trial answers naming the category of the photo the "
+                 "IRI was made from, per condition")
 
     def check(self, *, iris: list[IriImage], design: ClassificationDesign, size_names: str | None) -> None:
         if size_names and design.size_policy == Survey.SizePolicy.REFUSE:
@@ -75,6 +78,11 @@ class Classification(TaskType):
 
     def build(self, *, survey: Survey, iris: list[IriImage], rng: random.Random, pool: PhotoPool, report: dict) -> Survey:
         return classification_build(survey=survey, iris=iris, rng=rng, report=report)
+
+    def plan_parts(self, survey: Survey) -> dict:
+        return {"screening_trials": survey.screening_trials, "categories": list(survey.categories),
+                "timing_ms": {"fixation": survey.fixation_ms, "image": survey.image_ms, "mask": survey.mask_ms},
+                "screening_pass_fraction": survey.screening_pass_fraction, "exclude_mistimed": survey.exclude_mistimed}
 
     def n_options(self, survey: Survey) -> int:
         return max(2, len(survey.categories))
