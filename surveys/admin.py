@@ -86,14 +86,16 @@ class SurveyCreateForm(forms.ModelForm):
     def validate_unique(self):
         pass  # survey_check reports a taken slug in words
 
+    def _get_validation_exclusions(self):
+        return {*super()._get_validation_exclusions(), "task_type"}  # the registry knows the task types, not the column
+
     def clean(self):
         cleaned = super().clean()
         if not self.errors:
             try:
                 task = task_type_get(cleaned["task_type"])
-                cleaned["design"] = design_from(task_type=task, options=task_options(task, cleaned))
-                survey_check(slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), task_type=task.name,
-                             design=cleaned["design"])
+                design = design_from(task_type=task, options=task_options(task, cleaned))
+                survey_check(slug=cleaned["slug"], iri_jobs=list(cleaned["iri_jobs"]), task_type=task.name, design=design)
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.message) from exc
         return cleaned

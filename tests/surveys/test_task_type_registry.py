@@ -144,6 +144,23 @@ def test_the_schema_describes_each_task_types_options(odd_one_out, researcher_cl
     assert {"fixation_ms", "image_ms", "mask_ms"} <= set(schema["SurveyCreateClassification"]["properties"])
 
 
+def test_the_admin_builds_it_from_the_same_design(odd_one_out, admin_client, iri_set):
+    page = admin_client.get("/admin/surveys/survey/add/")
+    form = page.context["adminform"].form
+    assert ("odd_one_out", OddOneOut.label) in form.fields["task_type"].choices
+    values = {name: field.initial() if callable(field.initial) else field.initial
+              for name, field in form.fields.items() if field.initial is not None}
+
+    response = admin_client.post("/admin/surveys/survey/add/", {
+        **values, "slug": "odd-admin", "title": "t", "iri_jobs": [iri_set.pk], "task_type": "odd_one_out",
+        "foil_rule": "same_set", "trials_per_participant": "", "consent_md": "ok", "instructions_md": "go"})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    survey = Survey.objects.get(slug="odd-admin")
+    assert survey.task_type == "odd_one_out" and survey.foil_rule == "seed"  # another type's option is not passed on
+    assert set(survey.trials.values_list("task_type", "n_options")) == {("odd_one_out", 3)}
+
+
 def test_an_unknown_task_type_fails_early_naming_the_known_ones(odd_one_out):
     with pytest.raises(ApplicationError) as refused:
         task_type_get("same_different")
