@@ -43,7 +43,7 @@ from .selectors import (
 from .services import CONDITION_FIELDS, SurveyData, survey_data_load
 
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}  # main, catch, practice, screening
-# What the browser measured per answer (surveys.apis.TIMING_FIELDS): image onset and offset (ms since the page's
+# What the browser measured per answer (surveys.answer_api.TIMING_FIELDS): image onset and offset (ms since the page's
 # time origin, from requestAnimationFrame), how long it was up, in frames, and the refresh rate frames were counted at.
 TIMING_COLUMNS = list(ANSWER_TIMING_FIELDS)
 # The session's device facts (surveys.apis.ClientInfoSerializer, stored in Participant.client_info), prefixed device_.

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import apis
+from . import answer_api, apis
 
 urlpatterns = [
     path("api/p/surveys/<slug:slug>/enroll", apis.EnrollApi.as_view(), name="participant-enroll"),
@@ -8,7 +8,7 @@ urlpatterns = [
     path("api/p/sessions/<str:token>/consent", apis.ConsentApi.as_view(), name="participant-consent"),
     path("api/p/sessions/<str:token>/trials", apis.TrialListApi.as_view(), name="participant-trials"),
     path("api/p/sessions/<str:token>/next", apis.TrialNextApi.as_view(), name="participant-next"),
-    path("api/p/sessions/<str:token>/responses", apis.response_create, name="participant-responses"),
+    path("api/p/sessions/<str:token>/responses", answer_api.response_create, name="participant-responses"),
     path("api/p/sessions/<str:token>/events", apis.EventsApi.as_view(), name="participant-events"),
     path("api/p/sessions/<str:token>/heartbeat", apis.HeartbeatApi.as_view(), name="participant-heartbeat"),
     path("api/p/sessions/<str:token>/return", apis.ReturnApi.as_view(), name="participant-return"),

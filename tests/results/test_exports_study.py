@@ -27,7 +27,8 @@ from results.exports import (
     mvh_file_name,
 )
 from results.services import alignment_report
-from surveys.apis import TIMING_FIELDS, ClientInfoSerializer
+from surveys.answer_api import TIMING_FIELDS
+from surveys.apis import ClientInfoSerializer
 from surveys.models import Survey, Trial
 from surveys.services import survey_create, survey_publish
 from teams.models import Role

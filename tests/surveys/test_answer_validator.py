@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
 from backend.exceptions import api_exception_handler
-from surveys.apis import RT_MAX_MS, ResponseCreateApi, _answer_fields
+from surveys.answer_api import RT_MAX_MS, ResponseCreateApi, _answer_fields
 
 FIELDS = ("trial", "choice", "rt_ms", "idempotency_key")
 
