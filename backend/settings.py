@@ -124,6 +124,10 @@ IRI_KEEP_FREED_MEMORY = env.bool("IRI_KEEP_FREED_MEMORY", default=True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = IRI_MAX_UPLOAD_BYTES + 1024 * 1024
 
+# Every audited service refuses a write that does not say who does it (teams.services.audit_record). Only a test's
+# setup, which builds the world that nobody did, may leave the actor out (tests/conftest.py): not an environment knob.
+AUDIT_ACTOR_REQUIRED = True
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous request gets 401 with WWW-Authenticate (session auth alone would say 403).

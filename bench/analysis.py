@@ -66,9 +66,11 @@ def survey_build(*, n_items: int, n_conditions: int):
     """12 finished IRI sets sharing target photos (so conditions pair over photos), and a live 2AFC survey."""
     from iri_worker.models import IriImage, IriJob, StoredImage, TargetPhoto
     from surveys.services import survey_create, survey_publish
+    from teams.actors import Actor
     from teams.services import team_create
 
-    team = team_create(name="bench")
+    bench = Actor.command("bench/analysis.py")
+    team = team_create(name="bench", actor=bench)
     per_condition = -(-n_items // n_conditions)
     images = StoredImage.objects.bulk_create(
         StoredImage(sha256=f"{i:064x}", file=f"img/{i:064x}.png", width=32, height=32)
@@ -94,10 +96,10 @@ def survey_build(*, n_items: int, n_conditions: int):
         iris.append(IriImage(job=jobs[c], target=photos[t], seed=images[per_condition + c], image=images[k + item],
                              target_image=photos[t].image, initial_loss=1.0, final_loss=0.1, best_step=1))
     IriImage.objects.bulk_create(iris, batch_size=2000)
-    survey = survey_create(slug="bench", title="bench", iri_jobs=jobs, rng_seed=0)
+    survey = survey_create(slug="bench", title="bench", iri_jobs=jobs, rng_seed=0, actor=bench)
     survey.one_side_max_fraction = 0.9  # the one-sided rule on, so the report runs every exclusion rule
     survey.save(update_fields=["one_side_max_fraction"])
-    return survey_publish(survey=survey)
+    return survey_publish(survey=survey, actor=bench)
 
 
 def participants_load(*, survey, n: int) -> list[int]:

@@ -93,11 +93,12 @@ def archive_timed(*, survey, out: Path, n_boot: int) -> tuple[dict, float, dict]
     """Write the study archive; what it wrote, its seconds, and the seconds of each step (from its start to the
     next step's)."""
     from results.archive import study_archive_write
+    from teams.actors import Actor
 
     start = time.perf_counter()
     steps = {}  # step -> when it began ("answers (50,000 of ...)" is the answers step going on)
     written = study_archive_write(
-        survey=survey, out=out, n_boot=n_boot,
+        survey=survey, out=out, n_boot=n_boot, actor=Actor.command("bench/archive.py"),
         progress=lambda share, step: steps.setdefault(step.split(" (")[0], time.perf_counter() - start))
     archive_s = time.perf_counter() - start
     names = list(steps)

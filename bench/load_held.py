@@ -93,9 +93,10 @@ def target_photos(count: int) -> list:
 
     from iri_worker.demo_photos import bundled_photos
     from iri_worker.services import target_photo_create
+    from teams.actors import Actor
     from teams.services import team_create
 
-    team = team_create(name="load held")
+    team = team_create(name="load held", actor=Actor.command("bench/load_held.py"))
     rng = random.Random(0)
     sources = [(name, Image.open(io.BytesIO(data)).convert("RGB")) for name, data in bundled_photos().items()]
     photos = []
@@ -105,7 +106,8 @@ def target_photos(count: int) -> list:
         x, y = rng.randrange(img.width - side + 1), rng.randrange(img.height - side + 1)
         out = io.BytesIO()
         img.crop((x, y, x + side, y + side)).resize((64, 64)).save(out, format="PNG")
-        photos.append(target_photo_create(team=team, name=f"{name}-{k}", data=out.getvalue()))
+        photos.append(target_photo_create(team=team, name=f"{name}-{k}", data=out.getvalue(),
+                                          actor=Actor.command("bench/load_held.py")))
     return photos
 
 
@@ -114,6 +116,7 @@ def survey_build(*, photos: list, ratings_per_list: int):
     from iri_worker.models import IriJob
     from iri_worker.services import iri_job_run, iri_spec_validate
     from surveys.services import survey_create, survey_publish
+    from teams.actors import Actor
 
     job = IriJob.objects.create(team=photos[0].team, name="survey set", spec=iri_spec_validate(
         {"backbone": "tiny_cnn", "steps": 5, "step_size": 0.5, "image_size": 32, "rng_seed": 0}))
@@ -123,8 +126,9 @@ def survey_build(*, photos: list, ratings_per_list: int):
     if job.status != IriJob.Status.DONE:
         raise SystemExit(f"load_held: the survey's IRI set failed: {job.error}")
     survey = survey_create(slug="held", title="Load held", iri_jobs=[job], trials_per_participant=TRIALS_EACH,
-                           ratings_per_list=ratings_per_list, time_limit_minutes=60)
-    return survey_publish(survey=survey)
+                           ratings_per_list=ratings_per_list, time_limit_minutes=60,
+                           actor=Actor.command("bench/load_held.py"))
+    return survey_publish(survey=survey, actor=Actor.command("bench/load_held.py"))
 
 
 def worker_start() -> subprocess.Popen:
@@ -184,6 +188,7 @@ def main():
     from iri_worker.models import IriJob
     from iri_worker.services import iri_job_create
     from surveys.bots import bots_run
+    from teams.actors import Actor
 
     photos = target_photos(TRIALS_EACH * LISTS)
     survey = survey_build(photos=photos, ratings_per_list=participants // LISTS)
@@ -196,7 +201,8 @@ def main():
               "ratings_per_list": participants // LISTS, "server": "gunicorn -c gunicorn.conf.py"}
     try:
         job = iri_job_create(targets=photos[: args.iri_targets], name="held beside the load",
-                             spec={"backbone": "resnet18", "image_size": 32, "steps": steps, "rng_seed": 0})
+                             spec={"backbone": "resnet18", "image_size": 32, "steps": steps, "rng_seed": 0},
+                             actor=Actor.command("bench/load_held.py"))
         load_started = time.time()
         summary = bots_run(base_url=f"http://127.0.0.1:{port}", slug=survey.slug, participants=participants,
                            concurrency=participants, policy="random", live=True, cases=("attentive",), seed=1)

@@ -144,15 +144,18 @@ def main() -> None:
         django_setup(folder)
         from iri_worker.demo_photos import bundled_photos
         from iri_worker.services import NULL_POOL_MAX, target_photo_create
+        from teams.actors import Actor
         from teams.services import team_create
 
-        team = team_create(name="bench")
-        photos = [target_photo_create(team=team, name=name, data=data) for name, data in bundled_photos().items()]
+        bench = Actor.command("bench/validity.py")
+        team = team_create(name="bench", actor=bench)
+        photos = [target_photo_create(team=team, name=name, data=data, actor=bench)
+                  for name, data in bundled_photos().items()]
         extra = args.pool_photos if args.pool_photos is not None else (20 if args.quick else NULL_POOL_MAX - len(photos))
         a = run_job(photos, spec, "A: demo job, null computed")
         b = run_job(photos, {**spec, "rng_seed": 1}, "B: same settings, null cached")
         for i in range(extra):
-            target_photo_create(team=team, name=f"extra {i}", data=noise_png(i))
+            target_photo_create(team=team, name=f"extra {i}", data=noise_png(i), actor=bench)
         c = run_job(photos, {**spec, "rng_seed": 2}, f"C: after {extra} more photos, new null")
     curve = loss_curve_sampling(spec)
     report = {

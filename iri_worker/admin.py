@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.admin import TeamScopedAdmin, TeamScopedInline
 
 from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
@@ -64,10 +65,9 @@ class TargetPhotoAdmin(TeamScopedAdmin, admin.ModelAdmin):
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
         photo = target_photo_create(team=data["team"], name=data["name"] or data["photo"].name, data=data["data"],
-                                    label=data.get("label"))
+                                    label=data.get("label"), actor=Actor.of_request(request))
         obj.pk = photo.pk
         obj.refresh_from_db()
-        self.audit(request, "create", obj)
 
     @admin.display(description="photo")
     def preview(self, obj):
@@ -125,10 +125,9 @@ class CheckpointAdmin(TeamScopedAdmin, admin.ModelAdmin):
             return
         data = form.cleaned_data
         checkpoint = checkpoint_create(team=data["team"], name=data.get("name") or data["weights"].name,
-                                       backbone=data["backbone"], data=data["data"])
+                                       backbone=data["backbone"], data=data["data"], actor=Actor.of_request(request))
         obj.pk = checkpoint.pk
         obj.refresh_from_db()
-        self.audit(request, "create", obj)
 
     @admin.display(description="sha256")
     def short_sha(self, obj):
@@ -380,10 +379,10 @@ class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
         if change:
             return
         upload = form.cleaned_data.get("seed_upload")
-        job = iri_job_create(name=obj.name, seed_upload_name=upload.name if upload else "", **form.job_arguments())
+        job = iri_job_create(name=obj.name, seed_upload_name=upload.name if upload else "", **form.job_arguments(),
+                             actor=Actor.of_request(request))
         obj.pk = job.pk
         obj.refresh_from_db()
-        self.audit(request, "create", obj)
 
     def save_related(self, request, form, formsets, change):
         if change:  # nothing is editable, but Django's change message reads what the (read-only) inlines saved
@@ -392,20 +391,19 @@ class IriJobAdmin(TeamScopedAdmin, admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, iri_job_cancel, "cancel", "cancelled")
+        self._each(request, queryset, iri_job_cancel, "cancelled")
 
     @admin.action(description="Retry the failed chunks of the selected jobs", permissions=["change"])
     def retry_failed_chunks(self, request, queryset):
-        self._each(request, queryset, iri_job_retry, "retry", "queued again")
+        self._each(request, queryset, iri_job_retry, "queued again")
 
-    def _each(self, request, queryset, service, action, verb):
+    def _each(self, request, queryset, service, verb):
         for job in queryset:
             try:
-                service(job=job)
+                service(job=job, actor=Actor.of_request(request))
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
-                self.audit(request, action, job)
                 self.message_user(request, f"Job {job.pk}: {verb}.", messages.SUCCESS)
 
     @admin.display(description="progress")

@@ -5,10 +5,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.apis import TeamScopedApi
 from teams.fields import TeamScopedPrimaryKeyField
 from teams.models import Role
-from teams.services import audit_record
 
 from .models import Checkpoint, IriJob, TargetPhoto
 from .selectors import (
@@ -56,8 +56,7 @@ class TargetPhotoCreateApi(TeamScopedApi):
         team = self.get_team(team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
         photo = target_photo_create(team=team, name=data.validated_data["name"] or upload.name, data=upload.read(),
-                                    label=data.validated_data["label"])
-        audit_record(action="photo.create", request=request, obj=photo)
+                                    label=data.validated_data["label"], actor=Actor.of_request(request))
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 
@@ -86,9 +85,8 @@ class CheckpointCreateApi(TeamScopedApi):
         upload = data.validated_data["file"]
         checkpoint = checkpoint_create(
             team=team, name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"],
-            data=upload.read(),
+            data=upload.read(), actor=Actor.of_request(request),
         )
-        audit_record(action="checkpoint.create", request=request, obj=checkpoint)
         return Response(self.OutputSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
 
 
@@ -184,14 +182,11 @@ class IriJobCreateApi(TeamScopedApi):
         self.get_team(team_id=targets[0].team_id)  # a job belongs to its photos' team
         layers = values.pop("layers")
         if layers is not None:
-            jobs = iri_sweep_create(targets=targets, layers=layers, **values)
-            for job in jobs:
-                audit_record(action="iri_job.create", request=request, obj=job)
+            jobs = iri_sweep_create(targets=targets, layers=layers, **values, actor=Actor.of_request(request))
             body = {"sweep": str(jobs[0].sweep), "layers": [job.layer for job in jobs],
                     "jobs": IriJobOutputSerializer(jobs, many=True).data}
             return Response(body, status=status.HTTP_201_CREATED)
-        job = iri_job_create(targets=targets, **values)
-        audit_record(action="iri_job.create", request=request, obj=job)
+        job = iri_job_create(targets=targets, **values, actor=Actor.of_request(request))
         return Response(IriJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -213,8 +208,7 @@ class IriJobCancelApi(IriJobScopedApi):
     roles = {"POST": Role.RESEARCHER}
 
     def post(self, request, job_id: int):
-        job = iri_job_cancel(job=self.get_object())
-        audit_record(action="iri_job.cancel", request=request, obj=job)
+        job = iri_job_cancel(job=self.get_object(), actor=Actor.of_request(request))
         return Response(IriJobOutputSerializer(job).data)
 
 
@@ -222,8 +216,7 @@ class IriJobRetryApi(IriJobScopedApi):
     roles = {"POST": Role.RESEARCHER}
 
     def post(self, request, job_id: int):
-        job = iri_job_retry(job=self.get_object())
-        audit_record(action="iri_job.retry", request=request, obj=job)
+        job = iri_job_retry(job=self.get_object(), actor=Actor.of_request(request))
         return Response(IriJobOutputSerializer(job).data)
 
 

@@ -7,7 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.models import Team
+from teams.services import audit_record
 
 from .models import OperationRun
 from .registry import operation_kind_get
@@ -20,19 +22,24 @@ MESSAGE_MAX = 200
 ERROR_MAX = 5000
 
 
-def operation_run_create(*, kind: str, subject, params: dict, actor, team: Team | None = None) -> OperationRun:
+def operation_run_create(*, kind: str, subject, params: dict, actor: Actor | None = None,
+                         team: Team | None = None) -> OperationRun:
     """A QUEUED run of a registered kind on `subject` (any model instance, or None), sent to a worker once the
     transaction commits. Its team is `team`, else the subject's own `team`. An unknown kind is refused here, before
-    anything is queued, with the known kinds named."""
+    anything is queued, with the known kinds named. Audited as "<subject's model>.<kind>" (e.g. survey.bots), as
+    done by `actor` (teams.actors), who is also the run's creator when a person."""
     operation_kind_get(kind)
     team = team if team is not None else getattr(subject, "team", None)
     if team is None:
         raise ApplicationError(NO_TEAM)
-    run = OperationRun.objects.create(
-        team=team, kind=kind, params=params, created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        subject_type=ContentType.objects.get_for_model(subject) if subject is not None else None,
-        subject_id=subject.pk if subject is not None else None,
-    )
+    with transaction.atomic():
+        run = OperationRun.objects.create(
+            team=team, kind=kind, params=params, created_by=actor.user if actor is not None else None,
+            subject_type=ContentType.objects.get_for_model(subject) if subject is not None else None,
+            subject_id=subject.pk if subject is not None else None,
+        )
+        audit_record(actor=actor, action=f"{subject._meta.model_name if subject is not None else 'operation'}.{kind}",
+                     obj=subject, team=team, details={"run": run.pk, **params})
     transaction.on_commit(lambda: _operation_run_enqueue(run_id=run.pk))
     return run
 

@@ -11,6 +11,7 @@ from operations.models import OperationRun
 from operations.selectors import operation_run_list
 from operations.services import operation_run_create
 from surveys.models import Survey
+from teams.actors import Actor
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
 
@@ -149,8 +150,8 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         survey = self._survey(request, pk, min_role=Role.RESEARCHER)
         metric = request.POST.get("metric", "")
         # A worker computes it (torch, every trial's images); the report page shows the run's progress meanwhile.
-        run = operation_run_create(kind=PROXY_KIND, subject=survey, params={"metric": metric}, actor=request.user)
-        self.audit(request, "proxy", survey, {"metric": metric, "run": run.pk})
+        operation_run_create(kind=PROXY_KIND, subject=survey, params={"metric": metric},
+                             actor=Actor.of_request(request))
         self.message_user(request, f"Proxy choices ({metric}) are being computed by a worker; progress below.")
         return redirect("admin:results_surveyreport_report", survey.pk)
 
@@ -160,9 +161,8 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         survey = self._survey(request, pk, min_role=Role.RESEARCHER)
-        run, started = study_archive_run_start(survey=survey, user=request.user)
+        run, started = study_archive_run_start(survey=survey, actor=Actor.of_request(request))
         if started:
-            self.audit(request, "archive", survey, {"run": run.pk})
             self.message_user(request, "The study archive is being built by a worker; progress below.")
         else:
             self.message_user(request, "The study archive is already being built; progress below.")

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from backend.exceptions import ApplicationError
 from surveys.models import Survey
+from teams.actors import Actor
 from teams.apis import TeamScopedApi
 from teams.models import Role
 from teams.services import audit_record
@@ -211,7 +212,8 @@ class AnswerListApi(SurveyScopedApi):
         survey = self.get_object()
         raw_ids = _raw_ids_asked(self)
         if raw_ids:
-            audit_record(action="survey.export", request=request, obj=survey, details={"export": "answers", "raw_ids": True})
+            audit_record(actor=Actor.of_request(request), action="survey.export", obj=survey,
+                         details={"export": "answers", "raw_ids": True})
         data = survey_data_load(survey=survey, raw_ids=raw_ids)
         rows = _RowsOfKnownLength(exports.answer_rows(survey=survey, data=data), length=int(data.answers["trial"].size))
         paginator = self.pagination_class()
@@ -235,7 +237,7 @@ class AnswerExportApi(SurveyScopedApi):
             raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(exports.EXPORTS)}.", status_code=404)
         raw_ids = _raw_ids_asked(self)
         details = {"export": name, "raw_ids": True} if raw_ids else {"export": name}
-        audit_record(action="survey.export", request=request, obj=survey, details=details)
+        audit_record(actor=Actor.of_request(request), action="survey.export", obj=survey, details=details)
         content_type, chunks = exports.export_stream(survey=survey, name=name, raw_ids=raw_ids)
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
@@ -305,8 +307,7 @@ class SurveyAnalysisPlanApi(SurveyScopedApi):
             raise ApplicationError(PLAN_NOTHING_TO_CHANGE, extra={"field": "values"})
         if "one_side_max_fraction" in values or "one_side_min_trials" in values:  # the report's own range checks
             exclusion_rules_for(survey=survey, **{k: v for k, v in values.items() if k.startswith("one_side")})
-        plan_change(survey=survey, values=values, reason=data.validated_data["reason"], user=request.user,
-                    request=request)
+        plan_change(survey=survey, values=values, reason=data.validated_data["reason"], actor=Actor.of_request(request))
         return Response(self._output(survey))
 
 

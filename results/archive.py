@@ -52,6 +52,8 @@ from operations.services import operation_run_create
 from surveys.counted_answers import Purpose, answers_counted
 from surveys.models import Assignment, Participant, Survey, Trial
 from surveys.task_types import task_type_get
+from teams.actors import Actor
+from teams.services import audit_record
 
 from .archive_columns import COLUMNS, column_schema
 from .archive_writer import ArchiveWriter
@@ -253,13 +255,13 @@ def _answers_told(blocks: Iterable[str], *, total: int, say: Callable[[float, st
 
 
 def study_archive_write(
-    *, survey: Survey, out: str | os.PathLike, identified: bool = False, user=None, n_boot: int = 1000, seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
+    *, survey: Survey, out: str | os.PathLike, identified: bool = False, actor: Actor | None = None,
+    n_boot: int = 1000, seed: int = 0, progress: Callable[[float, str], None] | None = None,
 ) -> dict:
     """Write the survey's study archive to ``out`` (a .zip); returns {path, bytes, files, answers}.
 
     Refuses a survey without answers (ApplicationError, nothing written). ``identified`` keeps the raw Prolific PID /
-    MTurk worker ID in the sessions and answers tables, and is audit-logged."""
+    MTurk worker ID in the sessions and answers tables, and is audit-logged as done by ``actor`` (teams.actors)."""
     if not answers_counted(survey=survey, purpose=Purpose.ALL).exists():
         raise ApplicationError(ARCHIVE_NO_ANSWERS.format(slug=survey.slug))
     say = progress or (lambda share, step: None)
@@ -325,9 +327,7 @@ def study_archive_write(
         partial.unlink(missing_ok=True)
         raise
     if identified:
-        from teams.services import audit_record
-
-        audit_record(action="study_archive.identified", user=user, obj=survey,
+        audit_record(actor=actor, action="study_archive.identified", obj=survey,
                      details={"file": out.name, "note": "raw Prolific PIDs / MTurk worker IDs in the archive"})
     say(1.0, "done")
     return {"path": str(out), "bytes": out.stat().st_size, "files": len(w.manifest) + 1, "answers": answers}
@@ -341,9 +341,10 @@ ARCHIVE_STALE = timedelta(hours=6)  # a run queued or running this long is taken
 ARCHIVE_KIND = "archive"  # registered by results.apps
 
 
-def study_archive_run_start(*, survey: Survey, user=None) -> tuple[OperationRun, bool]:
+def study_archive_run_start(*, survey: Survey, actor: Actor | None = None) -> tuple[OperationRun, bool]:
     """(the run, whether it is new): a worker builds the survey's archive (pseudonymised IDs); while one is queued or
-    running, that one is returned and nothing new starts (a second click, two researchers at once)."""
+    running, that one is returned and nothing new starts (a second click, two researchers at once). A new run is
+    audited (survey.archive) as started by ``actor``."""
     with transaction.atomic():
         Survey.objects.select_for_update().filter(pk=survey.pk).first()  # two requests at once: one waits here
         active = operation_run_list_of_subject(subject=survey, kind=ARCHIVE_KIND).filter(
@@ -352,7 +353,7 @@ def study_archive_run_start(*, survey: Survey, user=None) -> tuple[OperationRun,
         ).first()
         if active is not None:
             return active, False
-        return operation_run_create(kind=ARCHIVE_KIND, subject=survey, params={}, actor=user), True
+        return operation_run_create(kind=ARCHIVE_KIND, subject=survey, params={}, actor=actor), True
 
 
 def study_archive_build(run: OperationRun, progress: Progress) -> dict:
@@ -361,7 +362,7 @@ def study_archive_build(run: OperationRun, progress: Progress) -> dict:
     survey = run.subject
     with tempfile.TemporaryDirectory(prefix="study-archive-") as folder:
         local = Path(folder) / f"study-{survey.slug}.zip"
-        written = study_archive_write(survey=survey, out=local, user=run.created_by, progress=progress)
+        written = study_archive_write(survey=survey, out=local, actor=Actor.of_user(run.created_by), progress=progress)
         with local.open("rb") as f:
             sha = hashlib.file_digest(f, "sha256")
         with local.open("rb") as f:

@@ -21,6 +21,7 @@ from stats.adaptive.stopping import MIN_ANSWERS
 from surveys.counted_answers import ANSWER_SCOPES, Purpose, answers_counted
 from surveys.models import Survey, Trial
 from surveys.task_types import task_type_get
+from teams.actors import Actor
 from teams.services import audit_record
 
 from .models import AnalysisPlanVersion
@@ -186,7 +187,7 @@ def _latest(survey: Survey) -> AnalysisPlanVersion | None:
 
 
 @transaction.atomic
-def plan_freeze(*, survey: Survey, user=None, request=None) -> AnalysisPlanVersion:
+def plan_freeze(*, survey: Survey, actor: Actor | None = None) -> AnalysisPlanVersion:
     """At publish: store the plan (version 1), or a new version when it changed before the first real answer.
 
     Publishing again with the plan unchanged adds nothing. After the first real answer a changed plan is refused
@@ -200,14 +201,14 @@ def plan_freeze(*, survey: Survey, user=None, request=None) -> AnalysisPlanVersi
         paths = ", ".join(d["path"] for d in plan_diff(before=json.loads(latest.canonical), after=document))
         raise ApplicationError(PLAN_REASON_REQUIRED.format(paths=paths), extra={"field": "reason"})
     version = _version_add(survey=survey, document=document, previous=latest, deviation=False,
-                           reason=LATE_FREEZE_REASON if locked else "", user=user)
-    audit_record(action="survey.plan_freeze", user=user, request=request, obj=survey,
+                           reason=LATE_FREEZE_REASON if locked else "", user=_user(actor))
+    audit_record(actor=actor, action="survey.plan_freeze", obj=survey,
                  details={"version": version.version, "sha256": version.sha256})
     return version
 
 
 @transaction.atomic
-def plan_change(*, survey: Survey, reason: str = "", user=None, request=None, before: dict | None = None,
+def plan_change(*, survey: Survey, reason: str = "", actor: Actor | None = None, before: dict | None = None,
                 values: dict | None = None) -> AnalysisPlanVersion | None:
     """Record the survey's plan after an edit: saves `values` (survey field -> value) first when given, then adds a
     version if the plan changed. After the first real answer the version is a deviation and `reason` is required
@@ -221,7 +222,7 @@ def plan_change(*, survey: Survey, reason: str = "", user=None, request=None, be
         return None  # a draft's plan is frozen at publish
     if latest is None:  # live before plans were frozen: its plan as it was becomes version 1
         latest = _version_add(survey=survey, document=before or plan_document(survey=survey), previous=None,
-                              deviation=False, reason=BASELINE_REASON if locked else "", user=user)
+                              deviation=False, reason=BASELINE_REASON if locked else "", user=_user(actor))
     after = plan_document(survey=_with(survey, values)) if values else plan_document(survey=survey)
     changes = plan_diff(before=json.loads(latest.canonical), after=after)
     if not changes:
@@ -234,8 +235,9 @@ def plan_change(*, survey: Survey, reason: str = "", user=None, request=None, be
                                extra={"field": "reason", "changed": [c["path"] for c in changes]})
     if values:
         _values_save(survey, values)
-    version = _version_add(survey=survey, document=after, previous=latest, deviation=locked, reason=reason, user=user)
-    audit_record(action="survey.plan_change" if locked else "survey.plan_freeze", user=user, request=request,
+    version = _version_add(survey=survey, document=after, previous=latest, deviation=locked, reason=reason,
+                           user=_user(actor))
+    audit_record(actor=actor, action="survey.plan_change" if locked else "survey.plan_freeze",
                  obj=survey, details={"version": version.version, "sha256": version.sha256, "deviation": locked,
                                       "changed": [c["path"] for c in changes], "reason": reason})
     return version
@@ -252,6 +254,10 @@ def _values_save(survey: Survey, values: dict) -> None:
     for field, value in values.items():
         setattr(survey, field, value)
     survey.save(update_fields=list(values))
+
+
+def _user(actor: Actor | None):
+    return actor.user if actor is not None else None
 
 
 def _user_name(user) -> str:

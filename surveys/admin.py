@@ -14,6 +14,7 @@ from operations.services import operation_run_create
 from results.planning import prolific_pay_rates, survey_forecast, survey_plan
 from results.plans import plan_change, plan_changes, plan_document, plan_locked, plan_report
 from results.selectors import report_cached
+from teams.actors import Actor
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
 from teams.selectors import team_scoped
@@ -196,16 +197,16 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             before = plan_document(survey=Survey.objects.get(pk=obj.pk))  # for a survey live before plans were frozen
             super().save_model(request, obj, form, change)
             # A changed plan: a new version (a deviation with its reason after the first real answer), audit-logged.
-            plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""), user=request.user,
-                        request=request, before=before)
+            plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""),
+                        actor=Actor.of_request(request), before=before)
             return
         data = form.cleaned_data
         task = task_type_get(data["task_type"])
         survey = survey_create(slug=data["slug"], title=data["title"], iri_jobs=list(data["iri_jobs"]),
-                               task_type=task.name, **task_options(task, data))
+                               task_type=task.name, **task_options(task, data),
+                               actor=Actor.of_request(request))
         obj.pk = survey.pk
         obj.refresh_from_db()
-        self.audit(request, "create", obj)
         self.message_user(request, f"{survey.slug}: {build_summary(survey.build_report)}")
 
     @admin.display(description="analysis plan")
@@ -225,11 +226,10 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     def publish(self, request, queryset):
         for survey in queryset:
             try:
-                survey_publish(survey=survey)
+                survey_publish(survey=survey, actor=Actor.of_request(request))
             except ApplicationError as exc:
                 self.message_user(request, f"{survey.slug}: {exc.message}", level=messages.ERROR)
             else:
-                self.audit(request, "publish", survey)
                 self.message_user(request, f"{survey.slug} is live.")
 
     @admin.action(description="Run 10 bots (pilot mode) against SITE_URL", permissions=["change"])
@@ -237,22 +237,19 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         # A worker runs them (minutes of HTTP traffic, too long for this request); the survey's page shows the run.
         params = {"participants": 10, "concurrency": 4, "policy": "perceptual"}
         for survey in queryset:
-            run = operation_run_create(kind=BOTS_KIND, subject=survey, params=params, actor=request.user)
-            self.audit(request, "bots", survey, {"run": run.pk, **params})
+            operation_run_create(kind=BOTS_KIND, subject=survey, params=params, actor=Actor.of_request(request))
             self.message_user(request, f"{survey.slug}: 10 bots queued; their summary appears on the survey's page.")
 
     @admin.action(description="Delete pilot data (pilot and bot sessions)", permissions=["change"])
     def pilot_reset(self, request, queryset):
         for survey in queryset:
-            deleted = survey_pilot_reset(survey=survey)
-            self.audit(request, "pilot_reset", survey, {"rows": deleted})
+            deleted = survey_pilot_reset(survey=survey, actor=Actor.of_request(request))
             self.message_user(request, f"{survey.slug}: {deleted} pilot rows deleted.")
 
     @admin.action(description="Erase rehearsal sessions (run_bots --as-people)", permissions=["change"])
     def rehearsal_erase(self, request, queryset):
-        # The service writes the audit entry (the command erases through it too).
         for survey in queryset:
-            erased = survey_rehearsal_erase(survey=survey, request=request)
+            erased = survey_rehearsal_erase(survey=survey, actor=Actor.of_request(request))
             self.message_user(
                 request, f"{survey.slug}: {erased['sessions']} rehearsal session(s) with {erased['responses']} answers "
                          f"erased; {erased['slots_freed']} place(s) free again.")
@@ -282,7 +279,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             minutes, reward = defaults["minutes"], form.cleaned_data["reward_pence"] or defaults["reward"]
             places = form.cleaned_data["places"] or prolific_places_target(survey=survey)
             study = prolific_study_create(survey=survey, reward_pence=reward, minutes=minutes, places=places,
-                                          request=request)
+                                          actor=Actor.of_request(request))
             return (f"draft study {study.study_id} on Prolific with {study.places} places, {minutes} minutes and a "
                     f"reward of {study.reward} ({defaults['currency']}): review and publish it there.")
 
@@ -291,7 +288,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     @admin.action(description="Set Prolific places from the forecast", permissions=["change"])
     def prolific_places(self, request, queryset):
         def places(survey):
-            result = prolific_places_from_forecast(survey=survey, request=request)
+            result = prolific_places_from_forecast(survey=survey, actor=Actor.of_request(request))
             if not result["changed"]:
                 return f"the Prolific study keeps its {result['places']} places (the forecast needs {result['target']})."
             return f"the Prolific study now has {result['places']} places."
@@ -301,7 +298,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     @admin.action(description="Pause the Prolific study", permissions=["change"])
     def prolific_pause(self, request, queryset):
         def pause(survey):
-            result = prolific_study_pause(survey=survey, request=request)
+            result = prolific_study_pause(survey=survey, actor=Actor.of_request(request))
             return "the Prolific study is paused." if result["paused"] else f"the Prolific study is already {result['status']}."
 
         self._prolific_each(request, queryset, pause)
@@ -309,7 +306,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     @admin.action(description="Review Prolific submissions", permissions=["change"])
     def prolific_review(self, request, queryset):
         def review(survey):
-            c = prolific_submissions_review(survey=survey, request=request)
+            c = prolific_submissions_review(survey=survey, actor=Actor.of_request(request))
             text = (f"{c['approved']} approved, {c['return_requested']} asked to return, {c['failed_attention']} failed "
                     f"the attention check and {c['left']} other(s) left for you to review on Prolific.")
             return text + (f" {c['errors']} refused by Prolific: see the study's last error." if c["errors"] else "")
@@ -445,7 +442,8 @@ class ParticipantAdmin(TeamScopedAdmin, admin.ModelAdmin):
             if not (pid or worker_id):
                 self.message_user(request, "Sessions without a Prolific PID or worker ID were left alone.", level=messages.WARNING)
                 continue
-            result = participant_erase(surveys=surveys, prolific_pid=pid, worker_id="" if pid else worker_id, request=request)
+            result = participant_erase(surveys=surveys, prolific_pid=pid, worker_id="" if pid else worker_id,
+                                       actor=Actor.of_request(request))
             erased = result["teams"].values()
             sessions, answers = sum(c["sessions"] for c in erased), sum(c["responses"] for c in erased)
             self.message_user(request, f"Participant {result['id_hash']}: {sessions} session(s) with {answers} answers erased.")

@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from results.planning import survey_plan
+from teams.actors import Actor
 from teams.apis import TeamScopedApi
 from teams.fields import TeamScopedPrimaryKeyField
 from teams.models import Role
-from teams.services import audit_record
 
 from .models import Survey
 from .selectors import survey_monitor
@@ -23,6 +23,7 @@ from .task_types import TaskType, task_type_get, task_types
 from .task_types.fields import design_fields
 
 UNKNOWN_SET = "Unknown IRI set id: {pk_value}."
+ACTOR_NOT_AN_OPTION = "actor: not a survey option; the audit log names who creates the survey (the caller)."
 
 
 class SurveyOutputSerializer(serializers.Serializer):
@@ -106,8 +107,9 @@ class SurveyCreateApi(TeamScopedApi):
         self.get_team(team_id=jobs[0].team_id)  # a survey belongs to its IRI sets' team
         # what the task type's design does not take is refused by it, naming the option (survey_create)
         others = {key: request.data[key] for key in request.data if key not in data.fields}
-        survey = survey_create(iri_jobs=jobs, **fields, **others)
-        audit_record(action="survey.create", request=request, obj=survey)
+        if "actor" in others:  # survey_create's own keyword: who creates the survey is the caller, not the body
+            raise ApplicationError(ACTOR_NOT_AN_OPTION, extra={"field": "actor"})
+        survey = survey_create(iri_jobs=jobs, **fields, **others, actor=Actor.of_request(request))
         return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
 
 
@@ -122,8 +124,7 @@ class SurveyPublishApi(SurveyScopedApi):
     roles = {"POST": Role.RESEARCHER}
 
     def post(self, request, slug: str):
-        survey = survey_publish(survey=self.get_object())
-        audit_record(action="survey.publish", request=request, obj=survey)
+        survey = survey_publish(survey=self.get_object(), actor=Actor.of_request(request))
         return Response(SurveyOutputSerializer(survey).data)
 
 

@@ -11,9 +11,11 @@ def reservations_release_expired_task() -> int:
 
 @shared_task
 def participant_ids_expire_task() -> dict:
+    from teams.actors import Actor
+
     from .services import participant_ids_expire
 
-    return participant_ids_expire()
+    return participant_ids_expire(actor=Actor.task("participant_ids_expire"))
 
 
 @shared_task(bind=True, max_retries=None)  # the bound is PROLIFIC_TASK_RETRIES, checked below
@@ -22,7 +24,8 @@ def prolific_study_pause_when_done(self, survey_id: int) -> dict | None:
     configured, so it stops recruiting (and paying)."""
     from .services.prolific import prolific_study_pause
 
-    return _prolific_background(self, survey_id, what="pause", work=prolific_study_pause)
+    return _prolific_background(self, survey_id, what="pause", work=prolific_study_pause,
+                                actor_name="prolific_study_pause_when_done")
 
 
 @shared_task(bind=True, max_retries=None)
@@ -31,10 +34,11 @@ def prolific_places_from_forecast_task(self, survey_id: int) -> dict | None:
     the forecast asks for (they only grow; surveys.services.prolific.prolific_places_from_forecast)."""
     from .services.prolific import prolific_places_from_forecast
 
-    return _prolific_background(self, survey_id, what="places", work=prolific_places_from_forecast)
+    return _prolific_background(self, survey_id, what="places", work=prolific_places_from_forecast,
+                                actor_name="prolific_places_from_forecast_task")
 
 
-def _prolific_background(task, survey_id: int, *, what: str, work) -> dict | None:
+def _prolific_background(task, survey_id: int, *, what: str, work, actor_name: str) -> dict | None:
     """Run one Prolific service for the survey's study. While Prolific is busy or away (429, 5xx, no answer: the
     client has retried already) the task is retried with exponential back-off and full jitter, up to
     PROLIFIC_TASK_RETRIES times; a refusal, or the last failure, is kept on the study's row (the survey's admin
@@ -43,6 +47,7 @@ def _prolific_background(task, survey_id: int, *, what: str, work) -> dict | Non
     from django.conf import settings
 
     from backend.exceptions import ApplicationError
+    from teams.actors import Actor
 
     from .models import ProlificStudy
     from .prolific import prolific_enabled
@@ -52,7 +57,7 @@ def _prolific_background(task, survey_id: int, *, what: str, work) -> dict | Non
     if study is None or not prolific_enabled():
         return None
     try:
-        return work(survey=study.survey)
+        return work(survey=study.survey, actor=Actor.task(actor_name))
     except ApplicationError as exc:
         tries = task.request.retries + 1
         if exc.extra.get("transient") and tries <= settings.PROLIFIC_TASK_RETRIES:
@@ -60,5 +65,6 @@ def _prolific_background(task, survey_id: int, *, what: str, work) -> dict | Non
                 factor=settings.PROLIFIC_TASK_BACKOFF_S, retries=task.request.retries,
                 maximum=settings.PROLIFIC_TASK_BACKOFF_MAX_S, full_jitter=True)
             raise task.retry(exc=exc, countdown=countdown) from exc
-        prolific_background_failed(survey_id=survey_id, what=what, message=exc.message, tries=tries)
+        prolific_background_failed(survey_id=survey_id, what=what, message=exc.message, tries=tries,
+                                   actor=Actor.task(actor_name))
         return {"error": exc.message, "tries": tries}

@@ -11,6 +11,7 @@ from rest_framework.authtoken.models import TokenProxy
 
 from backend.exceptions import ApplicationError
 
+from .actors import Actor
 from .models import AuditEntry, Membership, Role, Team
 from .selectors import (
     team_for_new_object,
@@ -22,7 +23,7 @@ from .selectors import (
     team_scoped,
     user_find,
 )
-from .services import LAST_OWNER, api_token_audit, audit_record, membership_remove, membership_set
+from .services import LAST_OWNER, api_token_audit, api_token_revoke, audit_record, membership_remove, membership_set
 
 
 class TeamScopedAdmin:
@@ -167,7 +168,8 @@ class TeamScopedAdmin:
 
     def audit(self, request, action: str, obj, details: dict | None = None) -> None:
         name = self.audit_name or obj._meta.model_name
-        audit_record(action=f"{name}.{action}", request=request, obj=obj, team=self.team_of(obj), details=details)
+        audit_record(actor=Actor.of_request(request), action=f"{name}.{action}", obj=obj, team=self.team_of(obj),
+                     details=details)
 
     def save_model(self, request, obj, form, change):
         if change and not self.has_change_permission(request, obj):
@@ -328,7 +330,8 @@ class TeamAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        audit_record(action="team.change" if change else "team.create", request=request, obj=obj, team=obj)
+        audit_record(actor=Actor.of_request(request), action="team.change" if change else "team.create", obj=obj,
+                     team=obj)
 
     def save_formset(self, request, form, formset, change):
         # Through the membership services, which keep the last owner; new owners first and removals last, so a
@@ -336,17 +339,15 @@ class TeamAdmin(admin.ModelAdmin):
         team = form.instance
         formset.save(commit=False)
         changed = formset.new_objects + [m for m, _ in formset.changed_objects]
+        actor = Actor.of_request(request)
         for membership in sorted(changed, key=lambda m: m.role != Role.OWNER):
-            saved = membership_set(team=team, user=membership.user, role=membership.role)
-            audit_record(action="membership.set", request=request, obj=saved, team=team,
-                         details={"user": saved.user.get_username(), "role": saved.role})
+            membership_set(team=team, user=membership.user, role=membership.role, actor=actor)
         for membership in formset.deleted_objects:
-            audit_record(action="membership.delete", request=request, obj=membership, team=team,
-                         details={"user": membership.user.get_username()})
-            membership_remove(team=team, user=membership.user)
+            membership_remove(team=team, user=membership.user, actor=actor)
 
     def delete_model(self, request, obj):
-        audit_record(action="team.delete", request=request, obj=obj, team=None, details={"name": obj.name})
+        audit_record(actor=Actor.of_request(request), action="team.delete", obj=obj, team=None,
+                     details={"name": obj.name})
         super().delete_model(request, obj)
 
 
@@ -416,13 +417,11 @@ class OwnTokenAdmin(TokenAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        api_token_audit(action="token.issue", user=obj.user, request=request)
+        api_token_audit(actor=Actor.of_request(request), action="token.issue", user=obj.user)
 
     def delete_model(self, request, obj):
-        api_token_audit(action="token.revoke", user=obj.user, request=request)
-        super().delete_model(request, obj)
+        api_token_revoke(user=obj.user, actor=Actor.of_request(request))
 
     def delete_queryset(self, request, queryset):  # the list's bulk delete action
         for token in queryset.select_related("user"):
-            api_token_audit(action="token.revoke", user=token.user, request=request)
-        super().delete_queryset(request, queryset)
+            api_token_revoke(user=token.user, actor=Actor.of_request(request))

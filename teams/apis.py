@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 
 from .models import Role, Team
 from .selectors import team_for_new_object, team_object_get, team_role_check
-from .services import api_token_audit, api_token_issue, api_token_revoke
+from .actors import Actor
+from .services import api_token_issue, api_token_revoke
 
 MISSING_ROLES = (
     "{view} implements {methods} without saying which team role each needs: add "
@@ -99,12 +100,10 @@ class ApiTokenApi(APIView):
     @extend_schema(responses={201: OutputSerializer})
     def post(self, request):
         """A new API token for the caller; the one they had stops working."""
-        token = api_token_issue(user=request.user)
-        api_token_audit(action="token.issue", user=request.user, request=request)
+        token = api_token_issue(user=request.user, actor=Actor.of_request(request))
         return Response(self.OutputSerializer({"token": token.key, "created": token.created}).data, status=status.HTTP_201_CREATED)
 
     def delete(self, request):
         """The caller's API token stops working."""
-        revoked = api_token_revoke(user=request.user)
-        api_token_audit(action="token.revoke", user=request.user, request=request, details={"had_token": revoked})
+        api_token_revoke(user=request.user, actor=Actor.of_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -12,7 +12,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.models import Team
+from teams.services import audit_record
 
 from ..models import Checkpoint
 from .specs import iri_spec_validate
@@ -41,20 +43,21 @@ def checkpoint_data_check(*, backbone: str, data: bytes) -> None:
         checkpoint_check(backbone=backbone, path=path)
 
 
-def checkpoint_create(*, team: Team, name: str, backbone: str, data: bytes) -> Checkpoint:
+def checkpoint_create(*, team: Team, name: str, backbone: str, data: bytes, actor: Actor | None = None) -> Checkpoint:
     """Store uploaded weights for a registered architecture once they passed checkpoint_data_check (the same
-    file uploaded again to the same team is the checkpoint already stored)."""
+    file uploaded again to the same team is the checkpoint already stored; the upload is audited either way)."""
     checkpoint_data_check(backbone=backbone, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
-    existing = Checkpoint.objects.filter(team=team, sha256=sha256).first()
-    if existing is not None:
-        if existing.backbone != backbone:
-            raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=existing.backbone, spec=backbone))
-        return existing
     with transaction.atomic():
-        checkpoint = Checkpoint(team=team, name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256, size=len(data))
-        checkpoint.file.save(f"{sha256}.pt", ContentFile(data), save=False)
-        checkpoint.save()
+        checkpoint = Checkpoint.objects.filter(team=team, sha256=sha256).first()
+        if checkpoint is not None and checkpoint.backbone != backbone:
+            raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=checkpoint.backbone, spec=backbone))
+        if checkpoint is None:
+            checkpoint = Checkpoint(team=team, name=name[:200] or sha256[:12], backbone=backbone, sha256=sha256,
+                                    size=len(data))
+            checkpoint.file.save(f"{sha256}.pt", ContentFile(data), save=False)
+            checkpoint.save()
+        audit_record(actor=actor, action="checkpoint.create", obj=checkpoint)
     return checkpoint
 
 

@@ -10,6 +10,8 @@ from django.db.models import Count, F, FloatField, Sum
 from django.utils import timezone
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
+from teams.services import audit_record
 
 from ..models import Checkpoint, IriChunk, IriJob, TargetPhoto
 from .checkpoints import CHECKPOINT_BACKBONE
@@ -112,6 +114,7 @@ def iri_job_create(
     seed_upload: bytes | None = None,
     seed_upload_name: str = "",
     chunk_size: int | None = None,
+    actor: Actor | None = None,
 ) -> IriJob:
     """Check (iri_job_check), store the job with its chunks, and queue one task per chunk once the transaction
     commits. An uploaded seed image becomes a target photo of the job's team in the same transaction, so a job
@@ -122,9 +125,10 @@ def iri_job_create(
     )
     with transaction.atomic():
         if seed_upload is not None:
-            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload)
+            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload,
+                                             actor=actor)
         job = _iri_job_store(targets=targets, name=name, spec=full_spec, checkpoint=checkpoint,
-                             seed_photo=seed_photo, chunk_size=chunk_size)
+                             seed_photo=seed_photo, chunk_size=chunk_size, actor=actor)
     return job
 
 
@@ -173,6 +177,7 @@ def iri_sweep_create(
     seed_upload: bytes | None = None,
     seed_upload_name: str = "",
     chunk_size: int | None = None,
+    actor: Actor | None = None,
 ) -> list[IriJob]:
     """A layer sweep: one job per layer (in the order given, each layer once), the same targets, seed and spec
     but spec.layer, named "<name> · <layer>" and sharing one ``sweep`` id. Every layer is checked before
@@ -188,25 +193,28 @@ def iri_sweep_create(
     jobs = []
     with transaction.atomic():
         if seed_upload is not None:
-            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload)
+            seed_photo = target_photo_create(team=targets[0].team, name=f"seed: {seed_upload_name}", data=seed_upload,
+                                             actor=actor)
         for layer, full_spec in zip(layers, specs):
             label = f"{name[:200 - len(SWEEP_NAME_SEPARATOR) - len(layer)]}{SWEEP_NAME_SEPARATOR}{layer}" if name else layer
             jobs.append(_iri_job_store(
                 targets=targets, name=label[:200], spec=full_spec, checkpoint=checkpoint, seed_photo=seed_photo,
-                chunk_size=chunk_size, sweep=sweep,
+                chunk_size=chunk_size, sweep=sweep, actor=actor,
             ))
     return jobs
 
 
 def _iri_job_store(*, targets: list[TargetPhoto], name: str, spec: dict, checkpoint: Checkpoint | None,
-                   seed_photo: TargetPhoto | None, chunk_size: int, sweep: uuid.UUID | None = None) -> IriJob:
-    """Store one checked job with its chunks and queue them when the surrounding transaction commits."""
+                   seed_photo: TargetPhoto | None, chunk_size: int, actor: Actor | None,
+                   sweep: uuid.UUID | None = None) -> IriJob:
+    """Store one checked job with its chunks (audited) and queue them when the surrounding transaction commits."""
     job = IriJob.objects.create(
         team_id=targets[0].team_id, name=name, spec=spec, checkpoint=checkpoint, seed_photo=seed_photo,
         chunk_size=chunk_size, sweep=sweep,
     )
     job.targets.set(targets)
     iri_job_chunks_create(job=job)
+    audit_record(actor=actor, action="iri_job.create", obj=job)
     transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk))
     return job
 
@@ -264,7 +272,7 @@ def iri_job_fail(*, job_id: int, error: str) -> None:
     )
 
 
-def iri_job_cancel(*, job: IriJob) -> IriJob:
+def iri_job_cancel(*, job: IriJob, actor: Actor | None = None) -> IriJob:
     """QUEUED/RUNNING -> CANCELLED. Queued chunks are skipped; running ones stop at their next step."""
     now = timezone.now()
     with transaction.atomic():
@@ -276,11 +284,12 @@ def iri_job_cancel(*, job: IriJob) -> IriJob:
         job.chunks.filter(status__in=[IriChunk.Status.QUEUED, IriChunk.Status.RUNNING]).update(
             status=IriChunk.Status.CANCELLED, finished_at=now
         )
+        audit_record(actor=actor, action="iri_job.cancel", obj=job)
     job.refresh_from_db()
     return job
 
 
-def iri_job_retry(*, job: IriJob) -> IriJob:
+def iri_job_retry(*, job: IriJob, actor: Actor | None = None) -> IriJob:
     """Queue the FAILED chunks of a FAILED job again; finished chunks keep their images."""
     with transaction.atomic():
         locked = IriJob.objects.select_for_update().get(pk=job.pk)
@@ -295,6 +304,7 @@ def iri_job_retry(*, job: IriJob) -> IriJob:
         IriJob.objects.filter(pk=job.pk).update(
             status=IriJob.Status.RUNNING if started else IriJob.Status.QUEUED, error="", finished_at=None
         )
+        audit_record(actor=actor, action="iri_job.retry", obj=locked)
         transaction.on_commit(lambda: iri_job_enqueue(job_id=job.pk, chunk_ids=failed))
     iri_job_refresh(job_id=job.pk)
     job.refresh_from_db()

@@ -11,7 +11,9 @@ from django.db import IntegrityError, transaction
 from PIL import Image, UnidentifiedImageError
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.models import Team
+from teams.services import audit_record
 
 from ..models import StoredImage, TargetPhoto
 
@@ -88,12 +90,15 @@ def photo_png_bytes(*, data: bytes) -> tuple[bytes, int, int]:
     return out.getvalue(), rgb.width, rgb.height
 
 
-def target_photo_create(*, team: Team, name: str, data: bytes, label: str | None = None) -> TargetPhoto:
+def target_photo_create(*, team: Team, name: str, data: bytes, label: str | None = None,
+                        actor: Actor | None = None) -> TargetPhoto:
     png, width, height = photo_png_bytes(data=data)
     with transaction.atomic():
         image = stored_image_save(png_bytes=png, width=width, height=height)
-        return TargetPhoto.objects.create(team=team, name=name[:200] or image.sha256[:12], image=image,
-                                          label=(label or "").strip() or None)
+        photo = TargetPhoto.objects.create(team=team, name=name[:200] or image.sha256[:12], image=image,
+                                           label=(label or "").strip() or None)
+        audit_record(actor=actor, action="photo.create", obj=photo)
+    return photo
 
 
 def _read_rgb(stored: StoredImage) -> Image.Image:

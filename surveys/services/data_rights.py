@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.services import audit_record
 
 from ..models import Participant, Slot, Survey
@@ -23,7 +24,8 @@ def external_id_hash(*, value: str) -> str:
 
 
 def participant_erase(
-    *, surveys: QuerySet[Survey], prolific_pid: str = "", worker_id: str = "", dry_run: bool = False, user=None, request=None
+    *, surveys: QuerySet[Survey], prolific_pid: str = "", worker_id: str = "", dry_run: bool = False,
+    actor: Actor | None = None,
 ) -> dict:
     """Delete every session of one person (by Prolific PID or MTurk worker ID) in these surveys, with their
     answers, events and assignments. A slot the person held or filled is free again, so its list can be refilled
@@ -57,7 +59,7 @@ def participant_erase(
                 transaction.on_commit(lambda survey_id=survey_id: survey_adaptive_refresh(survey_id=survey_id, force=True))
             for team in {s.survey.team for s in sessions}:
                 details = {"id_hash": id_hash, "id_kind": kind, **erased[team.name]}
-                audit_record(action="participant.erase", team=team, user=user, request=request, details=details)
+                audit_record(actor=actor, action="participant.erase", team=team, details=details)
     return {"id_hash": id_hash, "id_kind": kind, "dry_run": dry_run, "teams": erased}
 
 
@@ -76,7 +78,7 @@ def sessions_delete(*, ids: list[int]) -> None:
     Participant.objects.filter(pk__in=ids).delete()
 
 
-def participant_ids_expire(*, now=None) -> dict[str, int]:
+def participant_ids_expire(*, actor: Actor | None = None, now=None) -> dict[str, int]:
     """Blank the personal IDs (Participant.PERSONAL_ID_FIELDS) of sessions that ended more than their survey's
     retention_days ago; answers stay, under the session's row id. One audit entry per survey that had any.
     Returns how many sessions lost their IDs, per survey slug."""
@@ -88,6 +90,7 @@ def participant_ids_expire(*, now=None) -> dict[str, int]:
         with transaction.atomic():
             n = Participant.objects.filter(survey=survey, ended_at__lt=cutoff).exclude(**blank).update(**blank)
             if n:
-                audit_record(action="survey.retention", obj=survey, details={"sessions": n, "retention_days": survey.retention_days})
+                audit_record(actor=actor, action="survey.retention", obj=survey,
+                             details={"sessions": n, "retention_days": survey.retention_days})
                 expired[survey.slug] = n
     return expired

@@ -12,6 +12,8 @@ from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
 from stats.adaptive.interval import condition_answers_needed
 from stats.adaptive.planner import DEFAULT_DESIGN_EFFECT, WORST_CASE_P
 from stats.adaptive.stopping import MIN_ANSWERS
+from teams.actors import Actor
+from teams.services import audit_record
 
 from ..models import Participant, Slot, Survey
 from ..stimuli import PhotoPool, image_size
@@ -42,7 +44,7 @@ GOAL_RISK_CONFIRM = (
 
 
 def survey_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: str = Survey.TaskType.TWO_AFC,
-                  **settings) -> Survey:
+                  actor: Actor | None = None, **settings) -> Survey:
     """A DRAFT survey of a task type (surveys.task_types): its trials from the IRI sets, split into trial lists,
     each with N slots per mode (live, pilot). ``settings`` are the task type's design (its typed options: an option it
     does not take, or a bad value, is an ApplicationError naming it); each maps onto the Survey column of its name.
@@ -52,6 +54,7 @@ def survey_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: s
     (surveys.layouts). What the builder did (resizing, IRIs left out) is in ``survey.build_report``.
     ``accept_goal_risk``: build a precision goal that the cap or the places may not reach at the worst case (it is
     refused otherwise); the risk is recorded in the build report (``goal_risk``) and shown on the survey's page.
+    ``actor``: who builds it (teams.actors), in the audit log with the survey.
     """
     task = task_type_get(task_type)
     design = design_from(task_type=task, options=settings)
@@ -61,6 +64,7 @@ def survey_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: s
         survey = Survey.objects.create(team_id=iri_jobs[0].team_id, slug=slug, title=title, task_type=task.name,
                                        **{**design.columns(), **_task_texts(task=task, design=design)})
         survey.iri_jobs.set(iri_jobs)
+        audit_record(actor=actor, action="survey.create", obj=survey)
         pool = PhotoPool(targets=list({i.target_id: i.target for i in iris}.values()),
                          rng=random.Random(f"{design.rng_seed}:pool"))
         return task.build(survey=survey, iris=iris, rng=rng, pool=pool, report=report)
@@ -215,21 +219,24 @@ def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_
     return {"accepted": True, "needed": worst, "reachable": reachable, "warning": warning}
 
 
-def survey_publish(*, survey: Survey) -> Survey:
+def survey_publish(*, survey: Survey, actor: Actor | None = None) -> Survey:
     from results.plans import plan_freeze  # results.plans reads surveys' models
 
     if not survey.trials.exists():
         raise ApplicationError("A survey without trials cannot be published.")
     with transaction.atomic():
-        plan_freeze(survey=survey)  # the analysis plan, hashed before any data (a changed plan after data is refused)
+        # The analysis plan, hashed before any data (a changed plan after data is refused).
+        plan_freeze(survey=survey, actor=actor)
         Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.LIVE)
+        audit_record(actor=actor, action="survey.publish", obj=survey)
     survey.refresh_from_db()
     return survey
 
 
-def survey_pilot_reset(*, survey: Survey) -> int:
+def survey_pilot_reset(*, survey: Survey, actor: Actor | None = None) -> int:
     """Delete every pilot (and bot-in-pilot) session of a survey and free the pilot slots. Returns how many."""
     with transaction.atomic():
         Slot.objects.filter(survey=survey, is_pilot=True).update(participant=None, reserved_until=None, filled_at=None)
         deleted, _ = Participant.objects.filter(survey=survey, is_pilot=True).delete()
+        audit_record(actor=actor, action="survey.pilot_reset", obj=survey, details={"rows": deleted})
     return deleted

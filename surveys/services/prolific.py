@@ -20,6 +20,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.services import audit_record
 
 from ..models import Participant, ProlificStudy, Slot, Survey
@@ -112,8 +113,8 @@ def _call(study: ProlificStudy | None, request_fn):
     return result
 
 
-def _audit(action: str, study: ProlificStudy, *, user=None, request=None, details: dict | None = None) -> None:
-    audit_record(action=f"prolific_study.{action}", user=user, request=request, obj=study, team=study.survey.team,
+def _audit(action: str, study: ProlificStudy, *, actor: Actor | None, details: dict | None = None) -> None:
+    audit_record(actor=actor, action=f"prolific_study.{action}", obj=study, team=study.survey.team,
                  details=details)
 
 
@@ -212,8 +213,8 @@ def prolific_description(*, survey: Survey, minutes: int) -> str:
     return f"{task.description}{TIMED if timed else ''} About {minutes} minutes."
 
 
-def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, places: int, user=None,
-                          request=None) -> ProlificStudy:
+def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, places: int,
+                          actor: Actor | None = None) -> ProlificStudy:
     """A draft (UNPUBLISHED) study on Prolific with the survey's link, every code it can hand out, a description
     for its task type and Prolific's shortest allowed maximum time at least; the researcher reviews and publishes
     it on Prolific. The reward is in the Prolific workspace's currency (PROLIFIC_CURRENCY), in pence or cents.
@@ -258,13 +259,13 @@ def prolific_study_create(*, survey: Survey, reward_pence: int, minutes: int, pl
             raise ApplicationError(exc.message + UNCERTAIN, extra=exc.extra, status_code=exc.status_code) from exc
         study.delete()  # Prolific refused: nothing was made there
         raise
-    _audit("create", study, user=user, request=request,
+    _audit("create", study, actor=actor,
            details={"study_id": study.study_id, "places": study.places, "reward": study.reward,
                     "currency": settings.PROLIFIC_CURRENCY, "minutes": minutes, "found_again": resumed})
     return study
 
 
-def prolific_places_set(*, survey: Survey, places: int, user=None, request=None) -> ProlificStudy:
+def prolific_places_set(*, survey: Survey, places: int, actor: Actor | None = None) -> ProlificStudy:
     """Set the study's total places. A draft takes any number; a published study only more (Prolific's rule),
     so a decrease is refused here with the current figures before Prolific is asked."""
     client = _client()
@@ -281,7 +282,7 @@ def prolific_places_set(*, survey: Survey, places: int, user=None, request=None)
     if places != current:
         remote = _call(study, lambda: client.study_update(study.study_id, total_available_places=places))
     _seen(study, remote)
-    _audit("places", study, user=user, request=request, details={"from": current, "to": study.places})
+    _audit("places", study, actor=actor, details={"from": current, "to": study.places})
     return study
 
 
@@ -305,7 +306,7 @@ def prolific_places_target(*, survey: Survey, forecast: dict | None = None) -> i
     return max(target, 1)
 
 
-def prolific_places_from_forecast(*, survey: Survey, user=None, request=None, forecast: dict | None = None) -> dict:
+def prolific_places_from_forecast(*, survey: Survey, actor: Actor | None = None, forecast: dict | None = None) -> dict:
     """Set the places to prolific_places_target. A published study that already has at least that many keeps
     them (Prolific's places only grow); a draft takes the number."""
     client = _client()
@@ -316,11 +317,11 @@ def prolific_places_from_forecast(*, survey: Survey, user=None, request=None, fo
     if remote.get("status") != UNPUBLISHED and target <= current:
         _seen(study, remote)
         return {"places": current, "target": target, "changed": False}
-    prolific_places_set(survey=survey, places=target, user=user, request=request)
+    prolific_places_set(survey=survey, places=target, actor=actor)
     return {"places": target, "target": target, "changed": target != current}
 
 
-def prolific_study_pause(*, survey: Survey, user=None, request=None) -> dict:
+def prolific_study_pause(*, survey: Survey, actor: Actor | None = None) -> dict:
     """Stop recruiting (those inside finish): PAUSE an active study, cancel a scheduled publication (the study goes
     back to draft). A study already paused, awaiting review or completed is left as it is; a draft has nothing to
     pause; one still publishing is a transient refusal, to try again."""
@@ -339,11 +340,12 @@ def prolific_study_pause(*, survey: Survey, user=None, request=None) -> dict:
     action = "PAUSE" if before == "ACTIVE" else "CANCEL_PUBLISH"
     remote = _call(study, lambda: client.study_transition(study.study_id, action))
     _seen(study, remote)
-    _audit("pause", study, user=user, request=request, details={"from": before, "to": study.status})
+    _audit("pause", study, actor=actor, details={"from": before, "to": study.status})
     return {"paused": True, "status": study.status}
 
 
-def prolific_background_failed(*, survey_id: int, what: str, message: str, tries: int) -> None:
+def prolific_background_failed(*, survey_id: int, what: str, message: str, tries: int,
+                               actor: Actor | None = None) -> None:
     """A background call to Prolific (the pause when the goal is met, a places update) failed for good: kept as the
     study's last error, which the survey's admin page shows, and in the audit log; not only in a log file."""
     study = ProlificStudy.objects.select_related("survey__team").filter(survey_id=survey_id).first()
@@ -351,7 +353,7 @@ def prolific_background_failed(*, survey_id: int, what: str, message: str, tries
         return
     text = BACKGROUND_FAILED.format(what=what, tries=tries, message=message)
     ProlificStudy.objects.filter(pk=study.pk).update(last_error=text, updated_at=timezone.now())
-    _audit(f"{what}_failed", study, details={"error": message, "tries": tries})
+    _audit(f"{what}_failed", study, actor=actor, details={"error": message, "tries": tries})
 
 
 def _review_decision(submission: dict, participant: Participant | None, survey: Survey) -> str:
@@ -383,7 +385,7 @@ def _sessions_of(survey: Survey, submissions: list[dict]) -> dict[str, Participa
     return {s["id"]: by_session.get(s["id"]) or by_pid.get(s.get("participant_id")) for s in submissions}
 
 
-def prolific_submissions_review(*, survey: Survey, user=None, request=None) -> dict:
+def prolific_submissions_review(*, survey: Survey, actor: Actor | None = None) -> dict:
     """Every submission AWAITING REVIEW (Prolific's status filter, every page): approved when the session completed
     here (or, with no session here, the completion code was entered), in bulk-approve requests of at most 1,000; a
     return requested for timed-out and returned sessions (once: a submission already asked is skipped); failed
@@ -422,5 +424,5 @@ def prolific_submissions_review(*, survey: Survey, user=None, request=None) -> d
             last_error = exc.message
     study.last_error = last_error
     study.save(update_fields=["last_error", "updated_at"])
-    _audit("review", study, user=user, request=request, details=counts)  # counts only: no participant IDs
+    _audit("review", study, actor=actor, details=counts)  # counts only: no participant IDs
     return counts

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F
 
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.services import audit_record
 
 from ..counted_answers import Purpose, sessions_counted
@@ -37,13 +38,13 @@ def survey_rehearsal_check(*, survey: Survey) -> None:
         raise ApplicationError(REHEARSAL_HAS_PEOPLE.format(slug=survey.slug, n=real))
 
 
-def survey_rehearsal_start(*, survey: Survey, params: dict, user=None) -> None:
+def survey_rehearsal_start(*, survey: Survey, params: dict, actor: Actor | None = None) -> None:
     """Check once more, just before the bots go, and record the rehearsal in the survey team's audit log."""
     survey_rehearsal_check(survey=survey)
-    audit_record(action="survey.rehearsal", obj=survey, user=user, details=params)
+    audit_record(actor=actor, action="survey.rehearsal", obj=survey, details=params)
 
 
-def survey_rehearsal_erase(*, survey: Survey, user=None, request=None) -> dict:
+def survey_rehearsal_erase(*, survey: Survey, actor: Actor | None = None) -> dict:
     """Erase a survey's rehearsal: its sessions with their answers, events and assignments, their places free
     again (as participant_erase does), and adaptive collection back to its first state, so the rehearsal's
     estimates and stop are gone. One audit entry. Returns what was erased; nothing to erase changes nothing."""
@@ -65,5 +66,5 @@ def survey_rehearsal_erase(*, survey: Survey, user=None, request=None) -> dict:
                 # people came during the rehearsal: the fresh state counts them
                 transaction.on_commit(lambda: survey_adaptive_refresh(survey_id=survey.pk, force=True))
         Survey.objects.filter(pk=survey.pk).update(**fields)
-        audit_record(action="survey.rehearsal_erase", obj=survey, user=user, request=request, details=erased)
+        audit_record(actor=actor, action="survey.rehearsal_erase", obj=survey, details=erased)
     return erased

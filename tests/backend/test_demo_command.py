@@ -1,6 +1,7 @@
 """`manage.py demo --no-serve` on the embedded stack: SQLite, the filesystem broker, its own worker process."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,7 @@ def test_the_demo_prepares_a_live_survey_from_iris_made_by_its_worker(tmp_path):
     assert summary["admin_user"] == "admin" and summary["admin_password"]
     assert "IRIs: 100%" in run.stderr  # progress was shown while the worker generated them
     assert len(list((tmp_path / "media" / "img").rglob("*.png"))) >= 4 * 2 + 1
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        audited = db.execute("SELECT action, username FROM teams_auditentry WHERE action LIKE 'survey.%'").fetchall()
+    assert sorted(audited) == [("survey.create", "command:demo"), ("survey.plan_freeze", "command:demo"),
+                               ("survey.publish", "command:demo")]

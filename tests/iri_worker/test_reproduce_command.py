@@ -15,6 +15,7 @@ from iri_worker.reproduction import FASHION_MNIST_DIR
 from results.services import alignment_report
 from surveys.models import Survey
 from surveys.services import survey_create
+from teams.models import AuditEntry
 from teams.services import team_create
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +75,10 @@ def torch_threads_kept():
 
 @pytest.mark.skipif(not Path(FASHION_MNIST_DIR).exists(), reason="needs Debian's dataset-fashion-mnist (scripts/services.sh installs it)")
 @pytest.mark.django_db
-def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_that_compares_them(weights_cache, team):
+def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_that_compares_them(weights_cache, team,
+                                                                                                 settings):
     team_create(name="Lab B")  # two teams: the command must be told which one
+    settings.AUDIT_ACTOR_REQUIRED = True  # as outside the tests: the command must say who writes
     out = io.StringIO()
     call_command("reproduce", *TINY_SURVEY_RUN, "--cache", str(weights_cache), "--survey", "fmnist-robust-vs-standard",
                  "--team", "Lab A", stdout=out, stderr=io.StringIO())
@@ -98,6 +101,10 @@ def test_reproduce_with_a_survey_stores_four_iri_sets_and_publishes_a_survey_tha
     assert {(c["training"], c["recipe"]) for c in conditions} == {
         ("standard", "reg_free"), ("standard", "adv_ssim"), ("adversarial", "reg_free"), ("adversarial", "adv_ssim")}
     assert len({c["checkpoint"] for c in conditions}) == 2  # the two models' weights, by hash
+    by_command = AuditEntry.objects.filter(username="command:reproduce", user=None, team=team)
+    [entry] = by_command.filter(action="survey.create")
+    assert entry.object_id == str(survey.pk)
+    assert by_command.filter(action="survey.publish").count() == 1 and by_command.filter(action="iri_job.create").count() == 4
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from operations.registry import operation_kind_get, operation_kind_register
 from operations.selectors import operation_run_get, operation_run_list
 from operations.services import TASK_QUEUE_DOWN, operation_run_create
 from operations.tasks import operation_run_execute
+from teams.actors import Actor
 from teams.models import Role
 from teams.services import membership_set, team_create
 from tests.factories import TargetPhotoFactory
@@ -33,7 +34,7 @@ def photo(team):
 def started(kind: str, subject, actor, capture, params=None) -> OperationRun:
     """A run created as a page would create it: (the run), its task sent once the transaction commits."""
     with capture(execute=False) as enqueued:
-        run = operation_run_create(kind=kind, subject=subject, params=params or {}, actor=actor)
+        run = operation_run_create(kind=kind, subject=subject, params=params or {}, actor=Actor.of_user(actor))
     assert len(enqueued) == 1
     return run
 
@@ -65,7 +66,7 @@ def test_a_run_goes_from_queued_to_running_to_done_with_its_progress_and_result(
 def test_an_unknown_kind_is_refused_before_anything_is_queued_and_the_refusal_names_the_known_kinds(
         photo, researcher, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as enqueued, pytest.raises(ApplicationError) as refused:
-        operation_run_create(kind="proxies", subject=photo, params={}, actor=researcher)
+        operation_run_create(kind="proxies", subject=photo, params={}, actor=Actor.of_user(researcher))
 
     assert "No operation kind 'proxies'" in refused.value.message
     assert "archive, bots, proxy" in refused.value.message  # what results and surveys register
@@ -128,7 +129,7 @@ def test_with_the_broker_down_the_run_says_so_instead_of_waiting(kinds, photo, r
 
     monkeypatch.setattr(operation_run_execute, "apply_async", down)
     with django_capture_on_commit_callbacks(execute=True):
-        run = operation_run_create(kind="toy.never", subject=photo, params={}, actor=researcher)
+        run = operation_run_create(kind="toy.never", subject=photo, params={}, actor=Actor.of_user(researcher))
 
     run.refresh_from_db()
     assert run.status == OperationRun.Status.FAILED

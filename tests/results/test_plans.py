@@ -22,6 +22,7 @@ from results.plans import (
 from results.services import alignment_report
 from surveys.models import Survey
 from surveys.services import survey_create, survey_publish
+from teams.actors import Actor
 from teams.models import AuditEntry
 from tests.results.helpers import session_answer, target
 
@@ -39,7 +40,9 @@ def versions(survey):
 # --------------------------------------------------------------------------------------------- freezing
 
 
-def test_publish_freezes_the_plan_as_canonical_json_with_its_sha256(live_survey):
+def test_publish_freezes_the_plan_as_canonical_json_with_its_sha256(iri_set, researcher):
+    draft = survey_create(slug="to-freeze", title="Which is closer?", iri_jobs=[iri_set], rng_seed=1)
+    live_survey = survey_publish(survey=draft, actor=Actor.of_user(researcher))
     [v1] = versions(live_survey)
 
     assert v1.version == 1 and not v1.deviation and v1.reason == ""
@@ -47,7 +50,8 @@ def test_publish_freezes_the_plan_as_canonical_json_with_its_sha256(live_survey)
     resorted = json.dumps(json.loads(v1.canonical), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert v1.canonical == resorted
     assert json.loads(v1.canonical) == plan_document(survey=live_survey)
-    assert AuditEntry.objects.filter(action="survey.plan_freeze", object_id=str(live_survey.pk)).count() == 1
+    [entry] = AuditEntry.objects.filter(action="survey.plan_freeze", object_id=str(live_survey.pk))
+    assert entry.user == researcher and entry.details == {"version": 1, "sha256": v1.sha256}
 
 
 def test_the_plan_covers_conditions_design_stopping_exclusions_and_the_primary_statistic(live_survey, iri_set):
@@ -136,7 +140,7 @@ def test_a_change_with_a_reason_is_a_deviation_audit_logged_and_listed_by_the_re
     frozen = versions(live_survey)[0].sha256
 
     version = plan_change(survey=live_survey, values={"rt_floor_ms": 150.0}, reason="The floor cut fast readers.",
-                          user=researcher)
+                          actor=Actor.of_user(researcher))
 
     assert version.deviation and version.version == 2
     assert version.changed == [{"path": "exclusions.rt_floor_ms", "before": 200.0, "after": 150.0}]

@@ -22,6 +22,7 @@ from results.services import alignment_report
 from surveys.models import Assignment, Participant, ParticipantEvent, Response, Slot, Survey
 from surveys.services import external_id_hash, participant_enroll, participant_events_record, participant_ids_expire
 from surveys.tasks import participant_ids_expire_task
+from teams.actors import Actor
 from teams.models import AuditEntry, Role
 from teams.services import membership_set, team_create
 from tests.results.helpers import session_answer, survey_make, target
@@ -223,7 +224,7 @@ def test_retention_drops_external_ids_only_of_sessions_that_ended_longer_ago_tha
     unlimited, _ = participant_enroll(survey=kept_forever, prolific_pid="P-OLD")
     ended(unlimited, days_ago=400)
 
-    assert participant_ids_expire() == {"pilot": 1}
+    assert participant_ids_expire(actor=Actor.command("participant_ids_expire")) == {"pilot": 1}
 
     old.refresh_from_db()
     assert (old.prolific_pid, old.session_id, old.worker_id, old.assignment_id, old.study_id) == ("", "", "", "", "STUDY")
@@ -235,6 +236,7 @@ def test_retention_drops_external_ids_only_of_sessions_that_ended_longer_ago_tha
     assert still_active.worker_id == "W-ACTIVE"
     entry = AuditEntry.objects.get(action="survey.retention")
     assert (entry.object_repr, entry.details) == ("pilot", {"sessions": 1, "retention_days": 30})
+    assert (entry.username, entry.user) == ("command:participant_ids_expire", None)
 
 
 def test_the_beat_task_expires_ids_and_a_second_run_finds_nothing_to_do(live_survey):
@@ -244,5 +246,6 @@ def test_the_beat_task_expires_ids_and_a_second_run_finds_nothing_to_do(live_sur
 
     assert participant_ids_expire_task() == {"pilot": 1}
     assert participant_ids_expire_task() == {}
-    assert AuditEntry.objects.filter(action="survey.retention").count() == 1
+    [entry] = AuditEntry.objects.filter(action="survey.retention")
+    assert entry.username == "task:participant_ids_expire"
     assert any(e["task"] == "surveys.tasks.participant_ids_expire_task" for e in settings.CELERY_BEAT_SCHEDULE.values())

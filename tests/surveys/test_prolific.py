@@ -27,6 +27,7 @@ from surveys.services.prolific import (
     prolific_study_create,
 )
 from surveys.tasks import prolific_places_from_forecast_task, prolific_study_pause_when_done
+from teams.actors import Actor
 from teams.models import AuditEntry, Role
 from teams.services import membership_set, team_create
 from tests.conftest import free_port
@@ -97,9 +98,9 @@ def test_the_story_from_a_draft_to_approvals_through_busy_and_failing_moments(
 
     fake.publish(study.study_id)  # the researcher publishes it on Prolific's site
     fake.fail(503, method="PATCH", after=True)  # Prolific set the places, its answer was lost: setting again is safe
-    prolific_places_set(survey=live_survey, places=30, user=researcher)
+    prolific_places_set(survey=live_survey, places=30, actor=Actor.of_user(researcher))
     with pytest.raises(ApplicationError, match="only lets places grow once a study is published") as refused:
-        prolific_places_set(survey=live_survey, places=25, user=researcher)
+        prolific_places_set(survey=live_survey, places=25, actor=Actor.of_user(researcher))
 
     assert fake.studies[study.study_id]["total_available_places"] == 30
     assert "30 places, so 25 would be a decrease" in refused.value.message
@@ -365,10 +366,10 @@ def test_places_follow_the_forecast_and_only_grow_once_published(fake, admin_cli
     session(live_survey, "P-2", "failed_attention")
     session(live_survey, "P-3", "timed_out")  # its place is free again on Prolific
 
-    on_draft = prolific_places_from_forecast(survey=live_survey, user=researcher, forecast={"participants_still_needed": 7})
+    on_draft = prolific_places_from_forecast(survey=live_survey, actor=Actor.of_user(researcher), forecast={"participants_still_needed": 7})
     fake.publish(study.study_id)
-    grown = prolific_places_from_forecast(survey=live_survey, user=researcher, forecast={"participants_still_needed": 40})
-    kept = prolific_places_from_forecast(survey=live_survey, user=researcher, forecast={"participants_still_needed": 3})
+    grown = prolific_places_from_forecast(survey=live_survey, actor=Actor.of_user(researcher), forecast={"participants_still_needed": 40})
+    kept = prolific_places_from_forecast(survey=live_survey, actor=Actor.of_user(researcher), forecast={"participants_still_needed": 3})
 
     assert on_draft == {"places": 9, "target": 9, "changed": True}, "a draft may shrink: 2 finished + 7 needed"
     assert grown == {"places": 42, "target": 42, "changed": True}
@@ -437,7 +438,7 @@ def test_a_study_is_created_once_and_with_distinct_codes(fake, admin_client, liv
     live_survey.code_technical = live_survey.code_timed_out
     live_survey.save()
     with pytest.raises(ApplicationError, match="code_timed_out and code_technical share one"):
-        prolific_study_create(survey=live_survey, reward_pence=150, minutes=10, places=5, user=researcher)
+        prolific_study_create(survey=live_survey, reward_pence=150, minutes=10, places=5, actor=Actor.of_user(researcher))
 
     assert again == [f"{live_survey.slug}: {live_survey.slug} already has a Prolific study ({study_id})."]
     assert len(fake.studies) == 1 and not ProlificStudy.objects.exists()

@@ -15,6 +15,7 @@ from results.models import TrialProxyChoice
 from surveys.models import Survey
 from surveys.services import survey_create
 from backend.exceptions import ApplicationError
+from teams.actors import Actor
 from teams.admin import ALREADY_MEMBER, UNKNOWN_MEMBER
 from teams.models import AuditEntry, Membership, Role, Team
 from teams.services import LAST_OWNER, audit_record, membership_remove, membership_set, team_create
@@ -187,8 +188,8 @@ def test_a_checkpoint_is_stored_only_when_the_whole_form_is_valid(django_user_mo
 def test_owners_read_their_labs_audit_log_and_nobody_elses(django_user_model, team, lab_b, researcher):
     owner = staff_member(django_user_model, "olga", a=(team, Role.OWNER))
     member = staff_member(django_user_model, "rex", a=(team, Role.RESEARCHER))
-    audit_record(action="survey.publish", user=member, team=team, details={})
-    audit_record(action="survey.publish", user=researcher, team=lab_b, details={})
+    audit_record(actor=Actor.of_user(member), action="survey.publish", team=team, details={})
+    audit_record(actor=Actor.of_user(researcher), action="survey.publish", team=lab_b, details={})
 
     assert {e.team for e in logged_in(owner).get("/admin/teams/auditentry/").context["cl"].result_list} == {team}
     assert logged_in(member).get("/admin/teams/auditentry/").status_code == 403

@@ -28,6 +28,7 @@ from operations.models import OperationRun
 from results.models import SurveyReport
 from surveys.models import Participant, Response, Survey
 from surveys.services import survey_create, survey_publish
+from teams.actors import Actor
 from teams.models import AuditEntry, Membership, Role, Team
 from teams.services import audit_record, membership_set, team_create
 from tests.conftest import finished_iri_set
@@ -70,7 +71,7 @@ def lab_objects(team: Team, owner: User, photo_names: list[str]) -> dict:
         Response: Response.objects.filter(participant=participant).first(),
         Team: team,
         Membership: Membership.objects.get(team=team, user=owner),
-        AuditEntry: audit_record(action="story.seen", user=owner, team=team),
+        AuditEntry: audit_record(actor=Actor.of_user(owner), action="story.seen", team=team),
         TokenProxy: TokenProxy.objects.get(user=owner),
         User: owner,
         Group: Group.objects.create(name=f"{team.name} group"),

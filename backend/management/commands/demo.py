@@ -18,11 +18,13 @@ from iri_worker.models import IriJob, TargetPhoto
 from iri_worker.services import iri_job_create, target_photo_create
 from surveys.models import Survey
 from surveys.services import survey_create, survey_publish
+from teams.actors import Actor
 from teams.models import Role, Team
 from teams.services import membership_set
 
 DEMO_SLUG = "demo"
 DEMO_TEAM = "Demo lab"
+DEMO = Actor.command("demo")  # who made the demo's photos, IRI set and survey, in the audit log
 
 
 class Command(BaseCommand):
@@ -73,14 +75,14 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
-        membership_set(team=team, user=user, role=Role.OWNER)
+        membership_set(team=team, user=user, role=Role.OWNER, actor=DEMO)
         return username, password, team
 
     def _photos(self, team: Team) -> list[TargetPhoto]:
         photos = []
         for name, data in bundled_photos().items():
             existing = TargetPhoto.objects.filter(team=team, name=name).first()
-            photos.append(existing or target_photo_create(team=team, name=name, data=data))
+            photos.append(existing or target_photo_create(team=team, name=name, data=data, actor=DEMO))
         return photos
 
     def _start_worker(self) -> subprocess.Popen:
@@ -105,7 +107,7 @@ class Command(BaseCommand):
         if job is not None:
             self.stderr.write(f"Reusing the finished IRI set '{name}'.")
             return job
-        job = iri_job_create(targets=targets, spec=spec, name=name)
+        job = iri_job_create(targets=targets, spec=spec, name=name, actor=DEMO)
         self.stderr.write(f"Generating {len(targets)} IRIs ({steps} steps at {image_size} px) on the worker…")
         deadline = time.monotonic() + timeout
         with tqdm(total=100, unit="%", desc="IRIs", file=sys.stderr) as bar:
@@ -126,5 +128,5 @@ class Command(BaseCommand):
             if survey is not None:
                 survey.slug = f"{DEMO_SLUG}-old-{survey.pk}"
                 survey.save(update_fields=["slug"])
-            survey = survey_create(slug=DEMO_SLUG, title="Which image is closer?", iri_jobs=[job])
-        return survey_publish(survey=survey)
+            survey = survey_create(slug=DEMO_SLUG, title="Which image is closer?", iri_jobs=[job], actor=DEMO)
+        return survey_publish(survey=survey, actor=DEMO)

@@ -25,6 +25,8 @@ from iri_worker.reproduction import (
     eight_bit,
     run_experiment,
 )
+from teams.actors import Actor
+from teams.services import audit_record
 
 SURVEY_NEEDS_ADVERSARIAL = "--survey needs the adversarial loss, but the recipe '{recipe}' is not one the engine knows."
 
@@ -151,16 +153,17 @@ class Command(BaseCommand):
         """Store the IRI sets and publish the survey, all or nothing (one transaction)."""
         from surveys.services import survey_create, survey_publish
 
+        actor = Actor.command("reproduce")
         try:
             with transaction.atomic():
-                jobs = reproduction_iri_sets_store(reproduction=reproduction, team=team, device=device)
+                jobs = reproduction_iri_sets_store(reproduction=reproduction, team=team, device=device, actor=actor)
                 created = survey_create(
                     slug=slug, title="Which picture is closer to the query? (Fashion-MNIST, reproduce)",
                     iri_jobs=jobs, foil_rule="seed", ratings_per_list=ratings,
                     trials_per_participant=min(trials_per_participant, sum(j.images.count() for j in jobs)),
-                    rng_seed=reproduction.report["config"]["rng_seed"],
+                    rng_seed=reproduction.report["config"]["rng_seed"], actor=actor,
                 )
-                created = survey_publish(survey=created)
+                created = survey_publish(survey=created, actor=actor)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         return {
@@ -185,11 +188,12 @@ class Command(BaseCommand):
         return root / "FashionMNIST" / "raw"
 
 
-def reproduction_iri_sets_store(*, reproduction: Reproduction, team, device: str) -> list:
+def reproduction_iri_sets_store(*, reproduction: Reproduction, team, device: str, actor: Actor) -> list:
     """One finished IRI job per (model x loss), like a worker leaves it: status DONE, one done chunk with what
     ran, an IriImage per target with its proxy verdicts; target photos and images through the iri_worker
     services. The spec is the engine's resolved spec with ``training_label`` ("standard" / "adversarial"), which
-    the alignment report shows as the condition's training beside the weights' hash (its checkpoint)."""
+    the alignment report shows as the condition's training beside the weights' hash (its checkpoint). Every photo
+    and job is audited as made by ``actor``."""
     from iri_worker import engine
     from iri_worker.models import IriChunk, IriImage, IriJob
     from iri_worker.services import finite_loss, iri_proxy_compute, library_versions, stored_image_save, target_photo_create
@@ -202,7 +206,7 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, team, device: str
     targets = eight_bit(data.targets).cpu()
     photos = [
         target_photo_create(team=team, name=f"Fashion-MNIST test image {int(index)} ({CLASSES[int(label)]})",
-                            data=engine.tensor_to_png_bytes(target), label=CLASSES[int(label)])
+                            data=engine.tensor_to_png_bytes(target), label=CLASSES[int(label)], actor=actor)
         for target, label, index in zip(targets, data.target_labels, data.target_indices)
     ]
     target_images = [stored(t) for t in targets]
@@ -221,6 +225,7 @@ def reproduction_iri_sets_store(*, reproduction: Reproduction, team, device: str
             adaptive_c=None if result.adversarial_c is None else float(result.adversarial_c),
         )
         job.targets.set(photos)
+        audit_record(actor=actor, action="iri_job.create", obj=job)
         IriChunk.objects.create(
             job=job, index=0, target_ids=[p.pk for p in photos], size=len(photos), status=IriChunk.Status.DONE,
             attempts=1, progress=1.0, worker="manage.py reproduce", started_at=now, heartbeat_at=now, finished_at=now,

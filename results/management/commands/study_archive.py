@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backend.exceptions import ApplicationError
 from results.archive import study_archive_write
 from surveys.models import Survey
+from teams.actors import Actor
 from teams.selectors import team_for_command
 
 
@@ -34,7 +35,8 @@ class Command(BaseCommand):
                 raise ApplicationError(f"There is no survey with the slug '{slug}'{' in that team' if team else ''}.")
             if not Path(out).parent.is_dir():
                 raise ApplicationError(f"The folder {Path(out).parent} does not exist; no archive was written.")
-            result = study_archive_write(survey=survey, out=out, identified=identified, n_boot=n_boot, seed=seed)
+            result = study_archive_write(survey=survey, out=out, identified=identified, n_boot=n_boot, seed=seed,
+                                         actor=Actor.command("study_archive"))
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         except OSError as exc:

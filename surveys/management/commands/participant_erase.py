@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backend.exceptions import ApplicationError
 from surveys.models import Survey
 from surveys.services import participant_erase
+from teams.actors import Actor
 from teams.selectors import team_for_command
 
 
@@ -33,7 +34,9 @@ class Command(BaseCommand):
                 if not surveys.exists():
                     raise ApplicationError(f"No survey '{options['survey']}'{' in that team' if options['team'] else ''}.")
             result = participant_erase(
-                surveys=surveys, prolific_pid=options["prolific_pid"], worker_id=options["worker_id"], dry_run=options["dry_run"]
+                surveys=surveys, prolific_pid=options["prolific_pid"], worker_id=options["worker_id"],
+                dry_run=options["dry_run"],
+                actor=Actor.command("participant_erase"),
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc

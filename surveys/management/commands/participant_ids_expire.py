@@ -4,6 +4,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from surveys.services import participant_ids_expire
+from teams.actors import Actor
 
 
 class Command(BaseCommand):
@@ -13,4 +14,4 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        self.stdout.write(json.dumps(participant_ids_expire()))
+        self.stdout.write(json.dumps(participant_ids_expire(actor=Actor.command("participant_ids_expire"))))

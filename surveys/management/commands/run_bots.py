@@ -9,6 +9,7 @@ from backend.exceptions import ApplicationError
 from surveys.bots import CASES, POLICIES, bots_run
 from surveys.models import Survey
 from surveys.services import survey_rehearsal_check, survey_rehearsal_erase, survey_rehearsal_start
+from teams.actors import Actor
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         if erase_rehearsal:
             if as_people:
                 raise CommandError("--erase-rehearsal runs no bots; leave out --as-people.")
-            self.stdout.write(json.dumps(survey_rehearsal_erase(survey=survey)))
+            self.stdout.write(json.dumps(survey_rehearsal_erase(survey=survey, actor=Actor.command("run_bots"))))
             return
         if participants < 1 or concurrency < 1:
             raise CommandError("--participants and --concurrency must be at least 1.")
@@ -60,7 +61,7 @@ class Command(BaseCommand):
             params = {"participants": participants, "concurrency": concurrency, "policy": policy, "base_url": base_url,
                       "attentive_only": attentive_only, "seed": seed}
             try:
-                survey_rehearsal_start(survey=survey, params=params)
+                survey_rehearsal_start(survey=survey, params=params, actor=Actor.command("run_bots"))
             except ApplicationError as exc:  # someone came in meanwhile
                 raise CommandError(exc.message) from exc
         summary = bots_run(
