@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from backend.exceptions import ApplicationError
-
-if TYPE_CHECKING:
-    from .models import OperationRun
 
 UNKNOWN_KIND = ("No operation kind '{kind}'; the known kinds are {known}. An app registers its kinds with "
                 "operations.registry.operation_kind_register in its AppConfig.ready.")
@@ -20,8 +17,9 @@ class Progress(Protocol):
     def __call__(self, fraction: float, message: str = "") -> None: ...
 
 
-# work(run, progress) -> the run's result: a JSON-able dict. Raise ApplicationError to fail with a sentence.
-OperationFunction = Callable[["OperationRun", Progress], dict]
+# work(run, progress) -> the run's result: a JSON-able dict; run is an operations.models.OperationRun (not imported:
+# the model reads its kinds' labels here). Raise ApplicationError to fail with a sentence.
+OperationFunction = Callable[[Any, Progress], dict]
 
 
 @dataclass(frozen=True)

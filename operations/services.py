@@ -16,6 +16,8 @@ from .registry import operation_kind_get
 
 logger = logging.getLogger(__name__)
 
+# The one task (operations.tasks), sent by name: the task calls this module, never the other way.
+EXECUTE_TASK = "operations.tasks.operation_run_execute"
 TASK_QUEUE_DOWN = "The task queue (broker) is unavailable, so this did not start: {error}"
 NO_TEAM = "An operation run needs a team: its subject has none, so pass team= explicitly."
 MESSAGE_MAX = 200
@@ -45,10 +47,10 @@ def operation_run_create(*, kind: str, subject, params: dict, actor: Actor | Non
 
 
 def _operation_run_enqueue(*, run_id: int) -> None:
-    from .tasks import operation_run_execute
+    from backend.celery import app
 
     try:
-        operation_run_execute.apply_async((run_id,), retry=False)
+        app.send_task(EXECUTE_TASK, args=(run_id,), retry=False)
     except Exception as exc:  # broker down: the run says so instead of waiting forever
         logger.exception("could not enqueue operation run %s", run_id)
         _operation_run_end(run_id=run_id, status=OperationRun.Status.FAILED, error=TASK_QUEUE_DOWN.format(error=exc))

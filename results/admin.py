@@ -1,15 +1,20 @@
-"""The researcher's report page per survey: tables, plots (PNG/SVG/PDF) and exports, under Results → Survey reports."""
+"""The researcher's report page per survey: tables, plots (PNG/SVG/PDF) and exports, under Results → Survey reports;
+and the survey's own page extended with what results adds to it (the alignment table, the analysis plan)."""
+from django import forms
 from django.contrib import admin
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from operations.models import OperationRun
 from operations.selectors import operation_run_list
 from operations.services import operation_run_create
+from surveys.admin import SurveyAdmin
 from surveys.models import Survey
 from teams.actors import Actor
 from teams.admin import TeamScopedAdmin
@@ -20,9 +25,9 @@ from .archive import ARCHIVE_KIND, study_archive_file_open, study_archive_run_st
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport
 from .operation_kinds import PROXY_KIND
-from .plans import plan_files, plan_report
+from .plans import plan_change, plan_changes, plan_document, plan_files, plan_locked, plan_report
 from .plots import FORMATS, PLOTS, plot_render
-from .selectors import report_cached
+from .report_cache import report_cached
 from .services import PROXY_METRICS
 
 
@@ -178,3 +183,77 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         self.audit(request, "export", survey, {"export": "study-archive.zip", "run": run.pk})
         return FileResponse(file, as_attachment=True, filename=f"study-{survey.slug}.zip",
                             content_type="application/zip")
+
+
+# ------------------------------------------------------------------------------------------- the survey's page
+
+PLAN_REASON_MISSING = (
+    "This survey has real answers, so this change to its analysis plan ({paths}) is a deviation from the plan frozen "
+    "before the data: say why here. The report lists it with your reason; nothing was saved."
+)
+
+
+class SurveyChangeForm(forms.ModelForm):
+    """The survey's change form, with the reason a change to the analysis plan needs once real answers exist."""
+
+    plan_change_reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), label="reason for a plan change",
+        help_text="Required when a change touches the analysis plan (exclusion rules, stopping rule, design) after "
+                  "the first real answer: it is a deviation, listed in the report with this reason.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        values = {f: cleaned[f] for f in self.changed_data if f in cleaned and f != "plan_change_reason"}
+        if values and not cleaned.get("plan_change_reason", "").strip() and plan_locked(survey=self.instance):
+            changes = plan_changes(survey=self.instance, values=values)
+            if changes:
+                paths = ", ".join(c["path"] for c in changes)
+                self.add_error("plan_change_reason", PLAN_REASON_MISSING.format(paths=paths))
+        return cleaned
+
+
+def _after(fields: list[str], anchor: str, *names: str) -> list[str]:
+    at = fields.index(anchor) + 1
+    return [*fields[:at], *names, *fields[at:]]
+
+
+class SurveyWithResultsAdmin(SurveyAdmin):
+    """The survey's page (surveys.admin) with the alignment per IRI set and the analysis plan, whose changes after
+    the first real answer are deviations that need a reason."""
+
+    readonly_fields = [*_after(SurveyAdmin.readonly_fields, "built", "alignment"), "analysis_plan"]
+    fields = [*readonly_fields, *SurveyAdmin.editable_fields, "plan_change_reason"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is not None:
+            kwargs["form"] = SurveyChangeForm  # declares plan_change_reason, the one field that is not the model's
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        before = plan_document(survey=Survey.objects.get(pk=obj.pk))  # for a survey live before plans were frozen
+        super().save_model(request, obj, form, change)
+        # A changed plan: a new version (a deviation with its reason after the first real answer), audit-logged.
+        plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""),
+                    actor=Actor.of_request(request), before=before)
+
+    @admin.display(description="alignment per IRI set")
+    def alignment(self, obj):
+        # The template escapes every value itself.
+        return mark_safe(render_to_string("results/admin_alignment.html", {"report": report_cached(survey=obj)}))
+
+    @admin.display(description="analysis plan")
+    def analysis_plan(self, obj):
+        plan = plan_report(survey=obj)
+        url = reverse("admin:results_surveyreport_report", args=[obj.pk]) + "#analysis-plan"
+        state = (f"version {plan['version']}, {len(plan['deviations'])} deviation(s) from the plan frozen before "
+                 "the data" if plan["frozen"] else "not frozen yet: frozen when published")
+        return format_html('SHA-256 <code>{}</code> ({}) · <a href="{}">plan and deviations</a>', plan["sha256"], state,
+                           url)
+
+
+admin.site.unregister(Survey)
+admin.site.register(Survey, SurveyWithResultsAdmin)

@@ -3,7 +3,7 @@ archive's datapackage.json (results.archive). The answers table is the platform'
 (results.exports.ANSWER_COLUMNS); its columns are described here."""
 from __future__ import annotations
 
-from .services import CONDITION_FIELDS
+from .selectors import CONDITION_FIELDS
 
 # Column meaning, Frictionless type and unit ("" = none) of each table.
 _TIMING = {

@@ -34,13 +34,14 @@ from surveys.models import Survey
 from surveys.task_types import task_type_get
 
 from .selectors import (
+    CONDITION_FIELDS,
     KIND_CODES,
     iri_validity_table,
     stored_image_table,
     survey_device_table,
     target_photo_names,
 )
-from .services import CONDITION_FIELDS, SurveyData, survey_data_load
+from .services import SurveyData, survey_data_load
 
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}  # main, catch, practice, screening
 # What the browser measured per answer (surveys.answer_api.TIMING_FIELDS): image onset and offset (ms since the page's
@@ -125,8 +126,7 @@ def _categories(*, survey: Survey, task_type: str, target_option: int, choice: i
 
 
 def _trial_columns(*, data: SurveyData, ctx: dict, t: int) -> tuple[dict, dict, list[int]]:
-    """One trial's columns, the same for each of its answers: (those before choice, the IRI's validity columns,
-    option image ids)."""
+    """One trial's columns, the same for each answer: (those before choice, the IRI's validity columns, option ids)."""
     trials = data.trials
     condition = _condition_of(data, t)
     options = [int(o) for o in trials["options"][t]]

@@ -25,7 +25,7 @@ from teams.actors import Actor
 from teams.services import audit_record
 
 from .models import AnalysisPlanVersion
-from .selectors import survey_iri_sets
+from .selectors import CONDITION_FIELDS, survey_iri_sets
 
 PLAN_SCHEMA = "iri-platform/analysis-plan/1"
 # The report's defaults (results.services.alignment_report): the interval the plan promises.
@@ -63,8 +63,6 @@ def _number(value):
 
 def plan_document(*, survey: Survey) -> dict:
     """The analysis plan as a dict of plain JSON values (only what decides the report's numbers)."""
-    from .services import CONDITION_FIELDS  # services imports this module
-
     counts = dict(Trial.objects.filter(survey=survey, kind=Trial.Kind.MAIN, iri__isnull=False)
                   .values("iri__job_id").annotate(n=Count("id")).values_list("iri__job_id", "n"))
     conditions, by_key = [], {}

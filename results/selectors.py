@@ -14,7 +14,6 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 from iri_worker.models import IriImage, IriJob
 from iri_worker.validity_record import ValidityRecord
 from stats.exclusions import KIND_CATCH, KIND_MAIN, KIND_PRACTICE, KIND_SCREENING
-from surveys.counted_answers import answers_version
 from surveys.models import Participant, Survey, Trial
 from surveys.selectors import participant_pseudonym
 
@@ -118,8 +117,12 @@ def _recipe_of(job: IriJob) -> str:
     return label
 
 
+# The fields of an IRI set that define its condition: sets equal in all of them are one condition of the report.
+CONDITION_FIELDS = ("backbone", "checkpoint", "training", "recipe", "seed_kind", "layer")
+
+
 def survey_iri_sets(*, survey: Survey, job_ids: list[int] | None = None) -> list[dict]:
-    """The survey's IRI sets with the fields that define a condition."""
+    """The survey's IRI sets with the fields that define a condition (CONDITION_FIELDS)."""
     jobs = IriJob.objects.filter(Q(pk__in=set(job_ids or [])) | Q(surveys=survey)).select_related("checkpoint")
     out = []
     for job in jobs.distinct().order_by("id"):
@@ -178,16 +181,3 @@ def target_photo_names(*, ids: set[int]) -> dict[int, str]:
 
 def survey_get(*, slug: str) -> Survey | None:
     return Survey.objects.filter(slug=slug).first()
-
-
-def report_cached(*, survey: Survey, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The alignment report, reused while no answer or proxy choice has been added or erased (the admin's survey
-    page, report page and plots share it rather than computing it on every view)."""
-    from django.core.cache import cache
-
-    from .services import alignment_report  # services read through this module: imported when first needed
-
-    n_answers, last_answer = answers_version(survey=survey)
-    proxies = TrialProxyChoice.objects.filter(trial__survey=survey).count()
-    key = f"results:report:{survey.pk}:{survey.data_version}:{n_boot}:{seed}:{n_answers}:{last_answer}:{proxies}"
-    return cache.get_or_set(key, lambda: alignment_report(survey=survey, n_boot=n_boot, seed=seed), 300)

@@ -46,6 +46,7 @@ from .models import TrialProxyChoice
 from .plans import plan_report
 from .report import AlignmentReport, Comparison, ConditionRow
 from .selectors import (
+    CONDITION_FIELDS,
     iri_validity_table,
     survey_iri_sets,
     survey_participant_table,
@@ -61,8 +62,6 @@ NO_INTERVAL = "No interval: too little data to resample."
 ALL_MAIN_EXCLUDED = "All {n} main-trial answers were excluded; no alignment can be given."
 PROXY_METRICS = ("ssim", "ms_ssim", "lpips")
 UNKNOWN_METRIC = "Unknown proxy metric '{metric}'; choose one of: {choices}."
-CONDITION_FIELDS = ("backbone", "checkpoint", "training", "recipe", "seed_kind", "layer")
-
 
 ONE_SIDE_OFF = "off"
 ONE_SIDE_FRACTION_RANGE = (

@@ -1,7 +1,6 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -11,9 +10,6 @@ from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
 from operations.selectors import operation_run_list_of_subject
 from operations.services import operation_run_create
-from results.planning import prolific_pay_rates, survey_forecast, survey_plan
-from results.plans import plan_change, plan_changes, plan_document, plan_locked, plan_report
-from results.selectors import report_cached
 from teams.actors import Actor
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
@@ -21,6 +17,7 @@ from teams.selectors import team_scoped
 
 from .models import Participant, ProlificStudy, Response, Survey
 from .operation_kinds import BOTS_KIND
+from .planning import prolific_pay_rates, survey_forecast, survey_plan
 from .selectors import survey_monitor, survey_mturk_external_question
 from .services import (
     build_summary,
@@ -102,34 +99,8 @@ class SurveyCreateForm(forms.ModelForm):
         return cleaned
 
 
-PLAN_REASON_MISSING = (
-    "This survey has real answers, so this change to its analysis plan ({paths}) is a deviation from the plan frozen "
-    "before the data: say why here. The report lists it with your reason; nothing was saved."
-)
-
-
-class SurveyChangeForm(forms.ModelForm):
-    """The survey's change form, with the reason a change to the analysis plan needs once real answers exist."""
-
-    plan_change_reason = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), label="reason for a plan change",
-        help_text="Required when a change touches the analysis plan (exclusion rules, stopping rule, design) after "
-                  "the first real answer: it is a deviation, listed in the report with this reason.",
-    )
-
-    def clean(self):
-        cleaned = super().clean()
-        values = {f: cleaned[f] for f in self.changed_data if f in cleaned and f != "plan_change_reason"}
-        if values and not cleaned.get("plan_change_reason", "").strip() and plan_locked(survey=self.instance):
-            changes = plan_changes(survey=self.instance, values=values)
-            if changes:
-                paths = ", ".join(c["path"] for c in changes)
-                self.add_error("plan_change_reason", PLAN_REASON_MISSING.format(paths=paths))
-        return cleaned
-
-
 class SurveyPlanForm(forms.Form):
-    """The budget planner's questions (results.planning.survey_plan checks the values and names a bad one)."""
+    """The budget planner's questions (surveys.planning.survey_plan checks the values and names a bad one)."""
 
     half_width = forms.FloatField(label="goal: 95 % CI half-width", help_text="per IRI set, in (0, 0.5), e.g. 0.05")
     rate_per_hour = forms.FloatField(label="pay per hour")
@@ -158,6 +129,8 @@ class SurveyPlanForm(forms.Form):
 
 @admin.register(Survey)
 class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
+    """The survey's pages; results.admin registers a subclass that adds the report and the analysis plan."""
+
     audit_name = "survey"
     list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
     list_filter = ["status", "task_type"]
@@ -166,24 +139,22 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     readonly_fields = [
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
-        "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "alignment",
-        "bot_runs", "precision_goal", "prolific", "categories", "screening_trials", "mturk_external_question",
-        "analysis_plan",
+        "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "bot_runs",
+        "precision_goal", "prolific", "categories", "screening_trials", "mturk_external_question",
     ]
-    fields = readonly_fields + [
+    editable_fields = [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
         "code_technical", "time_limit_minutes", "resume_policy", "max_participants", "practice_pass_fraction",
         "catch_min_accuracy", "rt_floor_ms", "rt_floor_max_fraction", "one_side_max_fraction", "one_side_min_trials",
         "refill_excluded", "retention_days", "precision_every", "fixation_ms", "image_ms", "mask_ms",
-        "screening_pass_fraction", "code_screened_out", "desktop_only", "exclude_mistimed", "plan_change_reason",
+        "screening_pass_fraction", "code_screened_out", "desktop_only", "exclude_mistimed",
     ]
+    fields = readonly_fields + editable_fields
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = SurveyCreateForm
             kwargs["fields"] = None
-        else:
-            kwargs["form"] = SurveyChangeForm  # declares plan_change_reason, the one field that is not the model's
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -194,11 +165,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            before = plan_document(survey=Survey.objects.get(pk=obj.pk))  # for a survey live before plans were frozen
             super().save_model(request, obj, form, change)
-            # A changed plan: a new version (a deviation with its reason after the first real answer), audit-logged.
-            plan_change(survey=obj, reason=form.cleaned_data.get("plan_change_reason", ""),
-                        actor=Actor.of_request(request), before=before)
             return
         data = form.cleaned_data
         task = task_type_get(data["task_type"])
@@ -208,15 +175,6 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         obj.pk = survey.pk
         obj.refresh_from_db()
         self.message_user(request, f"{survey.slug}: {build_summary(survey.build_report)}")
-
-    @admin.display(description="analysis plan")
-    def analysis_plan(self, obj):
-        plan = plan_report(survey=obj)
-        url = reverse("admin:results_surveyreport_report", args=[obj.pk]) + "#analysis-plan"
-        state = (f"version {plan['version']}, {len(plan['deviations'])} deviation(s) from the plan frozen before "
-                 "the data" if plan["frozen"] else "not frozen yet: frozen when published")
-        return format_html('SHA-256 <code>{}</code> ({}) · <a href="{}">plan and deviations</a>', plan["sha256"], state,
-                           url)
 
     @admin.display(description="what the builder did")
     def built(self, obj):
@@ -405,11 +363,6 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
     def link(self, obj):
         url = reverse("survey-page", kwargs={"slug": obj.slug})
         return format_html('<a href="{}">{}</a>', url, url)
-
-    @admin.display(description="alignment per IRI set")
-    def alignment(self, obj):
-        # The template escapes every value itself.
-        return mark_safe(render_to_string("surveys/admin_alignment.html", {"report": report_cached(survey=obj)}))
 
     @admin.display(description="bot runs (latest first)")
     def bot_runs(self, obj):

@@ -9,13 +9,13 @@ from rest_framework.response import Response
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
-from results.planning import survey_plan
 from teams.actors import Actor
 from teams.apis import TeamScopedApi
 from teams.fields import TeamScopedPrimaryKeyField
 from teams.models import Role
 
 from .models import Survey
+from .planning import survey_plan
 from .selectors import survey_monitor
 from .services import survey_create, survey_publish
 from .services.adaptive import adaptive_outcome
@@ -143,7 +143,7 @@ class SurveyMonitorApi(SurveyScopedApi):
 
 class SurveyPlanApi(SurveyScopedApi):
     """The budget planner: participants and cost to bring every IRI set's 95 % CI half-width to half_width, under
-    fixed N and adaptive allocation, from the survey's pilot or the figures given (results.planning.survey_plan)."""
+    fixed N and adaptive allocation, from the survey's pilot or the figures given (surveys.planning.survey_plan)."""
 
     roles = {"GET": Role.VIEWER}
     # Query parameters whose name differs from the planner's, so that a 400 names the one the caller sent.

@@ -1,6 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-NO_TEAM = "You are not a member of any team; ask a team owner to add you."
+from .messages import NO_TEAM
 
 
 class TeamMember(BasePermission):

@@ -7,7 +7,7 @@ from rest_framework import status
 from backend.exceptions import ApplicationError
 
 from .models import ROLE_RANK, Membership, Role, Team
-from .permissions import NO_TEAM
+from .messages import NO_TEAM
 
 ROLE_TOO_WEAK = "Your role in team '{team}' is {role}; this needs {needed} or higher."
 CHOOSE_TEAM = "You belong to several teams ({teams}); say which one owns the new object (team: its id)."

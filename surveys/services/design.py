@@ -16,6 +16,7 @@ from teams.actors import Actor
 from teams.services import audit_record
 
 from ..models import Participant, Slot, Survey
+from ..signals import survey_published
 from ..stimuli import PhotoPool, image_size
 from ..task_types import SurveyDesign, TaskType, design_from, task_type_get, task_types
 
@@ -220,14 +221,12 @@ def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_
 
 
 def survey_publish(*, survey: Survey, actor: Actor | None = None) -> Survey:
-    from results.plans import plan_freeze  # results.plans reads surveys' models
-
     if not survey.trials.exists():
         raise ApplicationError("A survey without trials cannot be published.")
     with transaction.atomic():
-        # The analysis plan, hashed before any data (a changed plan after data is refused).
-        plan_freeze(survey=survey, actor=actor)
         Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.LIVE)
+        # results freezes the analysis plan (hashed before any data); a refusal undoes the publish
+        survey_published.send(sender=Survey, survey=survey, actor=actor)
         audit_record(actor=actor, action="survey.publish", obj=survey)
     survey.refresh_from_db()
     return survey

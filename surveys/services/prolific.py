@@ -169,7 +169,7 @@ def prolific_draft_defaults(*, survey: Survey, minutes: int | None = None) -> di
     """What a draft asks for when the researcher leaves it open: the estimated minutes (unless given) from the time
     participants took (live sessions, else the pilot, else the planner's defaults; rounded up) and the reward
     Prolific recommends for them in the workspace's currency, rounded up to the penny or cent."""
-    from results.planning import prolific_pay_rates, survey_seconds_per_participant  # the planner's own figures
+    from ..planning import prolific_pay_rates, survey_seconds_per_participant  # the planner's own figures
 
     source = "entered"
     if minutes is None:
@@ -289,10 +289,10 @@ def prolific_places_set(*, survey: Survey, places: int, actor: Actor | None = No
 def prolific_places_target(*, survey: Survey, forecast: dict | None = None) -> int:
     """The places the study needs. With a precision goal: the live sessions finished so far (completed or failed
     the attention check: on Prolific, returned and timed-out submissions free their place) plus the forecast's
-    participants still needed (results.planning.survey_forecast; sessions in progress are among those). Without
+    participants still needed (surveys.planning.survey_forecast; sessions in progress are among those). Without
     one: the live quota (the cap, or trial lists x N). Never above the cap, never below 1."""
     if forecast is None and survey.precision_goal is not None:
-        from results.planning import survey_forecast
+        from ..planning import survey_forecast
 
         forecast = survey_forecast(survey=survey)
     if forecast is not None:

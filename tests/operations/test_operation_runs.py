@@ -4,12 +4,13 @@ with its result or FAILED with a sentence; each team sees only its own runs."""
 import pytest
 from django.contrib.contenttypes.models import ContentType
 
+from backend.celery import app as celery_app
 from backend.exceptions import ApplicationError
 from operations import registry
 from operations.models import OperationRun
 from operations.registry import operation_kind_get, operation_kind_register
 from operations.selectors import operation_run_get, operation_run_list
-from operations.services import TASK_QUEUE_DOWN, operation_run_create
+from operations.services import EXECUTE_TASK, TASK_QUEUE_DOWN, operation_run_create
 from operations.tasks import operation_run_execute
 from teams.actors import Actor
 from teams.models import Role
@@ -127,13 +128,26 @@ def test_with_the_broker_down_the_run_says_so_instead_of_waiting(kinds, photo, r
     def down(*args, **kwargs):
         raise ConnectionError("Connection refused")
 
-    monkeypatch.setattr(operation_run_execute, "apply_async", down)
+    monkeypatch.setattr(celery_app, "send_task", down)
     with django_capture_on_commit_callbacks(execute=True):
         run = operation_run_create(kind="toy.never", subject=photo, params={}, actor=Actor.of_user(researcher))
 
     run.refresh_from_db()
     assert run.status == OperationRun.Status.FAILED
     assert run.error == TASK_QUEUE_DOWN.format(error="Connection refused")
+
+
+def test_runs_are_sent_to_the_one_task_by_its_name(kinds, photo, researcher, monkeypatch,
+                                                  django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kwargs: sent.append((name, kwargs["args"])))
+    operation_kind_register("toy.sent", lambda run, progress: {})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = operation_run_create(kind="toy.sent", subject=photo, params={}, actor=Actor.of_user(researcher))
+
+    assert sent == [(EXECUTE_TASK, (run.pk,))] and operation_run_execute.name == EXECUTE_TASK
+    assert EXECUTE_TASK in celery_app.tasks  # the worker knows it by that name
 
 
 def test_a_kind_name_belongs_to_one_function(kinds):

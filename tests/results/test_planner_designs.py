@@ -190,7 +190,7 @@ def test_the_forecast_for_both_designs_is_within_ten_percent_of_the_simulators_m
 
 @pytest.mark.django_db
 def test_the_survey_plan_reads_the_pilot_then_the_live_sessions_and_says_which(survey):
-    from results.planning import survey_answer_figures, survey_plan
+    from surveys.planning import survey_answer_figures, survey_plan
     from tests.results.test_planning import session
 
     session(survey, minutes=5, spacing_s=5, chose_target={"robust": [True, True, False], "standard": [True] * 3})
@@ -216,7 +216,7 @@ def test_the_survey_plan_reads_the_pilot_then_the_live_sessions_and_says_which(s
 
 @pytest.mark.django_db
 def test_the_forecast_says_where_its_design_effects_come_from(two_sets):
-    from results.planning import survey_forecast
+    from surveys.planning import survey_forecast
     from tests.results.test_planning import adaptive_survey, session
 
     survey = adaptive_survey(two_sets, goal=0.2)

@@ -17,7 +17,7 @@ from iri_worker.models import IriJob
 from stats.adaptive.interval import condition_answers_needed
 from stats.adaptive.stopping import MIN_ANSWERS
 from stats.alignment import Z95
-from results.planning import survey_forecast, survey_pilot_figures, survey_plan
+from surveys.planning import survey_forecast, survey_pilot_figures, survey_plan
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.services import survey_create, survey_publish
 from teams.models import Role

@@ -193,6 +193,28 @@ def test_publishing_a_changed_plan_after_the_data_is_refused(live_survey):
     assert refused.value.extra["field"] == "reason" and len(versions(live_survey)) == 1
 
 
+def test_publish_and_the_freeze_are_one_transaction(iri_set, monkeypatch):
+    """surveys sends survey_published inside the publish; results freezes the plan there (results.apps)."""
+    from results import plans
+
+    draft = survey_create(slug="atomic", title="t", iri_jobs=[iri_set])
+    freeze = plans.plan_freeze
+
+    def freeze_then_fail(**kwargs):
+        freeze(**kwargs)  # version 1 written, then something goes wrong in the same publish
+        raise ApplicationError("the disk is full")
+
+    monkeypatch.setattr(plans, "plan_freeze", freeze_then_fail)
+    with pytest.raises(ApplicationError):
+        survey_publish(survey=draft)
+    draft.refresh_from_db()
+    assert draft.status == Survey.Status.DRAFT and versions(draft) == []  # neither the publish nor the version
+
+    monkeypatch.undo()
+    published = survey_publish(survey=draft)
+    assert published.status == Survey.Status.LIVE and [v.version for v in versions(draft)] == [1]
+
+
 def test_a_survey_live_before_plans_were_frozen_gets_its_old_plan_as_version_1(iri_set):
     survey = survey_create(slug="old", title="t", iri_jobs=[iri_set])
     Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.LIVE)  # as before this feature

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from results.planning import survey_answer_figures, survey_pilot_figures, survey_seconds_per_participant
 from results.plans import plan_locked
 from results.services import survey_data_load
 from surveys.counted_answers import ANSWER_SCOPES, Purpose, answers_counted, sessions_counted
 from surveys.models import Response, Trial
+from surveys.planning import survey_answer_figures, survey_pilot_figures, survey_seconds_per_participant
 from surveys.selectors import survey_monitor
 from surveys.services import participant_complete, participant_consent, participant_enroll, response_record
 from surveys.services.adaptive import adaptive_estimate, adaptive_state_initial

@@ -10,7 +10,7 @@ from django.db import DatabaseError
 from django.test import Client
 
 from backend.exceptions import ApplicationError
-from results.planning import survey_forecast, survey_plan
+from surveys.planning import survey_forecast, survey_plan
 from surveys import prolific as prolific_client
 from surveys.models import Participant, ProlificStudy
 from surveys.prolific import NOT_CONFIGURED, ProlificClient, ProlificError, prolific_enabled

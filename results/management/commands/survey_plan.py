@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.exceptions import ApplicationError
-from results.planning import survey_plan
+from surveys.planning import survey_plan
 from surveys.models import Survey
 from teams.selectors import team_for_command
 

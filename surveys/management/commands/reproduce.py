@@ -1,7 +1,8 @@
 """The paper's central result offline: standard vs adversarially trained ResNet on Fashion-MNIST.
 
 With ``--survey SLUG`` the four IRI sets (standard, robust) x (reg_free, adversarial) are stored like any
-finished IRI job and a live 2AFC survey is built on them, so people can judge what the proxy judged.
+finished IRI job and a live 2AFC survey is built on them, so people can judge what the proxy judged. The command
+lives in surveys, above iri_worker (iri_worker.reproduction does the work), because it builds a survey.
 """
 import dataclasses
 import json
@@ -151,7 +152,7 @@ class Command(BaseCommand):
     def _survey(self, reproduction: Reproduction, *, team, slug: str, ratings: int, trials_per_participant: int,
                 base_url: str, device: str) -> dict:
         """Store the IRI sets and publish the survey, all or nothing (one transaction)."""
-        from surveys.services import survey_create, survey_publish
+        from surveys.services import survey_create, survey_publish  # looked up at call time (the tests replace them)
 
         actor = Actor.command("reproduce")
         try:
