@@ -8,11 +8,10 @@ from backend.exceptions import ApplicationError
 from teams.actors import Actor
 from teams.admin import TeamScopedAdmin, TeamScopedInline
 
+from . import admin_checkpoints  # noqa: F401 (registers the checkpoints' admin)
 from .models import Checkpoint, IriChunk, IriImage, IriJob, TargetPhoto
 from .selectors import iri_job_proxy_summary, iri_job_record, iri_job_validity_summary
 from .services import (
-    checkpoint_create,
-    checkpoint_data_check,
     iri_job_cancel,
     iri_job_check,
     iri_job_create,
@@ -74,66 +73,6 @@ class TargetPhotoAdmin(TeamScopedAdmin, admin.ModelAdmin):
         return _thumb(obj.image)
 
 
-class CheckpointForm(forms.ModelForm):
-    weights = forms.FileField(help_text="A state dict saved with torch.save (also MadryLab robustness checkpoints). "
-                                        "Loaded with weights_only=True: a pickle that runs code is refused.")
-    backbone = forms.ChoiceField(choices=())
-
-    class Meta:
-        model = Checkpoint
-        fields = ["name"]
-
-    def __init__(self, *args, **kwargs):
-        from iri_worker.engine import list_backbones
-
-        super().__init__(*args, **kwargs)
-        self.fields["name"].required = False
-        self.fields["backbone"].choices = [(b, b) for b in list_backbones()]
-
-    def clean(self):
-        cleaned = super().clean()
-        upload = cleaned.get("weights")
-        if upload is not None and cleaned.get("backbone"):
-            cleaned["data"] = upload.read()
-            try:
-                checkpoint_data_check(backbone=cleaned["backbone"], data=cleaned["data"])
-            except ApplicationError as exc:
-                raise forms.ValidationError({"weights": exc.message}) from exc
-        return cleaned
-
-
-@admin.register(Checkpoint)
-class CheckpointAdmin(TeamScopedAdmin, admin.ModelAdmin):
-    new_object_team = True
-    audit_name = "checkpoint"
-    list_display = ["id", "name", "backbone", "team", "short_sha", "size", "created_at"]
-    readonly_fields = ["name", "backbone", "sha256", "size", "file", "created_at"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = CheckpointForm
-        return super().get_form(request, obj, **kwargs)
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj else []
-
-    def get_fields(self, request, obj=None):
-        return self.readonly_fields if obj else ["name", "backbone", "weights"]
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        data = form.cleaned_data
-        checkpoint = checkpoint_create(team=data["team"], name=data.get("name") or data["weights"].name,
-                                       backbone=data["backbone"], data=data["data"], actor=Actor.of_request(request))
-        obj.pk = checkpoint.pk
-        obj.refresh_from_db()
-
-    @admin.display(description="sha256")
-    def short_sha(self, obj):
-        return obj.sha256[:12]
-
-
 class LayerInput(forms.TextInput):
     """A text box with a <datalist> of the backbone's layer names (engine.layer_names)."""
 
@@ -150,8 +89,10 @@ class LayerInput(forms.TextInput):
 class IriJobForm(forms.ModelForm):
     target_photos = forms.ModelMultipleChoiceField(queryset=TargetPhoto.objects.all(), widget=forms.CheckboxSelectMultiple)
     backbone = forms.ChoiceField(choices=())
-    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.all(), required=False,
-                                        help_text="Uploaded weights for the backbone (empty = its built-in weights).")
+    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.filter(status=Checkpoint.Status.READY),
+                                        required=False,
+                                        help_text="Uploaded weights for the backbone whose check passed (empty = its "
+                                                  "built-in weights).")
     layer = forms.CharField(required=False)
     recipe = forms.ChoiceField(choices=(), required=False)
     recipe_json = forms.CharField(

@@ -19,7 +19,7 @@ from .selectors import (
     iri_job_validity_summary,
 )
 from .services import (
-    checkpoint_create,
+    checkpoint_upload,
     iri_job_cancel,
     iri_job_create,
     iri_job_retry,
@@ -60,6 +60,18 @@ class TargetPhotoCreateApi(TeamScopedApi):
         return Response(self.OutputSerializer(photo).data, status=status.HTTP_201_CREATED)
 
 
+class CheckpointOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.IntegerField(source="team_id")
+    name = serializers.CharField()
+    backbone = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    status = serializers.CharField(help_text="CHECKING (a worker loads the weights), READY (jobs may use them) or "
+                                             "REFUSED (see error).")
+    error = serializers.CharField(help_text="Why the check refused the weights.")
+
+
 class CheckpointCreateApi(TeamScopedApi):
     roles = {"POST": Role.RESEARCHER}
     parser_classes = [MultiPartParser, FormParser]
@@ -70,24 +82,30 @@ class CheckpointCreateApi(TeamScopedApi):
         backbone = serializers.CharField(max_length=100)
         name = serializers.CharField(max_length=200, required=False, default="")
 
-    class OutputSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        team = serializers.IntegerField(source="team_id")
-        name = serializers.CharField()
-        backbone = serializers.CharField()
-        sha256 = serializers.CharField()
-        size = serializers.IntegerField()
-
     def post(self, request):
+        """Stores the weights (201, status CHECKING) and starts a worker's check of them: they load into the
+        architecture with weights_only=True (READY, usable by jobs) or are refused (REFUSED, with the reason in
+        `error`); GET /api/iri/checkpoints/<id> tells which."""
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         team = self.get_team(team_id=data.validated_data["team"])
         upload = data.validated_data["file"]
-        checkpoint = checkpoint_create(
+        checkpoint = checkpoint_upload(
             team=team, name=data.validated_data["name"] or upload.name, backbone=data.validated_data["backbone"],
             data=upload.read(), actor=Actor.of_request(request),
         )
-        return Response(self.OutputSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+        return Response(CheckpointOutputSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+
+
+class CheckpointDetailApi(TeamScopedApi):
+    """One checkpoint: its status (CHECKING while a worker loads the weights, then READY or REFUSED with `error`)."""
+
+    roles = {"GET": Role.VIEWER}
+    queryset = Checkpoint.objects.all()
+    lookup_url_kwarg = "checkpoint_id"
+
+    def get(self, request, checkpoint_id: int):
+        return Response(CheckpointOutputSerializer(self.get_object()).data)
 
 
 class IriJobOutputSerializer(serializers.ModelSerializer):

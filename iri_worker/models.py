@@ -38,14 +38,23 @@ def checkpoint_upload_to(instance, filename: str) -> str:
 
 
 class Checkpoint(models.Model):
-    """Weights a researcher uploaded for a registered architecture (loaded with weights_only=True)."""
+    """Weights a researcher uploaded for a registered architecture. A worker loads them into it with
+    torch.load(weights_only=True) (an operation run, iri_worker.operation_kinds); only READY weights can be used by a
+    job. REFUSED ones keep the reason, not the file."""
+
+    class Status(models.TextChoices):
+        CHECKING = "CHECKING", "Being checked"
+        READY = "READY", "Ready"
+        REFUSED = "REFUSED", "Refused"
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="checkpoints")
     name = models.CharField(max_length=200)
     backbone = models.CharField(max_length=100, help_text="The registered architecture these weights fit.")
     sha256 = models.CharField(max_length=64)
-    file = models.FileField(upload_to=checkpoint_upload_to)
+    file = models.FileField(upload_to=checkpoint_upload_to, blank=True)
     size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHECKING)
+    error = models.TextField(blank=True, help_text="Why the check refused the weights.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

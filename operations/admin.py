@@ -1,9 +1,19 @@
 """Operation runs in the admin: read-only, each team seeing its own (teams.admin.TeamScopedAdmin)."""
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from teams.admin import TeamScopedAdmin
 
 from .models import OperationRun
+
+
+def operation_runs_html(runs) -> str:
+    """Runs as the pages of their subjects show them, one line each (newest first, as given): when, status, progress
+    with its sentence, and why it failed; a dash for none."""
+    rows = ((run.created_at.strftime("%Y-%m-%d %H:%M"), run.kind_label, run.get_status_display(), f"{run.progress:.0%}",
+             run.error or run.progress_message) for run in runs)
+    return format_html_join(mark_safe("<br>"), "{}: {} {} ({}) {}", rows) or format_html("{}", "–")
 
 
 @admin.register(OperationRun)

@@ -66,7 +66,7 @@ def _process_alive(pid: int) -> bool:
 
 # `make test-quick` leaves out what starts processes (a Celery worker, gunicorn, Chromium, a command, a database
 # cluster) or flushes the database (transactional tests), and the fuzzer: the rest runs in a couple of minutes.
-SLOW_FIXTURES = {"celery_worker_process", "transactional_db", "live_server", "server", "page", "browser", "worker"}
+SLOW_FIXTURES = {"celery_worker_process", "celery_worker_starter", "transactional_db", "live_server", "server", "page", "browser", "worker"}
 SLOW_MODULES = {
     "tests/backend/test_api_fuzz.py", "tests/backend/test_backup_restore.py", "tests/backend/test_database_restart.py",
     "tests/backend/test_demo_command.py", "tests/backend/test_faults.py", "tests/backend/test_secret_checks.py",
@@ -160,19 +160,44 @@ def new_key() -> str:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, settings):
-    """A real Celery worker process on the real broker, using the test database and media folder."""
+def celery_worker_starter(transactional_db, settings):
+    """Starts a real Celery worker process on the real broker, using the test database and media folder, when the
+    test calls it (``start(env={...})``, extra environment for its settings): so a test can show what a request
+    leaves to the worker before one runs. Every worker it started is stopped afterwards."""
     if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
         pytest.skip("needs PostgreSQL and Redis: run through `make test` (DATABASE_URL, CELERY_BROKER_URL)")
+    with celery_app.connection_for_write() as conn:  # nothing left over from earlier runs
+        for queue in ("gpu", "celery"):
+            conn.default_channel.queue_purge(queue)
+    procs = []
+
+    def start(env: dict | None = None) -> subprocess.Popen:
+        procs.append(_celery_worker_start(settings, env or {}))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def celery_worker_process(celery_worker_starter):
+    """A real Celery worker process, running from the start of the test."""
+    return celery_worker_starter()
+
+
+def _celery_worker_start(settings, env: dict) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        **env,
     }
-    with celery_app.connection_for_write() as conn:  # nothing left over from earlier runs
-        for queue in ("gpu", "celery"):
-            conn.default_channel.queue_purge(queue)
     name = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "backend", "worker", "-Q", "gpu,celery", "-c", "1", "-n", name, "--loglevel", "INFO"],
@@ -184,12 +209,7 @@ def celery_worker_process(transactional_db, settings):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail("the Celery worker did not start")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return proc
 
 
 def wait_for(predicate, *, timeout: float = 120, every: float = 0.3):

@@ -1,9 +1,17 @@
 """Writes for IRI jobs, one module per concern: storage (stored images, target photos), specs (job specs),
-checkpoints (uploaded weights), jobs (create, layer sweeps, check, enqueue, cancel, retry, refresh), chunks (run on workers:
+checkpoints (uploaded weights: stored by the web, checked by a worker), jobs (create, layer sweeps, check, enqueue, cancel, retry, refresh), chunks (run on workers:
 start, heartbeat, fail, split, run, generate; the device) and validity (null distribution, validity records,
 proxies). The engine is imported lazily so the web process needs torch only to validate. The names other
 modules use are re-exported here."""
-from .checkpoints import checkpoint_check, checkpoint_create, checkpoint_data_check
+from .checkpoints import (
+    checkpoint_check,
+    checkpoint_create,
+    checkpoint_data_limits,
+    checkpoint_store,
+    checkpoint_upload,
+    checkpoint_usable_check,
+    checkpoint_verify,
+)
 from .chunks import (
     MAX_ATTEMPTS,
     STORAGE_RETRY_S,
@@ -47,7 +55,11 @@ __all__ = [
     "STORAGE_RETRY_S",
     "checkpoint_check",
     "checkpoint_create",
-    "checkpoint_data_check",
+    "checkpoint_data_limits",
+    "checkpoint_store",
+    "checkpoint_upload",
+    "checkpoint_usable_check",
+    "checkpoint_verify",
     "ChunkStopped",
     "finite_loss",
     "ImageStorageError",

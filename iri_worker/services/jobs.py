@@ -14,7 +14,7 @@ from teams.actors import Actor
 from teams.services import audit_record
 
 from ..models import Checkpoint, IriChunk, IriJob, TargetPhoto
-from .checkpoints import CHECKPOINT_BACKBONE
+from .checkpoints import CHECKPOINT_BACKBONE, checkpoint_usable_check
 from .specs import iri_spec_default_chunk_size, iri_spec_validate
 from .storage import photo_png_bytes, target_photo_create
 
@@ -80,6 +80,7 @@ def iri_job_check(
             raise ApplicationError(CHECKPOINT_SHA_MISMATCH.format(spec=sha256, checkpoint=checkpoint.sha256))
         if checkpoint.backbone != spec.get("backbone", checkpoint.backbone):
             raise ApplicationError(CHECKPOINT_BACKBONE.format(checkpoint=checkpoint.backbone, spec=spec["backbone"]))
+        checkpoint_usable_check(checkpoint=checkpoint)  # only weights whose check passed
         spec["backbone"] = checkpoint.backbone
         spec["checkpoint_sha256"] = checkpoint.sha256
     if seed_upload is not None:

@@ -30,7 +30,7 @@ PERSONAL = {"/api/tokens"}  # one's own API token
 REFERENCE = {"/api/iri/backbones/{name}/layers", "/api/schema/"}  # the engine's registry, the API's description
 PARTICIPANT_PREFIX = "/api/p/"  # open by design; a session token is the only key (tests/surveys)
 # Path parameters naming an object of a team: another team's member must get 404 for them.
-OBJECT_PARAMS = {"job_id", "slug"}
+OBJECT_PARAMS = {"job_id", "checkpoint_id", "slug"}
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def schema_operations(labs) -> list[tuple[str, str, str, dict]]:
 
 
 def path_values(labs, template: str, params: list[str]) -> dict:
-    values = {"job_id": labs["job"].pk}
+    values = {"job_id": labs["job"].pk, "checkpoint_id": labs["checkpoint"].pk}
     values["slug"] = labs["draft"].slug if template.endswith("/publish") else labs["live"].slug
     values["name"] = "answers.csv" if "/export/" in template else "tiny_cnn"
     unknown = [p for p in params if p not in values]
