@@ -15,7 +15,7 @@ from teams.admin import TeamScopedAdmin
 from teams.models import Role
 from teams.selectors import team_scoped
 
-from .models import Participant, ProlificStudy, Response, Survey
+from .models import Participant, Response, Survey
 from .operation_kinds import BOTS_KIND
 from .planning import prolific_pay_rates, survey_forecast, survey_plan
 from .selectors import survey_monitor, survey_mturk_external_question
@@ -28,35 +28,9 @@ from .services import (
     survey_publish,
     survey_rehearsal_erase,
 )
+from .admin_prolific import SurveyProlificActions
 from .task_types import design_from, task_type_get, task_types
 from .task_types.fields import admin_option_names, task_options
-from .services.prolific import (
-    prolific_draft_defaults,
-    prolific_places_from_forecast,
-    prolific_places_target,
-    prolific_study_create,
-    prolific_study_pause,
-    prolific_submissions_review,
-)
-
-
-class ProlificDraftForm(forms.Form):
-    """The draft's reward, estimated minutes and places; each left empty takes the survey's own figure."""
-
-    reward_pence = forms.IntegerField(min_value=1, required=False)
-    minutes = forms.IntegerField(
-        min_value=1, required=False, label="estimated minutes",
-        help_text="Empty: the time participants took (live sessions, else the pilot, else the planner's defaults).")
-    places = forms.IntegerField(min_value=1, required=False, help_text="Empty: from the forecast (or the quota).")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        rates = prolific_pay_rates()  # the Prolific workspace's currency (PROLIFIC_CURRENCY)
-        money, unit = rates["symbol"], "pence" if rates["currency"] == "GBP" else "cents"
-        self.fields["reward_pence"].label = f"reward ({unit}, {rates['currency']})"
-        self.fields["reward_pence"].help_text = (
-            f"Per participant. Prolific's minimum is {money}{rates['minimum']:.2f}/h and it recommends "
-            f"{money}{rates['recommended']:.2f}/h. Empty: the recommended rate for the estimated minutes.")
 
 
 class SurveyCreateForm(forms.ModelForm):
@@ -128,9 +102,8 @@ class SurveyPlanForm(forms.Form):
 
 
 @admin.register(Survey)
-class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
+class SurveyAdmin(TeamScopedAdmin, SurveyProlificActions, admin.ModelAdmin):
     """The survey's pages; results.admin registers a subclass that adds the report and the analysis plan."""
-
     audit_name = "survey"
     list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
     list_filter = ["status", "task_type"]
@@ -140,7 +113,7 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
         "slug", "status", "task_type", "foil_rule", "cluster_variant", "link", "pilot_link", "monitor_link",
         "planner_link", "trials_per_participant", "ratings_per_list", "catch_trials", "practice_trials", "trial_count",
         "participant_count", "size_policy", "iri_max_percentile", "iri_require_label_match", "built", "bot_runs",
-        "precision_goal", "prolific", "categories", "screening_trials", "mturk_external_question",
+        "precision_goal", "prolific", "prolific_reviews", "categories", "screening_trials", "mturk_external_question",
     ]
     editable_fields = [
         "title", "consent_md", "instructions_md", "completion_code", "code_failed_attention", "code_timed_out",
@@ -211,75 +184,6 @@ class SurveyAdmin(TeamScopedAdmin, admin.ModelAdmin):
             self.message_user(
                 request, f"{survey.slug}: {erased['sessions']} rehearsal session(s) with {erased['responses']} answers "
                          f"erased; {erased['slots_freed']} place(s) free again.")
-
-    # ------------------------------------------------------------------ Prolific (surveys/services/prolific.py)
-
-    def _prolific_each(self, request, queryset, work) -> None:
-        """One message per survey: what was done on Prolific, or why not (not configured, Prolific's refusal)."""
-        for survey in queryset:
-            try:
-                done = work(survey)
-            except ApplicationError as exc:
-                self.message_user(request, f"{survey.slug}: {exc.message}", level=messages.ERROR)
-            else:
-                self.message_user(request, f"{survey.slug}: {done}")
-
-    @admin.action(description="Create a Prolific draft study", permissions=["change"])
-    def prolific_create(self, request, queryset):
-        form = ProlificDraftForm(request.POST if "apply" in request.POST else None)
-        if not form.is_valid():  # first the form: reward, minutes, places
-            context = {**self.admin_site.each_context(request), "form": form, "surveys": queryset,
-                       "title": "Create a Prolific draft study"}
-            return TemplateResponse(request, "surveys/admin_prolific_draft.html", context)
-
-        def create(survey):
-            defaults = prolific_draft_defaults(survey=survey, minutes=form.cleaned_data["minutes"])
-            minutes, reward = defaults["minutes"], form.cleaned_data["reward_pence"] or defaults["reward"]
-            places = form.cleaned_data["places"] or prolific_places_target(survey=survey)
-            study = prolific_study_create(survey=survey, reward_pence=reward, minutes=minutes, places=places,
-                                          actor=Actor.of_request(request))
-            return (f"draft study {study.study_id} on Prolific with {study.places} places, {minutes} minutes and a "
-                    f"reward of {study.reward} ({defaults['currency']}): review and publish it there.")
-
-        self._prolific_each(request, queryset, create)
-
-    @admin.action(description="Set Prolific places from the forecast", permissions=["change"])
-    def prolific_places(self, request, queryset):
-        def places(survey):
-            result = prolific_places_from_forecast(survey=survey, actor=Actor.of_request(request))
-            if not result["changed"]:
-                return f"the Prolific study keeps its {result['places']} places (the forecast needs {result['target']})."
-            return f"the Prolific study now has {result['places']} places."
-
-        self._prolific_each(request, queryset, places)
-
-    @admin.action(description="Pause the Prolific study", permissions=["change"])
-    def prolific_pause(self, request, queryset):
-        def pause(survey):
-            result = prolific_study_pause(survey=survey, actor=Actor.of_request(request))
-            return "the Prolific study is paused." if result["paused"] else f"the Prolific study is already {result['status']}."
-
-        self._prolific_each(request, queryset, pause)
-
-    @admin.action(description="Review Prolific submissions", permissions=["change"])
-    def prolific_review(self, request, queryset):
-        def review(survey):
-            c = prolific_submissions_review(survey=survey, actor=Actor.of_request(request))
-            text = (f"{c['approved']} approved, {c['return_requested']} asked to return, {c['failed_attention']} failed "
-                    f"the attention check and {c['left']} other(s) left for you to review on Prolific.")
-            return text + (f" {c['errors']} refused by Prolific: see the study's last error." if c["errors"] else "")
-
-        self._prolific_each(request, queryset, review)
-
-    @admin.display(description="Prolific study")
-    def prolific(self, obj):
-        study = ProlificStudy.objects.filter(survey=obj).first()
-        if study is None:
-            return "–"
-        error = format_html(" · last error: {}", study.last_error) if study.last_error else ""
-        return format_html("{} · {} · {} places · reward {} ({}) · updated {}{}", study.study_id, study.status,
-                           study.places, study.reward, settings.PROLIFIC_CURRENCY,
-                           study.updated_at.strftime("%Y-%m-%d %H:%M"), error)
 
     @admin.display(description="MTurk ExternalQuestion")
     def mturk_external_question(self, obj):

@@ -1,6 +1,6 @@
-"""Prolific from the admin: a survey's draft study, its places (set by hand or from the forecast), its pause when
-collection has stopped, and the review of its submissions. Every write is audit-logged; docs/prolific.md tells
-the story from the researcher's side.
+"""Prolific from the admin: a survey's draft study, its places (set by hand or from the forecast) and its pause when
+collection has stopped (the review of its submissions, a worker's operation run, is in prolific_review). Every
+write is audit-logged; docs/prolific.md tells the story from the researcher's side.
 
 Prolific holds the truth about a study (the researcher publishes it, and may change it, on Prolific's site), so
 each service reads the study there before changing it and stores what it saw in the survey's ProlificStudy row.
@@ -24,8 +24,8 @@ from teams.actors import Actor
 from teams.services import audit_record
 
 from ..models import Participant, ProlificStudy, Slot, Survey
+from ..prolific import NOT_CONFIGURED, ProlificClient, ProlificError, prolific_enabled
 from ..task_types import task_types
-from ..prolific import BULK_APPROVE_MAX, NOT_CONFIGURED, ProlificClient, ProlificError, prolific_enabled
 
 URL_PARAMETERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 DEVICES = ["desktop"]  # every task shows its images at their pixel size: phones are too small
@@ -354,75 +354,3 @@ def prolific_background_failed(*, survey_id: int, what: str, message: str, tries
     text = BACKGROUND_FAILED.format(what=what, tries=tries, message=message)
     ProlificStudy.objects.filter(pk=study.pk).update(last_error=text, updated_at=timezone.now())
     _audit(f"{what}_failed", study, actor=actor, details={"error": message, "tries": tries})
-
-
-def _review_decision(submission: dict, participant: Participant | None, survey: Survey) -> str:
-    """approve / return / failed_attention / left. The local session's outcome decides where there is one (the
-    completion code is the same for everyone, so a code alone proves less); otherwise the code does."""
-    if participant is not None:
-        outcome = participant.status
-    else:
-        outcome = {
-            survey.completion_code: Participant.Status.COMPLETED,
-            survey.code_failed_attention: Participant.Status.FAILED_ATTENTION,
-            survey.code_timed_out: Participant.Status.TIMED_OUT,
-        }.get(submission.get("study_code") or "")
-    if outcome == Participant.Status.COMPLETED:
-        return "approve"
-    if outcome in RETURN_REASONS:
-        return "return"
-    if outcome == Participant.Status.FAILED_ATTENTION:
-        return "failed_attention"
-    return "left"  # a technical exit or screening (the researcher decides on pay), still active, no or unknown code
-
-
-def _sessions_of(survey: Survey, submissions: list[dict]) -> dict[str, Participant]:
-    """The local session of each submission, by its id: Prolific's submission id is the SESSION_ID the participant
-    arrived with. A session stored without one (an old link) is found by the Prolific ID instead."""
-    live = Participant.objects.filter(survey=survey, is_pilot=False)
-    by_session = {p.session_id: p for p in live.filter(session_id__in=[s["id"] for s in submissions])}
-    by_pid = {p.prolific_pid: p for p in live.filter(session_id="", prolific_pid__in=[s.get("participant_id") for s in submissions])}
-    return {s["id"]: by_session.get(s["id"]) or by_pid.get(s.get("participant_id")) for s in submissions}
-
-
-def prolific_submissions_review(*, survey: Survey, actor: Actor | None = None) -> dict:
-    """Every submission AWAITING REVIEW (Prolific's status filter, every page): approved when the session completed
-    here (or, with no session here, the completion code was entered), in bulk-approve requests of at most 1,000; a
-    return requested for timed-out and returned sessions (once: a submission already asked is skipped); failed
-    attention checks and everything else are left to the researcher and counted. Returns the counts."""
-    client = _client()
-    study = _study_of(survey)
-    submissions = _call(study, lambda: client.submission_list(study.study_id, status="AWAITING_REVIEW"))
-    submissions = [s for s in submissions if s.get("status") == AWAITING_REVIEW]
-    sessions = _sessions_of(survey, submissions)
-    counts = {"approved": 0, "return_requested": 0, "failed_attention": 0, "left": 0, "errors": 0}
-    to_approve, last_error = [], ""
-    for submission in submissions:
-        participant = sessions[submission["id"]]
-        decision = _review_decision(submission, participant, survey)
-        if decision == "approve":
-            to_approve.append(submission["id"])
-        elif decision == "return" and submission.get("return_requested"):
-            counts["return_requested"] += 1  # asked by an earlier review: a second message would only nag
-        elif decision == "return":
-            reasons = RETURN_REASONS[participant.status if participant else Participant.Status.TIMED_OUT]
-            try:
-                client.submission_request_return(submission["id"], reasons)
-                counts["return_requested"] += 1
-            except ProlificError as exc:  # one refusal does not stop the others
-                counts["errors"] += 1
-                last_error = exc.message
-        else:
-            counts[decision] += 1
-    for start in range(0, len(to_approve), BULK_APPROVE_MAX):
-        batch = to_approve[start:start + BULK_APPROVE_MAX]
-        try:
-            client.submission_bulk_approve(batch)
-            counts["approved"] += len(batch)
-        except ProlificError as exc:  # still awaiting review: the next review approves them
-            counts["errors"] += len(batch)
-            last_error = exc.message
-    study.last_error = last_error
-    study.save(update_fields=["last_error", "updated_at"])
-    _audit("review", study, actor=actor, details=counts)  # counts only: no participant IDs
-    return counts

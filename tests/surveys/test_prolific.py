@@ -10,6 +10,9 @@ from django.db import DatabaseError
 from django.test import Client
 
 from backend.exceptions import ApplicationError
+from operations import services as operation_services
+from operations.models import OperationRun
+from operations.tasks import operation_run_execute
 from surveys.planning import survey_forecast, survey_plan
 from surveys import prolific as prolific_client
 from surveys.models import Participant, ProlificStudy
@@ -37,6 +40,8 @@ pytestmark = pytest.mark.django_db
 
 TOKEN = "test-token-123"
 CHANGELIST = "/admin/surveys/survey/"
+REVIEW_QUEUED = ("the review of its Prolific submissions is queued; the survey's page shows its progress and each "
+                 "submission's outcome.")
 
 
 @pytest.fixture
@@ -76,12 +81,24 @@ def draft(client, survey, places=20, **fields) -> ProlificStudy:
     return ProlificStudy.objects.get(survey=survey)
 
 
+def reviewed(client, survey, capture) -> OperationRun:
+    """The admin's review: queued by the request (which sends nothing to Prolific), then run as a worker runs it."""
+    with capture(execute=False) as queued:
+        messages = act(client, "prolific_review", survey)
+    assert messages == [f"{survey.slug}: {REVIEW_QUEUED}"] and len(queued) == 1
+    run = OperationRun.objects.filter(kind="prolific_review", subject_id=survey.pk).order_by("-id").first()
+    assert run.status == OperationRun.Status.QUEUED
+    operation_run_execute(run.pk)
+    run.refresh_from_db()
+    return run
+
+
 def session(survey, pid: str, status: str, session_id: str = "") -> Participant:
     return Participant.objects.create(survey=survey, prolific_pid=pid, status=status, session_id=session_id)
 
 
 def test_the_story_from_a_draft_to_approvals_through_busy_and_failing_moments(
-        fake, admin_client, live_survey, researcher, settings, monkeypatch):
+        fake, admin_client, live_survey, researcher, settings, monkeypatch, django_capture_on_commit_callbacks):
     monkeypatch.setattr(prolific_client, "PAGE_SIZE", 2)  # several pages of submissions
     form = admin_client.post(CHANGELIST, {"action": "prolific_create", "_selected_action": [live_survey.pk]})
     assert form.status_code == 200 and b"reward" in form.content and not fake.requests
@@ -129,13 +146,19 @@ def test_the_story_from_a_draft_to_approvals_through_busy_and_failing_moments(
     fake.fail(500, path="submissions/bulk-approve/", after=True)  # approved, answer lost: approving again is ignored
     fake.fail(429, path="submissions/")
 
-    messages = act(admin_client, "prolific_review", live_survey)
-    again = act(admin_client, "prolific_review", live_survey)
+    first = reviewed(admin_client, live_survey, django_capture_on_commit_callbacks)
+    again = reviewed(admin_client, live_survey, django_capture_on_commit_callbacks)
 
-    assert messages == [f"{s.slug}: 3 approved, 1 asked to return, 2 failed the attention check and 1 other(s) left "
-                        "for you to review on Prolific."]
-    assert again == [f"{s.slug}: 0 approved, 1 asked to return, 2 failed the attention check and 1 other(s) left "
-                     "for you to review on Prolific."]
+    assert first.status == again.status == OperationRun.Status.DONE
+    assert first.progress_message == ("3 approved, 1 asked to return, 2 failed the attention check and 1 other(s) left "
+                                      "for you to review on Prolific.")
+    assert again.progress_message == ("0 approved, 1 asked to return, 2 failed the attention check and 1 other(s) left "
+                                      "for you to review on Prolific.")
+    outcomes = {o["id"]: o["outcome"] for o in first.result["submissions"]}
+    assert outcomes == {ids["done"]: "approved", ids["no-session"]: "approved", ids["old-link"]: "approved",
+                        ids["timed-out"]: "return_requested", ids["attention"]: "failed_attention",
+                        ids["code-but-failed"]: "failed_attention", ids["technical"]: "left"}
+    assert {o["id"]: o["outcome"] for o in again.result["submissions"]}[ids["timed-out"]] == "return_requested_before"
     status = {name: fake.submissions[i]["status"] for name, i in ids.items()}
     assert status == {"done": "APPROVED", "no-session": "APPROVED", "timed-out": "AWAITING REVIEW",
                       "attention": "AWAITING REVIEW", "code-but-failed": "AWAITING REVIEW", "technical": "AWAITING REVIEW",
@@ -154,8 +177,52 @@ def test_the_story_from_a_draft_to_approvals_through_busy_and_failing_moments(
         "prolific_study.review"]
     review = entries.filter(action="prolific_study.review").order_by("id").first()
     assert review.details["approved"] == 3 and "P-done" not in str(review.details), "counts only, no participant IDs"
-    page = admin_client.get(f"{CHANGELIST}{s.pk}/change/")
-    assert study.study_id in page.content.decode() and "PAUSED" in page.content.decode()
+    page = admin_client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
+    assert study.study_id in page and "PAUSED" in page
+    assert "Prolific review Done (100%) 0 approved, 1 asked to return" in page, "the latest review, as the run ended"
+
+
+def test_a_refused_request_is_recorded_for_its_submission_and_the_others_go_on(
+        fake, admin_client, live_survey, django_capture_on_commit_callbacks):
+    study = draft(admin_client, live_survey)
+    fake.publish(study.study_id)
+    s = live_survey
+    late = [fake.seed_submission(study.study_id, participant_id=f"P-late-{i}", study_code=s.code_timed_out)
+            for i in range(2)]
+    done = [fake.seed_submission(study.study_id, participant_id=f"P-done-{i}", study_code=s.completion_code)
+            for i in range(2)]
+    fake.fail(502, path=r"submissions/\w+/request-return/")  # the first return request is lost: not sent again
+
+    run = reviewed(admin_client, live_survey, django_capture_on_commit_callbacks)
+
+    outcomes = {o["id"]: o for o in run.result["submissions"]}
+    assert outcomes[late[0]]["outcome"] == "error" and "Prolific answered 502" in outcomes[late[0]]["error"]
+    assert [outcomes[i]["outcome"] for i in (late[1], *done)] == ["return_requested", "approved", "approved"]
+    assert run.status == OperationRun.Status.DONE and run.result["counts"]["errors"] == 1
+    assert run.progress_message.endswith("1 refused by Prolific: see each submission's outcome.")
+    assert sorted(fake.approvals) == sorted(done) and fake.returns == [late[1]]
+    study.refresh_from_db()
+    assert study.last_error == outcomes[late[0]]["error"]
+    page = admin_client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
+    assert f"submission {late[0]}: Prolific answered 502" in page
+
+
+def test_approvals_go_in_requests_of_at_most_prolifics_documented_thousand_with_progress(
+        fake, admin_client, live_survey, django_capture_on_commit_callbacks, monkeypatch):
+    study = draft(admin_client, live_survey)
+    fake.publish(study.study_id)
+    for i in range(1001):
+        fake.seed_submission(study.study_id, participant_id=f"P-{i}", study_code=live_survey.completion_code)
+    seen = []
+    monkeypatch.setattr(operation_services, "operation_run_progress",
+                        lambda run_id, progress, message="": seen.append((round(progress, 2), message)))
+
+    run = reviewed(admin_client, live_survey, django_capture_on_commit_callbacks)
+
+    sizes = [len(c["body"]["submission_ids"]) for c in fake.calls("POST", "submissions/bulk-approve/")]
+    assert sizes == [1000, 1] and len(fake.approvals) == 1001
+    assert run.result["counts"]["approved"] == 1001
+    assert seen[1:3] == [(0.5, "1 of 2 request(s) to Prolific sent"), (1.0, "2 of 2 request(s) to Prolific sent")]
 
 
 def survey_with_every_ending(iri_set):
@@ -405,12 +472,13 @@ def test_without_a_token_prolific_is_off_and_every_action_says_so(fake, admin_cl
     assert not fake.requests
 
 
-def test_prolific_refusals_and_outages_are_messages_not_500s(fake, admin_client, live_survey, settings):
+def test_prolific_refusals_and_outages_are_messages_not_500s(fake, admin_client, live_survey, settings,
+                                                            django_capture_on_commit_callbacks):
     study = draft(admin_client, live_survey)
 
     paused_draft = act(admin_client, "prolific_pause", live_survey)
     fake.fail(500, times=5)  # every try of the listing
-    failed = act(admin_client, "prolific_review", live_survey)
+    failed = reviewed(admin_client, live_survey, django_capture_on_commit_callbacks)
     study.refresh_from_db()
     last_error = study.last_error
     fake.fail(429, times=5, retry_after=3600)  # a long Retry-After is cut to the longest wait, then given up
@@ -422,7 +490,8 @@ def test_prolific_refusals_and_outages_are_messages_not_500s(fake, admin_client,
 
     slug = live_survey.slug
     assert paused_draft == [f"{slug}: The Prolific study {study.study_id} is still a draft (UNPUBLISHED): there is nothing to pause."]
-    assert failed == [f"{slug}: Prolific answered 500: Internal Server Error Please try again later."]
+    assert failed.status == OperationRun.Status.FAILED
+    assert failed.error == "Prolific answered 500: Internal Server Error Please try again later."
     assert last_error == "Prolific answered 500: Internal Server Error Please try again later."
     assert throttled == [f"{slug}: Prolific answered 429: Too Many Requests Request was throttled. Expected available "
                          "in a moment."]
