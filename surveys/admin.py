@@ -8,6 +8,7 @@ from django.utils.safestring import mark_safe
 
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriJob
+from operations.admin import operation_runs_html
 from operations.selectors import operation_run_list_of_subject
 from operations.services import operation_run_create
 from teams.actors import Actor
@@ -23,12 +24,13 @@ from .services import (
     build_summary,
     participant_erase,
     survey_check,
-    survey_create,
+    survey_create_start,
     survey_pilot_reset,
     survey_publish,
     survey_rehearsal_erase,
 )
 from .admin_prolific import SurveyProlificActions
+from .services.build_runs import survey_build_runs, survey_build_state
 from .task_types import design_from, task_type_get, task_types
 from .task_types.fields import admin_option_names, task_options
 
@@ -105,7 +107,8 @@ class SurveyPlanForm(forms.Form):
 class SurveyAdmin(TeamScopedAdmin, SurveyProlificActions, admin.ModelAdmin):
     """The survey's pages; results.admin registers a subclass that adds the report and the analysis plan."""
     audit_name = "survey"
-    list_display = ["slug", "title", "status", "task_type", "foil_rule", "trial_count", "participant_count", "link", "monitor_link"]
+    list_display = ["slug", "title", "status", "build_state", "task_type", "foil_rule", "trial_count", "participant_count",
+                    "link", "monitor_link"]
     list_filter = ["status", "task_type"]
     actions = ["publish", "run_bots", "pilot_reset", "rehearsal_erase", "prolific_create", "prolific_places",
                "prolific_pause", "prolific_review"]
@@ -142,16 +145,24 @@ class SurveyAdmin(TeamScopedAdmin, SurveyProlificActions, admin.ModelAdmin):
             return
         data = form.cleaned_data
         task = task_type_get(data["task_type"])
-        survey = survey_create(slug=data["slug"], title=data["title"], iri_jobs=list(data["iri_jobs"]),
-                               task_type=task.name, **task_options(task, data),
-                               actor=Actor.of_request(request))
+        # The trials (with their image I/O) are built by a worker; the survey's page shows the build meanwhile.
+        survey = survey_create_start(slug=data["slug"], title=data["title"], iri_jobs=list(data["iri_jobs"]),
+                                     task_type=task.name, actor=Actor.of_request(request), **task_options(task, data))
         obj.pk = survey.pk
         obj.refresh_from_db()
-        self.message_user(request, f"{survey.slug}: {build_summary(survey.build_report)}")
+        self.message_user(request, f"{survey.slug}: a worker is building its trials; its page shows how far it got, "
+                                   "and it can be published once the build is done.")
 
     @admin.display(description="what the builder did")
     def built(self, obj):
-        return build_summary(obj.build_report)
+        runs = survey_build_runs(survey=obj)[:3]  # obj came through the scoped queryset
+        state = survey_build_state(survey=obj)
+        summary = build_summary(obj.build_report) if state == "built" else state
+        return format_html("{}<br>{}", summary, operation_runs_html(runs)) if runs else summary
+
+    @admin.display(description="build")
+    def build_state(self, obj):
+        return survey_build_state(survey=obj)
 
     @admin.action(description="Publish the selected surveys", permissions=["change"])
     def publish(self, request, queryset):

@@ -9,6 +9,7 @@ from django.utils.text import slugify
 from backend.exceptions import ApplicationError
 from iri_worker.models import IriImage, IriJob
 from iri_worker.selectors import VALIDITY_REASONS, iri_validity_failure
+from operations.services import operation_run_create
 from stats.adaptive.interval import condition_answers_needed
 from stats.adaptive.planner import DEFAULT_DESIGN_EFFECT, WORST_CASE_P
 from stats.adaptive.stopping import MIN_ANSWERS
@@ -19,6 +20,7 @@ from ..models import Participant, Slot, Survey
 from ..signals import survey_published
 from ..stimuli import PhotoPool, image_size
 from ..task_types import SurveyDesign, TaskType, design_from, task_type_get, task_types
+from .build_runs import SURVEY_BUILD_KIND, survey_build_done_check
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
@@ -46,7 +48,8 @@ GOAL_RISK_CONFIRM = (
 
 def survey_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: str = Survey.TaskType.TWO_AFC,
                   actor: Actor | None = None, **settings) -> Survey:
-    """A DRAFT survey of a task type (surveys.task_types): its trials from the IRI sets, split into trial lists,
+    """A DRAFT survey of a task type (surveys.task_types), built in this process (commands, tests, the demo; the web
+    hands the build to a worker with survey_create_start): its trials from the IRI sets, split into trial lists,
     each with N slots per mode (live, pilot). ``settings`` are the task type's design (its typed options: an option it
     does not take, or a bad value, is an ApplicationError naming it); each maps onto the Survey column of its name.
 
@@ -57,18 +60,46 @@ def survey_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: s
     refused otherwise); the risk is recorded in the build report (``goal_risk``) and shown on the survey's page.
     ``actor``: who builds it (teams.actors), in the audit log with the survey.
     """
+    with transaction.atomic():
+        survey, iris, report = _survey_draft_create(slug=slug, title=title, iri_jobs=iri_jobs, task_type=task_type,
+                                                    actor=actor, **settings)
+        return survey_trials_build(survey=survey, iris=iris, report=report)
+
+
+def survey_create_start(*, slug: str, title: str, iri_jobs: list[IriJob], actor: Actor | None = None,
+                        task_type: str = Survey.TaskType.TWO_AFC, **settings) -> Survey:
+    """The web's survey_create: the same checks, the DRAFT survey stored now, and its build (the trials, with their
+    image I/O) handed to a worker, an operation run of kind survey_build (surveys.operation_kinds). The survey is
+    "building" until that run is done (build_runs.survey_build_state); publishing it before is refused."""
+    with transaction.atomic():
+        survey, iris, report = _survey_draft_create(slug=slug, title=title, iri_jobs=iri_jobs, task_type=task_type,
+                                                    actor=actor, **settings)
+        operation_run_create(kind=SURVEY_BUILD_KIND, subject=survey, actor=actor,
+                             params={"iris": [iri.pk for iri in iris], "report": report})
+    return survey
+
+
+def _survey_draft_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_type: str, actor: Actor | None,
+                         **settings) -> tuple[Survey, list[IriImage], dict]:
+    """The checked DRAFT survey without its trials (audited as created by ``actor``), the IRIs its trials will use
+    and the start of its build report."""
     task = task_type_get(task_type)
     design = design_from(task_type=task, options=settings)
     iris, report = survey_check(slug=slug, iri_jobs=iri_jobs, task_type=task.name, design=design)
-    rng = random.Random(design.rng_seed)
-    with transaction.atomic():
-        survey = Survey.objects.create(team_id=iri_jobs[0].team_id, slug=slug, title=title, task_type=task.name,
-                                       **{**design.columns(), **_task_texts(task=task, design=design)})
-        survey.iri_jobs.set(iri_jobs)
-        audit_record(actor=actor, action="survey.create", obj=survey)
-        pool = PhotoPool(targets=list({i.target_id: i.target for i in iris}.values()),
-                         rng=random.Random(f"{design.rng_seed}:pool"))
-        return task.build(survey=survey, iris=iris, rng=rng, pool=pool, report=report)
+    survey = Survey.objects.create(team_id=iri_jobs[0].team_id, slug=slug, title=title, task_type=task.name,
+                                   **{**design.columns(), **_task_texts(task=task, design=design)})
+    survey.iri_jobs.set(iri_jobs)
+    audit_record(actor=actor, action="survey.create", obj=survey)
+    return survey, iris, report
+
+
+def survey_trials_build(*, survey: Survey, iris: list[IriImage], report: dict) -> Survey:
+    """Build a DRAFT survey's trials, lists and slots through its task type, seeded by its rng_seed (the same survey
+    in a worker as in the process that created it)."""
+    task = task_type_get(survey.task_type)
+    pool = PhotoPool(targets=list({i.target_id: i.target for i in iris}.values()),
+                     rng=random.Random(f"{survey.rng_seed}:pool"))
+    return task.build(survey=survey, iris=iris, rng=random.Random(survey.rng_seed), pool=pool, report=report)
 
 
 def survey_check(*, slug: str, iri_jobs: list[IriJob], task_type: str, design: SurveyDesign) -> tuple[list[IriImage], dict]:
@@ -221,6 +252,7 @@ def _precision_check(*, iris: list[IriImage], ratings_per_list: int, trials_per_
 
 
 def survey_publish(*, survey: Survey, actor: Actor | None = None) -> Survey:
+    survey_build_done_check(survey=survey)  # a worker's build still running, or failed: say so
     if not survey.trials.exists():
         raise ApplicationError("A survey without trials cannot be published.")
     with transaction.atomic():

@@ -6,6 +6,8 @@ from django.test import Client
 from PIL import Image
 
 from iri_worker.models import IriJob, TargetPhoto
+from operations.models import OperationRun
+from operations.tasks import operation_run_execute
 from surveys.models import Survey
 
 pytestmark = pytest.mark.django_db
@@ -80,20 +82,36 @@ def test_a_finished_job_page_shows_target_seed_and_iri(admin_client, iri_set):
     assert admin_client.get(iri.image.file.url).status_code == 200
 
 
-def test_a_survey_built_and_published_in_the_admin_goes_live(admin_client, iri_set):
+def test_a_survey_built_by_a_worker_and_published_in_the_admin_goes_live(
+        admin_client, iri_set, django_capture_on_commit_callbacks):
     # What the researcher sees pre-filled on the add form, plus their own choices.
     page = admin_client.get("/admin/surveys/survey/add/")
     form = {name: field.initial() if callable(field.initial) else field.initial
             for name, field in page.context["adminform"].form.fields.items() if field.initial is not None}
     form.update({"slug": "adm", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "seed", "trials_per_participant": "",
                  "consent_md": "ok", "instructions_md": "go"})
-    response = admin_client.post("/admin/surveys/survey/add/", form)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = admin_client.post("/admin/surveys/survey/add/", form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     survey = Survey.objects.get(slug="adm")
-    assert survey.trials.count() == 3
+    assert survey.trials.count() == 0 and len(queued) == 1, "the request stored the survey; a worker builds it"
+    page = admin_client.get(f"/admin/surveys/survey/{survey.pk}/change/").content.decode()
+    assert "building" in page and "survey build Queued (0%)" in page
 
-    admin_client.post("/admin/surveys/survey/", {"action": "publish", "_selected_action": [survey.pk]})
+    def publish() -> list[str]:
+        published = admin_client.post("/admin/surveys/survey/", {"action": "publish", "_selected_action": [survey.pk]},
+                                      follow=True)
+        return [str(m) for m in published.context["messages"]]
 
+    assert publish() == ["adm: The survey is still being built by a worker (0% done); publish it once its build is "
+                         "done (the survey's page shows how far it got)."]
+    run = OperationRun.objects.get(kind="survey_build", subject_id=survey.pk)
+    operation_run_execute(run.pk)  # what the worker does
+
+    run.refresh_from_db()
+    assert run.status == OperationRun.Status.DONE and run.result["trials"] == 3 and survey.trials.count() == 3
+    assert "no IRI left out" in admin_client.get(f"/admin/surveys/survey/{survey.pk}/change/").content.decode()
+    assert publish() == ["adm is live."]
     survey.refresh_from_db()
     assert survey.status == Survey.Status.LIVE
 
