@@ -16,6 +16,8 @@ from rest_framework.test import APIClient
 from backend.celery import app as celery_app
 from iri_worker.models import IriJob
 from iri_worker.services import iri_spec_validate
+from operations.models import OperationRun
+from operations.tasks import operation_run_execute
 from surveys.services import survey_create, survey_publish
 from teams.models import Role
 from teams.services import membership_set, team_create
@@ -210,6 +212,14 @@ def _celery_worker_start(settings, env: dict) -> subprocess.Popen:
             proc.kill()
             pytest.fail("the Celery worker did not start")
     return proc
+
+
+def queued_runs_perform() -> list[OperationRun]:
+    """What a worker does with the operation runs that requests queued (run here, oldest first); the runs after."""
+    ids = list(OperationRun.objects.filter(status=OperationRun.Status.QUEUED).order_by("id").values_list("pk", flat=True))
+    for run_id in ids:
+        operation_run_execute(run_id)
+    return list(OperationRun.objects.filter(pk__in=ids).order_by("id"))
 
 
 def wait_for(predicate, *, timeout: float = 120, every: float = 0.3):

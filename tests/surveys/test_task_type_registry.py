@@ -25,7 +25,7 @@ from surveys.task_types import (
     task_type_register,
     task_type_unregister,
 )
-from tests.conftest import new_key
+from tests.conftest import new_key, queued_runs_perform
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +156,8 @@ def test_the_admin_builds_it_from_the_same_design(odd_one_out, admin_client, iri
         "foil_rule": "same_set", "trials_per_participant": "", "consent_md": "ok", "instructions_md": "go"})
 
     assert response.status_code == 302, response.context["adminform"].form.errors
+    (build,) = queued_runs_perform()  # a worker builds the trials
+    assert build.kind == "survey_build" and build.status == "DONE", build.error
     survey = Survey.objects.get(slug="odd-admin")
     assert survey.task_type == "odd_one_out" and survey.foil_rule == "seed"  # another type's option is not passed on
     assert set(survey.trials.values_list("task_type", "n_options")) == {("odd_one_out", 3)}
