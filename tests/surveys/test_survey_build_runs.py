@@ -12,6 +12,7 @@ from surveys import operation_kinds
 from surveys.models import Survey
 from surveys.services import survey_create, survey_create_start, survey_publish
 from surveys.services.build_runs import survey_build_state
+from teams.actors import Actor
 from tests.conftest import finished_iri_set, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +31,7 @@ def test_the_worker_builds_the_survey_the_same_choices_build_in_one_process(
         iri_set, researcher, django_capture_on_commit_callbacks):
     at_once = survey_create(slug="at-once", iri_jobs=[iri_set], **OPTIONS)
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        later = survey_create_start(slug="later", iri_jobs=[iri_set], actor=researcher, **OPTIONS)
+        later = survey_create_start(slug="later", iri_jobs=[iri_set], actor=Actor.of_user(researcher), **OPTIONS)
 
     assert len(queued) == 1 and later.trials.count() == 0 and survey_build_state(survey=later) == "building"
     with pytest.raises(ApplicationError, match="still being built by a worker"):
@@ -56,7 +57,7 @@ def test_a_failed_build_leaves_no_half_built_trials_and_publishing_says_why(
 
     monkeypatch.setattr(operation_kinds, "survey_trials_build", fails_after_the_trials)
     with django_capture_on_commit_callbacks(execute=False):
-        survey = survey_create_start(slug="broken", iri_jobs=[iri_set], actor=researcher, title="t")
+        survey = survey_create_start(slug="broken", iri_jobs=[iri_set], actor=Actor.of_user(researcher), title="t")
     operation_run_execute(OperationRun.objects.get(kind="survey_build").pk)
 
     assert OperationRun.objects.get(kind="survey_build").error == "The photo store is full."

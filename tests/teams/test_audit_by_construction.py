@@ -22,6 +22,7 @@ from results import archive, plans
 from surveys import services as survey_services
 from surveys.models import Participant, Survey
 from surveys.services import prolific as prolific_services
+from surveys.services import prolific_review
 from surveys.services import participant_enroll, survey_create, survey_publish
 from surveys.tasks import participant_ids_expire_task
 from teams import services as team_services
@@ -35,14 +36,17 @@ ROOT = Path(__file__).resolve().parents[2]
 AUDITED_SERVICES = [
     team_services.team_create, team_services.membership_set, team_services.membership_remove,
     team_services.api_token_issue, team_services.api_token_revoke,
-    iri_services.target_photo_create, iri_services.checkpoint_create, iri_services.iri_job_create,
+    iri_services.target_photo_create, iri_services.checkpoint_create, iri_services.checkpoint_upload,
+    iri_services.iri_job_create,
     iri_services.iri_sweep_create, iri_services.iri_job_cancel, iri_services.iri_job_retry,
-    survey_services.survey_create, survey_services.survey_publish, survey_services.survey_pilot_reset,
+    survey_services.survey_create, survey_services.survey_create_start, survey_services.survey_publish,
+    survey_services.survey_pilot_reset,
     survey_services.participant_erase, survey_services.participant_ids_expire,
     survey_services.survey_rehearsal_start, survey_services.survey_rehearsal_erase,
     prolific_services.prolific_study_create, prolific_services.prolific_places_set,
     prolific_services.prolific_places_from_forecast, prolific_services.prolific_study_pause,
-    prolific_services.prolific_submissions_review, prolific_services.prolific_background_failed,
+    prolific_review.prolific_review_start, prolific_review.prolific_submissions_review,
+    prolific_services.prolific_background_failed,
     plans.plan_freeze, plans.plan_change, archive.study_archive_write, operation_services.operation_run_create,
 ]
 SOURCES = ["backend", "teams", "iri_worker", "surveys", "results", "operations", "bench"]  # everything but the tests
