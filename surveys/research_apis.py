@@ -17,7 +17,8 @@ from teams.models import Role
 from .models import Survey
 from .planning import survey_plan
 from .selectors import survey_monitor
-from .services import survey_create, survey_publish
+from .services import survey_create_start, survey_publish
+from .services.build_runs import survey_build_error, survey_build_state
 from .services.adaptive import adaptive_outcome
 from .task_types import TaskType, task_type_get, task_types
 from .task_types.fields import design_fields
@@ -59,7 +60,17 @@ class SurveyOutputSerializer(serializers.Serializer):
     precision_every = serializers.IntegerField()
     adaptive_state = serializers.JSONField(help_text="Adaptive collection: the latest estimate per IRI set and whether collection stopped.")
     build_report = serializers.JSONField(help_text="What the builder did: images resized, IRIs left out and why.")
+    build = serializers.SerializerMethodField(
+        help_text="building (a worker builds the trials), built, or failed (build_error says why; create the survey "
+                  "again, same slug, to replace it).")
+    build_error = serializers.SerializerMethodField(help_text="Why the build failed (empty unless it did).")
     url = serializers.SerializerMethodField()
+
+    def get_build(self, survey) -> str:
+        return survey_build_state(survey=survey)
+
+    def get_build_error(self, survey) -> str:
+        return survey_build_error(survey=survey)
 
     def get_url(self, survey) -> str:
         return reverse("survey-page", kwargs={"slug": survey.slug})
@@ -89,7 +100,9 @@ def survey_create_serializer(task: TaskType) -> type[serializers.Serializer]:
 
 
 class SurveyCreateApi(TeamScopedApi):
-    """Researchers: build a DRAFT survey of a task type from finished IRI sets."""
+    """Researchers: a DRAFT survey of a task type from finished IRI sets. The choices are checked and the survey
+    stored at once (201, `build` "building"); a worker builds its trials, and GET /api/surveys/<slug> shows `build`
+    "built" (or "failed") when it is done. Publishing before is refused (409)."""
 
     roles = {"POST": Role.RESEARCHER}
 
@@ -107,9 +120,9 @@ class SurveyCreateApi(TeamScopedApi):
         self.get_team(team_id=jobs[0].team_id)  # a survey belongs to its IRI sets' team
         # what the task type's design does not take is refused by it, naming the option (survey_create)
         others = {key: request.data[key] for key in request.data if key not in data.fields}
-        if "actor" in others:  # survey_create's own keyword: who creates the survey is the caller, not the body
+        if "actor" in others:  # survey_create_start's own keyword: who creates the survey is the caller, not the body
             raise ApplicationError(ACTOR_NOT_AN_OPTION, extra={"field": "actor"})
-        survey = survey_create(iri_jobs=jobs, **fields, **others, actor=Actor.of_request(request))
+        survey = survey_create_start(iri_jobs=jobs, **fields, **others, actor=Actor.of_request(request))
         return Response(SurveyOutputSerializer(survey).data, status=status.HTTP_201_CREATED)
 
 

@@ -222,6 +222,15 @@ def queued_runs_perform() -> list[OperationRun]:
     return list(OperationRun.objects.filter(pk__in=ids).order_by("id"))
 
 
+def survey_posted(client, body: dict) -> dict:
+    """POST /api/surveys/ as a researcher's script does (201: stored, "building"), then what a worker does with the
+    build it queued; the survey as GET /api/surveys/<slug> shows it after the build."""
+    created = client.post("/api/surveys/", body, format="json")
+    assert created.status_code == 201 and created.json()["build"] == "building", created.json()
+    queued_runs_perform()
+    return client.get(f"/api/surveys/{body['slug']}").json()
+
+
 def wait_for(predicate, *, timeout: float = 120, every: float = 0.3):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from ..models import Participant, Slot, Survey
 from ..signals import survey_published
 from ..stimuli import PhotoPool, image_size
 from ..task_types import SurveyDesign, TaskType, design_from, task_type_get, task_types
-from .build_runs import SURVEY_BUILD_KIND, survey_build_done_check
+from .build_runs import SURVEY_BUILD_KIND, survey_build_done_check, survey_failed_build_remove
 
 NO_FINISHED_SET = "Choose at least one finished IRI set (job status DONE with images)."
 SETS_OF_TEAMS = "A survey's IRI sets must all belong to one team."
@@ -85,6 +85,8 @@ def _survey_draft_create(*, slug: str, title: str, iri_jobs: list[IriJob], task_
     and the start of its build report."""
     task = task_type_get(task_type)
     design = design_from(task_type=task, options=settings)
+    if iri_jobs:
+        survey_failed_build_remove(slug=slug, team_id=iri_jobs[0].team_id)  # "create it again" after a failed build
     iris, report = survey_check(slug=slug, iri_jobs=iri_jobs, task_type=task.name, design=design)
     survey = Survey.objects.create(team_id=iri_jobs[0].team_id, slug=slug, title=title, task_type=task.name,
                                    **{**design.columns(), **_task_texts(task=task, design=design)})

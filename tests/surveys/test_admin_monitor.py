@@ -3,6 +3,7 @@ import pytest
 
 from surveys.models import Survey
 from surveys.services import participant_consent, participant_enroll
+from tests.conftest import survey_posted
 
 pytestmark = pytest.mark.django_db
 
@@ -11,9 +12,8 @@ def test_the_builder_takes_every_setting_and_the_monitor_shows_states_and_fill(r
     body = {"slug": "b", "title": "t", "iri_jobs": [iri_set.pk], "trials_per_participant": 1, "ratings_per_list": 2,
             "catch_trials": 1, "practice_trials": 1, "resume_policy": "block", "time_limit_minutes": 20,
             "code_failed_attention": "FAILCODE", "max_participants": 5}
-    created = researcher_client.post("/api/surveys/", body, format="json")
-    assert created.status_code == 201, created.json()
-    assert created.json()["trial_lists"] == 3 and created.json()["resume_policy"] == "block"
+    created = survey_posted(researcher_client, body)
+    assert created["trial_lists"] == 3 and created["resume_policy"] == "block"
     survey = Survey.objects.get(slug="b")
     assert survey.code_failed_attention == "FAILCODE" and survey.trials.filter(kind="catch").count() == 3
     researcher_client.post("/api/surveys/b/publish")

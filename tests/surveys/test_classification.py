@@ -13,7 +13,7 @@ from iri_worker.services import target_photo_create
 from surveys.models import Participant, Response, Survey, Trial
 from surveys.selectors import survey_monitor
 from surveys.services import survey_create, survey_publish
-from tests.conftest import finished_iri_set, new_key
+from tests.conftest import finished_iri_set, new_key, queued_runs_perform, survey_posted
 
 pytestmark = pytest.mark.django_db
 
@@ -200,17 +200,25 @@ def test_one_class_or_an_unlabelled_target_cannot_make_a_classification(research
     (1, {"practice_trials": 2, "screening_trials": 2}, "screening_trials"),  # feedback photos must not be screened
     (0, {"catch_trials": 1}, "catch_trials"),
 ])
-def test_too_few_natural_photos_are_refused_naming_the_trials_that_need_them(researcher_client, labelled, keep, fields, field):
+def test_too_few_natural_photos_fail_the_build_naming_the_trials_that_need_them_and_a_new_try_replaces_it(
+        researcher_client, labelled, keep, fields, field):
     iri_set, natural = labelled
     for photo in natural[keep:]:
         photo.delete()
-    body = {"slug": "bad", "title": "t", "iri_jobs": [iri_set.pk], "task_type": "classification", **fields}
+    body = {"slug": "bad", "title": "t", "iri_jobs": [iri_set.pk], "task_type": "classification"}
 
-    response = researcher_client.post("/api/surveys/", body, format="json")
+    created = researcher_client.post("/api/surveys/", {**body, **fields}, format="json")
+    (build,) = queued_runs_perform()  # the worker's build finds too few photos
+    shown = researcher_client.get("/api/surveys/bad").json()
+    publish = researcher_client.post("/api/surveys/bad/publish")
 
-    assert response.status_code == 400 and response.json()["message"].startswith(f"{field}: ")
-    assert "Car, Cat, Dog" in response.json()["message"]
-    assert not Survey.objects.exists() and not Trial.objects.exists()
+    assert created.status_code == 201 and build.status == "FAILED"
+    assert shown["build"] == "failed" and shown["build_error"] == build.error and shown["trials"] == 0
+    assert build.error.startswith(f"{field}: ") and "Car, Cat, Dog" in build.error
+    assert not Trial.objects.exists(), "a failed build leaves no trials"
+    assert publish.status_code == 400 and "its build failed" in publish.json()["message"]
+    assert survey_posted(researcher_client, body)["build"] == "built", "the same slug again replaces the failed one"
+    assert Survey.objects.get().trials.exists()
 
 
 def test_practice_feedback_names_the_right_category_and_main_answers_get_none(labelled):

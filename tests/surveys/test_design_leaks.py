@@ -20,7 +20,7 @@ from iri_worker.models import IriImage, IriJob
 from iri_worker.services import stored_image_save, target_photo_create
 from surveys.models import Assignment, Participant, Survey, Trial
 from surveys.services import participant_enroll, survey_create, survey_publish
-from tests.conftest import finished_iri_set, new_key
+from tests.conftest import finished_iri_set, new_key, survey_posted
 from tests.surveys.test_classification import CLASSES, png
 
 pytestmark = pytest.mark.django_db
@@ -150,12 +150,12 @@ def test_mixed_sizes_are_resized_and_recorded_or_refused(researcher_client, phot
     body = {"title": "t", "iri_jobs": [small.pk, large.pk], "foil_rule": "other_target"}
 
     refused = researcher_client.post("/api/surveys/", {**body, "slug": "r", "size_policy": "refuse"}, format="json")
-    resized = researcher_client.post("/api/surveys/", {**body, "slug": "ok"}, format="json")
+    resized = survey_posted(researcher_client, {**body, "slug": "ok"})
 
     assert refused.status_code == 400 and "32×32 px" in refused.json()["message"] and "48×48 px" in refused.json()["message"]
     assert f"set {small.pk}" in refused.json()["message"] and not Survey.objects.filter(slug="r").exists()
-    assert resized.status_code == 201
-    report = resized.json()["build_report"]
+    assert resized["trials"] == 3 and resized["build"] == "built"
+    report = resized["build_report"]
     assert report["size_policy"] == "resize" and report["resized"]
     assert {tuple(r["to"]) for r in report["resized"]} <= {(32, 32), (48, 48)}
     for t in Survey.objects.get(slug="ok").trials.select_related("query", "option_0", "option_1"):

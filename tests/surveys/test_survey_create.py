@@ -5,17 +5,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from iri_worker.demo_photos import bundled_photos
 from iri_worker.models import IriJob, TargetPhoto
 from surveys.models import Survey
-from tests.conftest import finished_iri_set
+from tests.conftest import finished_iri_set, queued_runs_perform, survey_posted
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_survey_has_one_trial_per_iri_with_its_target_and_seed_as_options(researcher_client, iri_set):
-    response = researcher_client.post("/api/surveys/", {"slug": "s1", "title": "t", "iri_jobs": [iri_set.pk]}, format="json")
+    shown = survey_posted(researcher_client, {"slug": "s1", "title": "t", "iri_jobs": [iri_set.pk]})
 
-    assert response.status_code == 201, response.json()
     survey = Survey.objects.get(slug="s1")
-    assert survey.status == Survey.Status.DRAFT and response.json()["url"] == "/s/s1/"
+    assert survey.status == Survey.Status.DRAFT and shown["url"] == "/s/s1/" and shown["build"] == "built"
+    assert shown["trials"] == survey.trials.count() == 3
     for trial in survey.trials.select_related("iri"):
         options = [trial.option_0_id, trial.option_1_id]
         assert trial.query_id == trial.iri.image_id
@@ -24,9 +24,8 @@ def test_a_survey_has_one_trial_per_iri_with_its_target_and_seed_as_options(rese
 
 
 def test_the_foil_can_be_another_target(researcher_client, iri_set):
-    researcher_client.post(
-        "/api/surveys/", {"slug": "s2", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "other_target"}, format="json"
-    )
+    assert survey_posted(researcher_client, {"slug": "s2", "title": "t", "iri_jobs": [iri_set.pk],
+                                             "foil_rule": "other_target"})["trials"] == 3
 
     for trial in Survey.objects.get(slug="s2").trials.select_related("iri"):
         foil = [trial.option_0_id, trial.option_1_id][1 - trial.target_option]
@@ -53,11 +52,16 @@ def test_a_taken_slug_is_refused(researcher_client, live_survey, iri_set):
     assert "exists already" in response.json()["message"]
 
 
-def test_publishing_makes_the_survey_live(researcher_client, iri_set):
-    researcher_client.post("/api/surveys/", {"slug": "s4", "title": "t", "iri_jobs": [iri_set.pk]}, format="json")
+def test_publishing_makes_the_survey_live_once_a_worker_built_it(researcher_client, iri_set):
+    created = researcher_client.post("/api/surveys/", {"slug": "s4", "title": "t", "iri_jobs": [iri_set.pk]},
+                                     format="json")
+    too_early = researcher_client.post("/api/surveys/s4/publish")
+    queued_runs_perform()  # the worker builds the trials
 
     response = researcher_client.post("/api/surveys/s4/publish")
 
+    assert created.status_code == 201 and created.json()["trials"] == 0 and created.json()["build"] == "building"
+    assert too_early.status_code == 409 and "still being built by a worker" in too_early.json()["message"]
     assert response.json()["status"] == "LIVE"
     assert researcher_client.get("/s/s4/").status_code == 200
 
@@ -72,11 +76,10 @@ def test_photos_take_a_class_label_and_the_same_class_foil_uses_it(researcher_cl
         assert response.status_code == 201 and response.json()["label"] == LABELS[name]
     iri_set = finished_iri_set(list(TargetPhoto.objects.all()))
 
-    response = researcher_client.post(
-        "/api/surveys/", {"slug": "sc", "title": "t", "iri_jobs": [iri_set.pk], "foil_rule": "same_class"}, format="json"
-    )
+    shown = survey_posted(researcher_client, {"slug": "sc", "title": "t", "iri_jobs": [iri_set.pk],
+                                              "foil_rule": "same_class"})
 
-    assert response.status_code == 201, response.json()
+    assert shown["trials"] == 4
     label_of_target_image = {i.target_image_id: i.target.label for i in iri_set.images.select_related("target")}
     for trial in Survey.objects.get(slug="sc").trials.select_related("iri__target"):
         target, foil = [trial.option_0_id, trial.option_1_id][:: 1 if trial.target_option == 0 else -1]
@@ -116,15 +119,14 @@ def test_the_builder_leaves_out_iris_that_fail_their_validity_record_and_says_wh
         iri.save(update_fields=["validity"])
     body = {"title": "t", "iri_jobs": [iri_set.pk]}
 
-    response = researcher_client.post(
-        "/api/surveys/", {**body, "slug": "valid", "iri_max_percentile": 5, "iri_require_label_match": True}, format="json")
+    shown = survey_posted(researcher_client, {**body, "slug": "valid", "iri_max_percentile": 5,
+                                              "iri_require_label_match": True})
 
-    assert response.status_code == 201, response.json()
     survey = Survey.objects.get(slug="valid")
     kept = iri_set.images.order_by("id").first()
     assert list(survey.trials.filter(kind="main").values_list("iri_id", flat=True)) == [kept.pk]
     assert survey.build_report["left_out"] == {"percentile_above_threshold": 1, "label_mismatch": 1, "no_validity_record": 0}
-    assert response.json()["build_report"]["validity_filter"] == {"max_percentile": 5.0, "require_label_match": True}
+    assert shown["build_report"]["validity_filter"] == {"max_percentile": 5.0, "require_label_match": True}
 
 
 @pytest.mark.parametrize("field,value", [("iri_max_percentile", 101), ("iri_max_percentile", -1), ("one_side_max_fraction", 0.4)])

@@ -90,7 +90,10 @@ def create(client, iri_set, **body):
 def test_a_task_type_defined_in_a_test_runs_end_to_end_through_the_api(odd_one_out, researcher_client, iri_set):
     created = create(researcher_client, iri_set, ratings_per_list=2, rng_seed=3)
     assert created.status_code == 201, created.json()
-    assert created.json()["task_type"] == "odd_one_out" and created.json()["trials"] == iri_set.images.count()
+    (build,) = queued_runs_perform()  # a worker builds the trials through the type's build
+    assert build.status == "DONE", build.error
+    shown = researcher_client.get("/api/surveys/odd").json()
+    assert shown["task_type"] == "odd_one_out" and shown["trials"] == iri_set.images.count()
     survey = Survey.objects.get(slug="odd")
     assert survey.instructions_md == OddOneOut.texts["instructions_md"]  # the type's own words
     assert researcher_client.post("/api/surveys/odd/publish").status_code == 200
