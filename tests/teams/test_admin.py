@@ -16,7 +16,7 @@ from surveys.models import Survey
 from surveys.services import survey_create
 from backend.exceptions import ApplicationError
 from teams.actors import Actor
-from teams.admin import ALREADY_MEMBER, UNKNOWN_MEMBER
+from teams.admin_teams import ALREADY_MEMBER, UNKNOWN_MEMBER
 from teams.models import AuditEntry, Membership, Role, Team
 from teams.services import LAST_OWNER, audit_record, membership_remove, membership_set, team_create
 from tests.conftest import finished_iri_set, wait_for
