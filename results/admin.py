@@ -27,8 +27,8 @@ from .models import SurveyReport
 from .operation_kinds import PROXY_KIND
 from .plans import plan_change, plan_changes, plan_document, plan_files, plan_locked, plan_report
 from .plots import FORMATS, PLOTS, plot_render
+from .proxy_choices import PROXY_METRICS
 from .report_cache import report_cached
-from .services import PROXY_METRICS
 
 
 @admin.register(SurveyReport)

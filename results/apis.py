@@ -19,7 +19,8 @@ from teams.services import audit_record
 
 from . import exports
 from .plans import PLAN_EDITABLE_FIELDS, plan_change, plan_files, plan_report, plan_versions
-from .services import alignment_report, exclusion_rules_for, survey_data_load
+from .services import alignment_report
+from .survey_data import exclusion_rules_for, survey_data_load
 
 
 class ProxyScoreSerializer(serializers.Serializer):

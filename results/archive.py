@@ -60,7 +60,8 @@ from .archive_writer import ArchiveWriter
 from .exports import ANSWER_COLUMNS, answers_csv
 from .plans import plan_files
 from .selectors import CONDITION_FIELDS, KIND_CODES
-from .services import alignment_report, survey_data_load
+from .services import alignment_report
+from .survey_data import survey_data_load
 
 ARCHIVE_NO_ANSWERS = "The survey '{slug}' has no answers yet: there is nothing to archive, and no file was written."
 ARCHIVE_FILES = Path(__file__).resolve().parent / "archive_files"

@@ -1,7 +1,7 @@
 """Per-answer exports: long-format rows (CSV / JSON) and a CSV in model-vs-human's raw-data layout; one row per
 participant (participants.csv: answers, share correct, share per screen position, exclusion rules).
 
-Rows are produced lazily from the arrays of results.services.survey_data_load, so a large survey streams.
+Rows are produced lazily from the arrays of results.survey_data.survey_data_load, so a large survey streams.
 Option k is the trial's option k (its canonical order), `shown_position` where the participant saw the chosen
 option (0 = left; empty if not recorded); roles say which option was the target, the IRI's seed or
 another foil. The iri_* columns carry the query IRI's validity record (iri_worker: its percentile in the null
@@ -41,7 +41,7 @@ from .selectors import (
     survey_device_table,
     target_photo_names,
 )
-from .services import SurveyData, survey_data_load
+from .survey_data import SurveyData, survey_data_load
 
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}  # main, catch, practice, screening
 # What the browser measured per answer (surveys.answer_api.TIMING_FIELDS): image onset and offset (ms since the page's

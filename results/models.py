@@ -8,7 +8,7 @@ class TrialProxyChoice(models.Model):
     """The perceptual proxy's answer to one trial, cached: d(query, option_k) for every option, and its choice.
 
     choice = the option with the smallest distance; when the target ties with the best, the target (ties count
-    aligned, as in the paper's proxy). Computed by results.services.trial_proxy_choices_compute.
+    aligned, as in the paper's proxy). Computed by results.proxy_choices.trial_proxy_choices_compute.
     """
 
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="+")

@@ -2,7 +2,7 @@
 from operations.models import OperationRun
 from operations.registry import Progress
 
-from .services import trial_proxy_choices_compute
+from .proxy_choices import trial_proxy_choices_compute
 
 PROXY_KIND = "proxy"
 

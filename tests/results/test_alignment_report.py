@@ -14,7 +14,8 @@ from stats.exclusions import ExclusionRules
 from operations.models import OperationRun
 from operations.tasks import operation_run_execute
 from results.models import TrialProxyChoice
-from results.services import ALL_EXCLUDED, ONE_PARTICIPANT, alignment_report, trial_proxy_choices_compute
+from results.proxy_choices import trial_proxy_choices_compute
+from results.services import ALL_EXCLUDED, ONE_PARTICIPANT, alignment_report
 from surveys.models import Trial
 from tests.results.helpers import not_target, session_answer, survey_make, target
 

@@ -9,7 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from results.services import NO_BUILD_REPORT, alignment_report, exclusion_rules_for
+from results.report_sections import NO_BUILD_REPORT
+from results.services import alignment_report
+from results.survey_data import exclusion_rules_for
 from surveys.models import Assignment, Response, Survey
 from tests.results.helpers import session_answer, target
 

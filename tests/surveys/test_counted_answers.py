@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from results.plans import plan_locked
-from results.services import survey_data_load
+from results.survey_data import survey_data_load
 from surveys.counted_answers import ANSWER_SCOPES, Purpose, answers_counted, sessions_counted
 from surveys.models import Response, Trial
 from surveys.planning import survey_answer_figures, survey_pilot_figures, survey_seconds_per_participant

@@ -4,7 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backend.exceptions import ApplicationError
 from results import exports
-from results.services import PROXY_METRICS, alignment_report, exclusion_rules_for, trial_proxy_choices_compute
+from results.proxy_choices import PROXY_METRICS, trial_proxy_choices_compute
+from results.services import alignment_report
+from results.survey_data import exclusion_rules_for
 from surveys.models import Survey
 
 ANSWER_EXPORTS = {"csv": exports.answers_csv, "json": exports.answers_json, "mvh": exports.mvh_csv, "participants": exports.participants_csv}
