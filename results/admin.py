@@ -20,8 +20,8 @@ from teams.actors import Actor
 from teams.admin import TeamScopedAdmin
 from teams.models import Role
 
-from . import exports
 from .archive import ARCHIVE_KIND, study_archive_file_open, study_archive_run_start
+from .export_conditions import conditions_csv
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport
 from .operation_kinds import PROXY_KIND
@@ -127,7 +127,7 @@ class SurveyReportAdmin(TeamScopedAdmin, admin.ModelAdmin):
         raw_ids = request.GET.get("raw_ids") == "1"  # real Prolific / MTurk IDs instead of pseudonyms: researchers only
         survey = self._survey(request, pk, min_role=Role.RESEARCHER if raw_ids else Role.VIEWER)
         if name == "conditions.csv":
-            body = exports.conditions_csv(report={**report_cached(survey=survey), "plan": plan_report(survey=survey)})
+            body = conditions_csv(report={**report_cached(survey=survey), "plan": plan_report(survey=survey)})
             response = HttpResponse(body, content_type="text/csv")
         elif name in EXPORTS:
             content_type, chunks = export_stream(survey=survey, name=name, raw_ids=raw_ids)

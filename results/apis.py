@@ -17,7 +17,8 @@ from teams.apis import TeamScopedApi
 from teams.models import Role
 from teams.services import audit_record
 
-from . import exports
+from .export_answers import ANSWER_COLUMNS, answer_rows
+from .exports import EXPORTS, export_stream
 from .plans import PLAN_EDITABLE_FIELDS, plan_change, plan_files, plan_report, plan_versions
 from .services import alignment_report
 from .survey_data import exclusion_rules_for, survey_data_load
@@ -206,7 +207,7 @@ class AnswerListApi(SurveyScopedApi):
         """One answer in long format."""
 
         def get_fields(self):
-            return {name: serializers.JSONField(read_only=True) for name in exports.ANSWER_COLUMNS}
+            return {name: serializers.JSONField(read_only=True) for name in ANSWER_COLUMNS}
 
     @extend_schema(parameters=[RawIdsFilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request, slug: str):
@@ -216,7 +217,7 @@ class AnswerListApi(SurveyScopedApi):
             audit_record(actor=Actor.of_request(request), action="survey.export", obj=survey,
                          details={"export": "answers", "raw_ids": True})
         data = survey_data_load(survey=survey, raw_ids=raw_ids)
-        rows = _RowsOfKnownLength(exports.answer_rows(survey=survey, data=data), length=int(data.answers["trial"].size))
+        rows = _RowsOfKnownLength(answer_rows(survey=survey, data=data), length=int(data.answers["trial"].size))
         paginator = self.pagination_class()
         return paginator.get_paginated_response(paginator.paginate_queryset(rows, request, view=self))
 
@@ -234,12 +235,12 @@ class AnswerExportApi(SurveyScopedApi):
     )
     def get(self, request, slug: str, name: str):
         survey = self.get_object()
-        if name not in exports.EXPORTS:
-            raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(exports.EXPORTS)}.", status_code=404)
+        if name not in EXPORTS:
+            raise ApplicationError(f"Unknown export '{name}'; choose one of: {', '.join(EXPORTS)}.", status_code=404)
         raw_ids = _raw_ids_asked(self)
         details = {"export": name, "raw_ids": True} if raw_ids else {"export": name}
         audit_record(actor=Actor.of_request(request), action="survey.export", obj=survey, details=details)
-        content_type, chunks = exports.export_stream(survey=survey, name=name, raw_ids=raw_ids)
+        content_type, chunks = export_stream(survey=survey, name=name, raw_ids=raw_ids)
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{survey.slug}-{name}"'
         return response

@@ -57,7 +57,7 @@ from teams.services import audit_record
 
 from .archive_columns import COLUMNS, column_schema
 from .archive_writer import ArchiveWriter
-from .exports import ANSWER_COLUMNS, answers_csv
+from .export_answers import ANSWER_COLUMNS, answers_csv
 from .plans import plan_files
 from .selectors import CONDITION_FIELDS, KIND_CODES
 from .services import alignment_report
@@ -280,7 +280,7 @@ def study_archive_write(
             w.json("dataset_description.json", _description(survey=survey, report=report))
             answers = int(data.answers["trial"].size)
             say(0.1, "answers")
-            # the answers export itself (results.exports), streamed in blocks of 8,192 answers
+            # the answers export itself (results.export_answers), streamed in blocks of 8,192 answers
             w.blocks(_table_name(survey=survey, table="answers"),
                      _answers_told(answers_csv(survey=survey, data=data), total=answers, say=say))
             say(0.6, "trials and sessions")

@@ -1,6 +1,6 @@
 """What each column of a study archive's tables means: its description, Frictionless type and unit, for the
 archive's datapackage.json (results.archive). The answers table is the platform's answers export
-(results.exports.ANSWER_COLUMNS); its columns are described here."""
+(results.export_answers.ANSWER_COLUMNS); its columns are described here."""
 from __future__ import annotations
 
 from .selectors import CONDITION_FIELDS

@@ -37,12 +37,12 @@ def test_a_new_lazy_import_against_the_layers_or_the_purity_fails(tmp_path):
     """The contracts are a ratchet: an import inside a function counts like any other."""
     root = copy_of_the_packages(tmp_path)
     with (root / "surveys" / "selectors.py").open("a") as module:
-        module.write("\n\ndef _planted():\n    from results.exports import answers_csv  # noqa: F401\n")
+        module.write("\n\ndef _planted():\n    from results.export_answers import answers_csv  # noqa: F401\n")
     with (root / "stats" / "alignment.py").open("a") as module:
         module.write("\n\ndef _planted():\n    from django.db import connection  # noqa: F401\n")
     result = lint_imports(root)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "surveys.selectors -> results.exports" in result.stdout
+    assert "surveys.selectors -> results.export_answers" in result.stdout
     assert "stats.alignment -> django" in result.stdout
 
 

@@ -1,7 +1,7 @@
 """Each exported answer carries the validity record of the IRI it was about."""
 import pytest
 
-from results.exports import ANSWER_COLUMNS, answer_rows
+from results.export_answers import ANSWER_COLUMNS, answer_rows
 from tests.results.helpers import session_answer, target
 
 pytestmark = pytest.mark.django_db

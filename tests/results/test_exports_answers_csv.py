@@ -6,7 +6,7 @@ import operator
 
 import pytest
 
-from results.exports import ANSWER_COLUMNS, answer_rows, answers_csv
+from results.export_answers import ANSWER_COLUMNS, answer_rows, answers_csv
 from tests.results.helpers import not_target, session_answer, survey_make, target
 from tests.results.test_exports_study import DEVICE, classification, sweep, walk
 

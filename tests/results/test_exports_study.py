@@ -16,16 +16,14 @@ from rest_framework.test import APIClient
 
 from iri_worker.models import IriImage, IriJob
 from iri_worker.services.storage import stored_image_save
-from results.exports import (
+from results.export_answers import (
     ANSWER_COLUMNS,
     DEVICE_COLUMNS,
     DEVICE_FACTS,
-    MVH_COLUMNS,
     TIMING_COLUMNS,
     answer_rows,
-    mvh_experiment_name,
-    mvh_file_name,
 )
+from results.export_model_vs_human import MVH_COLUMNS, mvh_experiment_name, mvh_file_name
 from results.services import alignment_report
 from surveys.answer_api import TIMING_FIELDS
 from surveys.apis import ClientInfoSerializer

@@ -101,7 +101,7 @@ def test_conditions_csv_carries_the_recognition_columns(team):
     import csv
     import io
 
-    from results.exports import conditions_csv
+    from results.export_conditions import conditions_csv
 
     iri_set, _ = labelled_photos(team)
     survey = classification(iri_set, practice_trials=0, screening_trials=0, catch_trials=0, rt_floor_ms=0)

@@ -3,13 +3,16 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.exceptions import ApplicationError
-from results import exports
+from results.export_answers import answers_csv, answers_json
+from results.export_conditions import conditions_csv
+from results.export_model_vs_human import mvh_csv
+from results.export_participants import participants_csv
 from results.proxy_choices import PROXY_METRICS, trial_proxy_choices_compute
 from results.services import alignment_report
 from results.survey_data import exclusion_rules_for
 from surveys.models import Survey
 
-ANSWER_EXPORTS = {"csv": exports.answers_csv, "json": exports.answers_json, "mvh": exports.mvh_csv, "participants": exports.participants_csv}
+ANSWER_EXPORTS = {"csv": answers_csv, "json": answers_json, "mvh": mvh_csv, "participants": participants_csv}
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -74,7 +77,7 @@ class Command(BaseCommand):
             if format == "json":
                 text = json.dumps(report)
             elif format == "csv":
-                text = exports.conditions_csv(report=report)
+                text = conditions_csv(report=report)
             else:
                 text = "\n".join(self._table(report))
             out.write(text if output else text)
