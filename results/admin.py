@@ -25,7 +25,9 @@ from .export_conditions import conditions_csv
 from .exports import EXPORTS, RAW_ID_EXPORTS, export_stream
 from .models import SurveyReport
 from .operation_kinds import PROXY_KIND
-from .plans import plan_change, plan_changes, plan_document, plan_files, plan_locked, plan_report
+from .plan_document import plan_document
+from .plan_export import plan_files
+from .plans import plan_change, plan_changes, plan_locked, plan_report
 from .plots import FORMATS, PLOTS, plot_render
 from .proxy_choices import PROXY_METRICS
 from .report_cache import report_cached

@@ -19,7 +19,8 @@ from teams.services import audit_record
 
 from .export_answers import ANSWER_COLUMNS, answer_rows
 from .exports import EXPORTS, export_stream
-from .plans import PLAN_EDITABLE_FIELDS, plan_change, plan_files, plan_report, plan_versions
+from .plan_export import plan_files
+from .plans import PLAN_EDITABLE_FIELDS, plan_change, plan_report, plan_versions
 from .services import alignment_report
 from .survey_data import exclusion_rules_for, survey_data_load
 

@@ -7,7 +7,7 @@ What it holds (see docs/results.md):
 - stimuli/: every image the trials show (PNG, named by SHA-256), the IRI sets' specs, checkpoint hashes, library
   versions and each IRI's validity record;
 - design/design.json: the survey's settings, trial lists and the analysis settings the report used;
-- plan/: the frozen analysis plan and its deviations (results.plans.plan_files); report/report.json;
+- plan/: the frozen analysis plan and its deviations (results.plan_export.plan_files); report/report.json;
 - analysis/: copies of the pure-numpy statistics modules, and reanalyse.py, which needs only Python and numpy;
 - manifest.json: the SHA-256 and size of every other file (reanalyse.py refuses an archive that does not match).
 
@@ -58,7 +58,7 @@ from teams.services import audit_record
 from .archive_columns import COLUMNS, column_schema
 from .archive_writer import ArchiveWriter
 from .export_answers import ANSWER_COLUMNS, answers_csv
-from .plans import plan_files
+from .plan_export import plan_files
 from .selectors import CONDITION_FIELDS, KIND_CODES
 from .services import alignment_report
 from .survey_data import survey_data_load

@@ -10,15 +10,9 @@ from django.test import Client
 
 from backend.exceptions import ApplicationError
 from results.models import AnalysisPlanVersion
-from results.plans import (
-    PLAN_EDITABLE_FIELDS,
-    plan_canonical,
-    plan_change,
-    plan_document,
-    plan_files,
-    plan_freeze,
-    plan_report,
-)
+from results.plan_document import plan_canonical, plan_document
+from results.plan_export import plan_files
+from results.plans import PLAN_EDITABLE_FIELDS, plan_change, plan_freeze, plan_report
 from results.services import alignment_report
 from surveys.models import Survey
 from surveys.services import survey_create, survey_publish

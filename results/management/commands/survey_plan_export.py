@@ -4,7 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.exceptions import ApplicationError
-from results.plans import plan_files, plan_report
+from results.plan_export import plan_files
+from results.plans import plan_report
 from surveys.models import Survey
 from teams.selectors import team_for_command
 
