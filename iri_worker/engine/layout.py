@@ -7,6 +7,7 @@ the choice per process. Timing uses ``time.perf_counter`` only; nothing is print
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -15,20 +16,30 @@ from dataclasses import dataclass, field
 import torch
 
 from .backbones import Backbone
+from .calibration import (
+    CALIBRATION_STEPS,
+    DECISIVE,
+    CalibrationCache,
+    Clock,
+    backbone_step_runner,
+    cpu_capability,
+    time_candidates,
+)
 
-__all__ = ["LayoutCalibration", "layout_calibrate", "layout_named", "layout_cache_clear", "cpu_capability",
-           "CALIBRATION_STEPS", "DECISIVE"]
+__all__ = [
+    "CALIBRATION_STEPS",
+    "DECISIVE",
+    "LayoutCalibration",
+    "cpu_capability",
+    "layout_cache_clear",
+    "layout_calibrate",
+    "layout_named",
+]
 
-# At most this many timed steps per layout, each layout after one untimed warm-up step. After one timed step each,
-# a layout faster by DECISIVE or more wins at once: 2 x (1 + 1) steps, under 2 % of the demo's 300-step job (the
-# warm-ups cost most); closer timings get the rest of the steps. Once per worker process and case.
-CALIBRATION_STEPS = 2
-DECISIVE = 1.15
 NAMED_BY_SPEC = "named by the spec"
 ONLY_LAYOUT = "the only layout this backbone runs"
 CALIBRATED = "calibrated"
 
-Clock = Callable[[], float]
 StepRunner = Callable[[bool], None]
 
 
@@ -55,13 +66,7 @@ class LayoutCalibration:
                 "cpu_capability": self.cpu_capability}
 
 
-_CACHE: dict[tuple, LayoutCalibration] = {}
-
-
-def cpu_capability() -> str | None:
-    """The CPU's vector extension as torch dispatches to it ("AVX2", "AVX512", ...), where torch says."""
-    getter = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
-    return getter() if getter is not None else None
+_CACHE = CalibrationCache()
 
 
 def layout_cache_clear() -> None:
@@ -72,22 +77,6 @@ def layout_cache_clear() -> None:
 def layout_named(channels_last: bool) -> LayoutCalibration:
     """The record of a run whose spec names its layout: nothing timed."""
     return LayoutCalibration(channels_last=bool(channels_last), source=NAMED_BY_SPEC, cpu_capability=cpu_capability())
-
-
-def _step_runner(backbone: Backbone, layer: str, images: torch.Tensor, amp: bool) -> StepRunner:
-    """One forward to ``layer`` and backward to the input, as the loop's step spends its time (BatchNorms folded
-    by the caller), on a copy of the job's batch in the layout under test."""
-
-    def run(channels_last: bool) -> None:
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        x = images.detach().contiguous(memory_format=fmt).requires_grad_(True)
-        with torch.enable_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = backbone.features(x, layer, in_box=True, flat=False).float()
-        (grad,) = torch.autograd.grad(out.square().sum(), x)
-        if grad.device.type == "cuda":
-            torch.cuda.synchronize(grad.device)  # the timing must include the device's work
-
-    return run
 
 
 def layout_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor, amp: bool = False,
@@ -103,43 +92,33 @@ def layout_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor, am
     """
     capability = cpu_capability()
     key = (backbone.name, layer, tuple(images.shape), str(images.device), images.dtype, bool(amp), capability)
-    if key in _CACHE:
-        choice = _CACHE[key]
-        backbone.set_channels_last(choice.channels_last)
-        return dataclasses.replace(choice, cached=True, cost_ms=0.0)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        backbone.set_channels_last(cached.channels_last)
+        return dataclasses.replace(cached, cached=True, cost_ms=0.0)
     if not backbone.supports_channels_last:
         backbone.set_channels_last(False)
         choice = LayoutCalibration(False, ONLY_LAYOUT, cpu_capability=capability)
-        _CACHE[key] = choice
+        _CACHE.put(key, choice)
         return choice
-    run_step = run_step or _step_runner(backbone, layer, images, amp)
-    started = clock()
-    totals = {False: 0.0, True: 0.0}
+    if run_step is None:
+        step = backbone_step_runner(backbone, layer, images)
 
-    def time_steps(channels_last: bool, count: int, *, warm_up: bool) -> None:
+        def run_step(channels_last: bool) -> None:
+            step(channels_last, amp)
+
+    @contextlib.contextmanager
+    def in_layout(channels_last: bool):
         backbone.set_channels_last(channels_last)
         with backbone.batchnorm_folded(keep_layer=layer):  # as the loop runs it
-            if warm_up:  # first-call allocations and kernel choices stay out of the figure
-                run_step(channels_last)
-            begin = clock()
-            for _ in range(count):
-                run_step(channels_last)
-            totals[channels_last] += clock() - begin
+            yield
 
-    for channels_last in (False, True):
-        time_steps(channels_last, 1, warm_up=True)
-    timed = 1
-    # A clear winner after one step each is kept: a second round would cost 1 % of the demo's job for nothing.
-    if steps > 1 and max(totals.values()) < DECISIVE * min(totals.values()):
-        for channels_last in (False, True):
-            time_steps(channels_last, steps - 1, warm_up=False)
-        timed = steps
-    ms_per_step = {"channels_last" if cl else "nchw": round(total * 1000 / timed, 3) for cl, total in totals.items()}
-    chosen = ms_per_step["channels_last"] < ms_per_step["nchw"]
+    started = clock()
+    timing = time_candidates(run_step, (False, True), steps=steps, clock=clock, around=in_layout)
+    chosen = timing.fastest((False, True))
     backbone.set_channels_last(chosen)
-    choice = LayoutCalibration(chosen, CALIBRATED, ms_per_step, timed, cached=False,
+    ms_per_step = {"channels_last" if cl else "nchw": ms for cl, ms in timing.ms_per_step.items()}
+    choice = LayoutCalibration(chosen, CALIBRATED, ms_per_step, timing.timed_steps, cached=False,
                                cost_ms=(clock() - started) * 1000, cpu_capability=capability)
-    if len(_CACHE) >= 64:  # a handful of shapes per worker; never grow without bound
-        _CACHE.clear()
-    _CACHE[key] = choice
+    _CACHE.put(key, choice)
     return choice
