@@ -19,7 +19,9 @@ layer names, stages, so that a spec is checked without building a model),
 checkpoints (weights files), proxy (the perceptual
 alignment proxy), validity (null distribution, percentile, label check,
 loss-curve steps), layout (NCHW or channels-last, whichever a few timed steps on this host
-find faster, cached per process), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
+find faster, cached per process), precision (fp32, bf16 autocast, or "auto": bf16 where timed
+steps find it faster here and the loss after the same steps within 1 %), calibration (the
+timing both share), images (PIL/PNG <-> tensors), allocator (keep_freed_memory: glibc
 set up so each step reuses the last step's memory instead of faulting in fresh pages).
 """
 
@@ -40,6 +42,10 @@ from .images import eight_bit, png_bytes_to_tensor, photo_to_tensor, tensor_to_p
 from .invert import InversionResult, invert, measure_adaptive_c
 from .layout import LayoutCalibration, cpu_capability, layout_cache_clear, layout_calibrate, layout_named
 from .params import PARAMS
+from .precision import (
+    PRECISIONS, PrecisionCalibration, bf16_supported, precision_cache_clear, precision_calibrate, precision_named,
+    precisions_supported,
+)
 from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
 from .recipes import RECIPES, build_loss, expand_recipe, recipe_has_adaptive_c, with_adversarial_c
 from .seeds import PHOTO_SEED, SEED_KINDS, make_seed
@@ -92,4 +98,11 @@ __all__ = [
     "layout_named",
     "layout_cache_clear",
     "cpu_capability",
+    "PRECISIONS",
+    "PrecisionCalibration",
+    "precision_calibrate",
+    "precision_named",
+    "precision_cache_clear",
+    "precisions_supported",
+    "bf16_supported",
 ]

@@ -10,6 +10,7 @@ every ``STOP_CHECK_EVERY`` steps. Buffers are allocated once per run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .backbones import Backbone, load_backbone
 from .layout import layout_calibrate, layout_named
 from .losses import Loss, LossContext, target_norm
 from .params import Parametrization, build_param
+from .precision import PrecisionCalibration, precision_calibrate, precision_check, precision_named
 from .recipes import build_loss, recipe_has_adaptive_c
 from .seeds import PHOTO_SEED
 from .spec import InversionSpec
@@ -51,6 +53,9 @@ class InversionResult:
     layout_calibration: the memory layout the run used and why (``LayoutCalibration.to_dict``:
                     layout, source, ms per step of each layout timed, timed steps, cached,
                     cost in ms). Record it with the job.
+    precision_calibration: the precision the run used and why (``PrecisionCalibration.to_dict``:
+                    precision, source, reason, ms per step of each, final losses and their relative
+                    difference, cached, cost in ms). Record it with the job.
     """
 
     images: torch.Tensor
@@ -63,6 +68,7 @@ class InversionResult:
     steps_run: int = 0
     adversarial_c: float | None = None
     layout_calibration: dict | None = None
+    precision_calibration: dict | None = None
 
 
 def _check_images(name: str, images: object, size: int, batch: int | None = None) -> torch.Tensor:
@@ -99,7 +105,27 @@ def _layout(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: tor
                          "set channels_last to false or null.")
     if spec.channels_last is not None:
         return layout_named(spec.channels_last)
-    return layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.amp)
+    return layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.precision == "bf16")
+
+
+def _loss_case(spec: InversionSpec) -> str:
+    """What shapes the loss the precision calibration compares, besides the backbone, layer and batch shape: part of
+    its cache key, so a job with another recipe or step rule is measured anew."""
+    # recipe, not recipe_terms: a job's chunks run its recipe with the adaptive c frozen, as measured on its first
+    # batch by a probe run that calibrates the same case
+    fields = ("recipe", "param", "transforms", "step_rule", "step_size", "fake_relu", "seed_kind",
+              "checkpoint_sha256", "weights_path")
+    return json.dumps({name: getattr(spec, name) for name in fields}, sort_keys=True, default=str)
+
+
+def _precision(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor, channels_last: bool,
+               final_loss) -> PrecisionCalibration:
+    """The precision of the run: the spec's ("fp32", "bf16"), or for "auto" bf16 where it is faster on this host
+    with the same loss, measured on this batch in the run's layout (cached per process)."""
+    if spec.precision != "auto":
+        return precision_named(spec.precision)
+    return precision_calibrate(backbone=backbone, layer=layer, images=targets, channels_last=channels_last,
+                               final_loss=final_loss, case=_loss_case(spec))
 
 
 def invert(
@@ -139,6 +165,7 @@ def invert(
     if spec.checkpoint_sha256 and backbone.checkpoint_sha256 and spec.checkpoint_sha256 != backbone.checkpoint_sha256:
         raise ValueError("The backbone's checkpoint does not match spec.checkpoint_sha256; refusing to run.")
     dev = backbone.device
+    precision_check(spec.precision, dev.type)  # a worker that cannot run the named precision says so at once
     layer = spec.layer if spec.layer is not None else backbone.default_layer
     size = spec.image_size if spec.image_size is not None else backbone.input_size
     backbone.check_size(size)
@@ -155,28 +182,50 @@ def invert(
     channels_last = calibration.channels_last
     if channels_last and spec.param == "pixel":
         variable = variable.contiguous(memory_format=torch.channels_last)
-    transform = build_transform(spec.transforms)
-    loss = build_loss(spec.recipe_terms if spec.recipe_terms is not None else spec.recipe)
-    rule = build_step_rule(spec.step_rule, spec.step_size)
-
     backbone.set_channels_last(channels_last)
     backbone.set_fake_relu(spec.fake_relu)
     try:
         # BatchNorms folded into their convolutions: same function, fewer passes per step.
         with backbone.batchnorm_folded(keep_layer=layer), torch.enable_grad():
-            base = LossContext(
-                x=targets, backbone=backbone, layer=layer, target_rep=targets.new_zeros(0),
-                amp=spec.amp, channels_last=channels_last,
-            )
-            with torch.no_grad():
-                target_rep = base.layer_output(targets).detach()  # compared in the layer's own shape
-                start_image = param.to_image(variable).clamp(0, 1)
-            ctx = dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
-                                      targets=targets, seeds=start_image)
-            result = _run(loss, ctx, param, rule, variable, spec, transform, generator, on_step)
-            return dataclasses.replace(result, layout_calibration=calibration.to_dict())
+            result, precision = _optimise(spec, backbone, layer=layer, targets=targets, param=param,
+                                          variable=variable, channels_last=channels_last, generator=generator,
+                                          on_step=on_step)
+            return dataclasses.replace(result, layout_calibration=calibration.to_dict(),
+                                       precision_calibration=precision.to_dict())
     finally:
         backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
+
+
+def _optimise(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor,
+              param: Parametrization, variable: torch.Tensor, channels_last: bool, generator: torch.Generator,
+              on_step: OnStep | None) -> tuple[InversionResult, PrecisionCalibration]:
+    """The run in its precision (``_precision``), inside the folded block with the layout set. A precision
+    calibration's loss check runs the same loop from the same start for a few steps in each precision, with its own
+    step rule state, loss state and generator, so the run itself is the one it would have been without it."""
+    transform = build_transform(spec.transforms)
+    loss = build_loss(spec.recipe_terms if spec.recipe_terms is not None else spec.recipe)
+    with torch.no_grad():
+        start_image = param.to_image(variable).clamp(0, 1)
+
+    def context(amp: bool) -> LossContext:
+        base = LossContext(x=targets, backbone=backbone, layer=layer, target_rep=targets.new_zeros(0), amp=amp,
+                           channels_last=channels_last)
+        with torch.no_grad():
+            target_rep = base.layer_output(targets).detach()  # compared in the layer's own shape
+        return dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
+                                   targets=targets, seeds=start_image)
+
+    def final_loss(amp: bool, steps: int) -> float:
+        trial = dataclasses.replace(spec, steps=steps, stop_loss=None, step_rounds=1)
+        result = _run(loss, context(amp), param, build_step_rule(spec.step_rule, spec.step_size), variable.clone(),
+                      trial, transform, torch.Generator().manual_seed(spec.rng_seed), None)
+        return float(result.losses.mean())
+
+    precision = _precision(spec, backbone, layer=layer, targets=targets, channels_last=channels_last,
+                           final_loss=final_loss)
+    rule = build_step_rule(spec.step_rule, spec.step_size)
+    result = _run(loss, context(precision.amp), param, rule, variable, spec, transform, generator, on_step)
+    return result, precision
 
 
 def measure_adaptive_c(

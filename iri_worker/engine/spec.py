@@ -17,6 +17,7 @@ from .backbones import Backbone, check_backbone_name, describe_backbone
 from .catalog import Architecture
 from .checkpoints import checkpoint_sha256
 from .params import PARAMS
+from .precision import DEFAULT_PRECISION, PRECISIONS, precision_check
 from .proxy import _LPIPS_MISSING, lpips_available
 from .recipes import expand_recipe, recipe_uses_metric
 from .seeds import PHOTO_SEED, SEED_KINDS
@@ -61,7 +62,10 @@ class InversionSpec:
                          step_rounds=8); 1 (default): one constant step size
     stop_loss            None, or stop an image once its loss is <= this
     fake_relu            FakeReLU on the last activation (where the backbone supports it)
-    amp                  bf16 autocast for the backbone (CPU and CUDA)
+    precision            "fp32" (default) | "bf16" (bf16 autocast for the backbone, CPU and CUDA) | "auto": bf16
+                         where the worker measures it faster on its host and the loss after the same steps within
+                         1 % of fp32's, else fp32 (``precision``; recorded as the result's
+                         ``precision_calibration``). Older specs' ``amp`` true/false reads as "bf16"/"fp32".
     channels_last        None: the faster layout on this host, measured by the worker at the start of a run
                          (``layout``; recorded as the result's ``layout_calibration``); True/False to force
     weights_path         local checkpoint for the backbone (None: the entry's default)
@@ -90,7 +94,7 @@ class InversionSpec:
     step_rounds: int = 1
     stop_loss: float | None = None
     fake_relu: bool = True
-    amp: bool = False
+    precision: str = DEFAULT_PRECISION
     channels_last: bool | None = None
     weights_path: str | None = None
     checkpoint_sha256: str | None = None
@@ -103,121 +107,23 @@ class InversionSpec:
         Raises ``ValueError`` listing every problem found, one sentence each,
         each naming the offending field. ``layer``, ``image_size``, ``transforms`` and
         ``channels_last`` are checked against the backbone's static description
-        (``describe_backbone``): nothing is built.
+        (``describe_backbone``): nothing is built. ``precision`` is checked against what
+        this host runs. A stored spec's ``amp`` (before ``precision``) reads as
+        precision "bf16" (true) or "fp32" (false).
         """
         record_check_dict(data, what="An inversion spec")
-        unknown = record_unknown_keys(cls, data, what="The inversion spec")
+        unknown = record_unknown_keys(cls, data, what="The inversion spec", ignore=_LEGACY_KEYS)
         problems = [unknown] if unknown else []
-        values = {**{f.name: f.default for f in dataclasses.fields(cls)}, **data}
-
-        backbone_ok = isinstance(values["backbone"], str)
-        if not backbone_ok:
-            problems.append("backbone must be a string naming a registered backbone.")
-        else:
-            try:
-                check_backbone_name(values["backbone"])
-            except ValueError as error:
-                backbone_ok = False
-                problems.append(str(error))
-
-        def backbone() -> Architecture:
-            return describe_backbone(values["backbone"])
-
-        layer = values["layer"]
-        if layer is not None and not isinstance(layer, str):
-            problems.append("layer must be a string (a dotted module name) or null.")
-        elif layer is not None and backbone_ok:
-            try:
-                backbone().check_layer(layer)
-            except ValueError as error:
-                problems.append(str(error))
-
-        for key in ("recipe", "recipe_terms"):
-            recipe = values[key]
-            if recipe is None and key == "recipe_terms":
-                continue
-            if key == "recipe_terms" and isinstance(recipe, str):
-                problems.append("recipe_terms must be a list of terms or null.")
-                continue
-            try:
-                expand_recipe(recipe)
-                if recipe_uses_metric(recipe, "lpips") and not lpips_available():
-                    problems.append(f"{key}: {_LPIPS_MISSING}")
-            except (ValueError, TypeError) as error:
-                problems.append(f"{key}: {error}")
-
-        if not isinstance(values["seed_kind"], str) or values["seed_kind"] not in SPEC_SEED_KINDS:
-            problems.append(
-                f"Unknown seed_kind '{values['seed_kind']}'. Available: {', '.join(SPEC_SEED_KINDS)}."
-            )
-
-        steps = values["steps"]
-        if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
-            problems.append(f"steps must be a positive integer ≤ {MAX_STEPS} (got {steps!r}).")
-
-        rounds = values["step_rounds"]
-        if not _is_int(rounds) or not 1 <= rounds <= MAX_STEP_ROUNDS:
-            problems.append(f"step_rounds must be an integer between 1 and {MAX_STEP_ROUNDS} (got {rounds!r}).")
-        elif _is_int(steps) and 1 <= steps <= MAX_STEPS and rounds > steps:
-            problems.append(f"step_rounds ({rounds}) cannot exceed steps ({steps}): every round needs a step.")
-
-        step_size = values["step_size"]
-        if not _is_number(step_size) or not (math.isfinite(step_size) and step_size > 0):
-            problems.append(f"step_size must be a finite number > 0 (got {step_size!r}).")
-
-        size = values["image_size"]
-        if size is not None and (not _is_int(size) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE):
-            problems.append(
-                f"image_size must be an integer between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} "
-                f"or null (got {size!r})."
-            )
-        elif size is not None and backbone_ok:
-            try:
-                backbone().check_size(size)
-            except ValueError as error:
-                problems.append(f"image_size: {error}")
-
-        seed = values["rng_seed"]
-        if not _is_int(seed) or not 0 <= seed <= MAX_RNG_SEED:
-            problems.append(f"rng_seed must be an integer between 0 and 2**63-1 (got {seed!r}).")
-
-        for key, options in (("param", PARAMS), ("step_rule", STEPS)):
-            if not isinstance(values[key], str) or values[key] not in options:
-                problems.append(f"Unknown {key} {values[key]!r}. Available: {', '.join(options)}.")
-        transforms = values["transforms"]
-        if transforms is not None and (not isinstance(transforms, str) or transforms not in TRANSFORMS):
-            problems.append(f"Unknown transforms {transforms!r}. Available: {', '.join(TRANSFORMS)} or null.")
-        elif transforms is not None and backbone_ok and backbone().fixed_size:
-            problems.append(
-                f"transforms: backbone '{values['backbone']}' accepts only one input size, "
-                "so random scaling/padding cannot be used with it (set transforms to null)."
-            )
-
-        stop = values["stop_loss"]
-        if stop is not None and not (_is_number(stop) and math.isfinite(stop)):
-            problems.append(f"stop_loss must be a finite number or null (got {stop!r}).")
-        for key in ("fake_relu", "amp"):
-            if not isinstance(values[key], bool):
-                problems.append(f"{key} must be true or false (got {values[key]!r}).")
-        if values["channels_last"] is not None and not isinstance(values["channels_last"], bool):
-            problems.append(f"channels_last must be true, false or null (got {values['channels_last']!r}).")
-        elif values["channels_last"] is True and backbone_ok and not backbone().supports_channels_last:
-            problems.append(
-                f"channels_last: backbone '{values['backbone']}' runs only the NCHW layout, so channels_last "
-                "must be false or null (null: the worker measures which layout is faster on its host)."
-            )
-
-        path, digest = values["weights_path"], values["checkpoint_sha256"]
-        if path is not None and (not isinstance(path, str) or not os.path.isfile(path)):
-            problems.append(f"weights_path must name an existing local file (got {path!r}).")
-        if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
-            problems.append("checkpoint_sha256 must be 64 lowercase hex digits or null.")
-        elif digest is not None and path is not None and os.path.isfile(path) and checkpoint_sha256(path) != digest:
-            problems.append(f"checkpoint_sha256 does not match the file at weights_path ({path}).")
-
+        values = {**{f.name: f.default for f in dataclasses.fields(cls)},
+                  **{key: value for key, value in data.items() if key not in _LEGACY_KEYS}}
+        problems += _legacy_amp_problems(data, values)
+        backbone_problems, facts = _backbone_checked(values["backbone"])
+        problems += backbone_problems
+        for check in _CHECKS:
+            problems += check(values, facts)
         if problems:
             raise ValueError(" ".join(problems))
-        values["step_size"] = float(step_size)
+        values["step_size"] = float(values["step_size"])
         if values["stop_loss"] is not None:
             values["stop_loss"] = float(values["stop_loss"])
         return cls(**values)
@@ -242,3 +148,163 @@ class InversionSpec:
     def to_dict(self, backbone: Backbone | None = None) -> dict[str, Any]:
         """JSON-able dict with every field, defaults resolved; ``from_dict`` reads it back."""
         return dataclasses.asdict(self.resolved(backbone))
+
+
+# --------------------------------------------------------------------------- the checks of from_dict
+# Each takes the spec's values and the backbone's static description (None when the backbone is not a known one)
+# and returns its problems, one sentence each, naming the field.
+
+Values = dict[str, Any]
+_LEGACY_KEYS = ("amp",)  # amp: true/false, as specs stored it before precision: "bf16"/"fp32"
+
+
+def _legacy_amp_problems(data: Mapping[str, Any], values: Values) -> list[str]:
+    """A stored spec's ``amp`` becomes its precision; one that also names another precision is refused."""
+    if "amp" not in data:
+        return []
+    amp = data["amp"]
+    if not isinstance(amp, bool):
+        return [(f"amp must be true or false (got {amp!r}); it is the old name of precision, which says "
+                 f"{', '.join(PRECISIONS)}.")]
+    implied = "bf16" if amp else "fp32"
+    if "precision" in data and data["precision"] != implied:
+        return [(f"precision {data['precision']!r} contradicts amp {str(amp).lower()} (which means precision "
+                 f"'{implied}'); set precision alone.")]
+    values["precision"] = implied
+    return []
+
+
+def _backbone_checked(name: object) -> tuple[list[str], Architecture | None]:
+    if not isinstance(name, str):
+        return ["backbone must be a string naming a registered backbone."], None
+    try:
+        check_backbone_name(name)
+    except ValueError as error:
+        return [str(error)], None
+    return [], describe_backbone(name)
+
+
+def _layer_problems(values: Values, facts: Architecture | None) -> list[str]:
+    layer = values["layer"]
+    if layer is not None and not isinstance(layer, str):
+        return ["layer must be a string (a dotted module name) or null."]
+    if layer is not None and facts is not None:
+        try:
+            facts.check_layer(layer)
+        except ValueError as error:
+            return [str(error)]
+    return []
+
+
+def _recipe_problems(values: Values, _facts: Architecture | None) -> list[str]:
+    problems = []
+    for key in ("recipe", "recipe_terms"):
+        recipe = values[key]
+        if recipe is None and key == "recipe_terms":
+            continue
+        if key == "recipe_terms" and isinstance(recipe, str):
+            problems.append("recipe_terms must be a list of terms or null.")
+            continue
+        try:
+            expand_recipe(recipe)
+            if recipe_uses_metric(recipe, "lpips") and not lpips_available():
+                problems.append(f"{key}: {_LPIPS_MISSING}")
+        except (ValueError, TypeError) as error:
+            problems.append(f"{key}: {error}")
+    return problems
+
+
+def _seed_kind_problems(values: Values, _facts: Architecture | None) -> list[str]:
+    if not isinstance(values["seed_kind"], str) or values["seed_kind"] not in SPEC_SEED_KINDS:
+        return [f"Unknown seed_kind '{values['seed_kind']}'. Available: {', '.join(SPEC_SEED_KINDS)}."]
+    return []
+
+
+def _step_problems(values: Values, _facts: Architecture | None) -> list[str]:
+    problems = []
+    steps = values["steps"]
+    if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        problems.append(f"steps must be a positive integer ≤ {MAX_STEPS} (got {steps!r}).")
+    rounds = values["step_rounds"]
+    if not _is_int(rounds) or not 1 <= rounds <= MAX_STEP_ROUNDS:
+        problems.append(f"step_rounds must be an integer between 1 and {MAX_STEP_ROUNDS} (got {rounds!r}).")
+    elif _is_int(steps) and 1 <= steps <= MAX_STEPS and rounds > steps:
+        problems.append(f"step_rounds ({rounds}) cannot exceed steps ({steps}): every round needs a step.")
+    step_size = values["step_size"]
+    if not _is_number(step_size) or not (math.isfinite(step_size) and step_size > 0):
+        problems.append(f"step_size must be a finite number > 0 (got {step_size!r}).")
+    return problems
+
+
+def _image_size_problems(values: Values, facts: Architecture | None) -> list[str]:
+    size = values["image_size"]
+    if size is not None and (not _is_int(size) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE):
+        return [f"image_size must be an integer between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} or null (got {size!r})."]
+    if size is not None and facts is not None:
+        try:
+            facts.check_size(size)
+        except ValueError as error:
+            return [f"image_size: {error}"]
+    return []
+
+
+def _rng_seed_problems(values: Values, _facts: Architecture | None) -> list[str]:
+    seed = values["rng_seed"]
+    if not _is_int(seed) or not 0 <= seed <= MAX_RNG_SEED:
+        return [f"rng_seed must be an integer between 0 and 2**63-1 (got {seed!r})."]
+    return []
+
+
+def _method_problems(values: Values, facts: Architecture | None) -> list[str]:
+    """param, step_rule, transforms."""
+    problems = []
+    for key, options in (("param", PARAMS), ("step_rule", STEPS)):
+        if not isinstance(values[key], str) or values[key] not in options:
+            problems.append(f"Unknown {key} {values[key]!r}. Available: {', '.join(options)}.")
+    transforms = values["transforms"]
+    if transforms is not None and (not isinstance(transforms, str) or transforms not in TRANSFORMS):
+        problems.append(f"Unknown transforms {transforms!r}. Available: {', '.join(TRANSFORMS)} or null.")
+    elif transforms is not None and facts is not None and facts.fixed_size:
+        problems.append(
+            f"transforms: backbone '{values['backbone']}' accepts only one input size, "
+            "so random scaling/padding cannot be used with it (set transforms to null)."
+        )
+    return problems
+
+
+def _run_option_problems(values: Values, facts: Architecture | None) -> list[str]:
+    """stop_loss, fake_relu, channels_last (what the backbone runs) and precision (what this host runs)."""
+    problems = []
+    stop = values["stop_loss"]
+    if stop is not None and not (_is_number(stop) and math.isfinite(stop)):
+        problems.append(f"stop_loss must be a finite number or null (got {stop!r}).")
+    if not isinstance(values["fake_relu"], bool):
+        problems.append(f"fake_relu must be true or false (got {values['fake_relu']!r}).")
+    if values["channels_last"] is not None and not isinstance(values["channels_last"], bool):
+        problems.append(f"channels_last must be true, false or null (got {values['channels_last']!r}).")
+    elif values["channels_last"] is True and facts is not None and not facts.supports_channels_last:
+        problems.append(
+            f"channels_last: backbone '{values['backbone']}' runs only the NCHW layout, so channels_last "
+            "must be false or null (null: the worker measures which layout is faster on its host)."
+        )
+    try:
+        precision_check(values["precision"])  # a known one this host runs
+    except ValueError as error:
+        problems.append(str(error))
+    return problems
+
+
+def _weights_problems(values: Values, _facts: Architecture | None) -> list[str]:
+    problems = []
+    path, digest = values["weights_path"], values["checkpoint_sha256"]
+    if path is not None and (not isinstance(path, str) or not os.path.isfile(path)):
+        problems.append(f"weights_path must name an existing local file (got {path!r}).")
+    if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
+        problems.append("checkpoint_sha256 must be 64 lowercase hex digits or null.")
+    elif digest is not None and path is not None and os.path.isfile(path) and checkpoint_sha256(path) != digest:
+        problems.append(f"checkpoint_sha256 does not match the file at weights_path ({path}).")
+    return problems
+
+
+_CHECKS = (_layer_problems, _recipe_problems, _seed_kind_problems, _step_problems, _image_size_problems,
+           _rng_seed_problems, _method_problems, _run_option_problems, _weights_problems)

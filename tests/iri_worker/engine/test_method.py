@@ -131,7 +131,7 @@ def test_seeds_of_the_wrong_shape_are_refused(random_images):
 
 def test_bf16_autocast_runs_on_cpu_and_ends_near_the_fp32_loss(random_images):
     fp32 = run(random_images, steps=30)
-    bf16 = run(random_images, steps=30, amp=True)
+    bf16 = run(random_images, steps=30, precision="bf16")
     assert (bf16.losses < bf16.initial_losses).all()
     assert torch.allclose(bf16.losses, fp32.losses, atol=0.1)
 
@@ -184,16 +184,16 @@ def test_an_unknown_layer_lists_the_valid_ones(random_images):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("amp", [False, True])
-def test_the_same_run_works_on_a_gpu_with_and_without_bf16(random_images, amp):
-    spec = dataclasses.replace(SPEC, amp=amp, transforms="cifar", recipe="adv_ms_ssim", stop_loss=0.01)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_same_run_works_on_a_gpu_with_and_without_bf16(random_images, precision):
+    spec = dataclasses.replace(SPEC, precision=precision, transforms="cifar", recipe="adv_ms_ssim", stop_loss=0.01)
     result = invert(spec, random_images(4), device="cuda")
     assert result.images.device.type == "cpu" and (result.losses < result.initial_losses).all()
 
 
 def test_every_option_at_once_on_the_cpu(random_images):
     spec = dataclasses.replace(SPEC, param="fft", transforms="imagenet", step_rule="adam", step_size=0.05,
-                               recipe="adv_ssim_seed", amp=True, channels_last=True, stop_loss=0.0, steps=12)
+                               recipe="adv_ssim_seed", precision="bf16", channels_last=True, stop_loss=0.0, steps=12)
     result = invert(spec, random_images(2))
     assert (result.losses < result.initial_losses).all() and result.adversarial_c == 10.0
     assert not result.nan_mask.any() and not result.stopped.any() and result.steps_run == 12

@@ -1,4 +1,5 @@
 import dataclasses
+import importlib
 import json
 
 import pytest
@@ -34,7 +35,7 @@ def test_to_dict_writes_every_field_with_the_backbone_defaults_resolved():
         "step_rounds": 1,
         "stop_loss": None,
         "fake_relu": True,
-        "amp": False,
+        "precision": "fp32",  # the default until "auto" is measured on enough hosts
         "channels_last": None,  # not named: measured by the worker on its host
         "weights_path": None,
         "checkpoint_sha256": None,
@@ -55,7 +56,32 @@ def test_an_old_spec_with_only_the_original_fields_still_loads():
            "steps": 20, "step_size": 0.1, "image_size": 32, "rng_seed": 0}
     spec = InversionSpec.from_dict(old)
     assert spec.param == "pixel" and spec.step_rule == "normalized_gradient" and spec.transforms is None
-    assert spec.fake_relu is True and spec.amp is False and spec.stop_loss is None
+    assert spec.fake_relu is True and spec.precision == "fp32" and spec.stop_loss is None
+
+
+@pytest.mark.parametrize(("amp", "precision"), [(True, "bf16"), (False, "fp32")])
+def test_a_stored_spec_with_amp_reads_as_its_precision_and_is_stored_with_precision_alone(amp, precision):
+    spec = InversionSpec.from_dict({**TINY, "amp": amp})
+    assert spec.precision == precision
+    data = spec.to_dict()
+    assert "amp" not in data and data["precision"] == precision
+    assert InversionSpec.from_dict(data) == spec.resolved()
+    assert InversionSpec.from_dict({**TINY, "amp": amp, "precision": precision}) == spec  # the two agree: fine
+
+
+def test_precision_auto_is_stored_as_auto_for_the_worker_to_measure():
+    data = InversionSpec.from_dict({**TINY, "precision": "auto"}).to_dict()
+    assert data["precision"] == "auto" and InversionSpec.from_dict(data).precision == "auto"
+
+
+def test_a_precision_this_host_cannot_run_is_refused_with_what_it_supports(monkeypatch):
+    monkeypatch.setattr(importlib.import_module("iri_worker.engine.precision"), "bf16_supported", lambda _: False)
+    for data in ({**TINY, "precision": "bf16"}, {**TINY, "amp": True}):
+        with pytest.raises(ValueError) as error:
+            InversionSpec.from_dict(data)
+        assert "precision: this host cannot run 'bf16' on cpu" in str(error.value)
+        assert "it supports fp32, auto." in str(error.value)
+    assert InversionSpec.from_dict({**TINY, "precision": "auto"}).precision == "auto"
 
 
 def test_a_researcher_defined_recipe_round_trips_with_its_weights():
@@ -78,11 +104,12 @@ def test_the_stored_recipe_terms_are_what_runs_even_if_the_named_recipe_changes(
 def test_every_option_of_the_full_method_is_recorded():
     spec = InversionSpec.from_dict({
         **TINY, "recipe": "adv_ssim", "param": "fft", "transforms": "cifar", "step_rule": "adam",
-        "stop_loss": 0.05, "amp": True, "channels_last": True, "fake_relu": False, "seed_kind": "photo",
+        "stop_loss": 0.05, "precision": "bf16", "channels_last": True, "fake_relu": False, "seed_kind": "photo",
     })
     data = spec.to_dict()
     for key, value in {"param": "fft", "transforms": "cifar", "step_rule": "adam", "stop_loss": 0.05,
-                       "amp": True, "channels_last": True, "fake_relu": False, "seed_kind": "photo"}.items():
+                       "precision": "bf16", "channels_last": True, "fake_relu": False,
+                       "seed_kind": "photo"}.items():
         assert data[key] == value
     assert data["recipe_terms"][0]["params"]["c"] == "adaptive"
 
@@ -135,7 +162,11 @@ def test_a_spec_cannot_be_changed_after_creation():
         ({"stop_loss": "low"}, "stop_loss", ""),
         ({"stop_loss": float("nan")}, "stop_loss", ""),
         ({"fake_relu": 1}, "fake_relu", ""),
-        ({"amp": "yes"}, "amp", ""),
+        ({"amp": "yes"}, "amp", "precision"),
+        ({"precision": "fp16"}, "precision", "fp32, bf16, auto"),
+        ({"precision": True}, "precision", "fp32, bf16, auto"),
+        ({"amp": True, "precision": "fp32"}, "precision", "set precision alone"),
+        ({"amp": False, "precision": "auto"}, "precision", "amp false"),
         ({"channels_last": 0}, "channels_last", ""),
         ({"weights_path": "/nonexistent.pt"}, "weights_path", "existing local file"),
         ({"checkpoint_sha256": "abc"}, "checkpoint_sha256", "64"),
