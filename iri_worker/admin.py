@@ -116,33 +116,41 @@ class IriJobForm(forms.ModelForm):
         required=False, min_value=1,
         help_text="Rounds of equal length, the step size halved each new round (Feather et al.: 24000 steps, 8 rounds).",
     )
-    amp = forms.BooleanField(required=False, label="mixed precision", help_text="bf16 autocast on the worker.")
+    precision = forms.ChoiceField(
+        choices=(), required=False,
+        help_text="fp32; bf16 autocast on the worker; or auto: bf16 where the worker measures it faster on its host "
+                  "with the loss after the same steps within 1 % of fp32's.",
+    )
     channels_last = forms.NullBooleanField(required=False, help_text="Memory layout; unknown = the faster one, timed by the worker.")
 
     FIELDS = ["name", "target_photos", "backbone", "checkpoint", "layer", "recipe", "recipe_json", "seed_kind",
               "seed_photo", "seed_upload", "param", "transforms", "step_rule", "step_rounds", "steps", "step_size",
-              "image_size", "rng_seed", "chunk_size", "amp", "channels_last"]
+              "image_size", "rng_seed", "chunk_size", "precision", "channels_last"]
     SPEC_KEYS = ["backbone", "layer", "recipe", "seed_kind", "param", "transforms", "step_rule", "step_rounds", "steps",
-                 "step_size", "image_size", "rng_seed", "amp", "channels_last"]
+                 "step_size", "image_size", "rng_seed", "precision", "channels_last"]
 
     class Meta:
         model = IriJob
         fields = ["name"]
 
     def __init__(self, *args, **kwargs):
-        from iri_worker.engine import PARAMS, RECIPES, SPEC_SEED_KINDS, STEPS, TRANSFORMS, InversionSpec, layer_names, list_backbones
+        from iri_worker.engine import (
+            PARAMS, RECIPES, SPEC_SEED_KINDS, STEPS, TRANSFORMS, InversionSpec, layer_names, list_backbones,
+            precisions_supported,
+        )
 
         super().__init__(*args, **kwargs)
         # Every choice comes from the engine's registries, every initial value from the spec's defaults.
         choices = {
             "backbone": list_backbones(), "recipe": list(RECIPES), "seed_kind": list(SPEC_SEED_KINDS),
-            "param": list(PARAMS), "step_rule": list(STEPS),
+            "param": list(PARAMS), "step_rule": list(STEPS), "precision": list(precisions_supported()),
         }
         for name, values in choices.items():
             self.fields[name].choices = [(v, v.replace("_", " ")) for v in values]
         self.fields["transforms"].choices = [("", "none"), *((t, t) for t in TRANSFORMS)]
         defaults = InversionSpec()
-        for name in ["backbone", "recipe", "seed_kind", "param", "step_rule", "steps", "step_size", "rng_seed"]:
+        for name in ["backbone", "recipe", "seed_kind", "param", "step_rule", "steps", "step_size", "rng_seed",
+                     "precision"]:
             self.fields[name].initial = getattr(defaults, name)
         backbone = self.data.get("backbone") or defaults.backbone
         try:
@@ -157,8 +165,6 @@ class IriJobForm(forms.ModelForm):
 
     def spec(self) -> dict:
         spec = {k: self.cleaned_data[k] for k in self.SPEC_KEYS if self.cleaned_data.get(k) not in (None, "")}
-        if not spec.get("amp"):
-            spec.pop("amp", None)
         if self.cleaned_data.get("recipe_parsed") is not None:
             spec["recipe"] = self.cleaned_data["recipe_parsed"]
         return spec

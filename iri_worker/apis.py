@@ -173,7 +173,14 @@ class IriJobCreateApi(TeamScopedApi):
             many=True, allow_empty=False, queryset=TargetPhoto.objects.select_related("image"),
             error_messages={"does_not_exist": UNKNOWN_ID.format(what="target photo")},
         )
-        spec = serializers.DictField(required=False, default=dict)
+        spec = serializers.DictField(
+            required=False, default=dict,
+            help_text='The inversion spec (docs/engine.md; missing keys take defaults). Among its keys: precision, '
+                      '"fp32" (default), "bf16" (bf16 autocast) or "auto" (bf16 where the worker measures it faster '
+                      'on its host and the loss after the same steps within 1 % of fp32\'s; each chunk records the '
+                      'choice as precision_calibration); channels_last, true, false or null (null: the worker times '
+                      'both layouts). One the backbone or this host cannot run is a 400 naming the field.',
+        )
         checkpoint = TeamScopedPrimaryKeyField(
             queryset=Checkpoint.objects, required=False, allow_null=True, default=None,
             error_messages={"does_not_exist": UNKNOWN_ID.format(what="checkpoint")},

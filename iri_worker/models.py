@@ -84,7 +84,7 @@ class IriJob(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     # A photo as the seed x0 of every IRI (instead of spec.seed_kind noise); shared by the whole job.
     seed_photo = models.ForeignKey(TargetPhoto, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    # Targets per task (one batch on one worker). Device options (amp, channels_last) live in the spec.
+    # Targets per task (one batch on one worker). Device options (precision, channels_last) live in the spec.
     chunk_size = models.PositiveIntegerField(default=8, help_text="Targets per task (one GPU batch).")
     # A layer sweep: the jobs created together from one request, one per layer (the spec's layer), share this id.
     sweep = models.UUIDField(null=True, blank=True, db_index=True,

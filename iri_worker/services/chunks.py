@@ -249,6 +249,15 @@ def iri_job_adaptive_c(*, job_id: int, spec, backbone, device: str, seeds=None, 
     return job.adaptive_c
 
 
+def _run_details(result, spec) -> dict:
+    """What the engine's run reports for the chunk's record: the steps it ran, the adversarial weight it used, and
+    the layout and precision this worker chose (timed on its host, or named by the spec), why, and what timing cost."""
+    return {"steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
+            "adversarial_c": getattr(result, "adversarial_c", None),
+            "layout_calibration": getattr(result, "layout_calibration", None),
+            "precision_calibration": getattr(result, "precision_calibration", None)}
+
+
 def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
     import dataclasses
 
@@ -295,10 +304,7 @@ def _chunk_generate(*, chunk_id: int, worker: str, device: str) -> None:
         logger.exception("IRI chunk %s: validity record failed", chunk_id)
         validity, null_cached = [ValidityRecord(error=f"{type(exc).__name__}: {exc}"[:500]) for _ in targets], None
     details = {"device": device, "device_name": _device_name(device), "seconds": round(seconds, 2),
-               "worker": worker, "steps_run": int(getattr(result, "steps_run", spec.steps) or spec.steps),
-               "adversarial_c": getattr(result, "adversarial_c", None),
-               # the layout this worker chose (timed on its host, or named by the spec) and what timing cost
-               "layout_calibration": getattr(result, "layout_calibration", None),
+               "worker": worker, **_run_details(result, spec),
                "validity_seconds": round(time.monotonic() - checked, 3), "null_cached": null_cached}
     nan_mask = getattr(result, "nan_mask", None)
     # Files first, then rows, in one transaction: if a file cannot be written, no row of this run is kept. Whole

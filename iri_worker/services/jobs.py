@@ -119,7 +119,7 @@ def iri_job_create(
 ) -> IriJob:
     """Check (iri_job_check), store the job with its chunks, and queue one task per chunk once the transaction
     commits. An uploaded seed image becomes a target photo of the job's team in the same transaction, so a job
-    that is refused leaves no photo behind. Device options (amp, channels_last) are spec fields."""
+    that is refused leaves no photo behind. Device options (precision, channels_last) are spec fields."""
     full_spec, checkpoint, chunk_size = iri_job_check(
         targets=targets, spec=spec, checkpoint=checkpoint, seed_photo=seed_photo, seed_upload=seed_upload,
         chunk_size=chunk_size,

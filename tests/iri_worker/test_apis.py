@@ -1,4 +1,5 @@
 """Researchers upload photos and create IRI jobs through the API; bad input gets a clear 4xx."""
+import importlib
 import io
 
 import pytest
@@ -70,6 +71,38 @@ def test_forcing_a_layout_the_backbone_cannot_run_is_a_400_naming_the_field(rese
     message = response.json()["message"]
     assert "channels_last" in message and "runs only the NCHW layout" in message and "false or null" in message
     assert IriJob.objects.count() == 0
+
+
+@pytest.mark.parametrize("precision", ["fp16", "BF16", 1])
+def test_a_precision_that_is_not_one_is_a_400_naming_the_field_and_the_choices(researcher_client, photos, precision):
+    spec = {"backbone": "tiny_cnn", "precision": precision}
+    response = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": spec}, format="json")
+
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert f"Unknown precision {precision!r}" in message and "Available: fp32, bf16, auto." in message
+    assert IriJob.objects.count() == 0
+
+
+def test_bf16_on_a_host_that_cannot_run_it_is_a_400_with_what_the_host_supports(researcher_client, photos,
+                                                                                monkeypatch):
+    monkeypatch.setattr(importlib.import_module("iri_worker.engine.precision"), "bf16_supported", lambda _: False)
+    for spec in ({"backbone": "tiny_cnn", "precision": "bf16"}, {"backbone": "tiny_cnn", "amp": True}):
+        response = researcher_client.post("/api/iri/jobs", {"targets": [photos[0].pk], "spec": spec}, format="json")
+
+        assert response.status_code == 400
+        message = response.json()["message"]
+        assert "precision: this host cannot run 'bf16' on cpu" in message and "it supports fp32, auto." in message
+    assert IriJob.objects.count() == 0
+
+
+def test_the_api_description_lists_the_precisions_a_spec_may_name(researcher_client):
+    from iri_worker.engine import PRECISIONS
+
+    schema = researcher_client.get("/api/schema/?format=json").json()
+    spec_descriptions = [field.get("description", "") for component in schema["components"]["schemas"].values()
+                         for name, field in component.get("properties", {}).items() if name == "spec"]
+    assert any("precision" in text and all(f'"{p}"' in text for p in PRECISIONS) for text in spec_descriptions)
 
 
 def test_a_job_needs_known_targets(researcher_client):

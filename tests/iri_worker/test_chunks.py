@@ -231,7 +231,7 @@ def test_the_job_records_what_reproduces_its_images(photos):
     assert record["seed_photo"]["sha256"] == seed_photo.image.sha256
     assert record["versions"]["torch"] == torch.__version__
     assert [c["device"] for c in record["chunks"]] == [services.iri_worker_device()] * 2
-    assert record["chunk_size"] == 1 and spec["amp"] is False and spec["seed_kind"] == "photo"
+    assert record["chunk_size"] == 1 and spec["precision"] == "fp32" and spec["seed_kind"] == "photo"
     # every IRI of the job started from the seed photo
     seeds = set(job.images.values_list("seed__sha256", flat=True))
     assert len(seeds) == 1
@@ -262,6 +262,22 @@ def test_a_layout_named_in_the_spec_is_recorded_as_such(photos):
     (chunk,) = iri_job_record(job=job)["chunks"]
     assert chunk["layout_calibration"]["source"] == "named by the spec"
     assert chunk["layout_calibration"]["layout"] == "nchw" and chunk["layout_calibration"]["timed_steps"] == 0
+
+
+def test_a_job_with_precision_auto_records_each_chunks_choice_and_a_second_chunk_reuses_it(photos):
+    engine.precision_cache_clear()
+    job = make_job(photos[:2], chunk_size=1, precision="auto", channels_last=False)
+
+    iri_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == IriJob.Status.DONE, job.error
+    record = iri_job_record(job=job)
+    assert record["spec"]["precision"] == "auto"  # left to the worker's measurement
+    first, second = (c["precision_calibration"] for c in record["chunks"])
+    assert first["source"] == "calibrated" and not first["cached"] and first["precision"] in ("fp32", "bf16")
+    assert set(first["ms_per_step"]) == {"fp32", "bf16"} and first["reason"] and first["cost_ms"] > 0
+    assert second["cached"] and second["precision"] == first["precision"] and second["cost_ms"] == 0
 
 
 def test_the_adaptive_weight_is_measured_once_on_the_first_batch_whichever_chunk_starts_first(photos, monkeypatch):

@@ -17,7 +17,7 @@ pytestmark = [
 
 
 def test_a_job_runs_on_the_gpu_and_records_the_device(photos):
-    job = iri_job_create(targets=photos, spec={**TINY_SPEC, "backbone": "resnet18", "amp": True}, chunk_size=2)
+    job = iri_job_create(targets=photos, spec={**TINY_SPEC, "backbone": "resnet18", "precision": "bf16"}, chunk_size=2)
 
     iri_job_run(job_id=job.pk)
 
