@@ -24,7 +24,13 @@ median of the per-round ratios):
 Reported per configuration: steps/s of each loop, engine_over_floor, engine_over_reference, the
 peak resident memory of each loop (VmHWM, reset between loops; with freed memory kept, see below, a loop's peak
 includes the heap earlier loops left, so use --glibc-malloc for per-loop peaks), and the effect of bf16 autocast
-(``amp=True``): engine steps/s and the final mean loss with and without it, after the same steps.
+(``precision="bf16"``): engine steps/s and the final mean loss with and without it, after the same steps.
+Precision by measurement (issue 23, ``precision_auto`` per configuration): the engine with ``precision="auto"``,
+which times fp32 against bf16 on the run's batch and keeps bf16 only where it is faster and its loss after the same
+steps within 1 % of fp32's (``iri_worker.engine.precision``): its choice and reason, its speed-up over fp32 (auto
+steps/s / the fp32 engine's median), the final-loss difference after the same steps (auto - fp32, and relative),
+and what a fresh calibration cost (its share of a 300-step job at the fp32 engine rate). ``demo_precision_calibration``:
+the same cost against the demo's job, measured before anything else ran bf16 in the process (a fresh worker's).
 Where CUDA is present (``--cuda-only`` skips the CPU part), the same comparison runs on the GPU with
 larger batches (the GPU drained before and after each timing), plus images*steps/s in fp32 and bf16,
 peak GPU memory, and host-device synchronisations per step counted by torch's sync debug mode.
@@ -63,12 +69,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from iri_worker.engine import InversionSpec, invert, keep_freed_memory, load_backbone  # noqa: E402
-from iri_worker.engine import layout_cache_clear, layout_calibrate  # noqa: E402
+from iri_worker.engine import layout_cache_clear, layout_calibrate, precision_cache_clear  # noqa: E402
 from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
 from bench.engine_loops import (  # noqa: E402
-    WARMUP, engine_loop, floor_loop, folded_floor_loop, layer_floor_loop, paired_ratio, peak_rss_mb, reference_loop,
-    reset_peak_rss, setup,
+    WARMUP, engine_loop, engine_run, floor_loop, folded_floor_loop, layer_floor_loop, paired_ratio, peak_rss_mb,
+    reference_loop, reset_peak_rss, setup,
 )
 
 FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
@@ -119,6 +125,25 @@ def layout_figures(backbone, targets: torch.Tensor, engine_ms_per_step: float, j
             "job_steps": job_steps, "share_of_job": round(fresh.cost_ms / (fresh.cost_ms + job_ms), 4)}
 
 
+def auto_figures(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int, fp32_rate: float,
+                 final_fp32: float, job_steps: int = DEMO[3]) -> dict:
+    """The engine with precision "auto" on a fresh calibration cache: its choice, its rate over the fp32 engine's,
+    the final-loss difference after the same steps, and the calibration's cost and share of a ``job_steps`` job."""
+    precision_cache_clear()
+    auto = engine_run(backbone, dataclasses.replace(spec, precision="auto"), targets, steps)
+    record = auto.precision_calibration
+    job_ms = job_steps * 1000 / fp32_rate
+    return {
+        "precision": record["precision"], "reason": record["reason"], "calibration": record,
+        "engine_steps_per_s": round(auto.rate, 3), "speedup_over_fp32": round(auto.rate / fp32_rate, 3),
+        "final_loss_fp32": round(final_fp32, 5), "final_loss_auto": round(auto.final_loss, 5),
+        "final_loss_diff": round(auto.final_loss - final_fp32, 6),
+        "final_loss_rel_diff": round(abs(auto.final_loss - final_fp32) / abs(final_fp32), 5) if final_fp32 else None,
+        "calibration_cost_ms": round(record["cost_ms"], 1), "job_steps": job_steps,
+        "calibration_share_of_job": round(record["cost_ms"] / (record["cost_ms"] + job_ms), 4),
+    }
+
+
 def run_demo_calibration(name: str, size: int, batch: int, job_steps: int, steps: int) -> dict:
     """The calibration's cost against the demo's own job: a cold process's first calibration (the worker's case),
     and the engine's ms per step at the demo's settings (the median of three short runs)."""
@@ -131,7 +156,14 @@ def run_demo_calibration(name: str, size: int, batch: int, job_steps: int, steps
     row = layout_figures(backbone, targets, engine_ms, job_steps)
     backbone.set_channels_last(backbone.channels_last)
     first_share = first.cost_ms / (first.cost_ms + job_steps * engine_ms)
-    return {"model": name, "image_size": size, "batch": batch, "engine_ms_per_step": round(engine_ms, 2),
+    precision_cache_clear()  # the first bf16 steps of this process: a fresh worker's precision calibration
+    auto = invert(dataclasses.replace(spec, precision="auto", steps=1), targets, backbone=backbone)
+    cost = auto.precision_calibration["cost_ms"]
+    demo_precision = {"precision": auto.precision_calibration["precision"], "cost_ms": round(cost, 1),
+                      "share_of_job": round(cost / (cost + job_steps * engine_ms), 4),
+                      "calibration": auto.precision_calibration}
+    return {"precision_calibration": demo_precision, "model": name, "image_size": size, "batch": batch,
+            "engine_ms_per_step": round(engine_ms, 2),
             "first_cost_ms": round(first.cost_ms, 1), "first_share_of_job": round(first_share, 4),
             "first_layout": first.layout, "first_ms_per_step": first.ms_per_step, **row, "goal_share_at_most": 0.02}
 
@@ -155,8 +187,9 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
                 rate, final_fp32 = engine_loop(backbone, spec, targets, steps)
                 rates[method].append(rate)
             peaks[method] = max(filter(None, [peaks.get(method), peak_rss_mb()]), default=None)
-    bf16_rate, final_bf16 = engine_loop(backbone, dataclasses.replace(spec, amp=True), targets, steps)
+    bf16_rate, final_bf16 = engine_loop(backbone, dataclasses.replace(spec, precision="bf16"), targets, steps)
     med = {k: statistics.median(v) for k, v in rates.items()}
+    auto = auto_figures(backbone, spec, targets, steps, med["engine"], final_fp32)
     calibration = layout_figures(backbone, targets, 1000 / med["engine"])
     backbone.set_channels_last(backbone.channels_last)
 
@@ -184,6 +217,7 @@ def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dic
             "final_loss_fp32": round(final_fp32, 5),
             "final_loss_bf16": round(final_bf16, 5),
         },
+        "precision_auto": auto,
     }
 
 
@@ -271,9 +305,10 @@ def run_cuda(configs, rounds: int) -> list[dict]:
             backbone.set_channels_last(backbone.channels_last)
             rates["reference"].append(reference_loop(backbone, x0, target_rep, steps))
             backbone.set_channels_last(backbone.channels_last)
-            for label, amp in (("engine", False), ("engine_bf16", True)):
+            for label, precision in (("engine", "fp32"), ("engine_bf16", "bf16")):
                 torch.cuda.reset_peak_memory_stats()
-                rate, finals[label] = engine_rate_cuda(backbone, dataclasses.replace(spec, amp=amp), targets, steps)
+                rate, finals[label] = engine_rate_cuda(backbone, dataclasses.replace(spec, precision=precision),
+                                                       targets, steps)
                 rates[label].append(rate)
                 finals[f"{label}_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         med = {k: statistics.median(v) for k, v in rates.items()}
@@ -304,6 +339,7 @@ def main() -> None:
     started = time.perf_counter()
     # first, so that its first calibration is a fresh worker's (nothing loaded, nothing cached yet)
     demo = None if args.cuda_only or args.sweep_only else run_demo_calibration(*(QUICK_DEMO if args.quick else DEMO))
+    demo_precision = demo.pop("precision_calibration") if demo else None
     rows = [] if args.cuda_only or args.sweep_only else [run_config(*config, rounds=rounds) for config in configs]
     sweep, probe = ([[row for config in configs for row in run_sweep(*config, rounds=rounds)]
                      for configs in ((QUICK_SWEEP, QUICK_PROBE) if args.quick else (SWEEP, PROBE))]
@@ -316,6 +352,7 @@ def main() -> None:
         "layer_sweep": sweep,
         "overhead_probe": probe,
         "demo_layout_calibration": demo,
+        "demo_precision_calibration": demo_precision,
         "targets": {"engine_over_floor": 0.95, "engine_over_reference": 1.8, "sweep_engine_over_folded_floor": 0.95},
     }
     if torch.cuda.is_available() and not args.no_cuda and not args.sweep_only:
@@ -330,7 +367,9 @@ def main() -> None:
                   f"floor {row['floor_steps_per_s']:.2f}/s "
                   f"ref {row['reference_steps_per_s']:.2f}/s engine {row['engine_steps_per_s']:.2f}/s  "
                   f"engine/floor {row['engine_over_floor']:.2f} engine/ref {row['engine_over_reference']:.2f} "
-                  f"engine/folded floor {row['engine_over_folded_floor']:.2f}")
+                  f"engine/folded floor {row['engine_over_folded_floor']:.2f} "
+                  f"auto: {row['precision_auto']['precision']} x{row['precision_auto']['speedup_over_fp32']:.2f} "
+                  f"loss {row['precision_auto']['final_loss_rel_diff']}")
         for row in sweep + probe:
             print(f"{row['model']:>20} {row['image_size']:>4}px b{row['batch']:<3} layer {row['layer']:<14} "
                   f"engine {row['engine_steps_per_s']:.2f}/s folded floor {row['folded_floor_steps_per_s']:.2f}/s "

@@ -131,14 +131,29 @@ def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: 
         module.requires_grad_(False)
 
 
-def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
+class EngineRun(NamedTuple):
+    """One engine run: steps/s after WARMUP steps, the final mean loss, and the precision it ran in and why."""
+
+    rate: float
+    final_loss: float
+    precision_calibration: dict | None
+
+
+def engine_run(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> EngineRun:
+    """``invert`` for WARMUP + steps steps, timed between its on_step callbacks (a calibration before step 0, as a
+    spec with precision "auto" or no layout runs one, is not in the rate)."""
     stamps: list[float] = []
     result = invert(
         dataclasses.replace(spec, steps=WARMUP + steps), targets, backbone=backbone,
         on_step=lambda i, losses: stamps.append(time.perf_counter()),
     )
     rate = steps / (stamps[-1] - stamps[WARMUP - 1])
-    return rate, float(result.losses.mean())
+    return EngineRun(rate, float(result.losses.mean()), result.precision_calibration)
+
+
+def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
+    run = engine_run(backbone, spec, targets, steps)
+    return run.rate, run.final_loss
 
 
 def paired_ratio(rates: dict[str, list[float]], other: str) -> float:
