@@ -20,6 +20,9 @@ MIN_REQUESTS = 1000
 schema = schemathesis.openapi.from_dict(json.loads(json.dumps(SchemaGenerator().get_schema(request=None, public=True))))
 OPERATIONS = sum(1 for result in schema.get_all_operations() if result.ok())
 calls = {"n": 0}
+# One test client for all requests: a new one loads the middleware again, and WhiteNoise's scan of the static files
+# (DEBUG) was four fifths of this module's time. Its cookies are cleared before each request, as a new client's are.
+client = Client()
 
 
 @pytest.fixture
@@ -56,7 +59,8 @@ def send(case, headers: dict):
             body = urlencode(case.body, doseq=True)
     query = f"?{urlencode(case.query, doseq=True)}" if case.query else ""
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in {**(case.headers or {}), **headers}.items()}
-    return Client().generic(case.method, case.formatted_path + query, body, content_type=content_type, **extra)
+    client.cookies.clear()
+    return client.generic(case.method, case.formatted_path + query, body, content_type=content_type, **extra)
 
 
 def _plain_multipart(data) -> dict:
