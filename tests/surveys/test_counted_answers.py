@@ -183,9 +183,12 @@ BY_SESSION = {"participant", "participant_id", "participant__in", "participant_i
 
 
 def _sources():
-    for path in sorted(ROOT.glob("*/**/*.py")):
+    # Hidden folders are not the project's code: .venv, and caches (pytest's holds a venv with numpy).
+    tops = [top for top in ROOT.iterdir() if top.is_dir() and not top.name.startswith(".")
+            and top.name not in ("tests", "bench", "frontend", "scripts", "var")]
+    for path in sorted(path for top in tops for path in top.rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.split("/")[0] in ("tests", "bench", ".venv", "frontend", "scripts") or "/migrations/" in relative:
+        if "/migrations/" in relative or any(part.startswith(".") for part in relative.split("/")):
             continue
         if relative != DOOR:
             yield relative, ast.parse(path.read_text())
