@@ -17,13 +17,22 @@ from tests.surveys import gunicorn_server
 from tests.surveys.test_adaptive_collection import adaptive, four_sets  # noqa: F401 (a fixture)
 
 
-@pytest.fixture
-def server(transactional_db, settings):
+@pytest.fixture(scope="module")
+def gunicorn_8_workers(django_db_setup, tmp_path_factory):
+    """Eight gunicorn workers on the test database, started once for the module (20-30 s of imports on 2 cores):
+    each test flushes the database after itself, and its surveys have slugs of their own."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: run through `make test` (DATABASE_URL)")
-    proc, url = gunicorn_server.start(workers=8)
+    media = tmp_path_factory.getbasetemp() / "media"  # the folder the autouse media_root fixture gives each test
+    media.mkdir(exist_ok=True)
+    proc, url = gunicorn_server.start(workers=8, env={"DJANGO_MEDIA_ROOT": str(media)})
     yield url
     gunicorn_server.stop(proc)
+
+
+@pytest.fixture
+def server(transactional_db, gunicorn_8_workers):
+    return gunicorn_8_workers
 
 
 def test_220_bots_fill_every_list_to_exactly_n_with_nothing_lost_or_doubled(transactional_db, server, iri_set):
