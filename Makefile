@@ -45,7 +45,7 @@ test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test --silent
 
 # xdist: one test process per core (at most four); each has a database and broker keys of its own (tests/conftest.py).
-PYTEST := DJANGO_DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest -n auto --maxprocesses 4 --dist loadgroup
+PYTEST := DJANGO_DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) DJANGO_CONN_MAX_AGE=0 RATE_LIMIT_ENROLL=1000000/min RATE_LIMIT_SESSION=1000000/min $(PY) -m pytest -n auto --maxprocesses 4 --dist loadgroup --durations=20
 
 test-python: install
 	$(PYTEST)
