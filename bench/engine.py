@@ -43,20 +43,12 @@ what the engine's own work adds to each step (the median over rounds of 1/engine
 (``overhead_probe``) runs the same at two layers of tiny_cnn, a 0.5 ms step, to show that added time nearly bare.
 Layout calibration (issue 23): the engine times NCHW and channels-last on the run's batch and layer and keeps the
 faster (``iri_worker.engine.layout``); per configuration ``engine_layout`` is its choice and ``layout_calibration``
-its timings, the time inside a fresh calibration (after the timed loops) and that time's share of a 300-step job at
-the configuration's engine rate (``inside_share_of_job``). ``demo_layout_calibration`` measures what calibration adds
-to the demo's own job (`make demo`: Lite0, its 4 bundled photos, 128 px, 300 steps; ``bench/engine_demo.py``): the
-job runs end to end through ``invert``, each run in a new process as a worker's first job runs, in 6 alternating
-pairs (2 with --quick, of 100 steps at 64 px; measured/named, named/measured, ...), with the layout measured (the
-engine calibrates) and named (the spec forces the layout calibration chose; nothing is timed), each job timed from
-just before ``invert`` to just after it. ``job_s_layout_measured`` / ``job_s_layout_named`` are the medians,
-``added_share_of_job`` = (measured - named) / named (goal <= 0.02), ``pair_added_share_median`` the median of the
-pairs' own, ``added_share_of_job_by_step_10`` the same difference taken at the end of step 10 (all of calibration's
-effect, less of the later steps' noise), ``calibration_cost_ms_recorded`` the cost the jobs recorded. The time inside
-calibration overstates what it adds (its warm-up step in the layout it keeps makes the primitives and allocations
-the job's first step would make anyway); that older figure stays beside it: ``time_inside_calibration_over_job``
-from the same runs, and ``time_inside_calibration`` (the time inside a cold process's first calibration and in a
-fresh one again ÷ the job's steps at the engine's ms per step, in this process).
+its timings and the time inside a fresh calibration ÷ a 300-step job (``inside_share_of_job``).
+``demo_layout_calibration``: what calibration adds to the demo's own job (`make demo`: Lite0, 4 bundled photos,
+128 px, 300 steps), the job run end to end in new processes, in 6 alternating pairs (2 of 100 steps at 64 px with
+--quick) with the layout measured and named: ``added_share_of_job`` (goal <= 0.02; every figure: bench/engine_demo.py);
+beside it the time inside calibration ÷ job, which overstates that (``time_inside_calibration_over_job``, and
+``time_inside_calibration`` measured in this process).
 Every loop runs with the C allocator set up as a worker sets it up (``keep_freed_memory``: freed blocks stay in the
 heap for the next step; ``--glibc-malloc`` leaves glibc's defaults, under which each step faults in fresh pages).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,
@@ -101,9 +93,8 @@ QUICK_SWEEP = [("efficientnet_lite0", 64, 4, 4, ("_blocks.2", "_avg_pooling"))]
 # goal applies to it (no network anyone sweeps is this small).
 PROBE = [("tiny_cnn", 32, 8, 300, ("relu1", "pool"))]
 QUICK_PROBE = [("tiny_cnn", 32, 8, 60, ("relu1",))]
-# The demo's job (`make demo`: EfficientNet-Lite0, its 4 bundled photos in one chunk, 128 px, 300 steps): the layout
-# calibration must add at most 2 % to it (issue 23). (model, image size, batch, job steps, engine steps timed for the
-# time inside calibration, pairs of the job in fresh processes with the layout measured and named: bench/engine_demo.py)
+# The demo's job (`make demo`: Lite0, its 4 photos in one chunk, 128 px, 300 steps), to which the layout calibration
+# adds at most 2 % (issue 23): (model, px, batch, job steps, engine steps timed, pairs of jobs, bench/engine_demo.py)
 DEMO = ("efficientnet_lite0", 128, 4, 300, 6, 6)
 QUICK_DEMO = ("efficientnet_lite0", 64, 4, 100, 3, 2)
 
@@ -127,10 +118,8 @@ def parse_args():
 
 def layout_figures(backbone, targets: torch.Tensor, engine_ms_per_step: float, job_steps: int = DEMO[3]) -> dict:
     """The layout the engine chose in the timed runs (its cached calibration), then a fresh calibration on the same
-    batch for the time spent inside it, and that time's share of a job of ``job_steps`` steps at
-    ``engine_ms_per_step`` (``inside_share_of_job``: it overstates what calibration adds to a job, whose first step
-    would make the kept layout's primitives anyway; ``demo_layout_calibration`` measures that). Runs after the timed
-    loops, so none of them includes it."""
+    batch: the time inside it and that time's share of a ``job_steps`` job at ``engine_ms_per_step``
+    (``inside_share_of_job``: more than calibration adds, see ``bench.engine_demo``). After the timed loops."""
     used = layout_calibrate(backbone=backbone, layer=backbone.default_layer, images=targets)
     layout_cache_clear()
     fresh = layout_calibrate(backbone=backbone, layer=backbone.default_layer, images=targets)
@@ -187,15 +176,13 @@ def time_inside_calibration(name: str, size: int, batch: int, job_steps: int, st
 
 def run_demo_calibration(name: str, size: int, batch: int, job_steps: int, steps: int, pairs: int, *,
                          threads: int | None, keep_freed: bool) -> dict:
-    """What the layout calibration costs the demo's job: the job in fresh processes with the layout measured and
-    named (``added_share_of_job``, the goal's figure), and beside it the time inside calibration ÷ the job; and
+    """What the layout calibration adds to the demo's job (``bench.engine_demo``), the time inside it ÷ the job, and
     (``precision_calibration``) what a fresh worker's precision calibration costs the same job."""
     inside = time_inside_calibration(name, size, batch, job_steps, steps)  # first: this process is still cold
-    precision = inside.pop("precision_calibration")
     job = demo_job_pairs(model=name, image_size=size, steps=job_steps, pairs=pairs, threads=threads,
                          keep_freed_memory=keep_freed)
-    return {"precision_calibration": precision, "model": name, "image_size": size, **job, "goal_share_at_most": 0.02,
-            "time_inside_calibration": inside}
+    return {"precision_calibration": inside.pop("precision_calibration"), "model": name, "image_size": size, **job,
+            "goal_share_at_most": 0.02, "time_inside_calibration": inside}
 
 
 def run_config(name: str, size: int, batch: int, steps: int, rounds: int) -> dict:

@@ -3,9 +3,18 @@
 The time spent inside ``layout_calibrate`` overstates what calibration costs a job: its warm-up step in the layout
 it keeps creates the oneDNN primitives and the allocations that the job's first step would otherwise create, so
 part of that time is moved, not added. Here the demo's job (as `make demo` runs it) runs end to end through
-``iri_worker.engine.invert``, each time in a new process, as a worker's first job runs: alternately with the layout
-left to the engine (it calibrates) and with the spec naming the layout calibration chose (nothing is timed).
-Pairs alternate measured/named, named/measured, ... so drift on a shared host falls on both arms alike.
+``iri_worker.engine.invert``, each time in a new process, as a worker's first job runs, timed from just before
+``invert`` to just after it (imports, photos and the backbone's loading left out): alternately with the layout left
+to the engine (it calibrates) and with the spec naming the layout calibration chose (nothing is timed). Pairs
+alternate measured/named, named/measured, ... so drift on a shared host falls on both arms alike.
+
+Figures (``demo_layout_calibration`` in bench/engine.py's JSON): ``job_s_by_pair``; ``job_s_layout_measured`` and
+``job_s_layout_named``, the medians; ``added_s`` = their difference and ``added_share_of_job`` = it ÷ the named job
+(the goal's figure: <= 0.02); ``pair_added_s_median`` / ``pair_added_share_median``, the pairs' own differences;
+``added_s_by_step_10`` / ``added_share_of_job_by_step_10``, the same difference at the end of step 10 (all of
+calibration's effect, less of the later steps' noise); ``calibration_cost_ms_recorded``, the median cost the measured
+jobs recorded, and ``time_inside_calibration_over_job``, that cost ÷ the named job (the older, overstated reading);
+``layouts_chosen_by_measured_run`` and ``named_runs_timed_nothing`` (must be true).
 """
 from __future__ import annotations
 
