@@ -49,6 +49,7 @@ SECTIONS: dict[str, list[tuple]] = {
             ("job s, layout named (median)", "job_s_layout_named"),
             ("calibration adds (s)", "added_s"), ("its share of the job", "added_share_of_job"),
             ("the pairs' own shares (median)", "pair_added_share_median"),
+            ("the share, taken at the end of step 10", "added_share_of_job_by_step_10"),
             ("goal: share at most", "goal_share_at_most"),
             ("calibration's cost as the jobs recorded it (ms)", "calibration_cost_ms_recorded"),
             ("time inside calibration ÷ job", "time_inside_calibration_over_job"),
