@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 # At most this many timed steps per candidate, each after one untimed warm-up step. After one timed step each, a
-# candidate faster by DECISIVE or more wins at once: 2 x (1 + 1) steps, under 2 % of the demo's 300-step job (the
-# warm-ups cost most); closer timings get the rest of the steps.
+# candidate faster by DECISIVE or more wins at once: 2 x (1 + 1) steps, about 2-3 % of the demo's 300-step job on a
+# 2-core VM (bench/engine.py's demo_layout_calibration); closer timings get the rest of the steps.
 CALIBRATION_STEPS = 2
 DECISIVE = 1.15
 
