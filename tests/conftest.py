@@ -35,6 +35,10 @@ if django_settings.CELERY_BROKER_URL.startswith("redis"):  # the settings were r
 # A test's setup builds the world without saying who did it (services' actor= left out): nothing is audited then.
 # The processes the tests start (commands, workers, the web server) keep the production rule: no actor, no write.
 django_settings.AUDIT_ACTOR_REQUIRED = False
+# pytest-django runs tests with DEBUG off, so WhiteNoise would scan every static file (the admin's, DRF's, the app's)
+# each time a test client loads the middleware: about 30 ms a client, thousands of clients. Finding a file when it is
+# asked for serves the same files (the servers the tests start keep the production behaviour).
+django_settings.WHITENOISE_AUTOREFRESH = True
 
 
 @pytest.fixture(scope="session")
