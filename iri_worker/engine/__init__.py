@@ -43,8 +43,8 @@ from .invert import InversionResult, invert, measure_adaptive_c
 from .layout import LayoutCalibration, cpu_capability, layout_cache_clear, layout_calibrate, layout_named
 from .params import PARAMS
 from .precision import (
-    PRECISIONS, PrecisionCalibration, bf16_supported, precision_cache_clear, precision_calibrate, precision_named,
-    precisions_supported,
+    PRECISIONS, PrecisionCalibration, bf16_supported, host_device_type, precision_cache_clear, precision_calibrate,
+    precision_named, precisions_supported,
 )
 from .proxy import PROXY_METRICS, lpips_available, perceptual_distance, proxy_alignment
 from .recipes import RECIPES, build_loss, expand_recipe, recipe_has_adaptive_c, with_adversarial_c
@@ -105,4 +105,5 @@ __all__ = [
     "precision_cache_clear",
     "precisions_supported",
     "bf16_supported",
+    "host_device_type",
 ]

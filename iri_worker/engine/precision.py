@@ -100,7 +100,7 @@ def precision_cache_clear() -> None:
 
 
 def host_device_type() -> str:
-    """The device a worker on this host runs jobs on (as iri_worker's services choose it)."""
+    """The device a worker on this host runs jobs on: CUDA when the process sees a GPU, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -151,9 +151,9 @@ def precision_calibrate(*, backbone: Backbone, layer: str, images: torch.Tensor,
     Call it where the run's loop runs (BatchNorms folded, the layout set): it folds nothing itself. Each precision
     gets a warm-up and a timed step, more when they are close (``time_candidates``), a bf16 step given up at
     ``GIVE_UP`` times the fp32 one. When bf16 is faster, ``final_loss(amp, LOSS_STEPS)`` runs that many steps
-    of the run's loop in each precision and bf16 is kept when its loss is within ``LOSS_TOLERANCE`` of fp32's. ``case``: what
-    else shapes that loss (the recipe, parametrisation, step rule...), part of the cache key. ``run_step(amp,
-    deadline)`` replaces the real step (tests make one precision slower with a fake clock).
+    of the run's loop in each precision and bf16 is kept when its loss is within ``LOSS_TOLERANCE`` of fp32's.
+    ``case``: what else shapes that loss (the recipe, parametrisation, step rule...), part of the cache key.
+    ``run_step(amp, deadline)`` replaces the real step (tests make one precision slower with a fake clock).
     """
     capability = cpu_capability()
     key = (backbone.name, layer, tuple(images.shape), str(images.device), images.dtype, bool(channels_last),

@@ -170,10 +170,11 @@ def _free_device_memory() -> None:
 
 
 def iri_worker_device() -> str:
-    """CUDA when this process sees a GPU (one worker process per GPU via CUDA_VISIBLE_DEVICES), else CPU."""
-    import torch
+    """CUDA when this process sees a GPU (one worker process per GPU via CUDA_VISIBLE_DEVICES), else CPU: the
+    engine's host_device_type, which also decides which precisions a spec may name here."""
+    from ..engine import host_device_type
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return host_device_type()
 
 
 def iri_worker_process_init() -> None:
