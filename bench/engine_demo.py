@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from iri_worker.demo_photos import demo_job_spec
+
 ROOT = Path(__file__).resolve().parent.parent
 MEASURED, NAMED = "layout_measured", "layout_named"
 # Calibration and the first steps' one-off work (primitives, allocations) end within the first few steps; the time to
@@ -35,9 +37,8 @@ EARLY_STEPS = 10
 
 
 def demo_spec(*, model: str, image_size: int, steps: int, channels_last: bool | None = None) -> dict:
-    """The demo's job spec, as backend/management/commands/demo.py writes it (``channels_last`` only when named)."""
-    spec = {"backbone": model, "recipe": "reg_free", "seed_kind": "super-noise", "steps": steps, "step_size": 1.0,
-            "image_size": image_size, "rng_seed": 0}
+    """The demo's job spec, the one `manage.py demo` submits (``channels_last`` only when named)."""
+    spec = {**demo_job_spec(steps=steps, image_size=image_size), "backbone": model}
     if channels_last is not None:
         spec["channels_last"] = channels_last
     return spec

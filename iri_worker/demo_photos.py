@@ -5,6 +5,12 @@ import io
 from PIL import Image
 
 
+def demo_job_spec(*, steps: int, image_size: int) -> dict:
+    """The spec of the demo's IRI job on these photos (`manage.py demo`; bench/engine_demo.py times the same job)."""
+    return {"backbone": "efficientnet_lite0", "recipe": "reg_free", "seed_kind": "super-noise", "steps": steps,
+            "step_size": 1.0, "image_size": image_size, "rng_seed": 0}
+
+
 def bundled_photos() -> dict[str, bytes]:
     """Name -> PNG bytes of the colour photos bundled with scikit-image (CC0 / public domain)."""
     return dict(_bundled_photos())

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from iri_worker.demo_photos import bundled_photos
+from iri_worker.demo_photos import bundled_photos, demo_job_spec
 from iri_worker.models import IriJob, TargetPhoto
 from iri_worker.services import iri_job_create, target_photo_create
 from surveys.models import Survey
@@ -100,8 +100,7 @@ class Command(BaseCommand):
                 os.killpg(worker.pid, signal.SIGKILL)
 
     def _iri_job(self, targets, *, steps: int, image_size: int, timeout: float) -> IriJob:
-        spec = {"backbone": "efficientnet_lite0", "recipe": "reg_free", "seed_kind": "super-noise",
-                "steps": steps, "step_size": 1.0, "image_size": image_size, "rng_seed": 0}
+        spec = demo_job_spec(steps=steps, image_size=image_size)
         name = f"demo: EfficientNet-Lite0, reg_free, {steps} steps, {image_size} px"
         job = IriJob.objects.filter(team=targets[0].team, name=name, status=IriJob.Status.DONE).first()
         if job is not None:
