@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from iri_worker.engine import InversionSpec, invert, load_backbone  # noqa: E402
 from iri_worker.engine.features import extract  # noqa: E402
+from iri_worker.engine.layout import RUN_STEPS_NEEDED, layout_known  # noqa: E402
 
 WARMUP = 2
 
@@ -140,14 +141,19 @@ class EngineRun(NamedTuple):
 
 
 def engine_run(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> EngineRun:
-    """``invert`` for WARMUP + steps steps, timed between its on_step callbacks (a calibration before step 0, as a
-    spec with precision "auto" or no layout runs one, is not in the rate)."""
+    """``invert`` timed over its last ``steps`` steps, between its on_step callbacks, after WARMUP steps and, where
+    the run times its layout on its own first steps (no layout named, none cached), after those too: the rate is
+    the run's in the layout it keeps. A calibration before step 0 (precision "auto") is not in it either."""
+    layer = spec.layer if spec.layer is not None else backbone.default_layer
+    timing_layout = (spec.channels_last is None and spec.precision != "auto" and layout_known(
+        backbone=backbone, layer=layer, images=targets, amp=spec.precision == "bf16") is None)
+    before = WARMUP + (RUN_STEPS_NEEDED if timing_layout else 0)
     stamps: list[float] = []
     result = invert(
-        dataclasses.replace(spec, steps=WARMUP + steps), targets, backbone=backbone,
+        dataclasses.replace(spec, steps=before + steps), targets, backbone=backbone,
         on_step=lambda i, losses: stamps.append(time.perf_counter()),
     )
-    rate = steps / (stamps[-1] - stamps[WARMUP - 1])
+    rate = steps / (stamps[-1] - stamps[-steps - 1])
     return EngineRun(rate, float(result.losses.mean()), result.precision_calibration)
 
 

@@ -1,75 +1,30 @@
 """The IRI loop: descend until g(x) matches g(x_t) (paper section 1.5).
 
 No I/O, no printing: tensors in, tensors out. Progress goes to ``on_step``.
-The loop never reads a value back to the host per step (no ``.item()``, no
-boolean indexing): keep-best, the per-image step, NaN and early-stop masks are
-all tensor ops; only with ``stop_loss`` set does it check "all stopped?" once
-every ``STOP_CHECK_EVERY`` steps. Buffers are allocated once per run.
+This module checks the inputs and sets the run up (its memory layout and
+precision); ``loop.py`` runs the steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from .backbones import Backbone, load_backbone
-from .layout import layout_calibrate, layout_named
-from .losses import Loss, LossContext, target_norm
+from .layout import LayoutCalibration, layout_calibrate, layout_known, layout_named
+from .loop import STOP_CHECK_EVERY, InversionResult, Loop, OnStep
+from .losses import LossContext, target_norm
 from .params import Parametrization, build_param
 from .precision import PrecisionCalibration, precision_calibrate, precision_check, precision_named
 from .recipes import build_loss, recipe_has_adaptive_c
 from .seeds import PHOTO_SEED
 from .spec import InversionSpec
-from .steps import build_step_rule, round_starts, round_step_size
+from .steps import build_step_rule
 from .transforms import build_transform
 
 __all__ = ["InversionResult", "invert", "measure_adaptive_c", "STOP_CHECK_EVERY"]
-
-OnStep = Callable[[int, torch.Tensor], None]
-STOP_CHECK_EVERY = 16
-
-
-@dataclass(frozen=True)
-class InversionResult:
-    """Outcome of ``invert``; all tensors detached, on CPU.
-
-    images:         (B, 3, H, W) float in [0, 1], the lowest-loss iterate per image.
-    seeds:          (B, 3, H, W) float in [0, 1], the image each run started from
-                    (the clipped seed; for ``param="fft"`` the decoded seed).
-    losses:         (B,) the loss of ``images`` (the best loss seen per image).
-    initial_losses: (B,) the loss of the seed.
-    best_step:      (B,) long, which iterate won: 0 = the seed, k = after k updates.
-    nan_mask:       (B,) bool, True where the loss became NaN/inf; that image stopped
-                    there and keeps its best finite iterate (its seed if none).
-    stopped:        (B,) bool, True where the loss reached ``spec.stop_loss``.
-    steps_run:      updates performed (< spec.steps when every image stopped early).
-    adversarial_c:  the weight c the adversarial term used (measured on the first
-                    evaluation when adaptive), else None. Record it with the job.
-    layout_calibration: the memory layout the run used and why (``LayoutCalibration.to_dict``:
-                    layout, source, ms per step of each layout timed, timed steps, cached,
-                    cost in ms). Record it with the job.
-    precision_calibration: the precision the run used and why (``PrecisionCalibration.to_dict``:
-                    precision, source, reason, ms per step of each, final losses and their relative
-                    difference, cached, cost in ms). Record it with the job.
-    """
-
-    images: torch.Tensor
-    seeds: torch.Tensor
-    losses: torch.Tensor
-    initial_losses: torch.Tensor
-    best_step: torch.Tensor
-    nan_mask: torch.Tensor | None = None
-    stopped: torch.Tensor | None = None
-    steps_run: int = 0
-    adversarial_c: float | None = None
-    layout_calibration: dict | None = None
-    precision_calibration: dict | None = None
-
 
 def _check_images(name: str, images: object, size: int, batch: int | None = None) -> torch.Tensor:
     want = f"(B, 3, {size}, {size})" if batch is None else f"(3, {size}, {size}) or ({batch}, 3, {size}, {size})"
@@ -97,15 +52,20 @@ def _start_variable(spec: InversionSpec, param: Parametrization, seeds: torch.Te
     return param.seed_variable(spec.seed_kind, batch, size, generator).to(device)
 
 
-def _layout(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor):
-    """The memory layout of the run: the spec's, else the faster of the two timed on this batch and layer (cached
-    per process), since which one is faster depends on the CPU."""
+def _layout(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor) -> LayoutCalibration | None:
+    """The memory layout of the run where it is known before the run starts: the spec's, this process's earlier
+    choice, the backbone's only one, NCHW for a run too short to time both; for precision "auto", timed apart (its
+    own calibration runs in the run's layout). None: the faster of the two, timed on the run's own first steps,
+    since which one is faster depends on the CPU."""
     if spec.channels_last and not backbone.supports_channels_last:
         raise ValueError(f"channels_last: backbone '{backbone.name}' runs only the NCHW layout; "
                          "set channels_last to false or null.")
     if spec.channels_last is not None:
         return layout_named(spec.channels_last)
-    return layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=spec.precision == "bf16")
+    amp = spec.precision == "bf16"
+    if spec.precision == "auto":
+        return layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=amp)
+    return layout_known(backbone=backbone, layer=layer, images=targets, amp=amp, run_steps=spec.steps)
 
 
 def _loss_case(spec: InversionSpec) -> str:
@@ -178,8 +138,8 @@ def invert(
     generator = torch.Generator().manual_seed(spec.rng_seed)  # CPU: same draws on every device
     param = build_param(spec.param)
     variable = _start_variable(spec, param, seeds, batch=batch, size=size, generator=generator, device=dev)
-    calibration = _layout(spec, backbone, layer=layer, targets=targets)
-    channels_last = calibration.channels_last
+    layout = _layout(spec, backbone, layer=layer, targets=targets)
+    channels_last = layout.channels_last if layout is not None else False  # a timed layout's run starts in NCHW
     if channels_last and spec.param == "pixel":
         variable = variable.contiguous(memory_format=torch.channels_last)
     backbone.set_channels_last(channels_last)
@@ -187,45 +147,75 @@ def invert(
     try:
         # BatchNorms folded into their convolutions: same function, fewer passes per step.
         with backbone.batchnorm_folded(keep_layer=layer), torch.enable_grad():
-            result, precision = _optimise(spec, backbone, layer=layer, targets=targets, param=param,
-                                          variable=variable, channels_last=channels_last, generator=generator,
-                                          on_step=on_step)
-            return dataclasses.replace(result, layout_calibration=calibration.to_dict(),
-                                       precision_calibration=precision.to_dict())
+            result, layout, precision = _optimise(spec, backbone, layer=layer, targets=targets, param=param,
+                                                  variable=variable, layout=layout, generator=generator,
+                                                  on_step=on_step)
+        return dataclasses.replace(result, layout_calibration=layout.to_dict(),
+                                   precision_calibration=precision.to_dict())
     finally:
         backbone.set_fake_relu(False)  # the cached backbone is shared: leave it plain
+        # a layout switched inside the folded block left the unfolded weights behind: the whole backbone in the
+        # run's layout, as other users of the cached backbone (validity, the next run) expect
+        backbone.set_channels_last(layout.channels_last if layout is not None else channels_last)
 
 
 def _optimise(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: torch.Tensor,
-              param: Parametrization, variable: torch.Tensor, channels_last: bool, generator: torch.Generator,
-              on_step: OnStep | None) -> tuple[InversionResult, PrecisionCalibration]:
-    """The run in its precision (``_precision``), inside the folded block with the layout set. A precision
-    calibration's loss check runs the same loop from the same start for a few steps in each precision, with its own
-    step rule state, loss state and generator, so the run itself is the one it would have been without it."""
+              param: Parametrization, variable: torch.Tensor, layout: LayoutCalibration | None,
+              generator: torch.Generator, on_step: OnStep | None
+              ) -> tuple[InversionResult, LayoutCalibration, PrecisionCalibration]:
+    """The run in its precision (``_precision``), inside the folded block with the layout set; a layout not known
+    yet (None) is timed on the run's first steps. A precision calibration's loss check runs the same loop from the
+    same start for a few steps in each precision, with its own step rule state, loss state and generator, so the
+    run itself is the one it would have been without it."""
     transform = build_transform(spec.transforms)
     loss = build_loss(spec.recipe_terms if spec.recipe_terms is not None else spec.recipe)
     with torch.no_grad():
         start_image = param.to_image(variable).clamp(0, 1)
 
-    def context(amp: bool) -> LossContext:
+    def context(amp: bool, channels_last: bool) -> LossContext:
+        """The loss context with the target representation as the backbone, in ``channels_last``, computes it."""
         base = LossContext(x=targets, backbone=backbone, layer=layer, target_rep=targets.new_zeros(0), amp=amp,
                            channels_last=channels_last)
         with torch.no_grad():
             target_rep = base.layer_output(targets).detach()  # compared in the layer's own shape
+        seeds = start_image.contiguous(memory_format=torch.channels_last) if channels_last else start_image
         return dataclasses.replace(base, target_rep=target_rep, target_norm=target_norm(target_rep),
-                                   targets=targets, seeds=start_image)
+                                   targets=targets, seeds=seeds)
+
+    def loop(amp: bool, run_spec: InversionSpec, start: torch.Tensor, run_generator: torch.Generator,
+             run_on_step: OnStep | None, channels_last: bool) -> Loop:
+        return Loop(loss=loss, ctx=context(amp, channels_last), param=param,
+                    rule=build_step_rule(spec.step_rule, spec.step_size), variable=start, spec=run_spec,
+                    transform=transform, generator=run_generator, on_step=run_on_step,
+                    context_in=lambda cl: context(amp, cl))
 
     def final_loss(amp: bool, steps: int) -> float:
-        trial = dataclasses.replace(spec, steps=steps, stop_loss=None, step_rounds=1)
-        result = _run(loss, context(amp), param, build_step_rule(spec.step_rule, spec.step_size), variable.clone(),
-                      trial, transform, torch.Generator().manual_seed(spec.rng_seed), None)
-        return float(result.losses.mean())
+        trial = loop(amp, dataclasses.replace(spec, steps=steps, stop_loss=None, step_rounds=1), variable.clone(),
+                     torch.Generator().manual_seed(spec.rng_seed), None, layout.channels_last)
+        while trial.steps_run < steps:
+            trial.advance()
+        return float(trial.result().losses.mean())
 
-    precision = _precision(spec, backbone, layer=layer, targets=targets, channels_last=channels_last,
-                           final_loss=final_loss)
-    rule = build_step_rule(spec.step_rule, spec.step_size)
-    result = _run(loss, context(precision.amp), param, rule, variable, spec, transform, generator, on_step)
-    return result, precision
+    # precision "auto" always has its layout here (``_layout``); a named precision needs none
+    precision = _precision(spec, backbone, layer=layer, targets=targets,
+                           channels_last=layout is not None and layout.channels_last, final_loss=final_loss)
+    run = loop(precision.amp, spec, variable, generator, on_step, layout is not None and layout.channels_last)
+    if layout is None:
+        layout = layout_calibrate(backbone=backbone, layer=layer, images=targets, amp=precision.amp,
+                                  clock=run.clock, run_step=lambda _channels_last: _timed(run),
+                                  switch_layout=run.relayout)
+    while run.steps_run < spec.steps:
+        run.advance()
+        if run.all_stopped():
+            break  # one host read every STOP_CHECK_EVERY steps, only when early stop is on
+    return run.result(), layout, precision
+
+
+def _timed(run: Loop) -> None:
+    """The run's next step as a calibration times it: on a GPU, until the device has done its work."""
+    run.advance()
+    if run.variable.device.type == "cuda":
+        torch.cuda.synchronize(run.variable.device)
 
 
 def measure_adaptive_c(
@@ -251,118 +241,3 @@ def measure_adaptive_c(
     # generator's first transform draw, which is what step 0 of a full run evaluates.
     probe = dataclasses.replace(spec, steps=0, stop_loss=None)
     return invert(probe, targets, backbone=backbone, seeds=seeds, device=device).adversarial_c
-
-
-class _Best:
-    """The best iterate per image so far, as tensor ops (no host read): the lowest loss among the iterates seen
-    while the image was active; NaN never wins, nor an iterate after the image stopped (not its own any more)."""
-
-    def __init__(self, seeds: torch.Tensor):
-        batch = seeds.shape[0]
-        self.x = seeds.clone()
-        self.loss = torch.full((batch,), math.inf, device=seeds.device)
-        self.step = torch.zeros(batch, dtype=torch.long, device=seeds.device)
-        self.image_view = (batch, 1, 1, 1)
-
-    def keep(self, image: torch.Tensor, losses: torch.Tensor, index: int, in_box: bool, active: torch.Tensor):
-        better = (losses < self.loss) & active
-        # Store the clipped image: the loss is the same (the normaliser clamps) and returned images must lie
-        # in [0, 1]; an iterate known to be in the box needs no clipping.
-        clipped = image.detach() if in_box else image.detach().clamp(0, 1)
-        self.x = torch.where(better.view(self.image_view), clipped, self.x)
-        self.loss = torch.where(better, losses, self.loss)
-        self.step = torch.where(better, index, self.step)
-
-
-def _context_maker(ctx: LossContext, transform, generator: torch.Generator):
-    """The loss context of one step's image: one random transform draw per step, shared by every term that looks
-    through the transform."""
-    def context(x: torch.Tensor, in_box: bool) -> LossContext:
-        if transform is None:
-            return dataclasses.replace(ctx, x=x, in_box=in_box)
-        step_seed = int(torch.randint(2**62, (1,), generator=generator))
-        return dataclasses.replace(
-            ctx, x=x, in_box=in_box, transform=lambda img: transform(img, torch.Generator().manual_seed(step_seed))
-        )
-    return context
-
-
-def _run(loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,
-         spec: InversionSpec, transform, generator: torch.Generator, on_step: OnStep | None) -> InversionResult:
-    batch = variable.shape[0]
-    view = (1,) * (variable.dim() - 1)
-    best = _Best(ctx.seeds)
-    active = torch.ones(batch, dtype=torch.bool, device=variable.device)
-    stopped = torch.zeros(batch, dtype=torch.bool, device=variable.device)
-    stop_loss = spec.stop_loss
-    state = rule.init(variable)
-    initial: torch.Tensor | None = None
-    context = _context_maker(ctx, transform, generator)
-    # The step-size schedule (spec.step_rounds): halved at each round start after the first; a dict lookup per
-    # step, nothing read from the device.
-    round_at = {start: k for k, start in enumerate(round_starts(spec.steps, spec.step_rounds)[1:], start=1)}
-    steps_run = 0
-    for i in range(spec.steps):
-        if i in round_at:
-            rule.step_size = round_step_size(spec.step_size, round_at[i])
-        in_box = param.image_in_box(projected=i > 0)
-        variable = variable.detach().requires_grad_(True)
-        image = param.to_image(variable)
-        losses = loss(context(image, in_box))
-        if losses.shape != (batch,):
-            raise RuntimeError(f"loss '{loss}' must return shape ({batch},), got {tuple(losses.shape)}")
-        # Gradient of the SUM: image b's gradient depends only on its own loss.
-        # autograd.grad w.r.t. the variable only: frozen model params never collect .grad.
-        (grad,) = torch.autograd.grad(losses.sum(), variable)
-        with torch.no_grad():
-            losses = losses.detach().float()
-            if initial is None:
-                initial = losses.clone()
-            best.keep(image, losses, i, in_box, active)
-            active &= torch.isfinite(losses)  # a NaN/inf loss stops that image (nan_mask below)
-            stepped = rule.step(variable, grad, state)
-            if stop_loss is not None:
-                reached = active & (losses <= stop_loss)
-                stopped |= reached
-                active &= ~reached
-                # A stopped image keeps its pixels (its loss stays put in on_step). Without stop_loss only a
-                # NaN stops an image, and keep ignores it from then on, so the loop saves this pass.
-                stepped = torch.where(active.view(batch, *view), stepped, variable)
-            # Projected after the freeze, so every iterate after the first is in the box (see image_in_box).
-            variable = param.project(stepped)
-        steps_run = i + 1
-        if on_step is not None:
-            on_step(i, losses)
-        if stop_loss is not None and steps_run % STOP_CHECK_EVERY == 0 and not bool(active.any()):
-            break  # one host read every STOP_CHECK_EVERY steps, only when early stop is on
-    return _result_with_final_iterate(loss, ctx, param, context, variable, best, active=active, stopped=stopped,
-                                      initial=initial, steps_run=steps_run, stop_loss=stop_loss)
-
-
-def _result_with_final_iterate(loss: Loss, ctx: LossContext, param: Parametrization, context, variable, best: _Best,
-                               *, active, stopped, initial, steps_run: int, stop_loss) -> InversionResult:
-    """The final iterate competes too; then the result (NaN mask: inactive for a non-finite loss, not the stop)."""
-    nan_mask = ~active & ~stopped
-    with torch.no_grad():
-        in_box = param.image_in_box(projected=steps_run > 0)
-        image = param.to_image(variable)
-        losses = loss(context(image, in_box)).float()
-        best.keep(image, losses, steps_run, in_box, active)
-        if initial is None:  # steps == 0: the seed is the final iterate
-            initial = losses.clone()
-            nan_mask |= ~torch.isfinite(losses)
-        if stop_loss is not None:
-            stopped |= ~nan_mask & (best.loss <= stop_loss)
-
-    c = ctx.state.get("adversarial_c")
-    return InversionResult(
-        images=best.x.detach().contiguous().cpu(),
-        seeds=ctx.seeds.detach().contiguous().cpu(),
-        losses=best.loss.cpu(),
-        initial_losses=initial.cpu(),
-        best_step=best.step.cpu(),
-        nan_mask=nan_mask.cpu(),
-        stopped=stopped.cpu(),
-        steps_run=steps_run,
-        adversarial_c=None if c is None else float(c),
-    )

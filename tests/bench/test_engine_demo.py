@@ -20,8 +20,9 @@ def fake_runs(monkeypatch, *, measured: list[tuple[str, float]], named_s: list[f
         else:
             layout, job_s = next(measured)
             calibration = {"layout": layout, "source": "calibrated", "cost_ms": 300.0, "timed_steps": 1,
-                           "ms_per_step": {"nchw": 50.0, "channels_last": 40.0}}
-        return {"job_s": job_s, "early_s": job_s / 30, "backbone_load_s": 1.5, "batch": 4, "threads": 2,
+                           "ms_per_step": {"nchw": 50.0, "channels_last": 40.0}, "run_steps": 4}
+        return {"job_s": job_s, "early_s": job_s / 30, "later_ms_per_step": job_s, "backbone_load_s": 1.5,
+                "batch": 4, "threads": 2,
                 "layout_calibration": calibration}
 
     monkeypatch.setattr(engine_demo, "_job_in_new_process", run)
@@ -46,7 +47,10 @@ def test_pairs_alternate_and_the_named_runs_name_what_most_calibrations_chose(mo
     assert report["added_s"] == 0.25 and report["added_share_of_job"] == pytest.approx(0.25 / 12.0, abs=1e-4)
     assert report["pair_added_s_median"] == pytest.approx(0.25)
     assert report["calibration_cost_ms_recorded"] == 300.0
-    assert report["time_inside_calibration_over_job"] == pytest.approx(0.3 / 12.0, abs=1e-4)
+    assert report["calibration_run_steps_by_run"] == [4] * 4
+    # the fake's later steps take as many ms as its job seconds: the ratios per pair, 12.4 / 12.0, 12.2 / 12.1, ...
+    ratios = sorted([12.4 / 12.0, 12.2 / 12.1, 12.3 / 11.9, 12.1 / 12.0])
+    assert report["later_steps_measured_over_named"] == pytest.approx((ratios[1] + ratios[2]) / 2, abs=1e-4)
     assert report["named_runs_timed_nothing"] is True
 
 

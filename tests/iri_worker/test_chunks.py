@@ -239,7 +239,7 @@ def test_the_job_records_what_reproduces_its_images(photos):
 
 def test_each_chunk_records_the_layout_its_worker_measured_and_a_second_chunk_reuses_it(photos):
     engine.layout_cache_clear()
-    job = make_job(photos[:2], chunk_size=1)
+    job = make_job(photos[:2], chunk_size=1, steps=6)  # enough steps to time both layouts on the job's own
 
     iri_job_run(job_id=job.pk)
 
@@ -249,6 +249,7 @@ def test_each_chunk_records_the_layout_its_worker_measured_and_a_second_chunk_re
     first, second = (c["layout_calibration"] for c in record["chunks"])
     assert first["source"] == "calibrated" and not first["cached"] and first["timed_steps"] in (1, 2)
     assert set(first["ms_per_step"]) == {"nchw", "channels_last"} and first["layout"] in first["ms_per_step"]
+    assert first["run_steps"] == 2 * (1 + first["timed_steps"])  # the job's own steps were the timed ones
     assert second["cached"] and second["layout"] == first["layout"] and second["cost_ms"] == 0
     engine.load_backbone("tiny_cnn").set_channels_last(False)
 

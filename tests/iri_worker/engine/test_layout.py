@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from iri_worker.engine import InversionSpec, invert, layout_cache_clear, layout_calibrate, load_backbone
+from iri_worker.engine.layout import RUN_STEPS_NEEDED
 
 
 class FakeClock:
@@ -81,16 +82,59 @@ def test_the_same_case_is_timed_once_per_process_and_a_new_shape_is_timed_again(
     assert len(calls) == 3 * timed  # another batch, another layer: each timed on its own
 
 
-def test_a_run_without_a_named_layout_calibrates_with_real_steps_and_records_it(random_images):
-    spec = InversionSpec(backbone="tiny_cnn", steps=3, step_size=0.1)
-    result = invert(spec, random_images(2))
+def test_a_run_without_a_named_layout_times_both_on_its_own_first_steps_and_records_it(random_images):
+    spec = InversionSpec(backbone="tiny_cnn", steps=RUN_STEPS_NEEDED + 2, step_size=0.1)
+    steps_seen = []
+    result = invert(spec, random_images(2), on_step=lambda i, _losses: steps_seen.append(i))
     record = result.layout_calibration
 
     assert record["source"] == "calibrated" and not record["cached"] and record["timed_steps"] in (1, 2)
     assert set(record["ms_per_step"]) == {"nchw", "channels_last"}
     assert all(ms > 0 for ms in record["ms_per_step"].values())
     assert record["layout"] == min(record["ms_per_step"], key=record["ms_per_step"].get)
-    assert invert(spec, random_images(2)).layout_calibration["cached"]  # the next chunk reuses the choice
+    # the timed steps were the run's: a warm-up and the timed steps per layout, and no step more than the spec's
+    assert record["run_steps"] == 2 * (1 + record["timed_steps"])
+    assert steps_seen == list(range(spec.steps)) and result.steps_run == spec.steps
+    again = invert(spec, random_images(2)).layout_calibration  # the next chunk reuses the choice
+    assert again["cached"] and again["run_steps"] == 0 and again["layout"] == record["layout"]
+
+
+def test_a_run_timed_on_its_own_steps_gives_the_images_of_a_run_in_the_chosen_layout(random_images, tiny):
+    spec = InversionSpec(backbone="tiny_cnn", steps=12, step_size=0.1, step_rule="adam", transforms="cifar")
+    timed = invert(spec, random_images(2, seed=3))
+    chosen = timed.layout_calibration["layout"] == "channels_last"
+    named = invert(dataclasses.replace(spec, channels_last=chosen), random_images(2, seed=3))
+
+    assert timed.layout_calibration["run_steps"] > 0 and named.layout_calibration["source"] == "named by the spec"
+    # the layouts differ only in float rounding (test_method's channels-last test), so do the runs
+    assert torch.allclose(timed.images, named.images, atol=1e-5)
+    assert torch.allclose(timed.losses, named.losses, rtol=1e-4)
+    # the whole backbone is left in the run's layout, not only the weights the folded block put back
+    assert all(p.is_contiguous(memory_format=torch.channels_last if chosen else torch.contiguous_format)
+               for p in tiny.module.parameters() if p.dim() == 4)
+
+
+def test_a_run_too_short_to_time_both_layouts_runs_nchw_and_caches_nothing(random_images):
+    spec = InversionSpec(backbone="tiny_cnn", steps=RUN_STEPS_NEEDED - 1, step_size=0.1)
+    short = invert(spec, random_images(2)).layout_calibration
+
+    assert short["layout"] == "nchw" and short["source"] == "too few steps to time both layouts"
+    assert short["ms_per_step"] == {} and short["run_steps"] == 0
+    longer = invert(dataclasses.replace(spec, steps=RUN_STEPS_NEEDED), random_images(2)).layout_calibration
+    assert longer["source"] == "calibrated" and not longer["cached"]
+
+
+def test_time_spent_in_on_step_is_not_counted_against_a_layout(random_images):
+    import time
+
+    def slow_heartbeat(step: int, _losses) -> None:
+        if step < 2:  # the NCHW warm-up and timed step: a worker writing its progress to the database
+            time.sleep(0.2)
+
+    spec = InversionSpec(backbone="tiny_cnn", steps=RUN_STEPS_NEEDED, step_size=0.1)
+    record = invert(spec, random_images(2), on_step=slow_heartbeat).layout_calibration
+
+    assert record["source"] == "calibrated" and record["ms_per_step"]["nchw"] < 150
 
 
 @pytest.mark.parametrize("named", [True, False])
