@@ -6,7 +6,9 @@
 
 For each configuration (same model, batch, image size and thread count) it runs, alternating
 A B C D D C B A for --rounds rounds, four loops and keeps the median steps/s of each (ratios: the
-median of the per-round ratios):
+median of the per-round ratios). A loop's steps/s on the CPU is that of its median step, so a step the shared
+host interrupted counts in no loop (``bench.engine_loops.steps_per_s``; until 2026-12-06 it was the mean of the
+timed steps, which let single rounds move by 20-40 %):
 
   floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
              normalisation, no keep-best) in the fastest memory layout for that model: both NCHW and

@@ -49,16 +49,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def steps_per_s(stamps: list[float]) -> float:
+    """Steps per second of the median step between consecutive time stamps: a step the shared host interrupted
+    (a neighbour's burst, a page-fault storm) is left out the same way in every loop compared, where the mean of a
+    few steps took it in whole (a 2-core VM moved single rounds by 20-40 %)."""
+    return 1 / statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+
+
 def _timed(steps: int, body, device: torch.device = torch.device("cpu")) -> float:
-    """Run body(i) for WARMUP + steps iterations; steps/s over the timed ones (the GPU drained at both ends)."""
+    """Run body(i) for WARMUP + steps iterations; steps/s over the timed ones: on the CPU of the median step, on a
+    GPU over all of them (drained at both ends: a sync per step would change what is timed)."""
     for i in range(WARMUP):
         body(i)
     _sync(device)
-    start = time.perf_counter()
+    stamps = [time.perf_counter()]
     for i in range(steps):
         body(WARMUP + i)
+        if device.type != "cuda":
+            stamps.append(time.perf_counter())
     _sync(device)
-    return steps / (time.perf_counter() - start)
+    if device.type != "cuda":
+        return steps_per_s(stamps)
+    return steps / (time.perf_counter() - stamps[0])
 
 
 def floor_loop(module, x0: torch.Tensor, steps: int, channels_last: bool) -> float:
@@ -141,9 +153,10 @@ class EngineRun(NamedTuple):
 
 
 def engine_run(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> EngineRun:
-    """``invert`` timed over its last ``steps`` steps, between its on_step callbacks, after WARMUP steps and, where
-    the run times its layout on its own first steps (no layout named, none cached), after those too: the rate is
-    the run's in the layout it keeps. A calibration before step 0 (precision "auto") is not in it either."""
+    """``invert`` timed over its last ``steps`` steps (the median step, as ``steps_per_s``), between its on_step
+    callbacks, after WARMUP steps and, where the run times its layout on its own first steps (no layout named, none
+    cached), after those too: the rate is the run's in the layout it keeps. A calibration before step 0 (precision
+    "auto") is not in it either."""
     layer = spec.layer if spec.layer is not None else backbone.default_layer
     timing_layout = (spec.channels_last is None and spec.precision != "auto" and layout_known(
         backbone=backbone, layer=layer, images=targets, amp=spec.precision == "bf16") is None)
@@ -153,8 +166,7 @@ def engine_run(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int)
         dataclasses.replace(spec, steps=before + steps), targets, backbone=backbone,
         on_step=lambda i, losses: stamps.append(time.perf_counter()),
     )
-    rate = steps / (stamps[-1] - stamps[-steps - 1])
-    return EngineRun(rate, float(result.losses.mean()), result.precision_calibration)
+    return EngineRun(steps_per_s(stamps[-steps - 1:]), float(result.losses.mean()), result.precision_calibration)
 
 
 def engine_loop(backbone, spec: InversionSpec, targets: torch.Tensor, steps: int) -> tuple[float, float]:
