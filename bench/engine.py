@@ -12,7 +12,7 @@ timed steps, which let single rounds move by 20-40 %):
 
   floor      a bare loop of only forward + backward to the input (weights frozen, eval mode, no
              normalisation, no keep-best) in the fastest memory layout for that model: both NCHW and
-             channels-last are tried first and the faster one is the floor;
+             channels-last are tried first, twice each, and the faster one is the floor;
   reference  the loop as the paper's code runs it: weights left with requires_grad (their
              gradients are computed and accumulated), NCHW, normalisation, relative L2 loss, the
              normalised-gradient step with clipping, keep-best, and a ``.item()`` plus a log line per step;
@@ -79,8 +79,8 @@ from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
 
 from bench.engine_demo import demo_job_pairs  # noqa: E402
 from bench.engine_loops import (  # noqa: E402
-    WARMUP, engine_loop, engine_run, floor_loop, folded_floor_loop, layer_floor_loop, paired_ratio, peak_rss_mb,
-    reference_loop, reset_peak_rss, setup,
+    WARMUP, engine_loop, engine_run, floor_loop, folded_floor_loop, layer_floor_loop, layouts_timed, paired_ratio,
+    peak_rss_mb, reference_loop, reset_peak_rss, setup,
 )
 
 FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
@@ -111,7 +111,8 @@ def parse_args():
     parser.add_argument("--cuda-only", action="store_true", help="only the CUDA figures (on a GPU machine)")
     parser.add_argument("--sweep-only", action="store_true", help="only the layer-sweep case (CPU)")
     parser.add_argument("--glibc-malloc", action="store_true",
-                        help="leave glibc's allocator as it is (workers call keep_freed_memory, as this does by default)")
+                        help="leave glibc's allocator as it is (workers call keep_freed_memory, as this does by "
+                             "default)")
     return parser.parse_args()
 
 
@@ -249,7 +250,7 @@ def run_sweep(name: str, size: int, batch: int, steps: int, layers: tuple[str, .
     rows = []
     for layer in layers:
         spec = InversionSpec(backbone=name, layer=layer, image_size=size, steps=steps, step_size=1.0, rng_seed=0)
-        layouts = {cl: layer_floor_loop(backbone, layer, x0, max(2, steps // 2), cl) for cl in (False, True)}
+        layouts = layouts_timed(lambda cl: layer_floor_loop(backbone, layer, x0, steps, cl))
         floor_cl = max(layouts, key=layouts.get)
         rates: dict[str, list[float]] = {"engine": [], "folded_floor": []}
         for round_index in range(rounds):

@@ -13,6 +13,18 @@ def test_a_step_the_host_interrupted_does_not_move_the_rate():
     assert engine_loops.steps_per_s([0.0, 0.5, 1.0]) == pytest.approx(2.0)
 
 
+def test_the_floor_keeps_the_layout_that_was_faster_in_either_of_its_two_timings():
+    timings = {False: [5.0, 9.0], True: [3.0, 8.0]}  # NCHW's first timing and channels-last's were held up
+    calls = []
+
+    def loop(channels_last: bool) -> float:
+        calls.append(channels_last)
+        return timings[channels_last].pop(0)
+
+    assert engine_loops.layouts_timed(loop) == {False: 9.0, True: 8.0}
+    assert calls == [False, True, True, False]  # drift over the four falls on both layouts alike
+
+
 def test_the_engine_rate_is_timed_after_the_steps_that_chose_the_layout(monkeypatch):
     import torch
 
