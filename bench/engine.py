@@ -43,14 +43,14 @@ engine stops, BatchNorms folded except the read layer's, the faster of NCHW / ch
 engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU), and engine_added_ms_per_step,
 what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor). The overhead probe
 (``overhead_probe``) runs the same at two layers of tiny_cnn, a 0.5 ms step, to show that added time nearly bare.
-Layout calibration (issue 23): the engine times NCHW and channels-last on the run's batch and layer and keeps the
-faster (``iri_worker.engine.layout``); per configuration ``engine_layout`` is its choice and ``layout_calibration``
-its timings and the time inside a fresh calibration ÷ a 300-step job (``inside_share_of_job``).
-``demo_layout_calibration``: what calibration adds to the demo's own job (`make demo`: Lite0, 4 bundled photos,
-128 px, 300 steps), the job run end to end in new processes, in 6 alternating pairs (2 of 100 steps at 64 px with
---quick) with the layout measured and named: ``added_share_of_job`` (goal <= 0.02; every figure: bench/engine_demo.py);
-beside it the time inside calibration ÷ job, which overstates that (``time_inside_calibration_over_job``, and
-``time_inside_calibration`` measured in this process).
+Layout calibration (issue 23): the engine times NCHW and channels-last on the run's own first steps and goes on in
+the faster (``iri_worker.engine.layout``); per configuration ``engine_layout`` is its choice and ``layout_calibration``
+its timings, beside a fresh calibration on steps of its own (as precision "auto" runs it) and that time ÷ a 300-step
+job (``inside_share_of_job``). ``demo_layout_calibration``: what calibration adds to the demo's own job (`make demo`:
+Lite0, 4 bundled photos, 128 px, 300 steps), the job run end to end in new processes, in 6 alternating pairs (2 of
+100 steps at 64 px with --quick) with the layout measured and named: ``added_share_of_job_by_step_10`` (goal <= 0.02)
+with ``later_steps_measured_over_named`` and the whole job's ``added_share_of_job`` (every figure:
+bench/engine_demo.py).
 Every loop runs with the C allocator set up as a worker sets it up (``keep_freed_memory``: freed blocks stay in the
 heap for the next step; ``--glibc-malloc`` leaves glibc's defaults, under which each step faults in fresh pages).
 Prints one JSON line (with --json; a readable table otherwise). Targets: engine_over_floor >= 0.95,

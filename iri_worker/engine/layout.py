@@ -3,8 +3,8 @@
 Which layout is faster depends on the CPU (a rule tuned on an AVX-512 host ran resnet18 at 32 px at 0.73 of the
 floor on an AVX2 host), so a run whose spec names no layout times both on its own batch shape and layer and caches
 the choice per process. The timed steps are the run's own first steps (``invert`` passes them): their work is the
-job's, so calibration adds only the other layout's first call and the slower layout's extra milliseconds, under 1 %
-of the demo's job where timing steps of its own cost 2.7 % (bench/engine.py's demo_layout_calibration). Timing uses
+job's, so calibration adds only the other layout's first call and the slower layout's extra milliseconds: 0.6-0.8 %
+of the demo's job, where timing steps of its own cost 2.0-2.7 % (bench/engine.py's demo_layout_calibration). Timing uses
 ``time.perf_counter`` only; nothing is printed or written.
 """
 
