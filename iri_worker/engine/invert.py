@@ -116,8 +116,12 @@ def invert(
              evaluated. Exceptions it raises propagate (that is how a caller
              cancels a run).
 
-    Deterministic on CPU for a fixed spec, targets and seeds (the random
-    transforms draw from a generator seeded by ``spec.rng_seed``). The spec is
+    Deterministic on CPU for a fixed spec, targets and seeds once the layout is
+    known (the random transforms draw from a generator seeded by
+    ``spec.rng_seed``): a spec that names ``channels_last`` gives the same bits
+    every time, as does every run after the first of its shape in a process. The
+    run that times the layout on its own first steps differs from those by float
+    rounding only (about 1e-6; the two layouts differ only there). The spec is
     trusted here; validate user input with ``InversionSpec.from_dict``.
     """
     if backbone is None:

@@ -75,7 +75,8 @@ def test_every_image_starts_from_the_same_clipped_seed(run):
 
 
 def test_the_same_spec_gives_bit_identical_images_and_another_seed_does_not(random_images):
-    spec = dataclasses.replace(SPEC, steps=30)
+    # the layout named: a run that times it on its own first steps differs by float rounding only (test_layout)
+    spec = dataclasses.replace(SPEC, steps=30, channels_last=False)
     targets = random_images(2)
     first, second = invert(spec, targets), invert(spec, targets)
     other = invert(dataclasses.replace(spec, rng_seed=1), targets)

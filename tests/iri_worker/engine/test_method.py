@@ -24,9 +24,10 @@ def test_the_fourier_parametrisation_lowers_the_loss_and_returns_images_in_the_b
 
 
 def test_transformation_robustness_runs_deterministically_from_the_spec_seed(random_images):
-    first = run(random_images, transforms="cifar", steps=15)
-    second = run(random_images, transforms="cifar", steps=15)
-    other = run(random_images, transforms="cifar", steps=15, rng_seed=3)
+    named = {"transforms": "cifar", "steps": 15, "channels_last": False}  # bit for bit once the layout is known
+    first = run(random_images, **named)
+    second = run(random_images, **named)
+    other = run(random_images, **named, rng_seed=3)
     assert torch.equal(first.images, second.images)
     assert not torch.equal(first.images, other.images)
     assert (first.losses < first.initial_losses).all()
