@@ -41,7 +41,9 @@ layer-sweep job runs them (one job per layer). Per layer, alternating A B, B A f
 with ``spec.layer`` set against the folded floor up to that layer (forward to the layer, stopped there as the
 engine stops, BatchNorms folded except the read layer's, the faster of NCHW / channels-last), and
 engine_over_folded_floor, the median of the per-round ratios (goal >= 0.95 on CPU), and engine_added_ms_per_step,
-what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor). The overhead probe
+what the engine's own work adds to each step (the median over rounds of 1/engine - 1/floor); ``interleaved``, the same
+ratio with the two loops' steps taking turns inside one engine run (the floor's step in the engine's on_step, in the
+layout the engine chose), steps x rounds steps each, where the host's drift between loops cancels. The overhead probe
 (``overhead_probe``) runs the same at two layers of tiny_cnn, a 0.5 ms step, to show that added time nearly bare.
 Layout calibration (issue 23): the engine times NCHW and channels-last on the run's own first steps and goes on in
 the faster (``iri_worker.engine.layout``); per configuration ``engine_layout`` is its choice and ``layout_calibration``
@@ -76,11 +78,12 @@ import torch  # noqa: E402
 from iri_worker.engine import InversionSpec, invert, keep_freed_memory, load_backbone  # noqa: E402
 from iri_worker.engine import layout_cache_clear, layout_calibrate, precision_cache_clear  # noqa: E402
 from iri_worker.engine.fold import batchnorm_pairs  # noqa: E402
+from iri_worker.engine.layout import layout_known  # noqa: E402
 
 from bench.engine_demo import demo_job_pairs  # noqa: E402
 from bench.engine_loops import (  # noqa: E402
-    WARMUP, engine_loop, engine_run, floor_loop, folded_floor_loop, layer_floor_loop, layouts_timed, paired_ratio,
-    peak_rss_mb, reference_loop, reset_peak_rss, setup,
+    WARMUP, engine_loop, engine_run, floor_loop, folded_floor_loop, interleaved_rates, layer_floor_loop, layouts_timed,
+    paired_ratio, peak_rss_mb, reference_loop, reset_peak_rss, setup,
 )
 
 FULL = [("resnet18", 32, 32, 30), ("resnet18", 224, 32, 4), ("efficientnet_lite0", 224, 32, 3),
@@ -259,6 +262,10 @@ def run_sweep(name: str, size: int, batch: int, steps: int, layers: tuple[str, .
                     rates[method].append(engine_loop(backbone, spec, targets, steps)[0])
                 else:
                     rates[method].append(layer_floor_loop(backbone, layer, x0, steps, floor_cl))
+        # the same comparison with the two loops' steps taking turns, in the layout the engine chose
+        kept = layout_known(backbone=backbone, layer=layer, images=targets)
+        engine_rate, floor_rate = interleaved_rates(
+            backbone, dataclasses.replace(spec, channels_last=kept.channels_last), targets, x0, steps * rounds)
         backbone.set_channels_last(backbone.channels_last)
         with torch.no_grad():
             width = backbone.features(targets[:1], layer).shape[1]
@@ -272,6 +279,9 @@ def run_sweep(name: str, size: int, batch: int, steps: int, layers: tuple[str, .
             "engine_added_ms_per_step": round(statistics.median(
                 1000 / e - 1000 / f for e, f in zip(rates["engine"], rates["folded_floor"])), 3),
             "steps_per_s_by_round": {k: [round(r, 3) for r in v] for k, v in rates.items()},
+            "interleaved": {"layout": kept.layout, "steps": steps * rounds, "engine_steps_per_s": round(engine_rate, 3),
+                            "folded_floor_steps_per_s": round(floor_rate, 3),
+                            "engine_over_folded_floor": round(engine_rate / floor_rate, 3)},
         })
     return rows
 

@@ -109,6 +109,37 @@ def layer_floor_loop(backbone, layer: str, x0: torch.Tensor, steps: int, channel
         return _timed(steps, body, x0.device)
 
 
+def interleaved_rates(backbone, spec: InversionSpec, targets: torch.Tensor, x0: torch.Tensor,
+                      steps: int) -> tuple[float, float]:
+    """(engine, folded floor) steps/s, each of its median step, with the two loops' steps taking turns inside one
+    ``invert`` run: the floor's step (forward to the read layer, backward to the input) runs in the engine's
+    ``on_step``, on the module as the engine holds it then (BatchNorms folded but the read layer's, the spec's
+    layout, which the caller names). Both see the host in the same second, so its drift, which moves whole rounds by
+    several %, cancels; each step starts after the other loop's, so neither keeps the cache to itself."""
+    module = backbone.module
+    layer = spec.layer if spec.layer is not None else backbone.default_layer
+    layer_module = module.get_submodule(layer)
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
+    state = {"x": x0.clone().contiguous(memory_format=fmt), "resumed": None}
+    engine_s: list[float] = []
+    floor_s: list[float] = []
+
+    def floor_step_after(step: int, _losses) -> None:
+        began = time.perf_counter()
+        if state["resumed"] is not None and step >= WARMUP:
+            engine_s.append(began - state["resumed"])  # the engine's step, from the floor step before it
+        x = state["x"].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(extract(module, layer_module, x).square().sum(), x)
+        state["x"] = x.detach() - 0.01 * grad
+        state["resumed"] = time.perf_counter()
+        if step >= WARMUP:
+            floor_s.append(state["resumed"] - began)
+
+    invert(dataclasses.replace(spec, steps=WARMUP + steps + 1), targets, backbone=backbone,
+           on_step=floor_step_after)
+    return 1 / statistics.median(engine_s), 1 / statistics.median(floor_s)
+
+
 def reference_loop(backbone, x0: torch.Tensor, target_rep: torch.Tensor, steps: int) -> float:
     module = backbone.module
     module.to(memory_format=torch.contiguous_format).requires_grad_(True)  # as in the paper's code

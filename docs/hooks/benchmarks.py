@@ -31,6 +31,7 @@ _SWEEP_COLUMNS = [
     ("model", "model"), ("px", "image_size"), ("batch", "batch"), ("layer", "layer"),
     ("engine steps/s", "engine_steps_per_s"), ("folded floor steps/s", "folded_floor_steps_per_s"),
     ("engine ÷ folded floor", "engine_over_folded_floor"), ("engine adds ms/step", "engine_added_ms_per_step"),
+    ("÷ folded floor, steps taking turns", "interleaved.engine_over_folded_floor"),
 ]
 SECTIONS: dict[str, list[tuple]] = {
     "engine": [

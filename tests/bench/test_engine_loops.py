@@ -42,3 +42,22 @@ def test_the_engine_rate_is_timed_after_the_steps_that_chose_the_layout(monkeypa
     assert ran == [engine_loops.WARMUP + RUN_STEPS_NEEDED + 4, engine_loops.WARMUP + 4]
     backbone.set_channels_last(False)
     layout_cache_clear()
+
+
+def test_interleaved_loops_take_turns_step_by_step_inside_one_engine_run(monkeypatch):
+    import torch
+
+    backbone = load_backbone("tiny_cnn")
+    generator = torch.Generator().manual_seed(0)
+    targets, x0 = (torch.rand(2, 3, 32, 32, generator=generator) for _ in range(2))
+    order = []
+    extract, invert = engine_loops.extract, engine_loops.invert
+    monkeypatch.setattr(engine_loops, "extract", lambda *a: order.append("floor") or extract(*a))
+    monkeypatch.setattr(engine_loops, "invert", lambda spec, *a, on_step, **k: invert(
+        spec, *a, on_step=lambda i, losses: order.append("engine") or on_step(i, losses), **k))
+    spec = InversionSpec(backbone="tiny_cnn", steps=4, step_size=0.1, channels_last=False)
+
+    engine_rate, floor_rate = engine_loops.interleaved_rates(backbone, spec, targets, x0, 4)
+
+    assert order == ["engine", "floor"] * (engine_loops.WARMUP + 4 + 1)
+    assert engine_rate > 0 and floor_rate > 0
