@@ -188,10 +188,9 @@ def _optimise(spec: InversionSpec, backbone: Backbone, *, layer: str, targets: t
 
     def loop(amp: bool, run_spec: InversionSpec, start: torch.Tensor, run_generator: torch.Generator,
              run_on_step: OnStep | None, channels_last: bool) -> Loop:
-        return Loop(loss=loss, ctx=context(amp, channels_last), param=param,
+        return Loop(loss=loss, context_in=lambda cl: context(amp, cl), channels_last=channels_last, param=param,
                     rule=build_step_rule(spec.step_rule, spec.step_size), variable=start, spec=run_spec,
-                    transform=transform, generator=run_generator, on_step=run_on_step,
-                    context_in=lambda cl: context(amp, cl))
+                    transform=transform, generator=run_generator, on_step=run_on_step)
 
     def final_loss(amp: bool, steps: int) -> float:
         trial = loop(amp, dataclasses.replace(spec, steps=steps, stop_loss=None, step_rounds=1), variable.clone(),

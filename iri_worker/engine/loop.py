@@ -106,14 +106,16 @@ class Loop:
     """One run of the loop, a step at a time: ``advance`` runs the next update (and ``on_step``), ``result`` ends
     the run. ``relayout`` moves the run to the other memory layout between two steps, which is how the layout is
     timed on the run's own first steps (``invert``); ``context_in(channels_last)`` gives the loss context for a
-    layout (the target representation as the backbone computes it in that layout). ``clock``: the time spent in
-    the steps' own work, ``on_step`` left out (a worker's heartbeat may write to its database there)."""
+    layout (the target representation as the backbone computes it in that layout), the run starting in
+    ``channels_last``. ``clock``: the time spent in the steps' own work, ``on_step`` left out (a worker's heartbeat
+    may write to its database there)."""
 
-    def __init__(self, *, loss: Loss, ctx: LossContext, param: Parametrization, rule, variable: torch.Tensor,
-                 spec: InversionSpec, transform, generator: torch.Generator, on_step: OnStep | None,
-                 context_in: Callable[[bool], LossContext] | None = None):
+    def __init__(self, *, loss: Loss, context_in: Callable[[bool], LossContext], channels_last: bool,
+                 param: Parametrization, rule, variable: torch.Tensor, spec: InversionSpec, transform,
+                 generator: torch.Generator, on_step: OnStep | None):
+        ctx = context_in(channels_last)
         self.loss, self.ctx, self.param, self.rule, self.spec = loss, ctx, param, rule, spec
-        self._contexts = {ctx.channels_last: ctx}  # one target representation per layout, computed once
+        self._contexts = {channels_last: ctx}  # one target representation per layout, computed once
         self._context_in = context_in
         self.transform, self.generator, self.on_step = transform, generator, on_step
         self.variable = variable
